@@ -1,0 +1,172 @@
+"""The data contract between pipeline steps: column names, tasks and the raw schema.
+
+Every step imports its names from here, so a renamed column is changed in one place.
+Raw log rows (CSV, JSONL, Parquet) carry the columns below; ingest writes them as
+`tf.Example` features under the same names, plus the three task labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+# Identity and text columns of a raw row.
+QUERY = "query"
+PRODUCT_ID = "product_id"
+TITLE = "title"
+PRODUCT_TYPE = "product_type"
+BRAND = "brand"
+COLOR = "color"
+GENDER = "gender"
+DESCRIPTION = "description"
+
+REQUIRED_TEXT_COLUMNS = (QUERY, PRODUCT_ID, TITLE)
+# Present in the contract but may be empty (or, for DESCRIPTION, absent from the file).
+OPTIONAL_TEXT_COLUMNS = (PRODUCT_TYPE, BRAND, COLOR, GENDER, DESCRIPTION)
+TEXT_COLUMNS = REQUIRED_TEXT_COLUMNS + OPTIONAL_TEXT_COLUMNS
+# Categorical product fields: the transform builds a vocabulary for each.
+CATEGORICAL_COLUMNS = (PRODUCT_TYPE, BRAND, COLOR, GENDER)
+
+# Engagement counts, in funnel order: impressions >= clicks >= add_to_cart >= purchases.
+IMPRESSIONS = "impressions"
+CLICKS = "clicks"
+ADD_TO_CART = "add_to_cart"
+PURCHASES = "purchases"
+FUNNEL = (IMPRESSIONS, CLICKS, ADD_TO_CART, PURCHASES)
+POSITION = "position"  # optional mean display position (1 = top)
+
+# Tasks in funnel order, and the count that defines each task's binary label (count > 0).
+TASKS = ("click", "atc", "purchase")
+TASK_COUNT_COLUMN = {"click": CLICKS, "atc": ADD_TO_CART, "purchase": PURCHASES}
+LABEL_KEYS = TASKS
+
+# Pairs with this many impressions or fewer are filtered out by ingest.
+MIN_IMPRESSIONS_EXCLUSIVE = 5
+
+# Split names and their share of queries (split by a stable hash of the normalised query).
+SPLITS = ("train", "eval", "test")
+SPLIT_PERCENT = {"train": 80, "eval": 10, "test": 10}
+
+# Names used after the transform (model inputs).
+PRODUCT_TEXT = "product_text"  # title + categorical fields, built in the transform graph
+WIDE = "wide"  # z-scored ranking features, stacked into one dense vector
+
+
+def zscore_name(feature: str) -> str:
+    return f"{feature}_z"
+
+
+def vocab_id_name(column: str) -> str:
+    return f"{column}_id"
+
+
+def vocab_name(column: str) -> str:
+    return f"{column}_vocab"
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingFeature:
+    """A numeric ranking feature of the raw log.
+
+    Args:
+        name: column name.
+        log1p: apply log1p before z-scoring (counts and other heavy-tailed values).
+        min_value: smallest valid value (rows below it are dead-lettered), or None.
+        max_value: largest valid value, or None.
+        required: a missing or empty value dead-letters the row; otherwise it is
+            imputed by the transform with the training mean (z = 0).
+    """
+
+    name: str
+    log1p: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise ValueError(f"ranking feature name must be an identifier, got {self.name!r}")
+        if self.name in set(TEXT_COLUMNS) | set(FUNNEL) | {POSITION} | set(TASKS):
+            raise ValueError(f"ranking feature {self.name!r} clashes with a reserved column")
+        if self.log1p and self.min_value is not None and self.min_value <= -1:
+            raise ValueError(f"ranking feature {self.name!r} uses log1p but allows values <= -1")
+
+
+@dataclasses.dataclass(frozen=True)
+class RawSchema:
+    """The declared schema of a raw engagement log: which numeric columns are ranking features."""
+
+    ranking_features: tuple[RankingFeature, ...]
+
+    def __post_init__(self) -> None:
+        if not self.ranking_features:
+            raise ValueError("a raw schema needs at least one ranking feature")
+        names = [f.name for f in self.ranking_features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"ranking features declared twice: {dupes}")
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.ranking_features)
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns a CSV header or Parquet schema must contain."""
+        required = [f.name for f in self.ranking_features if f.required]
+        return REQUIRED_TEXT_COLUMNS + FUNNEL + tuple(required)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"ranking_features": [dataclasses.asdict(f) for f in self.ranking_features]},
+            indent=2,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RawSchema:
+        if not isinstance(data, dict) or "ranking_features" not in data:
+            raise ValueError("a schema file must be a JSON object with a 'ranking_features' list")
+        features = []
+        for i, entry in enumerate(data["ranking_features"]):
+            if not isinstance(entry, dict) or "name" not in entry:
+                raise ValueError(f"schema ranking_features[{i}] must be an object with a 'name'")
+            unknown = set(entry) - {f.name for f in dataclasses.fields(RankingFeature)}
+            if unknown:
+                raise ValueError(f"schema ranking_features[{i}] has unknown keys {sorted(unknown)}")
+            features.append(RankingFeature(**entry))
+        return cls(ranking_features=tuple(features))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RawSchema:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"schema file {path} is not valid JSON: {err}") from err
+        return cls.from_dict(data)
+
+
+# The ranking features of the embedded demo shop (components/ingest/demo_data.py).
+DEMO_SCHEMA = RawSchema(
+    ranking_features=(
+        RankingFeature("lexical_score", min_value=0.0, max_value=1.0),
+        RankingFeature("price", log1p=True, min_value=0.0),
+        RankingFeature("rating", min_value=0.0, max_value=5.0),
+        RankingFeature("review_count", log1p=True, min_value=0.0),
+        RankingFeature("popularity", log1p=True, min_value=0.0),
+        RankingFeature("discount", min_value=0.0, max_value=1.0),
+    )
+)
+
+
+def resolve_schema(schema_uri: str) -> RawSchema:
+    """The schema at `schema_uri`, or the demo schema when it is empty."""
+    return RawSchema.load(schema_uri) if schema_uri else DEMO_SCHEMA
+
+
+def label_of(task: str, counts: dict[str, int]) -> int:
+    return int(counts[TASK_COUNT_COLUMN[task]] > 0)
+
+
+def required_fields_message(missing: Sequence[str], where: str) -> str:
+    return f"{where} is missing required column(s): {', '.join(missing)}"

@@ -1,0 +1,92 @@
+"""The tensorflow-transform preprocessing_fn: what the model sees, computed the same way in
+training and in serving (the transform graph is exported inside the serving SavedModel).
+
+- Ranking features: log1p first where the schema says so (counts, prices), then z-scored with
+  the statistics of the training split (the analyzers only ever see the training split).
+  Optional features missing from a row are imputed with the training mean (z = 0).
+- Categorical product fields: a vocabulary each (lower-cased), one out-of-vocabulary bucket.
+- Text: the query, and one product text built from title, type, brand, color and gender
+  (empty fields skipped); tokenization happens in the model's input pipeline.
+- Labels pass through; serving drops them (the transform graph is pruned to its inputs).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import schema as S
+
+PRODUCT_TEXT_FIELDS = (S.TITLE, S.PRODUCT_TYPE, S.BRAND, S.COLOR, S.GENDER)
+PRODUCT_TEXT_SEPARATOR = " | "
+VOCAB_OOV_BUCKETS = 1
+
+
+def raw_feature_spec(raw_schema: S.RawSchema, with_labels: bool = True) -> dict:
+    """Feature spec of the tf.Examples written by ingest."""
+    spec: dict = {c: tf.io.FixedLenFeature([], tf.string) for c in S.TEXT_COLUMNS}
+    for f in raw_schema.ranking_features:
+        spec[f.name] = (
+            tf.io.FixedLenFeature([], tf.float32)
+            if f.required
+            else tf.io.VarLenFeature(tf.float32)
+        )
+    spec[S.POSITION] = tf.io.FixedLenFeature([], tf.float32)
+    if with_labels:
+        for c in S.FUNNEL:
+            spec[c] = tf.io.FixedLenFeature([], tf.int64)
+        for t in S.LABEL_KEYS:
+            spec[t] = tf.io.FixedLenFeature([], tf.int64)
+    return spec
+
+
+def serving_feature_spec(raw_schema: S.RawSchema) -> dict:
+    """The raw features a ranking request carries: no engagement counts, no labels."""
+    spec = raw_feature_spec(raw_schema, with_labels=False)
+    spec.pop(S.POSITION)
+    return spec
+
+
+def _product_text(inputs: dict) -> tf.Tensor:
+    fields = tf.stack([tf.strings.strip(inputs[c]) for c in PRODUCT_TEXT_FIELDS], axis=1)
+    non_empty = tf.ragged.boolean_mask(fields, tf.strings.length(fields) > 0)
+    return tf.strings.reduce_join(non_empty, axis=1, separator=PRODUCT_TEXT_SEPARATOR)
+
+
+def _zscored(value: tf.Tensor | tf.SparseTensor, log1p: bool) -> tf.Tensor:
+    if isinstance(value, tf.SparseTensor):
+        if log1p:
+            value = tf.SparseTensor(value.indices, tf.math.log1p(value.values), value.dense_shape)
+        z = tft.scale_to_z_score(value)
+        dense = tf.sparse.to_dense(
+            tf.SparseTensor(z.indices, z.values, [tf.shape(value)[0], 1]), default_value=0.0
+        )
+        return tf.reshape(dense, [-1])
+    if log1p:
+        value = tf.math.log1p(value)
+    return tft.scale_to_z_score(value)
+
+
+def preprocessing_fn(inputs: dict, raw_schema: S.RawSchema) -> dict:
+    """Bind `raw_schema` with functools.partial before handing it to tensorflow-transform."""
+    outputs: dict = {
+        S.QUERY: tf.strings.strip(inputs[S.QUERY]),
+        S.PRODUCT_ID: inputs[S.PRODUCT_ID],
+        S.PRODUCT_TEXT: _product_text(inputs),
+    }
+    zscores = []
+    for f in raw_schema.ranking_features:
+        z = _zscored(inputs[f.name], f.log1p)
+        outputs[S.zscore_name(f.name)] = z
+        zscores.append(z)
+    outputs[S.WIDE] = tf.stack(zscores, axis=1)
+    for column in S.CATEGORICAL_COLUMNS:
+        outputs[S.vocab_id_name(column)] = tft.compute_and_apply_vocabulary(
+            tf.strings.lower(tf.strings.strip(inputs[column])),
+            num_oov_buckets=VOCAB_OOV_BUCKETS,
+            vocab_filename=S.vocab_name(column),
+        )
+    for label in S.LABEL_KEYS:
+        if label in inputs:
+            outputs[label] = inputs[label]
+    return outputs

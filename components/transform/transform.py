@@ -1,0 +1,100 @@
+"""The transform Beam job: analyze the training split, transform every split.
+
+Output: a TFT output directory (transform_fn/ + transformed_metadata/, loadable with
+`tft.TFTransformOutput`) and gzip TFRecords of transformed tf.Examples per split.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Sequence
+
+import apache_beam as beam
+import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from tensorflow_transform.tf_metadata import schema_utils
+from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+from tfx_bsl.public import tfxio
+
+from components import layout
+from components import schema as S
+from components.transform.preprocessing import preprocessing_fn, raw_feature_spec
+
+
+class TransformError(ValueError):
+    """The transform cannot run on these inputs (the message says why)."""
+
+
+def load_raw_schema(examples_dir: str) -> S.RawSchema:
+    path = os.path.join(examples_dir, layout.SCHEMA_FILE)
+    if not os.path.exists(path):
+        raise TransformError(f"{examples_dir} has no {layout.SCHEMA_FILE}: is it an ingest output?")
+    return S.RawSchema.load(path)
+
+
+def _check_inputs(examples_dir: str) -> None:
+    for split in S.SPLITS:
+        if not tf.io.gfile.glob(layout.split_pattern(examples_dir, split)):
+            raise TransformError(
+                f"no {split} records in {examples_dir} "
+                f"(expected {layout.split_pattern(examples_dir, split)})"
+            )
+
+
+def _encode(record_batch, _unary, encoder=None):
+    return encoder.encode(record_batch)
+
+
+def run_transform(
+    examples_dir: str,
+    transform_output_dir: str,
+    transformed_examples_dir: str,
+    beam_args: Sequence[str] = (),
+    temp_dir: str | None = None,
+) -> None:
+    """Analyze the train split of `examples_dir`, write the transform graph and every split."""
+    _check_inputs(examples_dir)
+    raw_schema = load_raw_schema(examples_dir)
+    schema_proto = schema_utils.schema_from_feature_spec(raw_feature_spec(raw_schema))
+    fn = functools.partial(preprocessing_fn, raw_schema=raw_schema)
+    temp_dir = temp_dir or tempfile.mkdtemp(prefix="tft-")
+
+    def source(split: str) -> tfxio.TFExampleRecord:
+        return tfxio.TFExampleRecord(
+            file_pattern=layout.split_pattern(examples_dir, split),
+            telemetry_descriptors=["mlpr", "transform"],
+            schema=schema_proto,
+        )
+
+    options = PipelineOptions(list(beam_args))
+    with beam.Pipeline(options=options) as pipeline, tft_beam.Context(temp_dir=temp_dir):
+        train = source("train")
+        raw_train = pipeline | "ReadTrain" >> train.BeamSource()
+        transform_fn = (raw_train, train.TensorAdapterConfig()) | "Analyze" >> (
+            tft_beam.AnalyzeDataset(fn)
+        )
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_output_dir)
+
+        for split in S.SPLITS:
+            split_source = train if split == "train" else source(split)
+            raw = raw_train if split == "train" else pipeline | f"Read{split}" >> split_source.BeamSource()
+            transformed, metadata = (
+                (raw, split_source.TensorAdapterConfig()),
+                transform_fn,
+            ) | f"Transform{split}" >> tft_beam.TransformDataset(output_record_batches=True)
+            encoder = (
+                metadata.deferred_metadata
+                | f"Encoder{split}" >> beam.Map(lambda m: RecordBatchToExamplesEncoder(m.schema))
+            )
+            _ = (
+                transformed
+                | f"Encode{split}" >> beam.FlatMapTuple(_encode, encoder=beam.pvalue.AsSingleton(encoder))
+                | f"Write{split}"
+                >> beam.io.WriteToTFRecord(
+                    layout.split_prefix(transformed_examples_dir, split),
+                    file_name_suffix=layout.RECORD_SUFFIX,
+                )
+            )

@@ -1,0 +1,59 @@
+"""Shared fixtures: small raw datasets in the ingest output layout."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def make_raw_example(row: dict, raw_schema) -> bytes:
+    """A tf.Example as ingest writes it, from a dict with every contract column."""
+    import tensorflow as tf
+
+    from components import schema as S
+
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode()]))
+
+    def f(v):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
+
+    def i(v):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+
+    feats = {c: b(row.get(c, "")) for c in S.TEXT_COLUMNS}
+    for feat in raw_schema.ranking_features:
+        if row.get(feat.name) is not None:
+            feats[feat.name] = f(row[feat.name])
+    feats[S.POSITION] = f(row.get(S.POSITION, 0.0))
+    for c in S.FUNNEL:
+        feats[c] = i(row[c])
+    for task in S.TASKS:
+        feats[task] = i(S.label_of(task, row))
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+def write_raw_dataset(root: str, rows_by_split: dict, raw_schema) -> str:
+    """Write `rows_by_split` as an ingest output directory (records + schema.json)."""
+    import tensorflow as tf
+
+    from components import layout
+
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, layout.SCHEMA_FILE), "w") as fh:
+        fh.write(raw_schema.to_json())
+    for split, rows in rows_by_split.items():
+        os.makedirs(layout.split_dir(root, split), exist_ok=True)
+        path = layout.split_prefix(root, split) + "-00000-of-00001" + layout.RECORD_SUFFIX
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for row in rows:
+                writer.write(make_raw_example(row, raw_schema))
+    return root
+
+
+@pytest.fixture
+def raw_dataset_writer():
+    return write_raw_dataset
