@@ -57,3 +57,42 @@ def write_raw_dataset(root: str, rows_by_split: dict, raw_schema) -> str:
 @pytest.fixture
 def raw_dataset_writer():
     return write_raw_dataset
+
+
+def synthetic_rows(n: int, seed: int, query_offset: int = 0) -> list[dict]:
+    """Rows with every contract column and a learnable signal: clicks follow lexical_score
+    (click when lexical_score plus Gaussian noise of sd 0.15 exceeds 0.5)."""
+    import numpy as np
+
+    from components import schema as S
+
+    rng = np.random.default_rng(seed)
+    words = ["red", "blue", "boots", "sofa", "couch", "shirt", "hoodie", "lamp", "desk", "oak"]
+    rows = []
+    for i in range(n):
+        lexical = float(rng.random())
+        clicks = int(lexical + rng.normal(0.0, 0.15) > 0.5)
+        carts = clicks * int(rng.random() < 0.6)
+        rows.append(
+            {
+                S.QUERY: f"{words[i % 10]} {words[(3 * i + query_offset) % 10]}",
+                S.PRODUCT_ID: f"p{query_offset}-{i}",
+                S.TITLE: " ".join(rng.choice(words, 4)),
+                S.PRODUCT_TYPE: str(rng.choice(["Boots", "Sofa", "Lamp"])),
+                S.BRAND: str(rng.choice(["Acme", "Zeta", "Nordic"])),
+                S.COLOR: str(rng.choice(["red", "", "oak"])),
+                S.GENDER: "",
+                S.DESCRIPTION: "",
+                "lexical_score": lexical,
+                "price": float(rng.lognormal(3, 1)),
+                "rating": float(rng.uniform(0, 5)),
+                "review_count": int(rng.poisson(20)),
+                "popularity": int(rng.poisson(50)),
+                "discount": float(rng.random() * 0.5),
+                S.IMPRESSIONS: 10,
+                S.CLICKS: clicks,
+                S.ADD_TO_CART: carts,
+                S.PURCHASES: carts * int(rng.random() < 0.5),
+            }
+        )
+    return rows

@@ -43,7 +43,8 @@ def raw_feature_spec(raw_schema: S.RawSchema, with_labels: bool = True) -> dict:
 def serving_feature_spec(raw_schema: S.RawSchema) -> dict:
     """The raw features a ranking request carries: no engagement counts, no labels."""
     spec = raw_feature_spec(raw_schema, with_labels=False)
-    spec.pop(S.POSITION)
+    for unused in (S.POSITION, S.DESCRIPTION):
+        spec.pop(unused)
     return spec
 
 

@@ -69,6 +69,13 @@ def run_transform(
             schema=schema_proto,
         )
 
+    tf.io.gfile.makedirs(transform_output_dir)
+    # The raw schema travels with the transform graph: the export needs it for its signatures.
+    tf.io.gfile.copy(
+        os.path.join(examples_dir, layout.SCHEMA_FILE),
+        os.path.join(transform_output_dir, layout.SCHEMA_FILE),
+        overwrite=True,
+    )
     options = PipelineOptions(list(beam_args))
     with beam.Pipeline(options=options) as pipeline, tft_beam.Context(temp_dir=temp_dir):
         train = source("train")

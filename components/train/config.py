@@ -1,0 +1,52 @@
+"""The training run's configuration: one frozen dataclass built once from the component's
+parameters; the plain code below takes plain values from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from model.config import RankerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Args:
+    encoder_preset: see model/presets.py ("tiny", "all-minilm-l6-v2", a directory, a hub name).
+    query_length: packed query length in tokens ([CLS] and [SEP] included).
+    product_length: packed product-text length in tokens.
+    batch_size: examples per step.
+    max_epochs: upper bound on epochs; early stopping on the eval loss usually stops sooner.
+    learning_rate: AdamW learning rate.
+    early_stopping_patience: epochs without eval-loss improvement before stopping.
+    score_weights: weights of (click, atc, purchase) probabilities in the exported ranking score.
+    seed: seeds weight initialisation, shuffling and dropout.
+    max_vocabulary_texts: texts sampled from the training split to learn a "tiny" vocabulary.
+    ranker: the model architecture.
+    """
+
+    encoder_preset: str = "tiny"
+    query_length: int = 16
+    product_length: int = 48
+    batch_size: int = 128
+    max_epochs: int = 8
+    learning_rate: float = 1e-3
+    early_stopping_patience: int = 2
+    score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    seed: int = 0
+    max_vocabulary_texts: int = 200_000
+    ranker: RankerConfig = RankerConfig()
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_epochs", "query_length", "product_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if len(self.score_weights) != 3 or min(self.score_weights) < 0:
+            raise ValueError(
+                f"score_weights must be 3 non-negative weights (click, atc, purchase), got {self.score_weights}"
+            )
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)

@@ -1,0 +1,83 @@
+"""tf.data input pipeline from the transformed TFRecords, and the mapping from transformed
+features to model inputs (shared with the serving export, so training and serving agree)."""
+
+from __future__ import annotations
+
+import itertools
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import layout
+from components import schema as S
+
+
+def split_files(transformed_dir: str, split: str) -> list[str]:
+    files = sorted(tf.io.gfile.glob(layout.split_pattern(transformed_dir, split)))
+    if not files:
+        raise ValueError(
+            f"no transformed {split} records in {transformed_dir} "
+            f"(expected {layout.split_pattern(transformed_dir, split)})"
+        )
+    return files
+
+
+def to_model_inputs(transformed: dict, preprocessor) -> dict:
+    """Transformed features (TFT outputs) -> the ranker's input dict."""
+    text = preprocessor(transformed[S.QUERY], transformed[S.PRODUCT_TEXT])
+    inputs = {name: tf.cast(value, tf.int32) for name, value in text.items()}
+    inputs[S.WIDE] = tf.cast(transformed[S.WIDE], tf.float32)
+    for column in S.CATEGORICAL_COLUMNS:
+        name = S.vocab_id_name(column)
+        inputs[name] = tf.cast(transformed[name], tf.int32)
+    return inputs
+
+
+def labels_of(transformed: dict) -> dict:
+    return {t: tf.reshape(tf.cast(transformed[t], tf.float32), [-1, 1]) for t in S.TASKS}
+
+
+def read_transformed(files: list[str], tft_output: tft.TFTransformOutput, batch_size: int):
+    """Batches of parsed transformed features, in file order."""
+    spec = tft_output.transformed_feature_spec()
+    return (
+        tf.data.TFRecordDataset(files, compression_type="GZIP")
+        .batch(batch_size)
+        .map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
+    )
+
+
+def make_dataset(
+    files: list[str],
+    tft_output: tft.TFTransformOutput,
+    preprocessor,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """(model inputs, labels) batches for `model.fit` / `model.predict`."""
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if shuffle:
+        records = records.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    spec = tft_output.transformed_feature_spec()
+
+    def parse(serialized):
+        transformed = tf.io.parse_example(serialized, spec)
+        return to_model_inputs(transformed, preprocessor), labels_of(transformed)
+
+    return (
+        records.batch(batch_size)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def training_texts(files: list[str], tft_output: tft.TFTransformOutput, limit: int) -> list[str]:
+    """Query and product texts of the training split (for learning a vocabulary)."""
+    texts: list[str] = []
+    for batch in read_transformed(files, tft_output, 1024):
+        for column in (S.QUERY, S.PRODUCT_TEXT):
+            texts.extend(v.decode("utf-8", "replace") for v in batch[column].numpy())
+        if len(texts) >= limit:
+            break
+    return list(itertools.islice(texts, limit))

@@ -1,0 +1,59 @@
+import keras
+
+
+@keras.saving.register_keras_serializable(package="mlpr")
+class MLP(keras.layers.Layer):
+    """A stack of Dense -> BatchNormalization -> ReLU -> Dropout blocks (the paper's expert MLP).
+
+    Args:
+        units: width of each block, e.g. `(512, 256, 128)`.
+        dropout: dropout rate after each block.
+        batch_norm: insert batch normalization before the activation.
+
+    Example:
+    >>> mlp = MLP(units=(8, 4), dropout=0.1)
+    >>> mlp(keras.ops.ones((2, 3))).shape
+    (2, 4)
+    """
+
+    def __init__(self, units, dropout=0.0, batch_norm=True, **kwargs):
+        super().__init__(**kwargs)
+        units = tuple(int(u) for u in units)
+        if not units or min(units) <= 0:
+            raise ValueError(f"`units` must be a non-empty list of positive ints, got {units}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1), got {dropout}")
+        self.units = units
+        self.dropout = float(dropout)
+        self.batch_norm = bool(batch_norm)
+        self._blocks = []
+        for i, width in enumerate(units):
+            block = [keras.layers.Dense(width, use_bias=not batch_norm, name=f"dense_{i}")]
+            if batch_norm:
+                block.append(keras.layers.BatchNormalization(name=f"batch_norm_{i}"))
+            block.append(keras.layers.ReLU(name=f"relu_{i}"))
+            if dropout > 0:
+                block.append(keras.layers.Dropout(dropout, name=f"dropout_{i}"))
+            self._blocks.append(block)
+
+    def build(self, input_shape):
+        shape = input_shape
+        for block in self._blocks:
+            for layer in block:
+                layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+
+    def call(self, inputs, training=None):
+        x = inputs
+        for block in self._blocks:
+            for layer in block:
+                x = layer(x, training=training)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": list(self.units), "dropout": self.dropout, "batch_norm": self.batch_norm})
+        return config
