@@ -1,0 +1,232 @@
+"""Score a split with an exported model and compute every task's ranking metrics.
+
+The model is called through its `score_examples` signature on the serialized raw examples,
+exactly as serving will see them; the query, product, impressions and labels are parsed from
+the same records, so predictions and labels cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from components import schema
+from components.evaluate.metrics import auc, ndcg_at_k
+from components.push.repository import (
+    SAVED_MODEL_PB,
+    champion_version,
+    check_model_name,
+    is_saved_model,
+    require_local,
+)
+
+SIGNATURE = "score_examples"
+SIGNATURE_INPUT = "examples"
+SCORE_OUTPUT = "score"
+DEFAULT_KS = (1, 5, 10)
+
+_PARSE_SPEC = {
+    schema.QUERY: tf.io.FixedLenFeature([], tf.string),
+    schema.PRODUCT_ID: tf.io.FixedLenFeature([], tf.string),
+    schema.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
+    **{task: tf.io.FixedLenFeature([], tf.int64) for task in schema.TASKS},
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ScoredSplit:
+    """A split with the model's outputs beside its labels, one row per example.
+
+    Args:
+        query: query text, shape [n] (str).
+        product_id: product id, shape [n] (str).
+        impressions: impressions of the (query, product) pair, shape [n].
+        labels: 0/1 label per task in schema.TASKS, each shape [n].
+        predictions: the model's probability per task in schema.TASKS, each shape [n].
+        score: the model's ranking score, shape [n].
+    """
+
+    query: np.ndarray
+    product_id: np.ndarray
+    impressions: np.ndarray
+    labels: Mapping[str, np.ndarray]
+    predictions: Mapping[str, np.ndarray]
+    score: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = self.query.shape[0]
+        for task in schema.TASKS:
+            if task not in self.labels or task not in self.predictions:
+                raise ValueError(
+                    f"a scored split needs labels and predictions for every task {schema.TASKS}, "
+                    f"got labels {sorted(self.labels)} and predictions {sorted(self.predictions)}"
+                )
+        columns = {
+            "product_id": self.product_id,
+            "impressions": self.impressions,
+            "score": self.score,
+            **{f"labels[{t}]": v for t, v in self.labels.items()},
+            **{f"predictions[{t}]": v for t, v in self.predictions.items()},
+        }
+        wrong = {name: v.shape for name, v in columns.items() if v.shape != (n,)}
+        if wrong:
+            raise ValueError(f"every column must have shape ({n},) like query, got {wrong}")
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.query.shape[0])
+
+
+def _load_scorer(saved_model_dir: str):
+    path = Path(saved_model_dir)
+    if not is_saved_model(path):
+        raise FileNotFoundError(f"no SavedModel at {saved_model_dir}: {SAVED_MODEL_PB} is missing")
+    loaded = tf.saved_model.load(str(path))
+    if SIGNATURE not in loaded.signatures:
+        raise ValueError(
+            f"the SavedModel at {saved_model_dir} has no {SIGNATURE!r} signature, "
+            f"only {sorted(loaded.signatures)}"
+        )
+    return loaded, loaded.signatures[SIGNATURE]
+
+
+def _check_outputs(outputs: Mapping[str, tf.Tensor], batch_size: int, where: str) -> None:
+    expected = (*schema.TASKS, SCORE_OUTPUT)
+    missing = [name for name in expected if name not in outputs]
+    if missing:
+        raise ValueError(
+            f"{SIGNATURE} of {where} is missing output(s) {missing}; it returned {sorted(outputs)}"
+        )
+    for name in expected:
+        if tuple(outputs[name].shape) != (batch_size,):
+            raise ValueError(
+                f"{SIGNATURE} output {name!r} of {where} must have shape ({batch_size},) for a "
+                f"batch of {batch_size}, got {tuple(outputs[name].shape)}"
+            )
+
+
+def score_split(saved_model_dir: str, file_pattern: str, batch_size: int = 1024) -> ScoredSplit:
+    """Run the model's `score_examples` signature over every record matching `file_pattern`.
+
+    Args:
+        saved_model_dir: directory holding saved_model.pb.
+        file_pattern: glob of gzip-compressed TFRecord files of raw tf.Examples with labels.
+        batch_size: examples per signature call.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    files = sorted(tf.io.gfile.glob(file_pattern))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {file_pattern}")
+    # Keep a reference to the loaded object: its variables back the signature.
+    _loaded, scorer = _load_scorer(saved_model_dir)
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
+
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in records:
+        n = int(batch.shape[0])
+        try:
+            parsed = tf.io.parse_example(batch, _PARSE_SPEC)
+        except tf.errors.InvalidArgumentError as err:
+            raise ValueError(
+                f"records under {file_pattern} do not carry the evaluation features "
+                f"{sorted(_PARSE_SPEC)}: {err.message}"
+            ) from err
+        outputs = scorer(**{SIGNATURE_INPUT: batch})
+        _check_outputs(outputs, n, saved_model_dir)
+        # Labels and outputs share the task names: outputs are kept under "out:<name>".
+        for name, tensor in parsed.items():
+            parts.setdefault(name, []).append(tensor.numpy())
+        for name in (*schema.TASKS, SCORE_OUTPUT):
+            parts.setdefault(f"out:{name}", []).append(outputs[name].numpy())
+
+    if not parts:
+        # An empty split is scored as empty: every metric is then undefined (NaN), so the
+        # gate refuses the model and says why, instead of the run failing here.
+        parts = {
+            name: [np.zeros([0], spec.dtype.as_numpy_dtype)] for name, spec in _PARSE_SPEC.items()
+        }
+        parts.update(
+            {f"out:{name}": [np.zeros([0], np.float32)] for name in (*schema.TASKS, SCORE_OUTPUT)}
+        )
+    columns = {key: np.concatenate(values) for key, values in parts.items()}
+
+    def text(column: str) -> np.ndarray:
+        return np.array([v.decode("utf-8") for v in columns[column]], dtype=object)
+
+    return ScoredSplit(
+        query=text(schema.QUERY),
+        product_id=text(schema.PRODUCT_ID),
+        impressions=columns[schema.IMPRESSIONS],
+        labels={task: columns[task] for task in schema.TASKS},
+        predictions={task: columns[f"out:{task}"].astype(np.float64) for task in schema.TASKS},
+        score=columns[f"out:{SCORE_OUTPUT}"].astype(np.float64),
+    )
+
+
+def metric_key(task: str, metric: str) -> str:
+    """Name of one task's metric, e.g. metric_key("click", "ndcg@5") == "click/ndcg@5"."""
+    return f"{task}/{metric}"
+
+
+def ndcg_name(k: int) -> str:
+    return f"ndcg@{k}"
+
+
+def _queries_without_positive(query: np.ndarray, labels: np.ndarray) -> int:
+    _, inverse = np.unique(query, return_inverse=True)
+    positives = np.bincount(inverse, weights=(labels > 0).astype(np.float64))
+    return int(np.count_nonzero(positives == 0))
+
+
+def compute_metrics(scored: ScoredSplit, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float | int]:
+    """AUC and NDCG@k of every task's prediction against that task's label, plus counts.
+
+    Keys: "examples", "queries", and per task t in schema.TASKS: "t/auc", "t/ndcg@k" for each
+    k, "t/positives", "t/queries_without_positive" and "t/nonfinite_predictions". When a task's
+    predictions contain NaN or infinite values its AUC and NDCG are NaN, so the gate refuses
+    the model and the count says why. Undefined metrics (a single class, no query with a
+    positive) are NaN as well.
+    """
+    if not ks:
+        raise ValueError("compute_metrics needs at least one NDCG cut-off in ks")
+    result: dict[str, float | int] = {
+        "examples": scored.num_examples,
+        "queries": int(np.unique(scored.query).size),
+    }
+    for task in schema.TASKS:
+        labels = scored.labels[task]
+        predictions = scored.predictions[task]
+        nonfinite = int(np.count_nonzero(~np.isfinite(predictions)))
+        result[metric_key(task, "positives")] = int(np.count_nonzero(labels))
+        result[metric_key(task, "nonfinite_predictions")] = nonfinite
+        if nonfinite:
+            result[metric_key(task, "auc")] = float("nan")
+            for k in ks:
+                result[metric_key(task, ndcg_name(k))] = float("nan")
+            result[metric_key(task, "queries_without_positive")] = _queries_without_positive(
+                scored.query, labels
+            )
+            continue
+        result[metric_key(task, "auc")] = auc(labels, predictions)
+        ndcg = None
+        for k in ks:
+            ndcg = ndcg_at_k(scored.query, labels, predictions, k)
+            result[metric_key(task, ndcg_name(k))] = ndcg.mean
+        result[metric_key(task, "queries_without_positive")] = ndcg.queries_without_positive
+    return result
+
+
+def find_champion(model_base: str, model_name: str) -> str | None:
+    """Path of the model in production: the highest numeric version holding saved_model.pb.
+
+    Returns None when `<model_base>/<model_name>` has no such version (the first push).
+    """
+    check_model_name(model_name)
+    root = require_local(model_base, "model_base") / model_name
+    found = champion_version(root)
+    return None if found is None else str(found[1])

@@ -1,0 +1,132 @@
+"""Ranking metrics as plain functions over numpy arrays.
+
+`auc` scores one task as a binary classifier over all (query, product) pairs; `ndcg_at_k`
+scores it as a ranker, one list per query. Both delegate the arithmetic to scikit-learn
+and add the conventions of this project: undefined values are NaN (never an exception),
+and queries whose NDCG is undefined are counted rather than silently averaged in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.metrics import ndcg_score, roc_auc_score
+
+
+@dataclasses.dataclass(frozen=True)
+class NdcgResult:
+    """NDCG@k averaged over queries.
+
+    Args:
+        mean: mean NDCG@k over the queries with at least one positive label; NaN when there
+            are none.
+        queries_used: how many queries went into the mean.
+        queries_without_positive: queries whose labels are all zero; their NDCG is undefined
+            (the ideal DCG is 0), so they are left out of the mean.
+    """
+
+    mean: float
+    queries_used: int
+    queries_without_positive: int
+
+
+def _as_1d(name: str, values: ArrayLike, dtype: type | None = None) -> np.ndarray:
+    array = np.asarray(values, dtype=dtype)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    return array
+
+
+def _check_scores(scores: np.ndarray) -> None:
+    if not np.all(np.isfinite(scores)):
+        bad = int(np.count_nonzero(~np.isfinite(scores)))
+        raise ValueError(f"scores must be finite, got {bad} NaN or infinite value(s)")
+
+
+def auc(labels: ArrayLike, scores: ArrayLike) -> float:
+    """ROC AUC of `scores` against binary `labels`, over all pairs.
+
+    The probability that a random positive is scored above a random negative (ties count
+    one half). With a single class present (or no examples) the AUC is undefined and
+    float('nan') is returned, so a split without, say, any purchase does not crash an
+    evaluation; the gate treats NaN as a failed check.
+
+    Args:
+        labels: 0/1 labels, shape [n].
+        scores: finite scores, shape [n]; higher means more likely positive.
+    """
+    y = _as_1d("labels", labels, dtype=np.float64)
+    s = _as_1d("scores", scores, dtype=np.float64)
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores differ in length: {y.shape[0]} vs {s.shape[0]}")
+    classes = np.unique(y)
+    if not np.isin(classes, (0.0, 1.0)).all():
+        raise ValueError(f"auc needs 0/1 labels, got values {classes[:10].tolist()}")
+    _check_scores(s)
+    if classes.size < 2:
+        return float("nan")
+    return float(roc_auc_score(y, s))
+
+
+def ndcg_at_k(query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k: int) -> NdcgResult:
+    """NDCG@k per query, averaged over the queries that have a positive label.
+
+    Gain is the label itself (for 0/1 labels this equals 2^rel - 1), the discount is
+    1 / log2(rank + 1), and the ideal DCG comes from the labels sorted in decreasing order.
+    Products with tied scores get the average over every order of the tie (as
+    sklearn.metrics.ndcg_score does). A query with a single product and a positive label has
+    NDCG 1. Graded, non-negative labels (human relevance grades) are accepted as well.
+
+    Args:
+        query_ids: the query of each row, shape [n]; any hashable values (strings, ints).
+        labels: non-negative gains, shape [n].
+        scores: finite model scores, shape [n].
+        k: cut-off rank, >= 1.
+    """
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    q = _as_1d("query_ids", query_ids)
+    y = _as_1d("labels", labels, dtype=np.float64)
+    s = _as_1d("scores", scores, dtype=np.float64)
+    if not (q.shape == y.shape == s.shape):
+        raise ValueError(
+            f"query_ids, labels and scores differ in length: {q.shape[0]}, {y.shape[0]}, {s.shape[0]}"
+        )
+    if y.size and (not np.all(np.isfinite(y)) or y.min() < 0):
+        raise ValueError(f"labels must be finite and non-negative, got minimum {y.min()}")
+    _check_scores(s)
+    if q.size == 0:
+        return NdcgResult(mean=float("nan"), queries_used=0, queries_without_positive=0)
+
+    # Group rows by query: a stable sort keeps the input order inside each query.
+    _, inverse = np.unique(q, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    boundaries = np.flatnonzero(np.diff(inverse[order])) + 1
+    groups = np.split(order, boundaries)
+
+    without_positive = 0
+    # Lists of equal length are scored together: ndcg_score computes NDCG row by row.
+    by_length: dict[int, list[np.ndarray]] = {}
+    for rows in groups:
+        if y[rows].sum() <= 0:
+            without_positive += 1
+        else:
+            by_length.setdefault(rows.size, []).append(rows)
+
+    total = 0.0
+    used = 0
+    for length, lists in by_length.items():
+        if length == 1:
+            # One product with a positive label is trivially the ideal ranking.
+            total += float(len(lists))
+        else:
+            index = np.stack(lists)
+            total += ndcg_score(y[index], s[index], k=k) * len(lists)
+        used += len(lists)
+    mean = total / used if used else math.nan
+    return NdcgResult(
+        mean=float(mean), queries_used=used, queries_without_positive=without_positive
+    )

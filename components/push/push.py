@@ -1,0 +1,129 @@
+"""Push a blessed SavedModel into the serving repository as the next version.
+
+The copy is staged in a hidden sibling of the version directories and renamed into place, so
+TF Serving (which ignores non-numeric entries) never sees a half-written version. A version
+number taken by a concurrent pusher between listing and renaming is detected by the rename
+failing, and the next number is tried.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from components.push.repository import (
+    SAVED_MODEL_PB,
+    check_model_name,
+    is_saved_model,
+    numeric_versions,
+    require_local,
+)
+
+STAGING_PREFIX = ".tmp-"
+MAX_RENAME_ATTEMPTS = 100
+# What os.rename of a directory raises when the target name is already in use.
+_TAKEN = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR)
+
+
+@dataclasses.dataclass(frozen=True)
+class PushResult:
+    """What the pusher did.
+
+    Args:
+        pushed: whether a new version was written.
+        version: the version number written, or None.
+        uri: the version directory written, or None.
+        reason: one sentence saying what happened and why.
+    """
+
+    pushed: bool
+    version: int | None
+    uri: str | None
+    reason: str
+
+
+def _blessing_reasons(blessing: Mapping) -> str:
+    reasons = blessing.get("reasons") if isinstance(blessing, Mapping) else None
+    if isinstance(reasons, list | tuple) and reasons:
+        return "; ".join(str(r) for r in reasons)
+    return "the blessing gives no reasons"
+
+
+def _next_version(model_root: Path) -> int:
+    versions = numeric_versions(model_root)
+    return versions[-1][0] + 1 if versions else 1
+
+
+def push_model(
+    saved_model_dir: str,
+    model_base: str,
+    model_name: str,
+    blessing: Mapping,
+) -> PushResult:
+    """Copy the SavedModel at `saved_model_dir` to `<model_base>/<model_name>/<next version>/`.
+
+    Refuses (pushed=False, nothing written) unless blessing["blessed"] is True.
+
+    Args:
+        saved_model_dir: directory holding saved_model.pb (and variables/, assets/...).
+        model_base: root of the serving repository, a local or mounted path.
+        model_name: the model's directory under model_base (the name TF Serving serves).
+        blessing: the gate's verdict as a dict (the blessing JSON).
+    """
+    if not isinstance(blessing, Mapping) or blessing.get("blessed") is not True:
+        got = blessing.get("blessed") if isinstance(blessing, Mapping) else blessing
+        return PushResult(
+            pushed=False,
+            version=None,
+            uri=None,
+            reason=f"refused: the model is not blessed (blessed={got!r}): {_blessing_reasons(blessing)}",
+        )
+    source = require_local(saved_model_dir, "saved_model_dir")
+    base = require_local(model_base, "model_base")
+    check_model_name(model_name)
+    if not is_saved_model(source):
+        contents = sorted(p.name for p in source.iterdir())[:20] if source.is_dir() else None
+        raise FileNotFoundError(
+            f"{saved_model_dir} is not a SavedModel: no {SAVED_MODEL_PB} "
+            + (f"(it contains {contents})" if contents is not None else "(no such directory)")
+        )
+
+    model_root = base / model_name
+    model_root.mkdir(parents=True, exist_ok=True)
+    staging = model_root / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    try:
+        try:
+            shutil.copytree(source, staging)
+        except OSError as err:
+            err.add_note(f"while copying {source} to the staging directory {staging}")
+            raise
+        version = 0
+        for _ in range(MAX_RENAME_ATTEMPTS):
+            # Never retry a number that already failed, even if the listing still offers it.
+            version = max(_next_version(model_root), version + 1)
+            target = model_root / str(version)
+            try:
+                os.rename(staging, target)
+            except OSError as err:
+                # Another pusher (or a stray file) took this number first: try the next one.
+                if err.errno in _TAKEN or os.path.lexists(target):
+                    continue
+                raise
+            return PushResult(
+                pushed=True,
+                version=version,
+                uri=str(target),
+                reason=f"pushed {saved_model_dir} as version {version} of {model_name!r} at {target}",
+            )
+        raise RuntimeError(
+            f"could not claim a version under {model_root} after {MAX_RENAME_ATTEMPTS} attempts: "
+            "other pushers kept taking the next number"
+        )
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

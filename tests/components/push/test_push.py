@@ -1,0 +1,141 @@
+import errno
+import os
+import shutil
+
+import pytest
+
+from components.push import push as push_module
+from components.push.push import push_model
+
+BLESSED = {"blessed": True, "reasons": ["blessed: all 6 checks passed"]}
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    """A directory laid out as a SavedModel; the pusher copies it byte for byte."""
+    root = tmp_path / "candidate" / "saved_model"
+    (root / "variables").mkdir(parents=True)
+    (root / "assets").mkdir()
+    (root / "saved_model.pb").write_bytes(b"graph")
+    (root / "variables" / "variables.index").write_bytes(b"index")
+    (root / "variables" / "variables.data-00000-of-00001").write_bytes(b"weights" * 100)
+    (root / "assets" / "vocab.txt").write_text("a\nb\n")
+    return str(root)
+
+
+def entries(model_base, model_name="mlpr") -> list[str]:
+    return sorted(os.listdir(os.path.join(model_base, model_name)))
+
+
+def test_first_push_is_version_1_and_copies_everything(tmp_path, saved_model):
+    base = str(tmp_path / "serving")
+    result = push_model(saved_model, base, "mlpr", BLESSED)
+    assert result.pushed and result.version == 1
+    assert result.uri == os.path.join(base, "mlpr", "1")
+    assert "as version 1" in result.reason
+    with open(os.path.join(result.uri, "variables", "variables.data-00000-of-00001"), "rb") as f:
+        assert f.read() == b"weights" * 100
+    assert entries(base) == ["1"]  # no staging directory left behind
+
+
+def test_second_push_is_version_2(tmp_path, saved_model):
+    base = str(tmp_path / "serving")
+    push_model(saved_model, base, "mlpr", BLESSED)
+    result = push_model(saved_model, base, "mlpr", BLESSED)
+    assert (result.pushed, result.version) == (True, 2)
+    assert entries(base) == ["1", "2"]
+
+
+def test_unblessed_is_refused_and_nothing_is_written(tmp_path, saved_model):
+    base = tmp_path / "serving"
+    blessing = {"blessed": False, "reasons": ["not blessed: 1 of 6 checks failed", "x < y"]}
+    result = push_model(saved_model, str(base), "mlpr", blessing)
+    assert (result.pushed, result.version, result.uri) == (False, None, None)
+    assert "not blessed" in result.reason and "x < y" in result.reason
+    assert not base.exists()
+
+
+@pytest.mark.parametrize("blessing", [{}, {"blessed": "true"}, {"blessed": 1}, None])
+def test_anything_but_true_is_refused(tmp_path, saved_model, blessing):
+    result = push_model(saved_model, str(tmp_path / "serving"), "mlpr", blessing)
+    assert not result.pushed
+    assert result.reason.startswith("refused")
+
+
+def test_junk_and_non_numeric_entries_are_ignored(tmp_path, saved_model):
+    root = tmp_path / "serving" / "mlpr"
+    for name in ("latest", ".tmp-old", "v7", "0", "-3"):
+        (root / name).mkdir(parents=True)
+    (root / "README").write_text("models")
+    result = push_model(saved_model, str(tmp_path / "serving"), "mlpr", BLESSED)
+    assert result.version == 1
+    (root / "4").mkdir()  # a numeric version without a model still takes its number
+    assert push_model(saved_model, str(tmp_path / "serving"), "mlpr", BLESSED).version == 5
+
+
+def test_interrupted_copy_leaves_nothing_behind(tmp_path, saved_model, monkeypatch):
+    real_copytree = shutil.copytree
+    copied = []
+
+    def copy_one(src, dst):
+        # The first file lands, then the disk fails.
+        if copied:
+            raise OSError(errno.EIO, "disk went away", src)
+        copied.append(src)
+        return shutil.copy2(src, dst)
+
+    def copy_then_fail(src, dst, *args, **kwargs):
+        if args:  # copytree's recursion into a subdirectory passes copy_one along
+            return real_copytree(src, dst, *args, **kwargs)
+        return real_copytree(src, dst, copy_function=copy_one, **kwargs)
+
+    monkeypatch.setattr(shutil, "copytree", copy_then_fail)
+    base = tmp_path / "serving"
+    with pytest.raises(OSError, match="disk went away") as info:
+        push_model(saved_model, str(base), "mlpr", BLESSED)
+    assert copied, "the copy should have started before failing"
+    assert any("staging directory" in note for note in info.value.__notes__)
+    assert entries(str(base)) == []
+
+
+def test_version_taken_concurrently_moves_to_the_next(tmp_path, saved_model, monkeypatch):
+    real_rename = os.rename
+    base = tmp_path / "serving"
+
+    def another_pusher_wins(src, dst):
+        # Another pusher renames its complete copy into version 1 just before we do.
+        if os.path.basename(dst) == "1" and not os.path.exists(dst):
+            os.makedirs(os.path.join(dst, "variables"))
+            with open(os.path.join(dst, "saved_model.pb"), "wb") as f:
+                f.write(b"theirs")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(push_module.os, "rename", another_pusher_wins)
+    result = push_model(saved_model, str(base), "mlpr", BLESSED)
+    assert (result.pushed, result.version) == (True, 2)
+    assert (base / "mlpr" / "1" / "saved_model.pb").read_bytes() == b"theirs"
+    assert (base / "mlpr" / "2" / "saved_model.pb").read_bytes() == b"graph"
+    assert entries(str(base)) == ["1", "2"]
+
+
+def test_source_must_be_a_saved_model(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.keras").write_bytes(b"")
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"not a SavedModel: no saved_model.pb \(it contains \['model.keras'\]\)",
+    ):
+        push_model(str(tmp_path / "model"), str(tmp_path / "serving"), "mlpr", BLESSED)
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        push_model(str(tmp_path / "missing"), str(tmp_path / "serving"), "mlpr", BLESSED)
+
+
+def test_object_store_uri_is_rejected(saved_model):
+    with pytest.raises(ValueError, match="gs:// URI; object stores are not supported"):
+        push_model(saved_model, "gs://bucket/models", "mlpr", BLESSED)
+
+
+@pytest.mark.parametrize("name", ["", "a/b", ".hidden", ".."])
+def test_model_name_must_be_a_plain_directory_name(tmp_path, saved_model, name):
+    with pytest.raises(ValueError, match="model_name must be a plain directory name"):
+        push_model(saved_model, str(tmp_path), name, BLESSED)
