@@ -12,7 +12,9 @@ import os
 RECORD_SUFFIX = ".tfrecord.gz"
 SCHEMA_FILE = "schema.json"  # the RawSchema the rows were validated against
 COUNTS_FILE = "counts.json"  # read / kept / filtered / dead-lettered, per reason and per split
-DEAD_LETTER_DIR = "dead_letter"  # JSON lines: {"source", "row", "reason", "field", "message", "raw"}
+DEAD_LETTER_DIR = (
+    "dead_letter"  # JSON lines: {"source", "row", "reason", "field", "message", "raw"}
+)
 
 # transform -> transform graph (a TFT output directory) and transformed examples
 TRANSFORMED_DIR = "transformed"

@@ -25,9 +25,7 @@ class Interactions(keras.layers.Layer):
         kinds = tuple(kinds)
         unknown = [k for k in kinds if k not in INTERACTIONS]
         if not kinds or unknown or len(set(kinds)) != len(kinds):
-            raise ValueError(
-                f"`kinds` must be distinct values from {INTERACTIONS}, got {kinds}"
-            )
+            raise ValueError(f"`kinds` must be distinct values from {INTERACTIONS}, got {kinds}")
         self.kinds = tuple(k for k in INTERACTIONS if k in kinds)
 
     def call(self, inputs):

@@ -55,5 +55,7 @@ class MLP(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"units": list(self.units), "dropout": self.dropout, "batch_norm": self.batch_norm})
+        config.update(
+            {"units": list(self.units), "dropout": self.dropout, "batch_norm": self.batch_norm}
+        )
         return config

@@ -47,9 +47,9 @@ def resolve_preset(preset: str) -> str:
     """The directory or keras-hub name that `from_preset` should load for `preset`."""
     if preset == MINILM:
         return minilm_directory()
-    if os.path.sep in preset or preset.startswith("."):
-        if not os.path.isdir(preset):
-            raise ValueError(f"encoder preset directory {preset!r} does not exist")
+    looks_like_path = os.path.sep in preset or preset.startswith(".")
+    if looks_like_path and not os.path.isdir(preset):
+        raise ValueError(f"encoder preset directory {preset!r} does not exist")
     return preset
 
 

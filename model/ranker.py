@@ -46,8 +46,12 @@ def build_ranker(
 
     inputs = {
         "query_token_ids": keras.Input((query_length,), dtype="int32", name="query_token_ids"),
-        "query_padding_mask": keras.Input((query_length,), dtype="int32", name="query_padding_mask"),
-        "product_token_ids": keras.Input((product_length,), dtype="int32", name="product_token_ids"),
+        "query_padding_mask": keras.Input(
+            (query_length,), dtype="int32", name="query_padding_mask"
+        ),
+        "product_token_ids": keras.Input(
+            (product_length,), dtype="int32", name="product_token_ids"
+        ),
         "product_padding_mask": keras.Input(
             (product_length,), dtype="int32", name="product_padding_mask"
         ),
@@ -83,6 +87,7 @@ def build_ranker(
     if config.probability_transfer:
         heads = ProbabilityTransfer(name="probability_transfer")(heads)
     outputs = {
-        task: keras.layers.Identity(name=task)(head) for task, head in zip(S.TASKS, heads)
+        task: keras.layers.Identity(name=task)(head)
+        for task, head in zip(S.TASKS, heads, strict=True)
     }
     return keras.Model(inputs=inputs, outputs=outputs, name="mlpr_ranker")

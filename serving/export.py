@@ -77,7 +77,9 @@ def export_serving_model(
     def serve_examples(examples: tf.Tensor) -> dict:
         return score_transformed(tf.io.parse_example(examples, parse_spec))
 
-    archive.add_endpoint("serving_default", serve_raw, input_signature=[_signature_spec(raw_schema)])
+    archive.add_endpoint(
+        "serving_default", serve_raw, input_signature=[_signature_spec(raw_schema)]
+    )
     archive.add_endpoint(
         "score_examples",
         serve_examples,
@@ -87,7 +89,7 @@ def export_serving_model(
     info = {
         "tasks": list(S.TASKS),
         "outputs": list(OUTPUT_KEYS),
-        "score_weights": dict(zip(S.TASKS, map(float, score_weights))),
+        "score_weights": dict(zip(S.TASKS, map(float, score_weights), strict=True)),
         "ranking_features": list(raw_schema.feature_names),
         "optional_features": optional,
     }
@@ -100,4 +102,6 @@ def _nan_to_sparse(value: tf.Tensor) -> tf.SparseTensor:
     """A [N] float tensor with NaN for missing -> a [N, 1] SparseTensor of the present values."""
     column = tf.reshape(value, [-1, 1])
     indices = tf.where(tf.logical_not(tf.math.is_nan(column)))
-    return tf.SparseTensor(indices, tf.gather_nd(column, indices), tf.shape(column, out_type=tf.int64))
+    return tf.SparseTensor(
+        indices, tf.gather_nd(column, indices), tf.shape(column, out_type=tf.int64)
+    )

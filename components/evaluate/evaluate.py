@@ -85,6 +85,9 @@ def _load_scorer(saved_model_dir: str):
     path = Path(saved_model_dir)
     if not is_saved_model(path):
         raise FileNotFoundError(f"no SavedModel at {saved_model_dir}: {SAVED_MODEL_PB} is missing")
+    # The serving graph tokenizes with TF Text ops (built into TF Serving); register them.
+    import tensorflow_text  # noqa: F401
+
     loaded = tf.saved_model.load(str(path))
     if SIGNATURE not in loaded.signatures:
         raise ValueError(

@@ -27,9 +27,7 @@ def raw_feature_spec(raw_schema: S.RawSchema, with_labels: bool = True) -> dict:
     spec: dict = {c: tf.io.FixedLenFeature([], tf.string) for c in S.TEXT_COLUMNS}
     for f in raw_schema.ranking_features:
         spec[f.name] = (
-            tf.io.FixedLenFeature([], tf.float32)
-            if f.required
-            else tf.io.VarLenFeature(tf.float32)
+            tf.io.FixedLenFeature([], tf.float32) if f.required else tf.io.VarLenFeature(tf.float32)
         )
     spec[S.POSITION] = tf.io.FixedLenFeature([], tf.float32)
     if with_labels:

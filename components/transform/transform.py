@@ -14,13 +14,13 @@ from collections.abc import Sequence
 import apache_beam as beam
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
-from apache_beam.options.pipeline_options import PipelineOptions
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 from tfx_bsl.public import tfxio
 
 from components import layout
 from components import schema as S
+from components.beam_runner import make_pipeline
 from components.transform.preprocessing import preprocessing_fn, raw_feature_spec
 
 
@@ -76,8 +76,7 @@ def run_transform(
         os.path.join(transform_output_dir, layout.SCHEMA_FILE),
         overwrite=True,
     )
-    options = PipelineOptions(list(beam_args))
-    with beam.Pipeline(options=options) as pipeline, tft_beam.Context(temp_dir=temp_dir):
+    with make_pipeline(beam_args) as pipeline, tft_beam.Context(temp_dir=temp_dir):
         train = source("train")
         raw_train = pipeline | "ReadTrain" >> train.BeamSource()
         transform_fn = (raw_train, train.TensorAdapterConfig()) | "Analyze" >> (
@@ -87,18 +86,22 @@ def run_transform(
 
         for split in S.SPLITS:
             split_source = train if split == "train" else source(split)
-            raw = raw_train if split == "train" else pipeline | f"Read{split}" >> split_source.BeamSource()
+            raw = (
+                raw_train
+                if split == "train"
+                else pipeline | f"Read{split}" >> split_source.BeamSource()
+            )
             transformed, metadata = (
                 (raw, split_source.TensorAdapterConfig()),
                 transform_fn,
             ) | f"Transform{split}" >> tft_beam.TransformDataset(output_record_batches=True)
-            encoder = (
-                metadata.deferred_metadata
-                | f"Encoder{split}" >> beam.Map(lambda m: RecordBatchToExamplesEncoder(m.schema))
+            encoder = metadata.deferred_metadata | f"Encoder{split}" >> beam.Map(
+                lambda m: RecordBatchToExamplesEncoder(m.schema)
             )
             _ = (
                 transformed
-                | f"Encode{split}" >> beam.FlatMapTuple(_encode, encoder=beam.pvalue.AsSingleton(encoder))
+                | f"Encode{split}"
+                >> beam.FlatMapTuple(_encode, encoder=beam.pvalue.AsSingleton(encoder))
                 | f"Write{split}"
                 >> beam.io.WriteToTFRecord(
                     layout.split_prefix(transformed_examples_dir, split),

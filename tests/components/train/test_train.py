@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
+from conftest import synthetic_rows, write_raw_dataset
 
 from components import layout
 from components import schema as S
@@ -13,7 +14,6 @@ from components.train.config import TrainConfig
 from components.train.inputs import make_dataset, split_files
 from components.train.train import run_training
 from components.transform.transform import run_transform
-from conftest import synthetic_rows, write_raw_dataset
 from model.config import RankerConfig
 from model.text_preprocessor import TextPreprocessor
 
@@ -29,10 +29,16 @@ CONFIG = TrainConfig(
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    rows = {"train": synthetic_rows(384, 0), "eval": synthetic_rows(64, 1, 1), "test": synthetic_rows(64, 2, 2)}
+    rows = {
+        "train": synthetic_rows(384, 0),
+        "eval": synthetic_rows(64, 1, 1),
+        "test": synthetic_rows(64, 2, 2),
+    }
     raw = write_raw_dataset(str(root / "raw"), rows, S.DEMO_SCHEMA)
     run_transform(raw, str(root / "tft"), str(root / "tx"), temp_dir=str(root / "tmp"))
-    result = run_training(str(root / "tft"), str(root / "tx"), str(root / "model"), CONFIG, verbose=0)
+    result = run_training(
+        str(root / "tft"), str(root / "tx"), str(root / "model"), CONFIG, verbose=0
+    )
     return root, raw, result
 
 
@@ -59,13 +65,20 @@ def test_saved_model_scores_raw_examples_like_the_keras_model(trained):
 
     loaded = tf.saved_model.load(str(root / "model" / layout.SAVED_MODEL_DIR))
     raw_files = tf.io.gfile.glob(layout.split_pattern(raw, "eval"))
-    serialized = list(tf.data.TFRecordDataset(raw_files, compression_type="GZIP").as_numpy_iterator())
+    serialized = list(
+        tf.data.TFRecordDataset(raw_files, compression_type="GZIP").as_numpy_iterator()
+    )
     out = loaded.signatures["score_examples"](examples=tf.constant(serialized))
-    raw_ids = [tf.train.Example.FromString(s).features.feature[S.PRODUCT_ID].bytes_list.value[0] for s in serialized]
+    raw_ids = [
+        tf.train.Example.FromString(s).features.feature[S.PRODUCT_ID].bytes_list.value[0]
+        for s in serialized
+    ]
     position = {pid: i for i, pid in enumerate(raw_ids)}
     order = [position[pid] for pid in ids]
     for task in S.TASKS:
-        np.testing.assert_allclose(out[task].numpy()[order], keras_preds[task], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            out[task].numpy()[order], keras_preds[task], rtol=1e-4, atol=1e-6
+        )
     # Probability transfer: the funnel order holds for every pair.
     assert np.all(out["click"].numpy() >= out["atc"].numpy())
     assert np.all(out["atc"].numpy() >= out["purchase"].numpy())
@@ -86,7 +99,9 @@ def test_named_raw_signature_matches_example_signature(trained):
     for name in names:
         dtype = serving.structured_input_signature[1][name].dtype
         values = [r[name] for r in rows]
-        named[name] = tf.constant([str(v) for v in values] if dtype == tf.string else [float(v) for v in values])
+        named[name] = tf.constant(
+            [str(v) for v in values] if dtype == tf.string else [float(v) for v in values]
+        )
     by_name = serving(**named)
     from conftest import make_raw_example
 

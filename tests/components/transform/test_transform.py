@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
+from conftest import write_raw_dataset
 
 from components import layout
 from components import schema as S
 from components.transform.preprocessing import preprocessing_fn, raw_feature_spec
 from components.transform.transform import TransformError, run_transform
-from conftest import write_raw_dataset
 
 SCHEMA = S.RawSchema(
     ranking_features=(
@@ -24,10 +24,21 @@ SCHEMA = S.RawSchema(
 
 def _row(query, pid, lexical, reviews, rating, brand="Acme", color="", clicks=0):
     return {
-        S.QUERY: query, S.PRODUCT_ID: pid, S.TITLE: f"title {pid}", S.PRODUCT_TYPE: "Boots",
-        S.BRAND: brand, S.COLOR: color, S.GENDER: "women", S.DESCRIPTION: "",
-        "lexical_score": lexical, "review_count": reviews, "rating": rating,
-        S.IMPRESSIONS: 10, S.CLICKS: clicks, S.ADD_TO_CART: 0, S.PURCHASES: 0,
+        S.QUERY: query,
+        S.PRODUCT_ID: pid,
+        S.TITLE: f"title {pid}",
+        S.PRODUCT_TYPE: "Boots",
+        S.BRAND: brand,
+        S.COLOR: color,
+        S.GENDER: "women",
+        S.DESCRIPTION: "",
+        "lexical_score": lexical,
+        "review_count": reviews,
+        "rating": rating,
+        S.IMPRESSIONS: 10,
+        S.CLICKS: clicks,
+        S.ADD_TO_CART: 0,
+        S.PURCHASES: 0,
     }
 
 
@@ -103,10 +114,10 @@ def test_product_text_and_labels(transform_run):
     out, examples = transform_run
     tft_output = tft.TFTransformOutput(out)
     train = _read(examples, "train", tft_output)
-    texts = dict(zip(train[S.PRODUCT_ID].numpy(), train[S.PRODUCT_TEXT].numpy()))
+    texts = dict(zip(train[S.PRODUCT_ID].numpy(), train[S.PRODUCT_TEXT].numpy(), strict=True))
     assert texts[b"p1"] == b"title p1 | Boots | Acme | women"  # empty color skipped
     assert texts[b"p2"] == b"title p2 | Boots | Zeta | Red | women"
-    clicks = dict(zip(train[S.PRODUCT_ID].numpy(), train["click"].numpy()))
+    clicks = dict(zip(train[S.PRODUCT_ID].numpy(), train["click"].numpy(), strict=True))
     assert clicks == {b"p1": 1, b"p2": 0, b"p3": 0}
 
 
@@ -115,11 +126,16 @@ def test_serving_graph_accepts_features_without_labels(transform_run):
     tft_output = tft.TFTransformOutput(out)
     layer = tft_output.transform_features_layer()
     raw = {
-        S.QUERY: tf.constant(["red boots"]), S.PRODUCT_ID: tf.constant(["p9"]),
-        S.TITLE: tf.constant(["t"]), S.PRODUCT_TYPE: tf.constant([""]),
-        S.BRAND: tf.constant(["ZETA"]), S.COLOR: tf.constant([""]), S.GENDER: tf.constant([""]),
+        S.QUERY: tf.constant(["red boots"]),
+        S.PRODUCT_ID: tf.constant(["p9"]),
+        S.TITLE: tf.constant(["t"]),
+        S.PRODUCT_TYPE: tf.constant([""]),
+        S.BRAND: tf.constant(["ZETA"]),
+        S.COLOR: tf.constant([""]),
+        S.GENDER: tf.constant([""]),
         S.DESCRIPTION: tf.constant([""]),
-        "lexical_score": tf.constant([1.0]), "review_count": tf.constant([9.0]),
+        "lexical_score": tf.constant([1.0]),
+        "review_count": tf.constant([9.0]),
         "rating": tf.sparse.from_dense(tf.constant([[3.0]])),
     }
     result = layer(raw)

@@ -1,0 +1,74 @@
+"""The kfp component of the ingest step; the work is done by `components.ingest.job`.
+
+Only kfp (and the image name) is imported here: kfp serialises the function's source alone,
+so everything else is imported inside the function body.
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def ingest(
+    examples: Output[Dataset],
+    input_data: str = "",
+    input_format: str = "auto",
+    input_encoding: str = "utf-8",
+    schema_uri: str = "",
+    demo_queries: int = 600,
+    seed: int = 0,
+    funnel_policy: str = "reject",
+    beam_pipeline_args: list = [],  # noqa: B006 (kfp parameters declare defaults this way)
+):
+    """Ingest a raw search engagement log into train/eval/test TFRecords.
+
+    Reads one row per (query, product) pair from CSV, JSONL or Parquet, validates every row
+    against the raw schema, drops pairs with 5 or fewer impressions, and splits 80/10/10 by a
+    stable hash of the query, so no query is in two splits. Kept rows become tf.Examples with
+    the product text, ranking features, funnel counts and the click / add-to-cart / purchase
+    labels, in gzip TFRecords under train/, eval/ and test/. Rows that break the schema are
+    written to dead_letter/ as JSON lines with the file, row, reason, field and a message.
+    counts.json (also in this artifact's metadata) gives rows read, kept, filtered and
+    dead-lettered by reason, and rows and queries per split; schema.json records the schema.
+
+    Args:
+        examples: Output directory: train/, eval/, test/, dead_letter/, counts.json, schema.json.
+        input_data: Path or glob of the raw log (gs:// works). Empty: generate the demo shop.
+        input_format: auto (by file extension), csv, jsonl or parquet.
+        input_encoding: Text encoding of CSV/JSONL input, e.g. utf-8 or iso-8859-1.
+        schema_uri: RawSchema JSON file declaring the ranking features. Empty: the demo schema.
+        demo_queries: Number of queries of the generated demo log (when input_data is empty).
+        seed: Random seed of the generated demo log.
+        funnel_policy: reject (dead-letter) or clip (cap at the stage above) funnel violations.
+        beam_pipeline_args: Beam pipeline options, e.g. ["--runner=DataflowRunner", ...].
+    """
+    import os
+
+    from components import schema as schema_lib
+    from components.ingest import demo_data, job
+
+    os.makedirs(examples.path, exist_ok=True)
+    source = input_data
+    if not source:
+        source = os.path.join(examples.path, "demo_input", "demo.csv")
+        demo_data.write(demo_data.generate(demo_queries, seed), source)
+    counts = job.run_ingest(
+        input_pattern=source,
+        output_dir=examples.path,
+        schema=schema_lib.resolve_schema(schema_uri),
+        input_format=input_format,
+        encoding=input_encoding,
+        funnel_policy=funnel_policy,
+        beam_args=list(beam_pipeline_args),
+    )
+    summary = counts.to_dict()
+    examples.metadata.update(
+        {key: value for key, value in summary.items() if key != "splits"}
+        | {
+            f"{split}_{key}": value
+            for split, c in summary["splits"].items()
+            for key, value in c.items()
+        }
+    )

@@ -1,0 +1,61 @@
+"""The tf.train.Example written for each kept row, and the spec to parse it back.
+
+Features (names from `components.schema`):
+  - every TEXT_COLUMNS field: bytes (UTF-8; empty when the value was empty or absent)
+  - every ranking feature of the RawSchema: float (an optional one that was missing is absent)
+  - impressions, clicks, add_to_cart, purchases: int64
+  - position: float (0.0 = unknown)
+  - the task labels click, atc, purchase: int64 0/1 (`schema.label_of`)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from components import schema as schema_lib
+
+
+def to_example(row: Mapping[str, Any], schema: schema_lib.RawSchema) -> bytes:
+    """Serialise one validated row (see `validate.Checked`) as a tf.train.Example."""
+    from tensorflow.core.example import example_pb2  # heavy; only where examples are built
+
+    example = example_pb2.Example()
+    feature = example.features.feature
+    for column in schema_lib.TEXT_COLUMNS:
+        feature[column].bytes_list.value.append(row.get(column, "").encode("utf-8"))
+    for name in schema.feature_names:
+        if name in row:
+            feature[name].float_list.value.append(float(row[name]))
+    for column in schema_lib.FUNNEL:
+        feature[column].int64_list.value.append(int(row[column]))
+    feature[schema_lib.POSITION].float_list.value.append(float(row.get(schema_lib.POSITION, 0.0)))
+    counts = {column: int(row[column]) for column in schema_lib.FUNNEL}
+    for task in schema_lib.TASKS:
+        feature[task].int64_list.value.append(schema_lib.label_of(task, counts))
+    return example.SerializeToString()
+
+
+def feature_spec(schema: schema_lib.RawSchema) -> dict[str, Any]:
+    """A `tf.io.parse_example` spec for the written examples.
+
+    Optional ranking features are VarLenFeature (they may be absent); everything else is a
+    scalar FixedLenFeature.
+    """
+    import tensorflow as tf
+
+    spec: dict[str, Any] = {
+        c: tf.io.FixedLenFeature([], tf.string) for c in schema_lib.TEXT_COLUMNS
+    }
+    for feature in schema.ranking_features:
+        spec[feature.name] = (
+            tf.io.FixedLenFeature([], tf.float32)
+            if feature.required
+            else tf.io.VarLenFeature(tf.float32)
+        )
+    for column in schema_lib.FUNNEL:
+        spec[column] = tf.io.FixedLenFeature([], tf.int64)
+    spec[schema_lib.POSITION] = tf.io.FixedLenFeature([], tf.float32)
+    for task in schema_lib.TASKS:
+        spec[task] = tf.io.FixedLenFeature([], tf.int64)
+    return spec

@@ -1,0 +1,172 @@
+"""Finding the input files and checking them before the Beam job starts.
+
+Each matched file gets a format (from its extension with input_format "auto"), and its header
+(CSV) or schema (Parquet) is checked for the required columns, so a wrong file fails at once
+with an `IngestError` that names it rather than as millions of dead-lettered rows.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import csv
+import dataclasses
+import gzip
+import io
+import lzma
+import os
+from collections.abc import Iterator
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from components import schema as schema_lib
+from components.ingest.errors import IngestError
+
+CSV, JSONL, PARQUET = "csv", "jsonl", "parquet"
+FORMATS = (CSV, JSONL, PARQUET)
+AUTO = "auto"
+_EXTENSIONS = {
+    ".csv": CSV,
+    ".jsonl": JSONL,
+    ".ndjson": JSONL,
+    ".json": JSONL,
+    ".parquet": PARQUET,
+    ".pq": PARQUET,
+}
+# Text formats may be compressed: suffix -> how to decompress a binary stream.
+_DECOMPRESS = {
+    ".gz": lambda fh: gzip.GzipFile(fileobj=fh, mode="rb"),
+    ".bz2": bz2.BZ2File,
+    ".xz": lzma.LZMAFile,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    """One matched input file and the format it is read as."""
+
+    path: str
+    format: str
+
+
+def format_of(path: str) -> str | None:
+    """The format implied by the file name, or None when the extension is not known."""
+    name = path.lower()
+    for suffix in _DECOMPRESS:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    fmt = _EXTENSIONS.get(os.path.splitext(name)[1])
+    if fmt == PARQUET and name != path.lower():
+        return None  # Parquet compresses internally; a .parquet.gz is not readable as Parquet
+    return fmt
+
+
+def check_options(input_format: str, encoding: str) -> None:
+    if input_format not in (AUTO, *FORMATS):
+        raise IngestError(
+            f"input_format must be one of {', '.join((AUTO, *FORMATS))}, got {input_format!r}"
+        )
+    try:
+        codecs.lookup(encoding)
+    except LookupError as err:
+        raise IngestError(f"unknown encoding {encoding!r} (e.g. utf-8, iso-8859-1)") from err
+
+
+def resolve_inputs(
+    input_pattern: str, input_format: str, encoding: str, schema: schema_lib.RawSchema
+) -> tuple[InputFile, ...]:
+    """The files `input_pattern` matches, each checked; raises IngestError on the first problem."""
+    check_options(input_format, encoding)
+    if not input_pattern:
+        raise IngestError("no input given: input_pattern is empty")
+    if "://" not in input_pattern and os.path.isdir(input_pattern):
+        raise IngestError(
+            f"{input_pattern} is a directory; give a file or a glob such as "
+            f"{os.path.join(input_pattern, '*.csv')}"
+        )
+    matched = FileSystems.match([input_pattern])[0].metadata_list
+    if not matched:
+        raise IngestError(f"no file matches the input pattern {input_pattern}")
+    inputs = []
+    for meta in sorted(matched, key=lambda m: m.path):
+        fmt = input_format if input_format != AUTO else format_of(meta.path)
+        if fmt is None:
+            raise IngestError(
+                f"cannot tell the format of {meta.path} from its extension; name it .csv, "
+                f".jsonl or .parquet, or set the input format (csv, jsonl, parquet)"
+            )
+        if meta.size_in_bytes == 0:
+            raise IngestError(f"{meta.path} is empty (expected a {fmt.upper()} file with rows)")
+        _CHECKS[fmt](meta.path, encoding, schema)
+        inputs.append(InputFile(path=meta.path, format=fmt))
+    return tuple(inputs)
+
+
+def open_text(path: str, encoding: str, newline: str | None = None) -> io.TextIOWrapper:
+    """A text stream of a CSV or JSONL file (decompressed by suffix), on any Beam file system.
+
+    Bytes invalid in `encoding` become surrogate escapes instead of raising.
+    """
+    stream = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    for suffix, decompress in _DECOMPRESS.items():
+        if path.lower().endswith(suffix):
+            stream = decompress(stream)
+            break
+    return io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline=newline)
+
+
+def _missing(columns: list[str], schema: schema_lib.RawSchema) -> list[str]:
+    present = set(columns)
+    return [c for c in schema.required_columns() if c not in present]
+
+
+def csv_header(reader: Iterator[list[str]]) -> list[str] | None:
+    """The stripped column names of the first non-blank CSV record, or None when there is none."""
+    for record in reader:
+        if record and any(f.strip() for f in record):
+            record[0] = record[0].lstrip("\ufeff")  # a UTF-8 byte order mark
+            return [f.strip() for f in record]
+    return None
+
+
+def _check_csv(path: str, encoding: str, schema: schema_lib.RawSchema) -> None:
+    try:
+        with open_text(path, encoding, newline="") as text:
+            header = csv_header(csv.reader(text))
+    except (csv.Error, OSError, EOFError) as err:  # OSError: e.g. a corrupt .gz
+        raise IngestError(f"cannot read the CSV header of {path}: {err}") from err
+    if header is None:
+        raise IngestError(f"{path} is empty: no CSV header line")
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise IngestError(f"CSV header of {path} names column(s) twice: {', '.join(dupes)}")
+    missing = _missing(header, schema)
+    if missing:
+        raise IngestError(schema_lib.required_fields_message(missing, f"CSV header of {path}"))
+
+
+def _check_jsonl(path: str, encoding: str, schema: schema_lib.RawSchema) -> None:
+    try:
+        with open_text(path, encoding) as text:
+            has_line = any(line.strip() for line in text)
+    except (OSError, EOFError) as err:
+        raise IngestError(f"cannot read {path}: {err}") from err
+    if not has_line:
+        raise IngestError(f"{path} is empty: no JSON lines")
+
+
+def _check_parquet(path: str, encoding: str, schema: schema_lib.RawSchema) -> None:
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            names = pq.ParquetFile(fh).schema_arrow.names
+    except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for non-Parquet bytes
+        raise IngestError(f"{path} is not a readable Parquet file: {err}") from err
+    missing = _missing(names, schema)
+    if missing:
+        raise IngestError(schema_lib.required_fields_message(missing, f"Parquet schema of {path}"))
+
+
+_CHECKS = {CSV: _check_csv, JSONL: _check_jsonl, PARQUET: _check_parquet}

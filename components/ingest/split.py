@@ -1,0 +1,47 @@
+"""Stable train/eval/test assignment by query.
+
+A query's split depends only on its normalised text (NFKC, lower-case, single spaces) through
+SHA-256, so it is the same on every machine, runner and run, and no query is in two splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+
+from components import schema
+
+_BUCKETS = 100
+
+
+def _boundaries() -> tuple[tuple[int, str], ...]:
+    if sum(schema.SPLIT_PERCENT[s] for s in schema.SPLITS) != _BUCKETS:
+        raise ValueError(f"split percentages must add up to 100, got {schema.SPLIT_PERCENT}")
+    upper, bounds = 0, []
+    for split in schema.SPLITS:
+        upper += schema.SPLIT_PERCENT[split]
+        bounds.append((upper, split))
+    return tuple(bounds)
+
+
+_BOUNDARIES = _boundaries()
+
+
+def normalize_query(query: str) -> str:
+    """NFKC-normalised, lower-cased, whitespace collapsed to single spaces."""
+    return " ".join(unicodedata.normalize("NFKC", query).lower().split())
+
+
+def bucket_of(query: str) -> int:
+    """The query's bucket in [0, 100): the first 8 bytes of SHA-256 of the normalised query."""
+    digest = hashlib.sha256(normalize_query(query).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % _BUCKETS
+
+
+def split_of(query: str) -> str:
+    """The split ('train', 'eval' or 'test') every row of this query goes to."""
+    bucket = bucket_of(query)
+    for upper, split in _BOUNDARIES:
+        if bucket < upper:
+            return split
+    raise AssertionError(f"bucket {bucket} is outside [0, {_BUCKETS})")

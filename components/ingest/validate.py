@@ -1,0 +1,223 @@
+"""Row validation: a raw record becomes a clean row, a filtered row or a dead-letter record.
+
+Fields are checked in contract order (text columns, funnel counts, position, ranking features)
+and the first problem decides the reason; then the funnel is checked and, with the "clip"
+policy, repaired. A dead-letter record is {"source", "row", "reason", "field", "message",
+"raw"}, and its message names the row, the file and the field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from components import schema as schema_lib
+from components.ingest import errors
+from components.ingest.readers import RawRecord
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_MAX_SHOWN = 60  # characters of a bad value quoted in a message
+
+KEPT, FILTERED, DEAD_LETTER = "kept", "filtered", "dead_letter"
+
+
+class Checked(NamedTuple):
+    """The outcome of validating one record.
+
+    `row` (for kept and filtered rows) holds every text column (str), the funnel counts (int),
+    position (float, 0.0 when unknown) and the ranking features present (float).
+    """
+
+    outcome: str
+    row: dict[str, Any] | None = None
+    dead_letter: dict[str, Any] | None = None
+    clipped: bool = False
+
+
+class _Problem(Exception):
+    def __init__(self, reason: str, field: str | None, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.field, self.detail = reason, field, detail
+
+
+def printable(value: Any) -> Any:
+    """`value` with undecodable bytes (surrogate escapes) shown as \\xNN, recursively."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, list):
+        return [printable(v) for v in value]
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(printable(value))
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)  # typed inputs (Parquet, JSON via pandas) write NaN for missing
+    return isinstance(value, str) and not value.strip()
+
+
+def _check_encoding(field: str, value: Any, encoding: str) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise _Problem(
+                errors.INVALID_ENCODING,
+                field,
+                f"is not valid {encoding} text: {_shown(value)}; the file seems to use another "
+                f"encoding, set the encoding option to it (e.g. --encoding iso-8859-1)",
+            ) from err
+
+
+def _text(field: str, value: Any, required: bool) -> str:
+    if _is_missing(value):
+        if required:
+            raise _Problem(errors.MISSING_VALUE, field, "is empty or missing")
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise _Problem(errors.MALFORMED_ROW, field, f"is not text: {_shown(value)}")
+
+
+def _count(field: str, value: Any) -> int:
+    if _is_missing(value):
+        raise _Problem(errors.MISSING_VALUE, field, "is empty or missing")
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if _INTEGER.fullmatch(text):
+            number = int(text)
+        elif "_" not in text:
+            try:
+                as_float = float(text)
+            except ValueError:
+                as_float = math.nan
+            if as_float.is_integer():
+                number = int(as_float)  # "12.0", as some exporters write counts
+    if number is None:
+        raise _Problem(errors.NOT_AN_INTEGER, field, f"is not an integer: {_shown(value)}")
+    if number < 0:
+        raise _Problem(errors.NEGATIVE_COUNT, field, f"is negative: {number}")
+    return number
+
+
+def _number(field: str, value: Any) -> float:
+    number = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and "_" not in value:
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    if not math.isfinite(number):
+        raise _Problem(errors.NOT_A_NUMBER, field, f"is not a number: {_shown(value)}")
+    return number
+
+
+def _in_range(field: str, value: float, low: float | None, high: float | None) -> float:
+    if low is not None and value < low:
+        raise _Problem(errors.OUT_OF_RANGE, field, f"is {value:g}, below the minimum {low:g}")
+    if high is not None and value > high:
+        raise _Problem(errors.OUT_OF_RANGE, field, f"is {value:g}, above the maximum {high:g}")
+    return value
+
+
+def _parse(values: Mapping[str, Any], schema: schema_lib.RawSchema, encoding: str) -> dict:
+    row: dict[str, Any] = {}
+    for field in schema_lib.TEXT_COLUMNS:
+        value = values.get(field)
+        _check_encoding(field, value, encoding)
+        row[field] = _text(field, value, field in schema_lib.REQUIRED_TEXT_COLUMNS)
+    for field in schema_lib.FUNNEL:
+        value = values.get(field)
+        _check_encoding(field, value, encoding)
+        row[field] = _count(field, value)
+    position = values.get(schema_lib.POSITION)
+    _check_encoding(schema_lib.POSITION, position, encoding)
+    row[schema_lib.POSITION] = (
+        0.0
+        if _is_missing(position)
+        else _in_range(schema_lib.POSITION, _number(schema_lib.POSITION, position), 0.0, None)
+    )
+    for feature in schema.ranking_features:
+        value = values.get(feature.name)
+        _check_encoding(feature.name, value, encoding)
+        if _is_missing(value):
+            if feature.required:
+                raise _Problem(errors.MISSING_VALUE, feature.name, "is empty or missing")
+            continue
+        number = _number(feature.name, value)
+        row[feature.name] = _in_range(feature.name, number, feature.min_value, feature.max_value)
+    return row
+
+
+def _funnel(row: dict[str, Any], funnel_policy: str) -> bool:
+    """Check (and with "clip", repair) the funnel in place; True when a count was clipped."""
+    clipped = False
+    for upper, lower in itertools.pairwise(schema_lib.FUNNEL):
+        if row[lower] <= row[upper]:
+            continue
+        if funnel_policy == errors.CLIP:
+            row[lower] = row[upper]
+            clipped = True
+            continue
+        raise _Problem(
+            errors.FUNNEL_VIOLATION,
+            lower,
+            f"is {row[lower]}, more than {upper} ({row[upper]}); the funnel needs "
+            f"{' >= '.join(schema_lib.FUNNEL)}",
+        )
+    return clipped
+
+
+def dead_letter(record: RawRecord, reason: str, field: str | None, detail: str) -> dict:
+    where = f"row {record.row} of {os.path.basename(record.source)}"
+    message = f"{where}: field '{field}' {detail}" if field else f"{where}: {detail}"
+    return {
+        "source": record.source,
+        "row": record.row,
+        "reason": reason,
+        "field": field,
+        "message": printable(message),
+        "raw": printable(record.raw),
+    }
+
+
+def check_record(
+    record: RawRecord, schema: schema_lib.RawSchema, encoding: str, funnel_policy: str
+) -> Checked:
+    """Validate one record; rows with too few impressions come back as FILTERED."""
+    if record.values is None:
+        return Checked(
+            DEAD_LETTER,
+            dead_letter=dead_letter(record, errors.MALFORMED_ROW, None, record.problem or ""),
+        )
+    try:
+        row = _parse(record.values, schema, encoding)
+        clipped = _funnel(row, funnel_policy)
+    except _Problem as problem:
+        return Checked(
+            DEAD_LETTER,
+            dead_letter=dead_letter(record, problem.reason, problem.field, problem.detail),
+        )
+    if row[schema_lib.IMPRESSIONS] <= schema_lib.MIN_IMPRESSIONS_EXCLUSIVE:
+        return Checked(FILTERED, row=row, clipped=clipped)
+    return Checked(KEPT, row=row, clipped=clipped)

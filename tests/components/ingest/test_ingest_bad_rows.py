@@ -1,0 +1,175 @@
+"""Ingest of a hand-written log with known bad rows: counts, dead letters, examples, policies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ingest_testlib import BAD_LOG_DEAD_LETTERS, read_all_splits, write_bad_csv, write_bad_jsonl
+
+from components import layout, schema
+from components.ingest import errors
+from components.ingest.counts import IngestCounts, SplitCounts
+from components.ingest.job import read_dead_letters, run_ingest
+
+NO_DEAD_LETTERS = dict.fromkeys(errors.REASONS, 0)
+
+
+@pytest.fixture(scope="module")
+def bad_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_bad_csv(tmp_path_factory.mktemp("input") / "bad.csv")
+
+
+@pytest.fixture(scope="module")
+def rejected(bad_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, IngestCounts]:
+    out = tmp_path_factory.mktemp("rejected")
+    return out, run_ingest(str(bad_csv), str(out), schema.DEMO_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def clipped(bad_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, IngestCounts]:
+    out = tmp_path_factory.mktemp("clipped")
+    return out, run_ingest(str(bad_csv), str(out), schema.DEMO_SCHEMA, funnel_policy="clip")
+
+
+@pytest.fixture(scope="module")
+def from_jsonl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, IngestCounts]:
+    source = write_bad_jsonl(tmp_path_factory.mktemp("input_jsonl") / "bad.jsonl")
+    out = tmp_path_factory.mktemp("from_jsonl")
+    return out, run_ingest(str(source), str(out), schema.DEMO_SCHEMA)
+
+
+def test_counts_of_each_outcome(rejected):
+    out, counts = rejected
+    expected_reasons = NO_DEAD_LETTERS | {
+        "not_an_integer": 1,
+        "missing_value": 2,
+        "not_a_number": 1,
+        "out_of_range": 1,
+        "negative_count": 1,
+        "funnel_violation": 1,
+        "malformed_row": 1,
+    }
+    assert counts == IngestCounts(
+        rows_read=14,
+        rows_kept=4,
+        rows_filtered_low_impressions=2,
+        rows_dead_letter=8,
+        dead_letter_by_reason=expected_reasons,
+        funnel_clipped=0,
+        splits={
+            "train": SplitCounts(rows=1, queries=1),
+            "eval": SplitCounts(rows=1, queries=1),
+            "test": SplitCounts(rows=2, queries=2),
+        },
+    )
+    assert counts.rows_read == (
+        counts.rows_kept + counts.rows_filtered_low_impressions + counts.rows_dead_letter
+    )
+    assert IngestCounts.from_json((out / layout.COUNTS_FILE).read_text()) == counts
+    assert schema.RawSchema.load(out / layout.SCHEMA_FILE) == schema.DEMO_SCHEMA
+
+
+def test_dead_letters_name_row_field_and_reason(rejected, bad_csv):
+    out, _ = rejected
+    dead = read_dead_letters(str(out))
+    assert [(d["row"], d["reason"], d["field"]) for d in dead] == BAD_LOG_DEAD_LETTERS
+    assert {d["source"] for d in dead} == {str(bad_csv)}
+    by_row = {d["row"]: d for d in dead}
+    assert by_row[6]["message"] == "row 6 of bad.csv: field 'clicks' is not an integer: 'abc'"
+    assert by_row[7]["message"] == "row 7 of bad.csv: field 'title' is empty or missing"
+    assert by_row[9]["message"] == "row 9 of bad.csv: field 'rating' is 7.5, above the maximum 5"
+    assert by_row[11]["message"].startswith(
+        "row 11 of bad.csv: field 'purchases' is 4, more than add_to_cart (2)"
+    )
+    assert by_row[12]["message"] == "row 12 of bad.csv: has 3 fields but the header has 20"
+    assert by_row[12]["raw"] == ["oops", "only", "three"]
+    assert by_row[6]["raw"]["clicks"] == "abc"
+    assert by_row[6]["raw"]["campaign"] == "spring"
+
+
+def test_examples_parse_back_with_values_and_labels(rejected):
+    out, _ = rejected
+    splits = read_all_splits(out)
+    assert {s: sorted(r["product_id"] for r in rows) for s, rows in splits.items()} == {
+        "train": ["P1"],
+        "eval": ["P2"],
+        "test": ["P14", "P3"],
+    }
+    first = splits["train"][0]
+    assert first == pytest.approx(
+        {
+            "query": "red running shoes",
+            "product_id": "P1",
+            "title": "Urban Stride men's running shoes, red",
+            "product_type": "running shoes",
+            "brand": "Urban Stride",
+            "color": "red",
+            "gender": "men",
+            "description": "Light shoes for daily runs.",
+            "lexical_score": 1.0,
+            "price": 89.5,
+            "rating": 4.5,
+            "review_count": 120.0,
+            "popularity": 900.0,
+            "discount": 0.1,
+            "impressions": 100,
+            "clicks": 10,
+            "add_to_cart": 3,
+            "purchases": 1,
+            "position": 2.5,
+            "click": 1,
+            "atc": 1,
+            "purchase": 1,
+        }
+    )
+    sofa = splits["eval"][0]
+    assert sofa["query"] == "Leather  Sofa"  # stripped, inner spacing kept
+    assert sofa["title"] == 'Arbor Home "Oslo" sofa,\nthree-seater'  # quoted comma and newline
+    assert sofa["gender"] == ""
+    assert sofa["position"] == 0.0  # missing position means unknown
+    assert (sofa["click"], sofa["atc"], sofa["purchase"]) == (0, 0, 0)
+    trainers = next(r for r in splits["test"] if r["product_id"] == "P3")
+    assert trainers["impressions"] == 40  # written as "40.0"
+    assert (trainers["click"], trainers["atc"], trainers["purchase"]) == (1, 0, 0)
+    coffee = next(r for r in splits["test"] if r["product_id"] == "P14")
+    assert coffee["description"] == ""
+    assert (coffee["click"], coffee["atc"], coffee["purchase"]) == (1, 1, 0)
+
+
+def test_clip_policy_keeps_and_clips_funnel_violations(rejected, clipped):
+    out, counts = clipped
+    _, reject_counts = rejected
+    assert counts.funnel_clipped == 1
+    assert counts.dead_letter_by_reason["funnel_violation"] == 0
+    assert counts.rows_dead_letter == reject_counts.rows_dead_letter - 1
+    assert counts.rows_kept == reject_counts.rows_kept + 1
+    assert counts.splits["test"] == SplitCounts(rows=3, queries=2)
+    row = next(r for r in read_all_splits(out)["test"] if r["product_id"] == "P11")
+    assert (row["impressions"], row["clicks"], row["add_to_cart"], row["purchases"]) == (
+        20,
+        2,
+        2,
+        2,
+    )
+    assert (row["click"], row["atc"], row["purchase"]) == (1, 1, 1)
+
+
+def test_jsonl_reads_like_csv(rejected, from_jsonl):
+    csv_out, csv_counts = rejected
+    jsonl_out, jsonl_counts = from_jsonl
+    assert jsonl_counts == csv_counts
+    dead = read_dead_letters(str(jsonl_out))
+    assert [(d["row"], d["reason"], d["field"]) for d in dead] == BAD_LOG_DEAD_LETTERS
+    assert dead[6]["message"] == "row 12 of bad.jsonl: is a JSON list, not an object"
+    assert read_all_splits(jsonl_out) == read_all_splits(csv_out)
+
+
+def test_rerun_replaces_earlier_output(bad_csv, rejected, tmp_path):
+    out, counts = rejected
+    stale = out / "train" / f"data-00001-of-00002{layout.RECORD_SUFFIX}"
+    stale.write_bytes(b"left over from an earlier run")
+    assert run_ingest(str(bad_csv), str(out), schema.DEMO_SCHEMA) == counts
+    assert not stale.exists()
+    assert json.loads((out / layout.COUNTS_FILE).read_text())["rows_read"] == 14

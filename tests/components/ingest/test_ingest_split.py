@@ -1,0 +1,37 @@
+"""The query split is stable, normalised and close to 80/10/10."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+
+from components import schema
+from components.ingest.split import bucket_of, normalize_query, split_of
+
+
+def test_known_queries_map_to_fixed_splits():
+    # Pinned: a change here moves queries between splits and invalidates every evaluation.
+    assert split_of("red running shoes") == "train"
+    assert split_of("leather sofa") == "eval"
+    assert split_of("trainers") == "test"
+    assert bucket_of("trainers") == 91
+
+
+def test_bucket_is_sha256_of_the_normalised_query():
+    digest = hashlib.sha256(b"leather sofa").digest()
+    assert bucket_of("Leather Sofa") == int.from_bytes(digest[:8], "big") % 100
+
+
+def test_normalisation():
+    assert normalize_query("  Red\tRunning   SHOES \n") == "red running shoes"
+    assert (
+        normalize_query("ｒｅｄ　ｓｈｏｅｓ") == "red shoes"
+    )  # full-width letters and space (NFKC)
+    assert split_of("  Leather   SOFA") == split_of("leather sofa")
+
+
+def test_shares_are_close_to_the_declared_percentages():
+    queries = [f"query {i}" for i in range(20_000)]
+    shares = collections.Counter(split_of(q) for q in queries)
+    for split in schema.SPLITS:
+        assert abs(shares[split] / len(queries) - schema.SPLIT_PERCENT[split] / 100) < 0.01

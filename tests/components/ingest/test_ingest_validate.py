@@ -1,0 +1,116 @@
+"""Row validation on single records: parsing rules, reasons and messages."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from ingest_testlib import good_row
+
+from components import schema
+from components.ingest import errors
+from components.ingest.readers import RawRecord
+from components.ingest.validate import DEAD_LETTER, FILTERED, KEPT, check_record
+
+
+def check(values, policy="reject", raw_schema=schema.DEMO_SCHEMA, encoding="utf-8"):
+    return check_record(RawRecord("/data/log.csv", 3, values, values), raw_schema, encoding, policy)
+
+
+def reason_of(values, **kwargs):
+    checked = check(values, **kwargs)
+    assert checked.outcome == DEAD_LETTER
+    return checked.dead_letter["reason"], checked.dead_letter["field"]
+
+
+def test_good_row_is_typed():
+    checked = check(good_row(title="  padded title  "))
+    assert checked.outcome == KEPT
+    assert checked.row[schema.TITLE] == "padded title"
+    assert checked.row[schema.CLICKS] == 10 and isinstance(checked.row[schema.CLICKS], int)
+    assert checked.row["price"] == 89.5
+    assert "campaign" not in checked.row
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"clicks": "abc"}, ("not_an_integer", "clicks")),
+        ({"clicks": "2.5"}, ("not_an_integer", "clicks")),
+        ({"clicks": "1_000"}, ("not_an_integer", "clicks")),
+        ({"purchases": "-1"}, ("negative_count", "purchases")),
+        ({"impressions": ""}, ("missing_value", "impressions")),
+        ({"product_id": "   "}, ("missing_value", "product_id")),
+        ({"price": "nan"}, ("not_a_number", "price")),
+        ({"price": "inf"}, ("not_a_number", "price")),
+        ({"discount": "1.5"}, ("out_of_range", "discount")),
+        ({"price": "-2"}, ("out_of_range", "price")),
+        ({"position": "x"}, ("not_a_number", "position")),
+        ({"position": "-1"}, ("out_of_range", "position")),
+        ({"clicks": "101"}, ("funnel_violation", "clicks")),
+        ({"add_to_cart": "11"}, ("funnel_violation", "add_to_cart")),
+        ({"brand": "Caf\udce9"}, ("invalid_encoding", "brand")),
+    ],
+)
+def test_reasons(overrides, expected):
+    assert reason_of(good_row(**overrides)) == expected
+
+
+def test_first_problem_in_contract_order_wins():
+    # title comes before clicks in the contract, so its problem is the one reported.
+    assert reason_of(good_row(title="", clicks="x")) == ("missing_value", "title")
+
+
+def test_message_names_row_file_and_field():
+    dead = check(good_row(price="12 EUR")).dead_letter
+    assert dead["message"] == "row 3 of log.csv: field 'price' is not a number: '12 EUR'"
+    assert dead["source"] == "/data/log.csv"
+    assert dead["row"] == 3
+
+
+def test_typed_values_from_json_and_parquet():
+    values = good_row(product_id=12345, clicks=10.0, impressions=100, price=89, position=math.nan)
+    checked = check(values)
+    assert checked.outcome == KEPT
+    assert checked.row[schema.PRODUCT_ID] == "12345"
+    assert checked.row[schema.CLICKS] == 10
+    assert checked.row[schema.POSITION] == 0.0  # NaN from a typed column means missing
+    assert reason_of(good_row(price=True)) == ("not_a_number", "price")
+    assert reason_of(good_row(title=["a", "b"])) == ("malformed_row", "title")
+    assert reason_of(good_row(clicks=None)) == ("missing_value", "clicks")
+
+
+def test_low_impressions_are_filtered_not_errors():
+    assert (
+        check(good_row(impressions="5", clicks="1", add_to_cart="0", purchases="0")).outcome
+        == FILTERED
+    )
+    assert (
+        check(good_row(impressions="6", clicks="1", add_to_cart="0", purchases="0")).outcome == KEPT
+    )
+    # An invalid row is dead-lettered even when it would have been filtered.
+    assert reason_of(good_row(impressions="2", clicks="x")) == ("not_an_integer", "clicks")
+
+
+def test_clip_policy_repairs_the_funnel_top_down():
+    checked = check(
+        good_row(impressions="20", clicks="30", add_to_cart="25", purchases="40"),
+        policy=errors.CLIP,
+    )
+    assert checked.outcome == KEPT and checked.clipped
+    counts = [checked.row[c] for c in schema.FUNNEL]
+    assert counts == [20, 20, 20, 20]
+    assert not check(good_row(), policy=errors.CLIP).clipped
+
+
+def test_malformed_record():
+    record = RawRecord("/data/log.jsonl", 9, None, "[1]", "is a JSON list, not an object")
+    dead = check_record(record, schema.DEMO_SCHEMA, "utf-8", "reject").dead_letter
+    assert dead == {
+        "source": "/data/log.jsonl",
+        "row": 9,
+        "reason": "malformed_row",
+        "field": None,
+        "message": "row 9 of log.jsonl: is a JSON list, not an object",
+        "raw": "[1]",
+    }
