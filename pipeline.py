@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from typing import NamedTuple
 
 import click
@@ -200,6 +201,20 @@ def format_summary(
     return "\n".join(lines)
 
 
+def preflight(input_data: str, input_format: str, input_encoding: str, schema_uri: str) -> None:
+    """Check the input files and schema before starting the DAG; exit 2 with the reason."""
+    if not input_data:
+        return
+    from components import schema as S
+    from components.ingest.sources import resolve_inputs
+
+    try:
+        resolve_inputs(input_data, input_format, input_encoding, S.resolve_schema(schema_uri))
+    except ValueError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
 @click.group()
 def cli() -> None:
     """Compile the MLPR pipeline for Kubeflow, or run it locally."""
@@ -249,10 +264,15 @@ def run_command(beam_args, pipeline_root: str, model_base: str, model_name: str,
     """Run the whole DAG locally through kfp.local (SubprocessRunner) and print a summary."""
     from kfp import local
 
+    preflight(
+        params["input_data"], params["input_format"], params["input_encoding"], params["schema_uri"]
+    )
     model_base = os.path.abspath(model_base)
     pipeline_root = os.path.abspath(pipeline_root)
     os.makedirs(model_base, exist_ok=True)
     before = _versions(model_base, model_name)
+    # Locally every step runs in this environment rather than in the component image.
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root)
     start = time.monotonic()
     try:

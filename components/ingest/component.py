@@ -54,15 +54,18 @@ def ingest(
     if not source:
         source = os.path.join(examples.path, "demo_input", "demo.csv")
         demo_data.write(demo_data.generate(demo_queries, seed), source)
-    counts = job.run_ingest(
-        input_pattern=source,
-        output_dir=examples.path,
-        schema=schema_lib.resolve_schema(schema_uri),
-        input_format=input_format,
-        encoding=input_encoding,
-        funnel_policy=funnel_policy,
-        beam_args=list(beam_pipeline_args),
-    )
+    try:
+        counts = job.run_ingest(
+            input_pattern=source,
+            output_dir=examples.path,
+            schema=schema_lib.resolve_schema(schema_uri),
+            input_format=input_format,
+            encoding=input_encoding,
+            funnel_policy=funnel_policy,
+            beam_args=list(beam_pipeline_args),
+        )
+    except ValueError as err:  # IngestError and schema errors: the message says it all
+        raise SystemExit(f"ingest: error: {err}") from None
     summary = counts.to_dict()
     examples.metadata.update(
         {key: value for key, value in summary.items() if key != "splits"}

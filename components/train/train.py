@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -104,6 +105,13 @@ def run_training(
             f"training needs examples in the train and eval splits, got {train_examples} and "
             f"{eval_examples}: give the pipeline more queries"
         )
+    # Known epoch lengths: progress bars and callbacks see whole epochs.
+    train_ds = train_ds.apply(
+        tf.data.experimental.assert_cardinality(math.ceil(train_examples / config.batch_size))
+    )
+    eval_ds = eval_ds.apply(
+        tf.data.experimental.assert_cardinality(math.ceil(eval_examples / config.batch_size))
+    )
 
     os.makedirs(os.path.join(output_dir, os.path.dirname(CHECKPOINT_FILE)), exist_ok=True)
     callbacks = [
@@ -124,6 +132,7 @@ def run_training(
         validation_data=eval_ds,
         epochs=config.max_epochs,
         callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
         verbose=verbose,
     ).history
     val_loss = history["val_loss"]
