@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
-from conftest import write_raw_dataset
 
 from components import layout
 from components import schema as S
 from components.transform.preprocessing import preprocessing_fn, raw_feature_spec
 from components.transform.transform import TransformError, run_transform
+from conftest import write_raw_dataset
 
 SCHEMA = S.RawSchema(
     ranking_features=(

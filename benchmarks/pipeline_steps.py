@@ -1,0 +1,96 @@
+"""Wall time of each pipeline step on the demo shop, run in this process (no kfp overhead).
+
+    .venv/bin/python benchmarks/pipeline_steps.py --queries 600
+
+Prints seconds and rows per second for each step, measured in this run, and the share of the
+total, so a change that slows a step shows up next to the others on the same machine.
+"""
+
+import os
+import resource
+import tempfile
+import time
+
+import click
+
+
+@click.command()
+@click.option("--queries", default=600, show_default=True, help="Demo shop size.")
+@click.option("--max-epochs", default=8, show_default=True)
+@click.option("--encoder-preset", default="tiny", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def main(queries: int, max_epochs: int, encoder_preset: str, seed: int) -> None:
+    from components import layout
+    from components import schema as S
+    from components.evaluate.evaluate import compute_metrics, score_split
+    from components.ingest import demo_data, job
+    from components.train.config import TrainConfig
+    from components.train.train import run_training
+    from components.transform.transform import run_transform
+
+    work = tempfile.mkdtemp(prefix="mlpr-bench-")
+    paths = {k: os.path.join(work, k) for k in ("raw", "examples", "tft", "tx", "model")}
+    timings: list[tuple[str, float, int]] = []
+
+    def timed(name, rows, fn):
+        start = time.perf_counter()
+        value = fn()
+        timings.append((name, time.perf_counter() - start, rows() if callable(rows) else rows))
+        return value
+
+    frame = timed("generate demo", lambda: len(frame), lambda: demo_data.generate(queries, seed))
+    csv = str(demo_data.write(frame, os.path.join(paths["raw"], "demo.csv")))
+    counts = timed(
+        "ingest (Beam)",
+        len(frame),
+        lambda: job.run_ingest(csv, paths["examples"], S.DEMO_SCHEMA),
+    )
+    timed(
+        "transform (TFT)",
+        counts.rows_kept,
+        lambda: run_transform(
+            paths["examples"], paths["tft"], paths["tx"], temp_dir=os.path.join(work, "t")
+        ),
+    )
+    config = TrainConfig(encoder_preset=encoder_preset, max_epochs=max_epochs, seed=seed)
+    result = timed(
+        "train + export",
+        counts.splits["train"].rows,
+        lambda: run_training(paths["tft"], paths["tx"], paths["model"], config, verbose=0),
+    )
+    saved_model = os.path.join(paths["model"], layout.SAVED_MODEL_DIR)
+    test = layout.split_pattern(paths["examples"], "test")
+    metrics = timed(
+        "evaluate",
+        counts.splits["test"].rows,
+        lambda: compute_metrics(score_split(saved_model, test)),
+    )
+
+    total = sum(t for _, t, _ in timings)
+    click.echo(
+        f"demo shop: {queries} queries, {len(frame)} rows; encoder {encoder_preset}; "
+        f"{result.epochs_run} epochs run (best {result.best_epoch}); {os.cpu_count()} CPUs"
+    )
+    click.echo(f"{'step':<18}{'seconds':>10}{'rows':>10}{'rows/s':>12}{'share':>8}")
+    for name, seconds, rows in timings:
+        click.echo(
+            f"{name:<18}{seconds:>10.2f}{rows:>10}{rows / seconds:>12.0f}{seconds / total:>8.0%}"
+        )
+    click.echo(f"{'total':<18}{total:>10.2f}")
+    click.echo(
+        f"train: {result.train_examples * result.epochs_run / result.seconds:.0f} examples/s "
+        "(all epochs, including export)"
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    click.echo(f"peak RSS of this process: {peak:.0f} MiB")
+    click.echo(
+        "test metrics: "
+        + ", ".join(
+            f"{t} AUC {metrics[f'{t}/auc']:.3f} NDCG@5 {metrics[f'{t}/ndcg@5']:.3f}"
+            for t in S.TASKS
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
