@@ -96,3 +96,22 @@ def synthetic_rows(n: int, seed: int, query_offset: int = 0) -> list[dict]:
             }
         )
     return rows
+
+
+def synthetic_splits(train: int, eval_: int, test: int) -> dict:
+    """Synthetic rows per split, each split with its own seed and queries."""
+    return {
+        "train": synthetic_rows(train, 0),
+        "eval": synthetic_rows(eval_, 1, 1),
+        "test": synthetic_rows(test, 2, 2),
+    }
+
+
+def transformed_dataset(root, rows_by_split: dict, raw_schema) -> dict:
+    """Write raw splits under `root` and run the real transform job; returns the directories."""
+    from components.transform.transform import run_transform
+
+    dirs = {name: str(root / name) for name in ("raw", "tft", "tx", "tmp")}
+    write_raw_dataset(dirs["raw"], rows_by_split, raw_schema)
+    run_transform(dirs["raw"], dirs["tft"], dirs["tx"], temp_dir=dirs["tmp"])
+    return dirs

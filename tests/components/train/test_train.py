@@ -12,8 +12,7 @@ from components import schema as S
 from components.train.config import TrainConfig
 from components.train.inputs import make_dataset, split_files
 from components.train.train import run_training
-from components.transform.transform import run_transform
-from conftest import synthetic_rows, write_raw_dataset
+from conftest import make_raw_example, synthetic_rows, synthetic_splits, transformed_dataset
 from model.config import RankerConfig
 from model.text_preprocessor import TextPreprocessor
 
@@ -29,13 +28,7 @@ CONFIG = TrainConfig(
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    rows = {
-        "train": synthetic_rows(384, 0),
-        "eval": synthetic_rows(64, 1, 1),
-        "test": synthetic_rows(64, 2, 2),
-    }
-    raw = write_raw_dataset(str(root / "raw"), rows, S.DEMO_SCHEMA)
-    run_transform(raw, str(root / "tft"), str(root / "tx"), temp_dir=str(root / "tmp"))
+    raw = transformed_dataset(root, synthetic_splits(384, 64, 64), S.DEMO_SCHEMA)["raw"]
     result = run_training(
         str(root / "tft"), str(root / "tx"), str(root / "model"), CONFIG, verbose=0
     )
@@ -103,7 +96,6 @@ def test_named_raw_signature_matches_example_signature(trained):
             [str(v) for v in values] if dtype == tf.string else [float(v) for v in values]
         )
     by_name = serving(**named)
-    from conftest import make_raw_example
 
     by_example = loaded.signatures["score_examples"](
         examples=tf.constant([make_raw_example(r, S.DEMO_SCHEMA) for r in rows])
@@ -130,7 +122,6 @@ def test_learns_signal(trained):
     root, raw, _ = trained
     loaded = tf.saved_model.load(str(root / "model" / layout.SAVED_MODEL_DIR))
     rows = synthetic_rows(64, 1, 1)
-    from conftest import make_raw_example
 
     out = loaded.signatures["score_examples"](
         examples=tf.constant([make_raw_example(r, S.DEMO_SCHEMA) for r in rows])

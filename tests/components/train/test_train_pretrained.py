@@ -12,8 +12,7 @@ from components import layout
 from components import schema as S
 from components.train.config import TrainConfig
 from components.train.train import run_training
-from components.transform.transform import run_transform
-from conftest import make_raw_example, synthetic_rows, write_raw_dataset
+from conftest import make_raw_example, synthetic_splits, transformed_dataset
 from model.config import RankerConfig
 from model.presets import MINILM, minilm_directory
 
@@ -27,13 +26,8 @@ pytestmark = [
 
 
 def test_minilm_preset_trains_and_exports(tmp_path):
-    rows = {
-        "train": synthetic_rows(256, 0),
-        "eval": synthetic_rows(64, 1, 1),
-        "test": synthetic_rows(32, 2, 2),
-    }
-    raw = write_raw_dataset(str(tmp_path / "raw"), rows, S.DEMO_SCHEMA)
-    run_transform(raw, str(tmp_path / "tft"), str(tmp_path / "tx"), temp_dir=str(tmp_path / "t"))
+    rows = synthetic_splits(256, 64, 32)
+    transformed_dataset(tmp_path, rows, S.DEMO_SCHEMA)
     config = TrainConfig(
         encoder_preset=MINILM,
         product_length=24,

@@ -1,6 +1,5 @@
 import functools
 import math
-import os
 
 import numpy as np
 import pytest
@@ -145,7 +144,7 @@ def test_serving_graph_accepts_features_without_labels(transform_run):
     assert result[S.vocab_id_name(S.BRAND)].numpy()[0] == vocab.index("zeta")
 
 
-def test_in_memory_analyze_and_transform_matches_formula():
+def test_in_memory_analyze_and_transform_matches_formula(tmp_path):
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
@@ -159,7 +158,7 @@ def test_in_memory_analyze_and_transform_matches_formula():
         row.update({t: k % 2 for t in S.LABEL_KEYS})
         rows.append(row)
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
-    with tft_beam.Context(temp_dir=os.environ.get("TMPDIR", "/tmp"), force_tf_compat_v1=False):
+    with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
         (result, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
             functools.partial(preprocessing_fn, raw_schema=schema)
         )
