@@ -33,12 +33,14 @@ def main(queries: int, max_epochs: int, encoder_preset: str, seed: int) -> None:
     timings: list[tuple[str, float, int]] = []
 
     def timed(name, rows, fn):
+        """Run fn, record its wall time; `rows` is a count or a function of fn's result."""
         start = time.perf_counter()
         value = fn()
-        timings.append((name, time.perf_counter() - start, rows() if callable(rows) else rows))
+        seconds = time.perf_counter() - start
+        timings.append((name, seconds, rows(value) if callable(rows) else rows))
         return value
 
-    frame = timed("generate demo", lambda: len(frame), lambda: demo_data.generate(queries, seed))
+    frame = timed("generate demo", len, lambda: demo_data.generate(queries, seed))
     csv = str(demo_data.write(frame, os.path.join(paths["raw"], "demo.csv")))
     counts = timed(
         "ingest (Beam)",
