@@ -1,4 +1,8 @@
-"""The ranker's configuration: one frozen dataclass, converted once at the edge."""
+"""The ranker's configuration: one frozen dataclass, converted once at the edge.
+
+Every stage of MLPR is a switch, so the paper's ablations and most baselines are
+configurations of the same builder (see model/architectures.py).
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,21 @@ class RankerConfig:
         projection_dim: width of the query and product projections phi(q), psi(i).
         pooling: how token vectors become one text vector ("mean" or "cls").
         fine_tune_encoder: train the text backbone with the ranker (False: frozen).
-        interactions: which of cosine / hadamard / concat feed the ranker.
+        interactions: which of cosine / hadamard / concat feed the ranker (stage 1).
         categorical_embedding_dim: embedding width of each categorical product field.
-        bottom_units: the shared-bottom MLP.
-        tower_units: each task tower's MLP (before its one-unit sigmoid head).
-        dropout: dropout after every MLP block.
-        probability_transfer: towers predict conditional funnel probabilities that are chained
-            into P(click), P(click, atc), P(click, atc, purchase); otherwise each tower predicts
-            its task directly.
+        dropout: dropout inside every MLP (experts, bottoms, towers).
+        separate_task_networks: one independent MLP per task, nothing shared (MLP_Single).
+        shared_bottom_units: a shared-bottom MLP (MLP_MTL, ESM2, AITM); empty: none.
+        multi_gate_experts: stage 2, shared experts mixed by one softmax gate per task (MMoE).
+        specific_experts: stage 3, per-task experts plus shared experts, customized gates (PLE).
+        num_shared_experts: experts shared by all tasks (stages 2 and 3).
+        num_specific_experts: experts of each task (stage 3).
+        expert_units: each expert's MLP widths (also the MLP_Single networks).
+        tower_units: each task tower's MLP widths.
+        attention_units: stage 4, towers pass information from task k-1 to task k.
+        probability_transfer: stage 5, chain conditional funnel probabilities.
+        uncertainty_loss: weight task losses by learned uncertainty (eq. 10).
+        calibration_weight: AITM's calibration penalty on out-of-funnel-order predictions.
     """
 
     projection_dim: int = 256
@@ -30,10 +41,19 @@ class RankerConfig:
     fine_tune_encoder: bool = True
     interactions: tuple[str, ...] = INTERACTIONS
     categorical_embedding_dim: int = 8
-    bottom_units: tuple[int, ...] = (256, 128)
-    tower_units: tuple[int, ...] = (64,)
     dropout: float = 0.2
+    separate_task_networks: bool = False
+    shared_bottom_units: tuple[int, ...] = ()
+    multi_gate_experts: bool = True
+    specific_experts: bool = True
+    num_shared_experts: int = 4
+    num_specific_experts: int = 1
+    expert_units: tuple[int, ...] = (512, 256, 128)
+    tower_units: tuple[int, ...] = (64,)
+    attention_units: bool = True
     probability_transfer: bool = True
+    uncertainty_loss: bool = True
+    calibration_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.projection_dim <= 0 or self.categorical_embedding_dim <= 0:
@@ -41,6 +61,21 @@ class RankerConfig:
                 "projection_dim and categorical_embedding_dim must be positive, got "
                 f"{self.projection_dim} and {self.categorical_embedding_dim}"
             )
+        sharing = (self.shared_bottom_units, self.multi_gate_experts, self.specific_experts)
+        if self.separate_task_networks and any(sharing):
+            raise ValueError(
+                "separate_task_networks shares nothing: it excludes shared_bottom_units, "
+                "multi_gate_experts and specific_experts"
+            )
+        if self.shared_bottom_units and self.multi_gate_experts:
+            raise ValueError("choose a shared bottom or multi-gate experts, not both")
+        if (self.multi_gate_experts or self.specific_experts) and self.num_shared_experts < 1:
+            raise ValueError(f"num_shared_experts must be >= 1, got {self.num_shared_experts}")
+        if not self.expert_units or not self.tower_units:
+            raise ValueError("expert_units and tower_units must not be empty")
+
+    def replace(self, **changes) -> RankerConfig:
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

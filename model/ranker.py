@@ -1,15 +1,25 @@
-"""Builds the multi-task ranker: text towers + interactions + wide features -> shared bottom
--> one tower per task -> (optionally) probability transfer."""
+"""Builds the multi-task ranker (MLPR and its baselines) from a RankerConfig:
+
+1. deep & wide features: text encoder -> projections phi(q), psi(i) -> interactions, joined
+   with the z-scored wide features and categorical embeddings;
+2. multi-gate experts (MMoE) and/or 3. specific experts with customized gates (PLE), or a
+   shared bottom, or one network per task;
+4. one tower per task, with attention units passing information from task k-1 to task k;
+5. probability transfer; the loss (uncertainty-weighted) rides in the graph.
+"""
 
 from __future__ import annotations
 
 import keras
 
 from components import schema as S
+from model.attention_unit import AttentionUnit
 from model.config import RankerConfig
 from model.encoder import TextEncoder
+from model.experts import CustomizedGateExperts, MultiGateExperts
 from model.interactions import Interactions
 from model.mlp import MLP
+from model.multitask_loss import MultiTaskLoss, MultiTaskRanker
 from model.probability_transfer import ProbabilityTransfer
 
 TEXT_INPUTS = (
@@ -31,7 +41,7 @@ def build_ranker(
     vocabulary_sizes: dict[str, int],
     query_length: int,
     product_length: int,
-) -> keras.Model:
+) -> MultiTaskRanker:
     """A functional Keras model with one probability output per task in `S.TASKS`.
 
     Inputs: packed token ids and padding masks for the query and the product text, the
@@ -78,16 +88,67 @@ def build_ranker(
         for c in S.CATEGORICAL_COLUMNS
     ]
     features = keras.layers.Concatenate(name="deep_and_wide")([deep, inputs[S.WIDE], *embedded])
-    shared = MLP(config.bottom_units, dropout=config.dropout, name="shared_bottom")(features)
+    task_inputs = _task_inputs(config, features)
 
-    heads = []
-    for task in S.TASKS:
-        tower = MLP(config.tower_units, dropout=config.dropout, name=f"{task}_tower")(shared)
+    heads, previous = [], None
+    for k, task in enumerate(S.TASKS):
+        tower = MLP(config.tower_units, dropout=config.dropout, name=f"{task}_tower")(
+            task_inputs[k]
+        )
+        if config.attention_units and previous is not None:
+            tower = AttentionUnit(config.tower_units[-1], name=f"{task}_attention")(
+                [tower, previous]
+            )
+        previous = tower
         heads.append(keras.layers.Dense(1, activation="sigmoid", name=f"{task}_head")(tower))
     if config.probability_transfer:
         heads = ProbabilityTransfer(name="probability_transfer")(heads)
+    heads = MultiTaskLoss(
+        S.TASKS,
+        uncertainty_weighting=config.uncertainty_loss,
+        calibration_weight=config.calibration_weight,
+        name=MultiTaskRanker.LOSS_LAYER,
+    )(heads)
     outputs = {
         task: keras.layers.Identity(name=task)(head)
         for task, head in zip(S.TASKS, heads, strict=True)
     }
-    return keras.Model(inputs=inputs, outputs=outputs, name="mlpr_ranker")
+    return MultiTaskRanker(inputs=inputs, outputs=outputs, name="mlpr_ranker")
+
+
+def _task_inputs(config: RankerConfig, features) -> list:
+    """One input per task for the towers: separate networks, a shared bottom, and/or the
+    expert stages (MMoE, then customized-gate experts)."""
+    tasks = len(S.TASKS)
+    if config.separate_task_networks:
+        return [
+            MLP(config.expert_units, dropout=config.dropout, name=f"{task}_network")(features)
+            for task in S.TASKS
+        ]
+    shared = features
+    if config.shared_bottom_units:
+        shared = MLP(config.shared_bottom_units, dropout=config.dropout, name="shared_bottom")(
+            features
+        )
+    per_task = [shared] * tasks
+    if config.multi_gate_experts:
+        mixed = MultiGateExperts(
+            tasks,
+            config.num_shared_experts,
+            config.expert_units,
+            dropout=config.dropout,
+            shared_output=config.specific_experts,
+            name="multi_gate_experts",
+        )(shared)
+        per_task = mixed[:tasks]
+        shared = mixed[tasks] if config.specific_experts else shared
+    if config.specific_experts:
+        per_task = CustomizedGateExperts(
+            tasks,
+            config.num_specific_experts,
+            config.num_shared_experts,
+            config.expert_units,
+            dropout=config.dropout,
+            name="specific_experts",
+        )([*per_task, shared])
+    return per_task

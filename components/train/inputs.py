@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -23,9 +24,12 @@ def split_files(transformed_dir: str, split: str) -> list[str]:
 
 
 def to_model_inputs(transformed: dict, preprocessor) -> dict:
-    """Transformed features (TFT outputs) -> the ranker's input dict."""
-    text = preprocessor(transformed[S.QUERY], transformed[S.PRODUCT_TEXT])
-    inputs = {name: tf.cast(value, tf.int32) for name, value in text.items()}
+    """Transformed features (TFT outputs) -> the ranker's input dict (no text inputs when
+    `preprocessor` is None, for models that use only the wide features)."""
+    inputs = {}
+    if preprocessor is not None:
+        text = preprocessor(transformed[S.QUERY], transformed[S.PRODUCT_TEXT])
+        inputs = {name: tf.cast(value, tf.int32) for name, value in text.items()}
     inputs[S.WIDE] = tf.cast(transformed[S.WIDE], tf.float32)
     for column in S.CATEGORICAL_COLUMNS:
         name = S.vocab_id_name(column)
@@ -81,3 +85,13 @@ def training_texts(files: list[str], tft_output: tft.TFTransformOutput, limit: i
         if len(texts) >= limit:
             break
     return list(itertools.islice(texts, limit))
+
+
+def wide_and_labels(files: list[str], tft_output: tft.TFTransformOutput) -> tuple:
+    """The whole split as numpy: the wide feature matrix and the labels per task."""
+    wide, labels = [], {t: [] for t in S.TASKS}
+    for batch in read_transformed(files, tft_output, 4096):
+        wide.append(batch[S.WIDE].numpy())
+        for t in S.TASKS:
+            labels[t].append(batch[t].numpy())
+    return np.concatenate(wide), {t: np.concatenate(v) for t, v in labels.items()}

@@ -16,13 +16,15 @@ import tensorflow_transform as tft
 
 from components import layout
 from components import schema as S
-from components.train.config import TrainConfig
-from components.train.inputs import make_dataset, split_files, training_texts
+from components.train.config import XGBOOST, TrainConfig
+from components.train.inputs import make_dataset, split_files, training_texts, wide_and_labels
 from components.transform.preprocessing import VOCAB_OOV_BUCKETS
 from model.encoder import TextEncoder
+from model.losses import binary_crossentropy
 from model.presets import TINY, load_encoder
 from model.ranker import build_ranker
 from model.text_preprocessor import TextPreprocessor
+from model.xgboost_baseline import fit_xgboost
 from serving.export import export_serving_model
 
 ENCODER_PRESET_DIR = "encoder_preset"
@@ -51,16 +53,15 @@ def build_model(config: TrainConfig, tft_output: tft.TFTransformOutput, train_fi
         texts = training_texts(train_files, tft_output, config.max_vocabulary_texts)
     backbone, tokenizer = load_encoder(config.encoder_preset, texts=texts, seed=config.seed)
     preprocessor = TextPreprocessor(tokenizer, config.query_length, config.product_length)
-    encoder = TextEncoder(
-        backbone, pooling=config.ranker.pooling, fine_tune=config.ranker.fine_tune_encoder
-    )
+    ranker = config.ranker_config
+    encoder = TextEncoder(backbone, pooling=ranker.pooling, fine_tune=ranker.fine_tune_encoder)
     vocabulary_sizes = {
         c: tft_output.vocabulary_size_by_name(S.vocab_name(c)) + VOCAB_OOV_BUCKETS
         for c in S.CATEGORICAL_COLUMNS
     }
     wide_dim = int(tft_output.transformed_feature_spec()[S.WIDE].shape[0])
     model = build_ranker(
-        config.ranker,
+        config.ranker_config,
         encoder,
         wide_dim=wide_dim,
         vocabulary_sizes=vocabulary_sizes,
@@ -71,9 +72,9 @@ def build_model(config: TrainConfig, tft_output: tft.TFTransformOutput, train_fi
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
+    # No loss here: the ranker computes its multi-task loss (model/multitask_loss.py).
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate),
-        loss={t: keras.losses.BinaryCrossentropy() for t in S.TASKS},
         metrics={t: [keras.metrics.AUC(name="auc")] for t in S.TASKS},
     )
 
@@ -92,7 +93,32 @@ def run_training(
     raw_schema = S.RawSchema.load(os.path.join(transform_dir, layout.SCHEMA_FILE))
     train_files = split_files(transformed_dir, "train")
     eval_files = split_files(transformed_dir, "eval")
+    os.makedirs(output_dir, exist_ok=True)
+    train = _train_xgboost if config.architecture == XGBOOST else _train_neural
+    model, preprocessor, fit = train(
+        config, tft_output, train_files, eval_files, output_dir, verbose
+    )
 
+    model.save(os.path.join(output_dir, layout.KERAS_MODEL_FILE))
+    export_serving_model(
+        model,
+        preprocessor,
+        tft_output,
+        raw_schema,
+        os.path.join(output_dir, layout.SAVED_MODEL_DIR),
+        score_weights=config.score_weights,
+    )
+    result = TrainResult(seconds=round(time.monotonic() - start, 1), **fit)
+    with open(os.path.join(output_dir, layout.TRAIN_INFO_FILE), "w") as fh:
+        json.dump(
+            {"config": json.loads(config.to_json()), "result": dataclasses.asdict(result)},
+            fh,
+            indent=2,
+        )
+    return result
+
+
+def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbose):
     model, preprocessor, backbone, tokenizer = build_model(config, tft_output, train_files)
     compile_model(model, config.learning_rate)
     train_ds = make_dataset(
@@ -100,11 +126,7 @@ def run_training(
     )
     eval_ds = make_dataset(eval_files, tft_output, preprocessor, config.batch_size, shuffle=False)
     train_examples, eval_examples = _count(train_ds), _count(eval_ds)
-    if train_examples == 0 or eval_examples == 0:
-        raise ValueError(
-            f"training needs examples in the train and eval splits, got {train_examples} and "
-            f"{eval_examples}: give the pipeline more queries"
-        )
+    _check_examples(train_examples, eval_examples)
     # Known epoch lengths: progress bars and callbacks see whole epochs.
     train_ds = train_ds.apply(
         tf.data.experimental.assert_cardinality(math.ceil(train_examples / config.batch_size))
@@ -112,7 +134,6 @@ def run_training(
     eval_ds = eval_ds.apply(
         tf.data.experimental.assert_cardinality(math.ceil(eval_examples / config.batch_size))
     )
-
     os.makedirs(os.path.join(output_dir, os.path.dirname(CHECKPOINT_FILE)), exist_ok=True)
     callbacks = [
         keras.callbacks.ModelCheckpoint(
@@ -136,33 +157,49 @@ def run_training(
         verbose=verbose,
     ).history
     val_loss = history["val_loss"]
-    best_epoch = int(min(range(len(val_loss)), key=val_loss.__getitem__))
-
-    model.save(os.path.join(output_dir, layout.KERAS_MODEL_FILE))
+    best = int(min(range(len(val_loss)), key=val_loss.__getitem__))
     preset_dir = os.path.join(output_dir, ENCODER_PRESET_DIR)
     backbone.save_to_preset(preset_dir)
     tokenizer.save_to_preset(preset_dir)
-    export_serving_model(
-        model,
-        preprocessor,
-        tft_output,
-        raw_schema,
-        os.path.join(output_dir, layout.SAVED_MODEL_DIR),
-        score_weights=config.score_weights,
+    fit = {
+        "epochs_run": len(val_loss),
+        "best_epoch": best + 1,
+        "best_val_loss": float(val_loss[best]),
+        "train_examples": train_examples,
+        "eval_examples": eval_examples,
+        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+    }
+    return model, preprocessor, fit
+
+
+def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verbose):
+    train_wide, train_labels = wide_and_labels(train_files, tft_output)
+    eval_wide, eval_labels = wide_and_labels(eval_files, tft_output)
+    _check_examples(len(train_wide), len(eval_wide))
+    model, rounds = fit_xgboost(
+        train_wide, train_labels, eval_wide, eval_labels, config.xgboost, seed=config.seed
     )
-    result = TrainResult(
-        epochs_run=len(val_loss),
-        best_epoch=best_epoch + 1,
-        best_val_loss=float(val_loss[best_epoch]),
-        train_examples=train_examples,
-        eval_examples=eval_examples,
-        seconds=round(time.monotonic() - start, 1),
-        history={k: [float(v) for v in vs] for k, vs in history.items()},
+    predictions = model.predict({S.WIDE: eval_wide}, verbose=0)
+    val_loss = sum(
+        float(keras.ops.convert_to_numpy(binary_crossentropy(eval_labels[t], predictions[t][:, 0])))
+        for t in S.TASKS
     )
-    with open(os.path.join(output_dir, layout.TRAIN_INFO_FILE), "w") as fh:
-        json.dump(
-            {"config": json.loads(config.to_json()), "result": dataclasses.asdict(result)},
-            fh,
-            indent=2,
+    if verbose:
+        print(f"xgboost: boosting rounds kept per task {rounds}; eval loss {val_loss:.4f}")
+    fit = {
+        "epochs_run": max(rounds.values()),
+        "best_epoch": max(rounds.values()),
+        "best_val_loss": val_loss,
+        "train_examples": len(train_wide),
+        "eval_examples": len(eval_wide),
+        "history": {f"{t}_rounds": [float(n)] for t, n in rounds.items()},
+    }
+    return model, None, fit
+
+
+def _check_examples(train_examples: int, eval_examples: int) -> None:
+    if train_examples == 0 or eval_examples == 0:
+        raise ValueError(
+            f"training needs examples in the train and eval splits, got {train_examples} and "
+            f"{eval_examples}: give the pipeline more queries"
         )
-    return result

@@ -7,8 +7,11 @@ import keras
 import numpy as np
 import pytest
 
+from model.attention_unit import AttentionUnit
+from model.experts import CustomizedGateExperts, MultiGateExperts
 from model.interactions import Interactions
 from model.mlp import MLP
+from model.multitask_loss import MultiTaskLoss
 from model.probability_transfer import ProbabilityTransfer
 
 
@@ -74,6 +77,22 @@ def test_mlp_validates_arguments():
         (
             lambda: ProbabilityTransfer(),
             lambda: [np.full((2, 1), 0.5, "float32"), np.full((2, 1), 0.5, "float32")],
+        ),
+        (
+            lambda: MultiGateExperts(3, 2, (4,), dropout=0.1, shared_output=True),
+            lambda: np.ones((2, 5), "float32"),
+        ),
+        (
+            lambda: CustomizedGateExperts(2, 1, 2, (4, 3)),
+            lambda: [np.ones((2, 5), "float32")] * 3,
+        ),
+        (
+            lambda: AttentionUnit(4),
+            lambda: [np.ones((2, 4), "float32"), np.zeros((2, 6), "float32")],
+        ),
+        (
+            lambda: MultiTaskLoss(("click", "atc")),
+            lambda: [np.full((2, 1), 0.5, "float32"), np.full((2, 1), 0.2, "float32")],
         ),
     ],
 )

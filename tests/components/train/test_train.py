@@ -21,7 +21,9 @@ CONFIG = TrainConfig(
     batch_size=32,
     learning_rate=5e-3,
     early_stopping_patience=2,
-    ranker=RankerConfig(projection_dim=16, bottom_units=(32,), tower_units=(8,)),
+    ranker=RankerConfig(
+        projection_dim=16, num_shared_experts=2, expert_units=(32, 16), tower_units=(8,)
+    ),
 )
 
 
@@ -133,3 +135,32 @@ def test_learns_signal(trained):
     # At least halfway from chance to the oracle (runs vary a little: CPU threading changes
     # the order of floating-point sums).
     assert model_auc > 0.5 + (oracle - 0.5) / 2, (model_auc, oracle)
+
+
+def test_xgboost_baseline_exports_and_scores_raw_examples(trained, tmp_path):
+    """The XGBoost baseline shares the data path and the export: its SavedModel, on raw
+    examples, gives xgboost's own probabilities, and it learns the lexical_score signal."""
+    import xgboost as xgb  # noqa: F401  (the baseline's library)
+    from sklearn.metrics import roc_auc_score
+
+    from components.transform.preprocessing import raw_feature_spec
+
+    root, raw, _ = trained
+    config = TrainConfig(architecture="xgboost")
+    result = run_training(str(root / "tft"), str(root / "tx"), str(tmp_path), config, verbose=0)
+    assert result.train_examples == 384
+    model = keras.saving.load_model(str(tmp_path / layout.KERAS_MODEL_FILE))
+    assert set(model.input) == {S.WIDE}
+
+    loaded = tf.saved_model.load(str(tmp_path / layout.SAVED_MODEL_DIR))
+    rows = synthetic_rows(64, 1, 1)
+    examples = tf.constant([make_raw_example(r, S.DEMO_SCHEMA) for r in rows])
+    out = loaded.signatures["score_examples"](examples=examples)
+    # The same rows through the transform graph in TensorFlow, then the Keras model.
+    tft_output = tft.TFTransformOutput(str(root / "tft"))
+    parsed = tf.io.parse_example(examples, raw_feature_spec(S.DEMO_SCHEMA, with_labels=False))
+    wide = tft_output.transform_features_layer()(parsed)[S.WIDE]
+    keras_click = model.predict({S.WIDE: wide.numpy()}, verbose=0)["click"].reshape(-1)
+    np.testing.assert_allclose(out["click"].numpy(), keras_click, rtol=1e-5)
+    labels = [int(r[S.CLICKS] > 0) for r in rows]
+    assert roc_auc_score(labels, out["click"].numpy()) > 0.8

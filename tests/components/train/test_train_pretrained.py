@@ -33,7 +33,7 @@ def test_minilm_preset_trains_and_exports(tmp_path):
         product_length=24,
         max_epochs=1,
         batch_size=32,
-        ranker=RankerConfig(projection_dim=32, bottom_units=(32,), tower_units=(8,)),
+        ranker=RankerConfig(projection_dim=32, expert_units=(32,), tower_units=(8,)),
     )
     result = run_training(
         str(tmp_path / "tft"), str(tmp_path / "tx"), str(tmp_path / "m"), config, verbose=0

@@ -1,0 +1,93 @@
+import keras
+
+from model.losses import binary_crossentropy, calibration_penalty, uncertainty_weighted_sum
+
+
+@keras.saving.register_keras_serializable(package="mlpr")
+class MultiTaskLoss(keras.layers.Layer):
+    """Carries the multi-task loss inside the model graph: its settings and the trainable
+    log sigma_k of the uncertainty weighting (the paper's eq. 10).
+
+    It passes the task predictions through unchanged; `MultiTaskRanker.compute_loss` calls
+    `total()`. Keeping the weights and settings in a layer makes them part of the saved model.
+
+    Args:
+        tasks: task names in funnel order (the keys of labels and predictions).
+        uncertainty_weighting: weight task losses by learned uncertainty (else a plain sum).
+        calibration_weight: weight of AITM's calibration penalty (0 disables it).
+
+    Example:
+    >>> layer = MultiTaskLoss(tasks=("click", "atc"))
+    >>> y = {"click": keras.ops.ones((2, 1)), "atc": keras.ops.zeros((2, 1))}
+    >>> p = {"click": keras.ops.full((2, 1), 0.5), "atc": keras.ops.full((2, 1), 0.5)}
+    >>> layer([p["click"], p["atc"]])  # builds the layer
+    >>> round(float(layer.total(y, p)), 4)  # 0.5 * (ln 2 + ln 2)
+    0.6931
+    """
+
+    def __init__(self, tasks, uncertainty_weighting=True, calibration_weight=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.tasks = tuple(tasks)
+        if not self.tasks:
+            raise ValueError("`tasks` must name at least one task")
+        if calibration_weight < 0:
+            raise ValueError(f"`calibration_weight` must be >= 0, got {calibration_weight}")
+        self.uncertainty_weighting = bool(uncertainty_weighting)
+        self.calibration_weight = float(calibration_weight)
+
+    def build(self, input_shape):
+        self.log_sigma = self.add_weight(
+            shape=(len(self.tasks),),
+            initializer="zeros",
+            trainable=self.uncertainty_weighting,
+            name="log_sigma",
+        )
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def total(self, y_true: dict, y_pred: dict):
+        losses = [binary_crossentropy(y_true[t], y_pred[t]) for t in self.tasks]
+        if self.uncertainty_weighting:
+            total = uncertainty_weighted_sum(losses, self.log_sigma)
+        else:
+            total = sum(losses[1:], losses[0])
+        if self.calibration_weight:
+            total = total + self.calibration_weight * calibration_penalty(
+                [y_pred[t] for t in self.tasks]
+            )
+        return total
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "tasks": list(self.tasks),
+                "uncertainty_weighting": self.uncertainty_weighting,
+                "calibration_weight": self.calibration_weight,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mlpr")
+class MultiTaskRanker(keras.Model):
+    """A functional multi-task model whose loss is its `MultiTaskLoss` layer's `total()`.
+
+    Build it like a functional model, `MultiTaskRanker(inputs=..., outputs=...)`, with a layer
+    named `multitask_loss` in the graph. Compile without a loss.
+    """
+
+    LOSS_LAYER = "multitask_loss"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total = self.get_layer(self.LOSS_LAYER).total(y, y_pred)
+        if self.losses:
+            total = total + sum(self.losses)
+        return total
