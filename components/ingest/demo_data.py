@@ -38,7 +38,6 @@ purchases therefore always holds, and low-ranked candidates of rare queries get 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
@@ -47,6 +46,7 @@ import pandas as pd
 
 from components import schema
 from components.ingest import demo_vocab as vocab
+from components.ingest.text_features import lexical_score, tokens  # noqa: F401 (re-exported)
 
 FEATURE_COLUMNS = schema.DEMO_SCHEMA.feature_names
 COLUMNS = (
@@ -55,24 +55,6 @@ COLUMNS = (
 RELEVANCE = "relevance"  # the hidden graded relevance, only added with include_relevance=True
 
 _ATTRACTION = np.array([0.03, 0.10, 0.30, 0.55])
-_TOKEN = re.compile(r"[a-z0-9]+")
-
-
-def tokens(text: str) -> frozenset[str]:
-    """The lexical score's view of a text: lower-case words, plural 's' dropped, no stopwords."""
-    words = (
-        w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-        for w in _TOKEN.findall(text.lower())
-    )
-    return frozenset(w for w in words if w not in vocab.STOPWORDS)
-
-
-def lexical_score(query: str, title: str) -> float:
-    """Share of the query's words that appear in the title, in [0, 1]."""
-    query_tokens = tokens(query)
-    if not query_tokens:
-        return 0.0
-    return round(len(query_tokens & tokens(title)) / len(query_tokens), 4)
 
 
 def _catalog(num_products: int, rng: np.random.Generator) -> pd.DataFrame:
