@@ -86,6 +86,20 @@ def ndcg_at_k(query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k: int
         scores: finite model scores, shape [n].
         k: cut-off rank, >= 1.
     """
+    per_query = ndcg_per_query(query_ids, labels, scores, k)
+    queries = int(np.unique(np.asarray(query_ids)).size)
+    used = len(per_query)
+    mean = float(np.mean(list(per_query.values()))) if used else math.nan
+    without_positive = queries - used
+    return NdcgResult(mean=mean, queries_used=used, queries_without_positive=without_positive)
+
+
+def ndcg_per_query(query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k: int) -> dict:
+    """NDCG@k of every query that has a positive label, as {query: value}.
+
+    Same conventions as `ndcg_at_k` (whose mean is the mean of these values); the input
+    for paired comparisons of two models over the same queries.
+    """
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     q = _as_1d("query_ids", query_ids)
@@ -98,35 +112,26 @@ def ndcg_at_k(query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k: int
     if y.size and (not np.all(np.isfinite(y)) or y.min() < 0):
         raise ValueError(f"labels must be finite and non-negative, got minimum {y.min()}")
     _check_scores(s)
-    if q.size == 0:
-        return NdcgResult(mean=float("nan"), queries_used=0, queries_without_positive=0)
+    return _ndcg_by_query(q, y, s, k)
 
+
+def _ndcg_by_query(q: np.ndarray, y: np.ndarray, s: np.ndarray, k: int) -> dict:
+    if q.size == 0:
+        return {}
     # Group rows by query: a stable sort keeps the input order inside each query.
-    _, inverse = np.unique(q, return_inverse=True)
+    keys, inverse = np.unique(q, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     boundaries = np.flatnonzero(np.diff(inverse[order])) + 1
-    groups = np.split(order, boundaries)
-
-    without_positive = 0
-    # Lists of equal length are scored together: ndcg_score computes NDCG row by row.
-    by_length: dict[int, list[np.ndarray]] = {}
-    for rows in groups:
+    result = {}
+    # Lists of equal length are scored together, one NDCG per row (sklearn averages over
+    # the rows it is given, so each row is passed on its own).
+    for rows in np.split(order, boundaries):
         if y[rows].sum() <= 0:
-            without_positive += 1
+            continue
+        key = keys[inverse[rows[0]]]
+        key = key.item() if hasattr(key, "item") else key
+        if rows.size == 1:
+            result[key] = 1.0  # one product with a positive label is the ideal ranking
         else:
-            by_length.setdefault(rows.size, []).append(rows)
-
-    total = 0.0
-    used = 0
-    for length, lists in by_length.items():
-        if length == 1:
-            # One product with a positive label is trivially the ideal ranking.
-            total += float(len(lists))
-        else:
-            index = np.stack(lists)
-            total += ndcg_score(y[index], s[index], k=k) * len(lists)
-        used += len(lists)
-    mean = total / used if used else math.nan
-    return NdcgResult(
-        mean=float(mean), queries_used=used, queries_without_positive=without_positive
-    )
+            result[key] = float(ndcg_score(y[rows][None, :], s[rows][None, :], k=k))
+    return result
