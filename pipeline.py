@@ -1,6 +1,7 @@
 """The MLPR pipeline: ingest -> transform -> train -> evaluate -> (if blessed) push.
 
     python pipeline.py compile                # writes pipeline.yaml (upload it in the Kubeflow UI)
+    python pipeline.py compile --gpus 0 --output pipeline-cpu.yaml   # for a cluster without GPUs
     python pipeline.py run                    # runs the same DAG locally through kfp.local
     python pipeline.py run --auc-floor 0.99   # a stricter gate: the model is not pushed
 
@@ -8,6 +9,7 @@ The same DAG runs on Kubeflow and locally: `run` executes every component in a s
 with kfp.local's SubprocessRunner, in this Python environment.
 """
 
+import inspect
 import json
 import os
 import sys
@@ -18,7 +20,9 @@ from typing import NamedTuple
 import click
 from kfp import compiler, dsl
 from kfp.dsl import Artifact, Dataset, Metrics
+from kfp.dsl.graph_component import GraphComponent
 
+from components import resources
 from components.evaluate.component import evaluate
 from components.ingest.component import ingest
 from components.push.component import push
@@ -37,16 +41,17 @@ class PipelineOutputs(NamedTuple):
 DEFAULT_YAML = "pipeline.yaml"
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description=(
-        "Multi-task product ranking (click, add-to-cart, purchase) from search engagement "
-        "logs: Beam ingest with validation and a dead-letter output, tensorflow-transform, a "
-        "Keras 3 ranker with a DistilBERT-family text encoder, evaluation with a gate against "
-        "floors and the model in production, and a versioned push for TF Serving."
-    ),
+PIPELINE_DESCRIPTION = (
+    "Multi-task product ranking (click, add-to-cart, purchase) from search engagement "
+    "logs: Beam ingest with validation and a dead-letter output, tensorflow-transform, a "
+    "Keras 3 ranker with a DistilBERT-family text encoder, evaluation with a gate against "
+    "floors and the model in production, and a versioned push for TF Serving."
 )
-def mlpr_pipeline(
+# Parameters of a pipeline compiled for GPUs only (see build_pipeline).
+GPU_PARAMETERS = ("accelerator_type", "accelerator_count", "accelerator_node_selector")
+
+
+def mlpr_dag(
     model_base: str,
     input_data: str = "",
     input_format: str = "auto",
@@ -55,7 +60,9 @@ def mlpr_pipeline(
     demo_queries: int = 600,
     funnel_policy: str = "reject",
     beam_pipeline_args: list = [],  # noqa: B006 (kfp parameters declare defaults this way)
+    architecture: str = "mlpr",
     encoder_preset: str = "tiny",
+    fine_tune_encoder: bool = True,
     max_epochs: int = 8,
     batch_size: int = 128,
     learning_rate: float = 0.001,
@@ -64,6 +71,10 @@ def mlpr_pipeline(
     ndcg5_floor: float = 0.0,
     max_drop_vs_champion: float = 0.0,
     model_name: str = "mlpr",
+    repository_pvc: str = resources.REPOSITORY_PVC,
+    accelerator_type: str = resources.GPU_RESOURCE,
+    accelerator_count: int = resources.DEFAULT_GPUS,
+    accelerator_node_selector: dict = {},  # noqa: B006 (kfp parameters declare defaults this way)
 ) -> PipelineOutputs:
     """Trains, evaluates and (when blessed) publishes the MLPR ranker.
 
@@ -80,7 +91,10 @@ def mlpr_pipeline(
             purchases: "reject" (dead-letter) or "clip" (clip to the stage above).
         beam_pipeline_args: Apache Beam options for ingest and transform, e.g.
             ["--runner=DataflowRunner", "--project=...", "--region=..."]; empty runs locally.
+        architecture: "mlpr" (all five stages) or a baseline: "mlp_single", "mlp_mtl",
+            "esm2", "mmoe", "ple", "aitm", "xgboost".
         encoder_preset: text encoder: "tiny", "all-minilm-l6-v2", a directory or a hub name.
+        fine_tune_encoder: train the text encoder with the ranker (False: frozen).
         max_epochs: upper bound on training epochs (early stopping on the eval split).
         batch_size: training batch size.
         learning_rate: AdamW learning rate.
@@ -89,7 +103,21 @@ def mlpr_pipeline(
         ndcg5_floor: every task's test NDCG@5 must reach this.
         max_drop_vs_champion: how far below the model in production a metric may fall.
         model_name: the model's name in the serving repository.
+        repository_pvc: the PersistentVolumeClaim mounted at /mnt/mlpr in ingest, evaluate
+            and push: input data under it (or an object-store path in input_data) and the
+            model repository (model_base, e.g. /mnt/mlpr/serving) that TF Serving reads.
+        accelerator_type: (GPU pipelines) the resource each GPU step requests, e.g.
+            "nvidia.com/gpu".
+        accelerator_count: (GPU pipelines) how many of it each GPU step requests.
+        accelerator_node_selector: (GPU pipelines) node labels a GPU step's node must carry,
+            e.g. {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}; {} for any GPU node.
     """
+    # None in a pipeline compiled without GPUs: no step asks for one (build_pipeline).
+    gpu = (
+        None
+        if accelerator_type is None
+        else resources.GpuRequest(accelerator_type, accelerator_count, accelerator_node_selector)
+    )
     ingested = ingest(
         input_data=input_data,
         input_format=input_format,
@@ -100,18 +128,25 @@ def mlpr_pipeline(
         funnel_policy=funnel_policy,
         beam_pipeline_args=beam_pipeline_args,
     )
+    resources.set_resources(ingested, resources.INGEST)
+    resources.mount_repository(ingested, repository_pvc)
     transformed = transform(
         examples=ingested.outputs["examples"], beam_pipeline_args=beam_pipeline_args
     )
+    resources.set_resources(transformed, resources.TRANSFORM)
     trained = train(
         transform_graph=transformed.outputs["transform_graph"],
         transformed_examples=transformed.outputs["transformed_examples"],
+        architecture=architecture,
         encoder_preset=encoder_preset,
+        fine_tune_encoder=fine_tune_encoder,
         max_epochs=max_epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
     )
+    resources.set_resources(trained, resources.TRAIN)
+    resources.use_gpus(trained, gpu)
     evaluated = evaluate(
         examples=ingested.outputs["examples"],
         model=trained.outputs["model"],
@@ -121,15 +156,19 @@ def mlpr_pipeline(
         ndcg5_floor=ndcg5_floor,
         max_drop_vs_champion=max_drop_vs_champion,
     )
+    resources.set_resources(evaluated, resources.EVALUATE)
+    resources.mount_repository(evaluated, repository_pvc)
     # Two locks on publishing: the branch runs only when blessed, and the pusher itself
     # refuses a model whose blessing is not positive.
     with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a kfp condition)
-        push(
+        pushed = push(
             model=trained.outputs["model"],
             blessing=evaluated.outputs["blessing"],
             model_base=model_base,
             model_name=model_name,
         )
+        resources.set_resources(pushed, resources.PUSH)
+        resources.mount_repository(pushed, repository_pvc)
     return PipelineOutputs(
         examples=ingested.outputs["examples"],
         metrics=evaluated.outputs["metrics"],
@@ -137,8 +176,47 @@ def mlpr_pipeline(
     )
 
 
-def compile_pipeline(path: str = DEFAULT_YAML) -> str:
-    compiler.Compiler().compile(mlpr_pipeline, package_path=path)
+def build_pipeline(gpus: int = resources.DEFAULT_GPUS) -> GraphComponent:
+    """The pipeline for a cluster with GPUs (gpus > 0) or without (gpus == 0).
+
+    kfp takes a pipeline's parameters from its function's signature, and a run-time
+    parameter can change a resource request but not remove it, so the GPU/CPU choice is
+    made here, at compile time. With gpus > 0 the GPU steps request `accelerator_count`
+    (default: gpus) of `accelerator_type` on nodes matching `accelerator_node_selector` and
+    tolerate the nvidia.com/gpu taint, all three being run parameters. With gpus == 0 those
+    parameters do not exist and no step asks for an accelerator, toleration or node selector.
+    """
+    if gpus < 0:
+        raise ValueError(f"gpus must be 0 or more, got {gpus}")
+    dag = inspect.signature(mlpr_dag)
+    if gpus:
+        parameters = [
+            p.replace(default=gpus) if p.name == "accelerator_count" else p
+            for p in dag.parameters.values()
+        ]
+    else:
+        parameters = [p for p in dag.parameters.values() if p.name not in GPU_PARAMETERS]
+    signature = dag.replace(parameters=parameters)
+
+    def pipeline_function(*channels):
+        # kfp calls this with one channel per parameter, in signature order.
+        arguments = dict.fromkeys(GPU_PARAMETERS) | dict(
+            zip(signature.parameters, channels, strict=True)
+        )
+        return mlpr_dag(**arguments)
+
+    pipeline_function.__signature__ = signature
+    pipeline_function.__doc__ = mlpr_dag.__doc__
+    return dsl.pipeline(name=PIPELINE_NAME, description=PIPELINE_DESCRIPTION)(pipeline_function)
+
+
+# The pipeline users upload (pipeline.yaml): the train step requests one GPU by default.
+mlpr_pipeline = build_pipeline()
+
+
+def compile_pipeline(path: str = DEFAULT_YAML, gpus: int = resources.DEFAULT_GPUS) -> str:
+    pipeline = mlpr_pipeline if gpus == resources.DEFAULT_GPUS else build_pipeline(gpus)
+    compiler.Compiler().compile(pipeline, package_path=path)
     return path
 
 
@@ -224,9 +302,17 @@ def cli() -> None:
 @click.option(
     "--output", default=DEFAULT_YAML, show_default=True, help="Where to write the IR YAML."
 )
-def compile_command(output: str) -> None:
+@click.option(
+    "--gpus",
+    default=resources.DEFAULT_GPUS,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="GPUs per GPU step by default (a run parameter, accelerator_count); 0 compiles a "
+    "pipeline for clusters without GPUs: no accelerator request, toleration or node selector.",
+)
+def compile_command(output: str, gpus: int) -> None:
     """Compile the pipeline to Kubeflow Pipelines IR YAML."""
-    click.echo(compile_pipeline(output))
+    click.echo(compile_pipeline(output, gpus))
 
 
 @cli.command("run")
@@ -239,7 +325,14 @@ def compile_command(output: str) -> None:
     "--funnel-policy", default="reject", show_default=True, type=click.Choice(["reject", "clip"])
 )
 @click.option("--beam-arg", "beam_args", multiple=True, help="A Beam pipeline option (repeatable).")
+@click.option(
+    "--architecture",
+    default="mlpr",
+    show_default=True,
+    type=click.Choice(["mlpr", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "xgboost"]),
+)
 @click.option("--encoder-preset", default="tiny", show_default=True)
+@click.option("--fine-tune-encoder/--freeze-encoder", default=True, show_default=True)
 @click.option("--max-epochs", default=8, show_default=True, type=int)
 @click.option("--batch-size", default=128, show_default=True, type=int)
 @click.option("--learning-rate", default=0.001, show_default=True, type=float)
@@ -273,6 +366,8 @@ def run_command(beam_args, pipeline_root: str, model_base: str, model_name: str,
     before = _versions(model_base, model_name)
     # Locally every step runs in this environment rather than in the component image.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+    # Resource requests, GPUs and caching are for the cluster (components/resources.py).
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root)
     start = time.monotonic()
     try:

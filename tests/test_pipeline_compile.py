@@ -1,4 +1,8 @@
-"""The compiled pipeline matches the checked-in golden YAML (the file users upload)."""
+"""The compiled pipeline matches the checked-in golden YAML (the file users upload).
+
+The YAML holds two documents: the pipeline spec and, after it, the Kubernetes platform spec
+(tolerations, node selectors, volume mounts) that kfp-kubernetes adds.
+"""
 
 import os
 
@@ -20,15 +24,22 @@ def _without_sdk_version(node):
 def test_compiled_pipeline_matches_golden(tmp_path):
     path = compile_pipeline(str(tmp_path / "pipeline.yaml"))
     with open(path) as fh:
-        compiled = _without_sdk_version(yaml.safe_load(fh))
+        compiled = _without_sdk_version(list(yaml.safe_load_all(fh)))
     with open(GOLDEN) as fh:
-        golden = _without_sdk_version(yaml.safe_load(fh))
+        golden = _without_sdk_version(list(yaml.safe_load_all(fh)))
     assert compiled == golden, "pipeline.yaml is stale: regenerate it with ./dev compile"
 
 
+def _documents(path: str) -> tuple[dict, dict]:
+    """(pipeline spec, Kubernetes executor configs by executor; {} without a platform spec)."""
+    with open(path) as fh:
+        docs = list(yaml.safe_load_all(fh))
+    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if docs[1:] else {}
+    return docs[0], platform
+
+
 def test_dag_shape_and_gate():
-    with open(GOLDEN) as fh:
-        spec = yaml.safe_load(fh)
+    spec, _ = _documents(GOLDEN)
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"ingest", "transform", "train", "evaluate", "condition-1"}
     assert tasks["transform"]["dependentTasks"] == ["ingest"]
@@ -48,3 +59,141 @@ def test_dag_shape_and_gate():
         container = executor["container"]
         assert container["image"] == BASE_IMAGE
         assert not any("pip install" in part for part in container["command"])
+
+
+def test_cli_architecture_choices_match_the_model_registry():
+    from click.testing import CliRunner
+
+    from model.architectures import ARCHITECTURES
+    from pipeline import cli
+
+    help_text = CliRunner().invoke(cli, ["run", "--help"]).output
+    choices = help_text.split("--architecture [", 1)[1].split("]", 1)[0]
+    assert sorted(choices.split("|")) == sorted([*ARCHITECTURES, "xgboost"])
+
+
+# What each executor requests (components/resources.py), by step.
+_STEPS = {"ingest": "INGEST", "transform": "TRANSFORM", "train": "TRAIN", "evaluate": "EVALUATE"}
+_STEPS |= {"push": "PUSH"}
+
+
+def _tasks(spec: dict) -> dict:
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    tasks |= spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    return tasks
+
+
+def test_every_step_requests_cpu_memory_and_says_whether_it_caches():
+    from components import resources
+
+    spec, _ = _documents(GOLDEN)
+    executors = spec["deploymentSpec"]["executors"]
+    tasks = _tasks(spec)
+    for step, constant in _STEPS.items():
+        wanted = getattr(resources, constant)
+        requested = executors[f"exec-{step}"]["container"]["resources"]
+        assert requested["resourceCpuRequest"] == wanted.cpu
+        assert requested["resourceMemoryRequest"] == wanted.memory
+        assert tasks[step]["cachingOptions"].get("enableCache", False) is wanted.cache
+    # Evaluate compares with the served model and push writes a version: never from cache.
+    assert [s for s in _STEPS if getattr(resources, _STEPS[s]).cache] == [
+        "ingest",
+        "transform",
+        "train",
+    ]
+
+
+def test_gpu_settings_are_run_parameters_of_the_train_step():
+    spec, platform = _documents(GOLDEN)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["accelerator_type"]["defaultValue"] == "nvidia.com/gpu"
+    assert params["accelerator_count"]["parameterType"] == "NUMBER_INTEGER"
+    assert params["accelerator_count"]["defaultValue"] == 1
+    assert params["accelerator_node_selector"]["parameterType"] == "STRUCT"
+    assert params["accelerator_node_selector"]["defaultValue"] == {}
+    executors = spec["deploymentSpec"]["executors"]
+    accelerator = executors["exec-train"]["container"]["resources"]["accelerator"]
+    # Resolved per run from the parameters the train task receives from the pipeline.
+    assert accelerator == {
+        "resourceType": "{{$.inputs.parameters['pipelinechannel--accelerator_type']}}",
+        "resourceCount": "{{$.inputs.parameters['pipelinechannel--accelerator_count']}}",
+    }
+    train_inputs = spec["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
+    assert train_inputs["pipelinechannel--accelerator_type"] == {
+        "componentInputParameter": "accelerator_type"
+    }
+    assert train_inputs["pipelinechannel--accelerator_count"] == {
+        "componentInputParameter": "accelerator_count"
+    }
+    assert platform["exec-train"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert platform["exec-train"]["nodeSelector"] == {
+        "nodeSelectorJson": {"componentInputParameter": "accelerator_node_selector"}
+    }
+    # Only the train step asks for a GPU.
+    others = [e for name, e in executors.items() if name != "exec-train"]
+    assert not any("accelerator" in e["container"]["resources"] for e in others)
+    assert not any(
+        "tolerations" in c or "nodeSelector" in c
+        for c in platform.values()
+        if c is not platform["exec-train"]
+    )
+
+
+def test_data_and_model_repository_volume_is_mounted_where_it_is_read_and_written():
+    spec, platform = _documents(GOLDEN)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["repository_pvc"]["defaultValue"] == "mlpr-repository"
+    mounted = {name: c["pvcMount"] for name, c in platform.items() if "pvcMount" in c}
+    assert set(mounted) == {"exec-ingest", "exec-evaluate", "exec-push"}
+    for mounts in mounted.values():
+        (mount,) = mounts
+        assert mount["mountPath"] == "/mnt/mlpr"
+        # The claim's name is the run parameter (push gets it through its condition).
+        assert mount["pvcNameParameter"]["componentInputParameter"] in (
+            "repository_pvc",
+            "pipelinechannel--repository_pvc",
+        )
+
+
+def test_zero_gpus_compiles_a_spec_without_accelerator_settings(tmp_path):
+    path = compile_pipeline(str(tmp_path / "pipeline-cpu.yaml"), gpus=0)
+    with open(path) as fh:
+        text = fh.read()
+    assert "accelerator" not in text and "nvidia.com/gpu" not in text
+    spec, platform = _documents(path)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert not {"accelerator_type", "accelerator_count", "accelerator_node_selector"} & set(params)
+    for executor in spec["deploymentSpec"]["executors"].values():
+        assert set(executor["container"]["resources"]) == {
+            "cpuRequest",
+            "memoryRequest",
+            "resourceCpuRequest",
+            "resourceMemoryRequest",
+        }
+    assert not any("tolerations" in c or "nodeSelector" in c for c in platform.values())
+    # The rest of the pipeline is the same: same steps, same parameters otherwise.
+    golden, _ = _documents(GOLDEN)
+    assert set(params) == set(golden["root"]["inputDefinitions"]["parameters"]) - {
+        "accelerator_type",
+        "accelerator_count",
+        "accelerator_node_selector",
+    }
+    assert (
+        spec["deploymentSpec"]["executors"].keys() == golden["deploymentSpec"]["executors"].keys()
+    )
+
+
+def test_compile_cli_sets_the_default_gpu_count(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline import cli
+
+    out = tmp_path / "two.yaml"
+    result = CliRunner().invoke(cli, ["compile", "--gpus", "2", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    spec, _ = _documents(str(out))
+    assert spec["root"]["inputDefinitions"]["parameters"]["accelerator_count"]["defaultValue"] == 2
+    refused = CliRunner().invoke(cli, ["compile", "--gpus", "-1", "--output", str(out)])
+    assert refused.exit_code == 2 and "-1 is not in the range x>=0" in refused.output
