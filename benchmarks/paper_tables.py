@@ -1,0 +1,380 @@
+"""The paper's Tables 2-4 and Figure 2, reproduced on our data.
+
+    .venv/bin/python benchmarks/paper_tables.py --dataset demo --seeds 0,1,2
+    .venv/bin/python benchmarks/paper_tables.py --dataset homedepot --queries 3000 --seeds 0,1,2
+
+Every model is trained on the same splits (prepared once: adapter or demo shop -> ingest ->
+transform), for each seed, through the pipeline's own training code, and scored through its
+exported SavedModel on the test split. Writes Markdown and CSV into --out:
+
+- Table 2: AUC, NDCG@1 and NDCG@5 per task; XGBoost absolute, the others as % lift over it;
+- Table 3: encoder fine-tuned vs frozen, for MLP_MTL and MLPR;
+- Table 4: MLP_MTL (frozen encoder) with the stages added one by one up to MLPR;
+- paired t-tests over test queries of NDCG@5 (per-query values averaged over seeds): MLPR vs
+  XGBoost and vs the best baseline;
+- Figure 2 as a table: AUC and NDCG@5 by impression-count percentile group of the test pairs;
+- training speed (examples/second) per model.
+On Home Depot, NDCG is also computed against the human relevance grades.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+
+import click
+import numpy as np
+import pandas as pd
+
+TASKS = ("click", "atc", "purchase")
+TABLE2 = ("xgboost", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "mlpr")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One trained configuration: a named architecture with optional RankerConfig changes."""
+
+    label: str
+    architecture: str
+    changes: tuple = ()  # (field, value) pairs applied to the architecture's RankerConfig
+
+
+def table4_variants() -> list[Variant]:
+    """MLP_MTL with a frozen encoder, then each MLPR stage added in the paper's order."""
+    frozen = (("fine_tune_encoder", False),)
+    experts = (
+        ("shared_bottom_units", ()),
+        ("multi_gate_experts", True),
+        ("specific_experts", True),
+    )
+    steps = [
+        ("MLP_MTL (frozen)", ()),
+        ("+ uncertainty loss", (("uncertainty_loss", True),)),
+        ("+ specific experts", experts),
+        ("+ attention units", (("attention_units", True),)),
+        ("+ probability transfer", (("probability_transfer", True),)),
+    ]
+    variants, changes = [], frozen
+    for label, added in steps:
+        changes = changes + added
+        variants.append(Variant(label, "mlp_mtl", changes))
+    variants.append(Variant("+ fine-tuning (= MLPR)", "mlpr"))
+    return variants
+
+
+def all_variants() -> list[Variant]:
+    variants = [Variant(name, name) for name in TABLE2]
+    variants += [
+        Variant("mlp_mtl (frozen)", "mlp_mtl", (("fine_tune_encoder", False),)),
+        Variant("mlpr (frozen)", "mlpr", (("fine_tune_encoder", False),)),
+    ]
+    seen = {v.label for v in variants}
+    variants += [v for v in table4_variants() if v.label not in seen and v.architecture != "mlpr"]
+    return variants
+
+
+def prepare(dataset: str, queries: int, seed: int, work: str) -> tuple[str, str, str, pd.DataFrame]:
+    """Raw log -> ingest -> transform, once. Returns (examples, tft, transformed, raw log)."""
+    from components import schema as S
+    from components.ingest import demo_data, job
+    from components.transform.transform import run_transform
+
+    if dataset == "demo":
+        log = demo_data.generate(queries, seed=seed, include_relevance=True)
+        schema = S.DEMO_SCHEMA
+    else:
+        from components.ingest.adapters import homedepot
+
+        source = os.environ.get(
+            "MLPR_HOMEDEPOT", os.path.join("..", "shared", "data", "homedepot", "train.csv.zip")
+        )
+        log = homedepot.simulate(homedepot.read_source(source), seed=seed)
+        keep = (
+            log[S.QUERY]
+            .drop_duplicates()
+            .sample(n=min(queries, log[S.QUERY].nunique()), random_state=seed)
+        )
+        log = log[log[S.QUERY].isin(set(keep))].reset_index(drop=True)
+        schema = homedepot.SCHEMA
+    raw = os.path.join(work, "raw.csv")
+    demo_data.write(log, raw)
+    examples, tft_dir, transformed = (os.path.join(work, d) for d in ("examples", "tft", "tx"))
+    job.run_ingest(raw, examples, schema)
+    run_transform(examples, tft_dir, transformed, temp_dir=os.path.join(work, "tmp"))
+    return examples, tft_dir, transformed, log
+
+
+def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict:
+    """Train one variant with one seed; per-pair predictions on the test split + speed."""
+    from components import layout
+    from components.evaluate.evaluate import score_split
+    from components.train.config import XGBOOST, TrainConfig
+    from components.train.train import run_training
+    from model.architectures import architecture
+
+    examples, tft_dir, transformed = paths
+    ranker = None
+    if variant.architecture != XGBOOST:
+        ranker = architecture(variant.architecture).replace(**dict(variant.changes))
+    config = TrainConfig(
+        architecture=variant.architecture,
+        ranker=ranker,
+        encoder_preset=args["encoder_preset"],
+        max_epochs=args["max_epochs"],
+        seed=seed,
+    )
+    out = tempfile.mkdtemp(prefix="model-", dir=work)
+    result = run_training(tft_dir, transformed, out, config, verbose=0)
+    scored = score_split(
+        os.path.join(out, layout.SAVED_MODEL_DIR), layout.split_pattern(examples, "test")
+    )
+    return {
+        "scored": scored,
+        "examples_per_second": result.train_examples
+        * result.epochs_run
+        / max(result.seconds, 1e-9),
+        "seconds": result.seconds,
+    }
+
+
+def metrics_of(scored, relevance: dict | None) -> tuple[dict, dict]:
+    """({metric: value}, {task: {query: ndcg@5}}) for one scored test split."""
+    from components.evaluate.metrics import auc, ndcg_at_k, ndcg_per_query
+
+    values, per_query = {}, {}
+    queries = np.asarray(scored.query)
+    for task in TASKS:
+        labels, preds = scored.labels[task], scored.predictions[task]
+        values[f"{task}/auc"] = auc(labels, preds)
+        for k in (1, 5):
+            values[f"{task}/ndcg@{k}"] = ndcg_at_k(queries, labels, preds, k).mean
+        per_query[task] = ndcg_per_query(queries, labels, preds, 5)
+    if relevance is not None:
+        grades = np.array(
+            [relevance[(q, p)] for q, p in zip(scored.query, scored.product_id, strict=True)]
+        )
+        for k in (1, 5):
+            values[f"human/ndcg@{k}"] = ndcg_at_k(queries, grades, scored.score, k).mean
+        per_query["human"] = ndcg_per_query(queries, grades, scored.score, 5)
+    return values, per_query
+
+
+def by_impression_group(scored) -> dict:
+    """AUC and NDCG@5 of the click task in the impression-count percentile groups."""
+    from components.evaluate.metrics import auc, ndcg_at_k
+
+    impressions = np.asarray(scored.impressions, dtype=float)
+    low, high = np.percentile(impressions, [25, 75])
+    groups = {
+        "0-25%": impressions <= low,
+        "25-75%": (impressions > low) & (impressions <= high),
+        "75-100%": impressions > high,
+    }
+    out = {}
+    for name, mask in groups.items():
+        q = np.asarray(scored.query)[mask]
+        y, p = scored.labels["click"][mask], scored.predictions["click"][mask]
+        out[name] = {
+            "pairs": int(mask.sum()),
+            "auc": auc(y, p),
+            "ndcg@5": ndcg_at_k(q, y, p, 5).mean,
+        }
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.array(values, dtype=float)
+    return float(np.nanmean(arr)), float(np.nanstd(arr))
+
+
+def _average_per_query(runs: list[dict]) -> dict:
+    keys = set.intersection(*(set(r) for r in runs))
+    return {q: float(np.mean([r[q] for r in runs])) for q in keys}
+
+
+def write_report(results: dict, meta: dict, out: str) -> str:
+    """Markdown + CSV of the tables; returns the Markdown."""
+    from components.evaluate.stats import paired_comparison
+
+    os.makedirs(out, exist_ok=True)
+    metric_keys = [k for k in next(iter(results.values()))["metrics"][0] if "/" in k]
+    rows = []
+    for label, res in results.items():
+        for key in metric_keys:
+            mean, std = _mean_std([m[key] for m in res["metrics"]])
+            rows.append(
+                {
+                    "model": label,
+                    "metric": key,
+                    "mean": mean,
+                    "std": std,
+                    "seeds": len(res["metrics"]),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame.to_csv(os.path.join(out, "metrics.csv"), index=False)
+
+    def cell(label: str, key: str, relative_to: str | None) -> str:
+        vals = [m[key] for m in results[label]["metrics"]]
+        if relative_to is None:
+            mean, std = _mean_std(vals)
+            return f"{mean:.4f} ± {std:.4f}"
+        base = np.nanmean([m[key] for m in results[relative_to]["metrics"]])
+        mean, std = _mean_std([(v / base - 1) * 100 for v in vals])
+        return f"{mean:+.2f}% ± {std:.2f}"
+
+    def table(labels: list[str], keys: list[str], relative_to: str | None, absolute: str | None):
+        lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for label in labels:
+            if label not in results:
+                continue
+            rel = None if label == absolute else relative_to
+            lines.append(f"| {label} | " + " | ".join(cell(label, k, rel) for k in keys) + " |")
+        return "\n".join(lines)
+
+    t2_keys = [f"{t}/{m}" for t in TASKS for m in ("auc", "ndcg@1", "ndcg@5")]
+    md = [f"# Paper tables on {meta['dataset']}", "", f"Command: `{meta['command']}`", ""]
+    md += [
+        f"Data: {meta['data']}. Seeds: {meta['seeds']}. Encoder: {meta['encoder_preset']}, "
+        f"max {meta['max_epochs']} epochs with early stopping. {meta['cpus']} CPUs; "
+        f"total {meta['minutes']:.1f} min.",
+        "",
+    ]
+    md += [
+        "## Table 2: models (XGBoost absolute; others % lift over XGBoost, mean ± std over seeds)",
+        "",
+    ]
+    md += [table(list(TABLE2), t2_keys, "xgboost", "xgboost"), ""]
+    if "human/ndcg@5" in metric_keys:
+        md += ["NDCG against the human relevance grades (ranking score):", ""]
+        md += [table(list(TABLE2), ["human/ndcg@1", "human/ndcg@5"], "xgboost", "xgboost"), ""]
+    md += ["## Table 3: encoder fine-tuned vs frozen (absolute)", ""]
+    md += [table(["mlp_mtl (frozen)", "mlp_mtl", "mlpr (frozen)", "mlpr"], t2_keys, None, None), ""]
+    md += ["## Table 4: adding MLPR's stages to MLP_MTL (absolute)", ""]
+    md += [
+        table(
+            [v.label if v.architecture != "mlpr" else "mlpr" for v in table4_variants()],
+            t2_keys,
+            None,
+            None,
+        ),
+        "",
+    ]
+
+    md += ["## Paired t-tests over test queries (NDCG@5, per-query values averaged over seeds)", ""]
+    md += [
+        "| comparison | task | queries | mean difference | 95% CI | p-value |",
+        "|---|---|---|---|---|---|",
+    ]
+    tasks = [*TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]
+    baselines = [m for m in TABLE2 if m not in ("mlpr", "xgboost") and m in results]
+    for task in tasks:
+        key = f"{task}/ndcg@5"
+        best = max(baselines, key=lambda m: np.nanmean([x[key] for x in results[m]["metrics"]]))
+        mlpr = _average_per_query([pq[task] for pq in results["mlpr"]["per_query"]])
+        for other in ("xgboost", best):
+            if other not in results:
+                continue
+            res = paired_comparison(
+                mlpr, _average_per_query([pq[task] for pq in results[other]["per_query"]])
+            )
+            md.append(
+                f"| MLPR vs {other} | {task} | {res.queries} | {res.mean_difference:+.4f} | "
+                f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] | {res.p_value:.3g} |"
+            )
+    md += ["", "## Figure 2: click task by impression-count percentile group (mean over seeds)", ""]
+    md += ["| model | group | pairs | AUC | NDCG@5 |", "|---|---|---|---|---|"]
+    for label in ("xgboost", "mlp_mtl", "mlpr"):
+        if label not in results:
+            continue
+        for group in ("0-25%", "25-75%", "75-100%"):
+            entries = [g[group] for g in results[label]["groups"]]
+            md.append(
+                f"| {label} | {group} | {entries[0]['pairs']} | "
+                f"{np.nanmean([e['auc'] for e in entries]):.4f} | "
+                f"{np.nanmean([e['ndcg@5'] for e in entries]):.4f} |"
+            )
+    md += ["", "## Training speed on this machine (examples/second, all epochs incl. export)", ""]
+    md += ["| model | examples/s | seconds per run |", "|---|---|---|"]
+    for label, res in results.items():
+        md.append(f"| {label} | {np.mean(res['speed']):.0f} | {np.mean(res['seconds']):.0f} |")
+    text = "\n".join(md) + "\n"
+    with open(os.path.join(out, "tables.md"), "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return text
+
+
+@click.command()
+@click.option(
+    "--dataset", type=click.Choice(["demo", "homedepot"]), default="demo", show_default=True
+)
+@click.option(
+    "--queries", default=600, show_default=True, help="Demo size, or Home Depot queries sampled."
+)
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--max-epochs", default=8, show_default=True)
+@click.option("--encoder-preset", default="tiny", show_default=True)
+@click.option("--models", default="", help="Comma-separated labels to run (default: all).")
+@click.option(
+    "--out", default=None, help="Output folder (default benchmarks/results/paper_tables_<dataset>)."
+)
+def main(dataset, queries, seeds, max_epochs, encoder_preset, models, out) -> None:
+    from components import schema as S
+
+    start = time.monotonic()
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    out = out or os.path.join(os.path.dirname(__file__), "results", f"paper_tables_{dataset}")
+    work = tempfile.mkdtemp(prefix=f"paper-{dataset}-")
+    examples, tft_dir, transformed, log = prepare(dataset, queries, 0, work)
+    relevance = None
+    if "relevance" in log and dataset == "homedepot":
+        relevance = {
+            (q, str(p)): float(r)
+            for q, p, r in zip(log[S.QUERY], log[S.PRODUCT_ID], log["relevance"], strict=True)
+        }
+    wanted = {m.strip() for m in models.split(",") if m.strip()}
+    variants = [v for v in all_variants() if not wanted or v.label in wanted]
+    args = {"encoder_preset": encoder_preset, "max_epochs": max_epochs}
+    results: dict = {}
+    for variant in variants:
+        for seed in seed_list:
+            run = train_and_score(variant, seed, (examples, tft_dir, transformed), args, work)
+            values, per_query = metrics_of(run["scored"], relevance)
+            res = results.setdefault(
+                variant.label,
+                {"metrics": [], "per_query": [], "groups": [], "speed": [], "seconds": []},
+            )
+            res["metrics"].append(values)
+            res["per_query"].append(per_query)
+            res["groups"].append(by_impression_group(run["scored"]))
+            res["speed"].append(run["examples_per_second"])
+            res["seconds"].append(run["seconds"])
+            click.echo(
+                f"{variant.label} seed {seed}: "
+                + ", ".join(
+                    f"{k} {v:.4f}" for k, v in values.items() if k.endswith(("auc", "ndcg@5"))
+                ),
+                err=True,
+            )
+    meta = {
+        "dataset": dataset,
+        "command": "python benchmarks/paper_tables.py " + " ".join(sys.argv[1:]),
+        "data": f"{len(log)} pairs, {log[S.QUERY].nunique()} queries",
+        "seeds": seed_list,
+        "encoder_preset": encoder_preset,
+        "max_epochs": max_epochs,
+        "cpus": os.cpu_count(),
+        "minutes": (time.monotonic() - start) / 60,
+    }
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "run.json"), "w") as fh:
+        json.dump(meta, fh, indent=2)
+    click.echo(write_report(results, meta, out))
+
+
+if __name__ == "__main__":
+    main()

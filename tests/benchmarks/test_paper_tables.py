@@ -1,0 +1,30 @@
+"""The benchmark's model grid: Table 4 must walk from MLP_MTL to exactly MLPR."""
+
+import importlib.util
+import os
+
+from model.architectures import ARCHITECTURES, architecture
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "paper_tables.py")
+_spec = importlib.util.spec_from_file_location("paper_tables", _PATH)
+paper_tables = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(paper_tables)
+
+
+def test_table4_adds_stages_up_to_mlpr():
+    variants = paper_tables.table4_variants()
+    assert variants[0].label == "MLP_MTL (frozen)" and variants[-1].architecture == "mlpr"
+    last_frozen = architecture("mlp_mtl").replace(**dict(variants[-2].changes))
+    assert last_frozen == architecture("mlpr").replace(fine_tune_encoder=False)
+    # Each step switches on exactly what its label says, on top of the previous step.
+    configs = [architecture(v.architecture).replace(**dict(v.changes)) for v in variants[:-1]]
+    assert not configs[0].uncertainty_loss and configs[1].uncertainty_loss
+    assert configs[2].specific_experts and not configs[1].specific_experts
+    assert configs[3].attention_units and not configs[2].attention_units
+    assert configs[4].probability_transfer and not configs[3].probability_transfer
+
+
+def test_table2_covers_every_architecture_and_xgboost():
+    assert set(paper_tables.TABLE2) == {*ARCHITECTURES, "xgboost"}
+    labels = [v.label for v in paper_tables.all_variants()]
+    assert len(labels) == len(set(labels))
