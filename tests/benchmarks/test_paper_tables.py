@@ -2,12 +2,14 @@
 
 import importlib.util
 import os
+import sys
 
 from model.architectures import ARCHITECTURES, architecture
 
 _PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "paper_tables.py")
 _spec = importlib.util.spec_from_file_location("paper_tables", _PATH)
 paper_tables = importlib.util.module_from_spec(_spec)
+sys.modules["paper_tables"] = paper_tables  # dataclasses look their module up here
 _spec.loader.exec_module(paper_tables)
 
 
