@@ -31,6 +31,9 @@ import numpy as np
 import pandas as pd
 
 TASKS = ("click", "atc", "purchase")
+RUNS_FILE = "runs.jsonl"  # one finished (model, seed) run per line, so a long run can resume
+# Fields of a run record gathered into one list per model (one entry per seed).
+RESULT_FIELDS = ("metrics", "per_query", "groups", "speed", "seconds")
 TABLE2 = ("xgboost", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "mlpr")
 
 
@@ -186,6 +189,23 @@ def by_impression_group(scored) -> dict:
     return out
 
 
+def load_runs(path: str, setup: dict) -> dict:
+    """Finished runs of the same setup from a runs.jsonl file, keyed by (label, seed)."""
+    runs: dict = {}
+    if not os.path.exists(path):
+        return runs
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            record = json.loads(line)
+            if record["setup"] != setup:
+                raise click.UsageError(
+                    f"{path} holds runs of another setup ({record['setup']}); "
+                    "use another --out or drop --resume"
+                )
+            runs[(record["label"], record["seed"])] = record
+    return runs
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     arr = np.array(values, dtype=float)
     return float(np.nanmean(arr)), float(np.nanstd(arr))
@@ -272,7 +292,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
     ]
     tasks = [*TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]
     baselines = [m for m in TABLE2 if m not in ("mlpr", "xgboost") and m in results]
-    for task in tasks:
+    for task in tasks if "mlpr" in results and baselines else ():
         key = f"{task}/ndcg@5"
         best = max(baselines, key=lambda m: np.nanmean([x[key] for x in results[m]["metrics"]]))
         mlpr = _average_per_query([pq[task] for pq in results["mlpr"]["per_query"]])
@@ -322,7 +342,8 @@ def write_report(results: dict, meta: dict, out: str) -> str:
 @click.option(
     "--out", default=None, help="Output folder (default benchmarks/results/paper_tables_<dataset>)."
 )
-def main(dataset, queries, seeds, max_epochs, encoder_preset, models, out) -> None:
+@click.option("--resume", is_flag=True, help="Keep the finished runs in <out>/runs.jsonl.")
+def main(dataset, queries, seeds, max_epochs, encoder_preset, models, out, resume) -> None:
     from components import schema as S
 
     start = time.monotonic()
@@ -339,20 +360,31 @@ def main(dataset, queries, seeds, max_epochs, encoder_preset, models, out) -> No
     wanted = {m.strip() for m in models.split(",") if m.strip()}
     variants = [v for v in all_variants() if not wanted or v.label in wanted]
     args = {"encoder_preset": encoder_preset, "max_epochs": max_epochs}
-    results: dict = {}
+    setup = {"dataset": dataset, "queries": queries, **args}
+    os.makedirs(out, exist_ok=True)
+    runs_path = os.path.join(out, RUNS_FILE)
+    done = load_runs(runs_path, setup) if resume else {}
+    if not resume:
+        open(runs_path, "w").close()  # a fresh log of finished runs
     for variant in variants:
         for seed in seed_list:
+            if (variant.label, seed) in done:
+                continue
             run = train_and_score(variant, seed, (examples, tft_dir, transformed), args, work)
             values, per_query = metrics_of(run["scored"], relevance)
-            res = results.setdefault(
-                variant.label,
-                {"metrics": [], "per_query": [], "groups": [], "speed": [], "seconds": []},
-            )
-            res["metrics"].append(values)
-            res["per_query"].append(per_query)
-            res["groups"].append(by_impression_group(run["scored"]))
-            res["speed"].append(run["examples_per_second"])
-            res["seconds"].append(run["seconds"])
+            record = {
+                "setup": setup,
+                "label": variant.label,
+                "seed": seed,
+                "metrics": values,
+                "per_query": per_query,
+                "groups": by_impression_group(run["scored"]),
+                "speed": run["examples_per_second"],
+                "seconds": run["seconds"],
+            }
+            with open(runs_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+            done[(variant.label, seed)] = record
             click.echo(
                 f"{variant.label} seed {seed}: "
                 + ", ".join(
@@ -360,6 +392,13 @@ def main(dataset, queries, seeds, max_epochs, encoder_preset, models, out) -> No
                 ),
                 err=True,
             )
+    results: dict = {}
+    for variant in variants:
+        for seed in seed_list:
+            record = done[(variant.label, seed)]
+            res = results.setdefault(variant.label, {k: [] for k in RESULT_FIELDS})
+            for field in RESULT_FIELDS:
+                res[field].append(record[field])
     meta = {
         "dataset": dataset,
         "command": "python benchmarks/paper_tables.py " + " ".join(sys.argv[1:]),
