@@ -366,8 +366,9 @@ def main(dataset, queries, seeds, max_epochs, encoder_preset, models, out, resum
     done = load_runs(runs_path, setup) if resume else {}
     if not resume:
         open(runs_path, "w").close()  # a fresh log of finished runs
-    for variant in variants:
-        for seed in seed_list:
+    # Seeds outermost: a run cut short still has every model for the first seeds.
+    for seed in seed_list:
+        for variant in variants:
             if (variant.label, seed) in done:
                 continue
             run = train_and_score(variant, seed, (examples, tft_dir, transformed), args, work)
