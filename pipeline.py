@@ -4,6 +4,7 @@
     python pipeline.py compile --gpus 0 --output pipeline-cpu.yaml   # for a cluster without GPUs
     python pipeline.py run                    # runs the same DAG locally through kfp.local
     python pipeline.py run --auc-floor 0.99   # a stricter gate: the model is not pushed
+    python -m components.evaluate report runs/pipeline_root --html report.html   # the last report
 
 The same DAG runs on Kubeflow and locally: `run` executes every component in a subprocess
 with kfp.local's SubprocessRunner, in this Python environment.
@@ -19,7 +20,7 @@ from typing import NamedTuple
 
 import click
 from kfp import compiler, dsl
-from kfp.dsl import Artifact, Dataset, Metrics
+from kfp.dsl import HTML, Artifact, Dataset, Metrics
 from kfp.dsl.graph_component import GraphComponent
 
 from components import resources
@@ -36,6 +37,7 @@ class PipelineOutputs(NamedTuple):
     examples: Dataset
     metrics: Metrics
     blessing: Artifact
+    report: HTML
 
 
 DEFAULT_YAML = "pipeline.yaml"
@@ -69,7 +71,13 @@ def mlpr_dag(
     seed: int = 0,
     auc_floor: float = 0.6,
     ndcg5_floor: float = 0.0,
+    metric_floors: dict = {},  # noqa: B006 (kfp parameters declare defaults this way)
     max_drop_vs_champion: float = 0.0,
+    max_drop_by_metric: dict = {},  # noqa: B006 (kfp parameters declare defaults this way)
+    champion_significance: str = "better",
+    significance_task: str = "purchase",
+    significance_confidence: float = 0.95,
+    force_push: bool = False,
     model_name: str = "mlpr",
     repository_pvc: str = resources.REPOSITORY_PVC,
     accelerator_type: str = resources.GPU_RESOURCE,
@@ -101,7 +109,20 @@ def mlpr_dag(
         seed: seeds the demo data, the model initialisation and shuffling.
         auc_floor: every task's test AUC must reach this for the model to be blessed.
         ndcg5_floor: every task's test NDCG@5 must reach this.
-        max_drop_vs_champion: how far below the model in production a metric may fall.
+        metric_floors: more floors, overriding the two above, keyed "metric" (every task) or
+            "task/metric", e.g. {"purchase/auc": 0.7, "ndcg@10": 0.3}.
+        max_drop_vs_champion: how far below the model in production (the champion) a gated
+            metric may fall on the same test split.
+        max_drop_by_metric: allowed drops overriding max_drop_vs_champion, keyed like
+            metric_floors, e.g. {"ndcg@5": 0.01, "purchase/auc": 0.0}.
+        champion_significance: the per-query paired NDCG@5 difference (candidate - champion)
+            on significance_task must be significantly positive ("better": a tiny noisy gain
+            does not displace the champion), not significantly negative ("not_worse"), or
+            is not tested ("off"). The first run (no champion) applies the floors only.
+        significance_task: "click", "atc" or "purchase": the task of the paired test.
+        significance_confidence: level of the paired test's confidence interval.
+        force_push: push even when checks fail; the blessing records that it was forced and
+            which checks failed.
         model_name: the model's name in the serving repository.
         repository_pvc: the PersistentVolumeClaim mounted at /mnt/mlpr in ingest, evaluate
             and push: input data under it (or an object-store path in input_data) and the
@@ -154,7 +175,13 @@ def mlpr_dag(
         model_name=model_name,
         auc_floor=auc_floor,
         ndcg5_floor=ndcg5_floor,
+        metric_floors=metric_floors,
         max_drop_vs_champion=max_drop_vs_champion,
+        max_drop_by_metric=max_drop_by_metric,
+        champion_significance=champion_significance,
+        significance_task=significance_task,
+        significance_confidence=significance_confidence,
+        force_push=force_push,
     )
     resources.set_resources(evaluated, resources.EVALUATE)
     resources.mount_repository(evaluated, repository_pvc)
@@ -173,6 +200,7 @@ def mlpr_dag(
         examples=ingested.outputs["examples"],
         metrics=evaluated.outputs["metrics"],
         blessing=evaluated.outputs["blessing"],
+        report=evaluated.outputs["report"],
     )
 
 
@@ -235,7 +263,8 @@ def _read_json(directory: str, name: str) -> dict:
 def format_summary(
     outputs, model_base: str, model_name: str, new_versions: list[str], seconds: float
 ) -> str:
-    """The end-of-run summary: counts, metrics per task, blessing and reasons, pushed path."""
+    """The end-of-run summary: counts, metrics per task, blessing and reasons, the paired
+    NDCG@5 tests against the champion, the report and the pushed path."""
     from components import layout
     from components import schema as S
 
@@ -269,8 +298,28 @@ def format_summary(
                 cell += f" ({champion[f'{task}/{m}']:.4f})"
             cells.append(f"{cell:>16}")
         lines.append(f"  {task:<10}" + "".join(cells))
-    lines += ["", f"Blessed: {'yes' if blessing['blessed'] else 'NO'}"]
+    forced = " (forced: force_push is set)" if blessing.get("forced") else ""
+    lines += ["", f"Blessed: {'yes' if blessing['blessed'] else 'NO'}{forced}"]
     lines += [f"  - {r}" for r in blessing["reasons"]]
+    paired = blessing.get("paired") or {}
+    if paired:
+        lines += ["", "Paired NDCG@5 per query, candidate - champion (mean, CI, p-value):"]
+        for task in S.TASKS:
+            p = paired.get(task)
+            if p is None or p["ci_low"] is None:
+                lines.append(f"  {task:<10}undefined")
+                continue
+            p_value = "n/a" if p["p_value"] is None else f"{p['p_value']:.3g}"
+            lines.append(
+                f"  {task:<10}{p['mean_difference']:+.4f}  {p['confidence']:.0%} CI "
+                f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}]  p {p_value}  ({p['queries']} queries)"
+            )
+    report = outputs["report"].path
+    run_dir = os.path.dirname(os.path.dirname(report))
+    lines += [
+        "",
+        f"Report: {report} (HTML; as text: python -m components.evaluate report {run_dir})",
+    ]
     if new_versions:
         for version in new_versions:
             lines.append(f"Pushed: {os.path.join(model_base, model_name, version)}")
@@ -291,6 +340,20 @@ def preflight(input_data: str, input_format: str, input_encoding: str, schema_ur
     except ValueError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
+
+
+def _key_values(ctx, param, values: tuple[str, ...]) -> dict[str, float]:
+    """KEY=VALUE options as a dict of numbers ("purchase/auc=0.7" -> {"purchase/auc": 0.7})."""
+    parsed = {}
+    for item in values:
+        key, sep, number = item.partition("=")
+        try:
+            parsed[key.strip()] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=NUMBER such as purchase/auc=0.7, got {item!r}")
+    return parsed
 
 
 @click.group()
@@ -339,7 +402,47 @@ def compile_command(output: str, gpus: int) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--auc-floor", default=0.6, show_default=True, type=float)
 @click.option("--ndcg5-floor", default=0.0, show_default=True, type=float)
-@click.option("--max-drop-vs-champion", default=0.0, show_default=True, type=float)
+@click.option(
+    "--metric-floor",
+    "metric_floors",
+    multiple=True,
+    callback=_key_values,
+    metavar="KEY=VALUE",
+    help="A floor for 'metric' (every task) or 'task/metric', overriding the two above, "
+    "e.g. purchase/auc=0.7 (repeatable).",
+)
+@click.option(
+    "--max-drop-vs-champion",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="How far below the champion a gated metric may fall.",
+)
+@click.option(
+    "--max-drop",
+    "max_drop_by_metric",
+    multiple=True,
+    callback=_key_values,
+    metavar="KEY=VALUE",
+    help="An allowed drop for 'metric' or 'task/metric', e.g. ndcg@5=0.01 (repeatable).",
+)
+@click.option(
+    "--champion-significance",
+    default="better",
+    show_default=True,
+    type=click.Choice(["better", "not_worse", "off"]),
+    help="What the paired per-query NDCG@5 difference must show to displace the champion.",
+)
+@click.option(
+    "--significance-task",
+    default="purchase",
+    show_default=True,
+    type=click.Choice(["click", "atc", "purchase"]),
+)
+@click.option("--significance-confidence", default=0.95, show_default=True, type=float)
+@click.option(
+    "--force-push", is_flag=True, help="Push even when checks fail (recorded in the blessing)."
+)
 @click.option(
     "--model-base",
     default="runs/serving",

@@ -52,6 +52,13 @@ def test_dag_shape_and_gate():
     assert "isOptional" not in params["model_base"]  # where to push must be chosen
     assert params["encoder_preset"]["defaultValue"] == "tiny"
     assert params["beam_pipeline_args"]["parameterType"] == "LIST"
+    # The gate: floors and allowed drops per metric or task/metric, significance, force-push.
+    assert params["metric_floors"]["parameterType"] == "STRUCT"
+    assert params["max_drop_by_metric"]["defaultValue"] == {}
+    assert params["champion_significance"]["defaultValue"] == "better"
+    assert params["force_push"]["defaultValue"] is False
+    evaluate_inputs = spec["root"]["dag"]["tasks"]["evaluate"]["inputs"]["parameters"]
+    assert evaluate_inputs["force_push"] == {"componentInputParameter": "force_push"}
     # Every step runs in the project's image, with no pip install at start-up.
     from components.images import BASE_IMAGE
 

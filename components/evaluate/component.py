@@ -1,7 +1,7 @@
 """Kubeflow component: evaluate the candidate model on the test split and bless it (or not)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
 from components.images import BASE_IMAGE
 
@@ -11,33 +11,60 @@ def evaluate(
     examples: Input[Dataset],
     model: Input[Model],
     metrics: Output[Metrics],
+    click_classification: Output[ClassificationMetrics],
+    atc_classification: Output[ClassificationMetrics],
+    purchase_classification: Output[ClassificationMetrics],
+    report: Output[HTML],
     blessing: Output[Artifact],
     model_base: str,
     model_name: str = "mlpr",
     auc_floor: float = 0.5,
     ndcg5_floor: float = 0.0,
+    metric_floors: dict = {},  # noqa: B006 (kfp parameters declare defaults this way)
     max_drop_vs_champion: float = 0.0,
+    max_drop_by_metric: dict = {},  # noqa: B006 (kfp parameters declare defaults this way)
+    champion_significance: str = "better",
+    significance_task: str = "purchase",
+    significance_confidence: float = 0.95,
+    force_push: bool = False,
 ) -> bool:
     """Scores the candidate and the production model on the test split and decides whether to push.
 
     For every task (click, add-to-cart, purchase) it computes AUC and NDCG@1/5/10 of the
-    candidate's probabilities, grouped by query. The candidate is blessed only if, for every
-    task, AUC >= auc_floor and NDCG@5 >= ndcg5_floor, and, when a model is already served from
-    model_base/model_name (the champion, its highest numeric version), neither metric falls more
-    than max_drop_vs_champion below the champion's value on the same split. On the first run
-    only the floors apply.
+    candidate's probabilities, grouped by query, and the same for the model in production
+    (the champion: the highest numeric version under model_base/model_name), if any.
+
+    The gate. Floors: every task's AUC must reach auc_floor and its NDCG@5 ndcg5_floor;
+    metric_floors adds or overrides floors, keyed "metric" (every task) or "task/metric".
+    With a champion, every gated metric must also stay within its allowed drop of the
+    champion's value (max_drop_vs_champion, overridden per "metric" or "task/metric" by
+    max_drop_by_metric), and the per-query paired NDCG@5 difference on significance_task must
+    be significantly positive (champion_significance "better": a tiny noisy gain does not
+    displace the champion), not significantly negative ("not_worse"), or is not tested
+    ("off"). On the first run only the floors apply. force_push blesses the candidate even
+    when checks fail; the blessing records that it was forced and which checks failed.
 
     Args:
         examples: raw splits from ingest; the test split is used.
         model: the trained candidate; its SavedModel is in model/saved_model.
         metrics: every candidate metric, e.g. click_auc, purchase_ndcg_at_5.
-        blessing: blessing.json (verdict, every check and the reasons) and eval_results.json
-            (candidate and champion metrics).
+        click_classification: ROC curve and confusion matrix of the click probability.
+        atc_classification: the same for add-to-cart.
+        purchase_classification: the same for purchase.
+        report: the HTML report: verdict, checks, candidate vs champion, paired tests, plots.
+        blessing: blessing.json (verdict, every check, the paired tests), eval_results.json
+            (candidate and champion metrics) and report.json (the report's content).
         model_base: root of the TF Serving model repository (a mounted path).
         model_name: the model's directory under model_base.
         auc_floor: minimum AUC every task must reach.
         ndcg5_floor: minimum NDCG@5 every task must reach.
-        max_drop_vs_champion: how far below the champion a metric may fall (0 = no worse).
+        metric_floors: more floors, e.g. {"purchase/auc": 0.7, "ndcg@10": 0.3}.
+        max_drop_vs_champion: how far below the champion a gated metric may fall (0 = no worse).
+        max_drop_by_metric: allowed drops per metric, e.g. {"ndcg@5": 0.01, "purchase/auc": 0}.
+        champion_significance: "better", "not_worse" or "off" (see above).
+        significance_task: the task whose paired NDCG@5 difference is tested.
+        significance_confidence: level of the paired confidence interval.
+        force_push: bless even when checks fail.
 
     Returns:
         Whether the candidate may be pushed (a plain bool output, so that `dsl.If` on it
@@ -48,43 +75,65 @@ def evaluate(
     import os
 
     from components import layout
-    from components.evaluate.evaluate import (
-        compute_metrics,
-        find_champion,
-        ndcg_name,
-        score_split,
-    )
+    from components.evaluate.analysis import analyse, paired_ndcg
+    from components.evaluate.evaluate import compute_metrics, find_champion, score_split
     from components.evaluate.gate import decide
+    from components.evaluate.gate_config import GateConfig
+    from components.evaluate.kfp_outputs import log_classification, log_metrics
+    from components.evaluate.report import EvaluationReport
+    from components.evaluate.report_html import render_html
+    from components.evaluate.report_text import render_text
 
+    config = GateConfig.from_parameters(
+        auc_floor=auc_floor,
+        ndcg5_floor=ndcg5_floor,
+        metric_floors=metric_floors,
+        max_drop_vs_champion=max_drop_vs_champion,
+        max_drop_by_metric=max_drop_by_metric,
+        significance=champion_significance,
+        significance_task=significance_task,
+        confidence=significance_confidence,
+        force_push=force_push,
+    )
     test_pattern = layout.split_pattern(examples.path, "test")
     candidate_dir = os.path.join(model.path, layout.SAVED_MODEL_DIR)
-    candidate = compute_metrics(score_split(candidate_dir, test_pattern))
+    candidate_scored = score_split(candidate_dir, test_pattern)
+    candidate = compute_metrics(candidate_scored)
 
     champion_dir = find_champion(model_base, model_name)
-    champion = None
+    champion = champion_scored = paired = None
     if champion_dir is not None:
-        champion = compute_metrics(score_split(champion_dir, test_pattern))
+        champion_scored = score_split(champion_dir, test_pattern)
+        champion = compute_metrics(champion_scored)
+        paired = paired_ndcg(candidate_scored, champion_scored, config.confidence)
 
     verdict = decide(
         candidate,
         champion,
-        floors={"auc": auc_floor, ndcg_name(5): ndcg5_floor},
-        max_drop=max_drop_vs_champion,
+        config,
+        paired,
         champion_uri=champion_dir,
         repository=os.path.join(model_base, model_name),
     )
+    evaluation = EvaluationReport(
+        split=test_pattern,
+        candidate_uri=candidate_dir,
+        champion_uri=champion_dir,
+        candidate_metrics=candidate,
+        champion_metrics=champion,
+        candidate=analyse(candidate_scored),
+        champion=None if champion_scored is None else analyse(champion_scored),
+        blessing=verdict.to_dict(),
+    )
 
-    for key, value in candidate.items():
-        name = key.replace("/", "_").replace("@", "_at_")
-        if math.isnan(value):
-            print(f"metric {key} is undefined (NaN) on this split; not logged")
-            continue
-        metrics.log_metric(name, value)
-
-    def json_ready(values: dict | None) -> dict | None:
-        if values is None:
-            return None
-        return {k: None if math.isnan(v) else v for k, v in values.items()}
+    log_metrics(metrics, candidate)
+    outputs = {
+        "click": click_classification,
+        "atc": atc_classification,
+        "purchase": purchase_classification,
+    }
+    for task, output in outputs.items():
+        log_classification(output, task, evaluation.candidate.tasks[task])
 
     os.makedirs(blessing.path, exist_ok=True)
     with open(os.path.join(blessing.path, layout.BLESSING_FILE), "w", encoding="utf-8") as f:
@@ -93,15 +142,21 @@ def evaluate(
         "split": test_pattern,
         "candidate_uri": candidate_dir,
         "champion_uri": champion_dir,
-        "candidate": json_ready(candidate),
-        "champion": json_ready(champion),
+        "candidate": {k: None if math.isnan(v) else v for k, v in candidate.items()},
+        "champion": None
+        if champion is None
+        else {k: None if math.isnan(v) else v for k, v in champion.items()},
     }
     with open(os.path.join(blessing.path, layout.EVAL_RESULTS_FILE), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2, allow_nan=False)
+    evaluation.write(blessing.path)
     blessing.metadata["blessed"] = verdict.blessed
+    blessing.metadata["forced"] = verdict.forced
     blessing.metadata["reasons"] = list(verdict.reasons)
     blessing.metadata["champion_uri"] = champion_dir or ""
 
-    for reason in verdict.reasons:
-        print(reason)
+    os.makedirs(os.path.dirname(report.path) or ".", exist_ok=True)
+    with open(report.path, "w", encoding="utf-8") as f:
+        f.write(render_html(evaluation))
+    print(render_text(evaluation))
     return verdict.blessed

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import schema
-from components.evaluate.metrics import auc, ndcg_at_k
+from components.evaluate.metrics import auc, ndcg_at_ks
 from components.push.repository import (
     SAVED_MODEL_PB,
     champion_version,
@@ -216,11 +216,10 @@ def compute_metrics(scored: ScoredSplit, ks: Sequence[int] = DEFAULT_KS) -> dict
             )
             continue
         result[metric_key(task, "auc")] = auc(labels, predictions)
-        ndcg = None
+        ndcg = ndcg_at_ks(scored.query, labels, predictions, ks)
         for k in ks:
-            ndcg = ndcg_at_k(scored.query, labels, predictions, k)
-            result[metric_key(task, ndcg_name(k))] = ndcg.mean
-        result[metric_key(task, "queries_without_positive")] = ndcg.queries_without_positive
+            result[metric_key(task, ndcg_name(k))] = ndcg[k].mean
+        result[metric_key(task, "queries_without_positive")] = ndcg[ks[0]].queries_without_positive
     return result
 
 

@@ -1,22 +1,33 @@
 """The blessing gate: may the candidate model replace the one in production?
 
-Every gated metric of every task must clear an absolute floor, and, when a champion exists,
-must not fall more than `max_drop` below the champion's value on the same split. The result
-lists each check with its numbers and a sentence, so a refusal (or a blessing) explains itself.
+Three kinds of check, each with its value, threshold, outcome and a sentence:
+- floor: every gated metric with a floor must reach it (always, also on the first run);
+- champion: when a model is in production, every gated metric must not fall more than its
+  allowed drop below the champion's value on the same split;
+- significance: when a model is in production, the per-query paired NDCG@5 difference
+  (candidate - champion) on the main task must be significantly positive ("better") or not
+  significantly negative ("not_worse"), judged by its confidence interval.
+The candidate is blessed when every check passes, or when force_push is set, in which case
+the blessing says it was forced and which checks failed anyway.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from components import schema
+from components.evaluate.gate_config import BETTER, NOT_WORSE, OFF, GateConfig
+
+if TYPE_CHECKING:
+    from components.evaluate.stats import PairedComparison
 
 FLOOR = "floor"
 CHAMPION = "champion"
+SIGNIFICANCE = "significance"
+PASS, FAIL = "pass", "fail"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,11 +35,12 @@ class Check:
     """One comparison made by the gate.
 
     Args:
-        check: "floor" or "champion".
+        check: "floor", "champion" or "significance".
         metric: full metric key, e.g. "click/auc".
-        value: the candidate's value (NaN when undefined).
-        threshold: the value it had to reach: the floor, or the champion's value - max_drop.
-        passed: whether value >= threshold.
+        value: what was compared (NaN when undefined): the candidate's metric, or for the
+            significance check a bound of the paired confidence interval.
+        threshold: what it had to reach: the floor, the champion's value - allowed drop, or 0.
+        passed: whether it did.
         reason: one sentence with the numbers.
     """
 
@@ -39,35 +51,65 @@ class Check:
     passed: bool
     reason: str
 
+    @property
+    def outcome(self) -> str:
+        return PASS if self.passed else FAIL
+
 
 @dataclasses.dataclass(frozen=True)
 class Blessing:
     """The gate's verdict.
 
     Args:
-        blessed: True when every check passed.
-        checks: every check made, floors first.
+        blessed: whether the candidate may be pushed: every check passed, or force_push.
+        checks: every check made: floors, then champion checks, then significance.
         reasons: human-readable summary: the verdict, what the candidate was compared with,
             then the reason of each failed check.
         champion_uri: the champion compared against, or None on a first run.
+        forced: blessed only because force_push was set (some check failed).
+        first_run: no champion was found, so only the floors applied.
+        settings: the gate's settings, resolved per metric (GateConfig.to_dict).
+        paired: per task, the paired NDCG@5 comparison with the champion (None on a first
+            run; a task's entry is None when its predictions were not finite).
     """
 
     blessed: bool
     checks: tuple[Check, ...]
     reasons: tuple[str, ...]
     champion_uri: str | None = None
+    forced: bool = False
+    first_run: bool = False
+    settings: Mapping = dataclasses.field(default_factory=dict)
+    paired: Mapping[str, PairedComparison | None] | None = None
+
+    @property
+    def checks_passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.passed)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict; NaN values become None (null)."""
         return {
             "blessed": self.blessed,
+            "checks_passed": self.checks_passed,
+            "forced": self.forced,
+            "failed_checks": [f"{c.check}:{c.metric}" for c in self.failed],
+            "first_run": self.first_run,
             "reasons": list(self.reasons),
             "champion_uri": self.champion_uri,
+            "settings": dict(self.settings),
+            "paired": None
+            if self.paired is None
+            else {t: None if p is None else p.to_dict() for t, p in self.paired.items()},
             "checks": [
                 {
                     **dataclasses.asdict(c),
                     "value": _finite_or_none(c.value),
                     "threshold": _finite_or_none(c.threshold),
+                    "outcome": c.outcome,
                 }
                 for c in self.checks
             ],
@@ -85,103 +127,185 @@ def _get(metrics: Mapping[str, float], key: str, whose: str) -> float:
     if key not in metrics:
         raise ValueError(f"the {whose} metrics have no {key!r}; they have {sorted(metrics)}")
     value = metrics[key]
+    if value is None:
+        return math.nan
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"the {whose} metric {key!r} must be a number, got {value!r}")
     return float(value)
 
 
 def _floor_check(metric: str, value: float, floor: float) -> Check:
-    check = functools.partial(Check, check=FLOOR, metric=metric, value=value, threshold=floor)
     if math.isnan(value):
         reason = (
             f"{metric} is undefined (NaN) on this split, so it cannot clear the floor {floor:.4f}"
         )
-        return check(passed=False, reason=reason)
+        return Check(FLOOR, metric, value, floor, False, reason)
     passed = value >= floor
     relation = ">=" if passed else "<"
-    return check(passed=passed, reason=f"{metric} = {value:.4f} {relation} floor {floor:.4f}")
+    reason = f"{metric} = {value:.4f} {relation} floor {floor:.4f}"
+    return Check(FLOOR, metric, value, floor, passed, reason)
 
 
 def _champion_check(metric: str, value: float, champion: float, max_drop: float) -> Check:
     threshold = champion - max_drop
-    check = functools.partial(
-        Check, check=CHAMPION, metric=metric, value=value, threshold=threshold
-    )
     if math.isnan(value):
         reason = f"{metric} is undefined (NaN) for the candidate, so it cannot be compared with the champion"
-        return check(passed=False, reason=reason)
+        return Check(CHAMPION, metric, value, threshold, False, reason)
     if math.isnan(champion):
         # Same split for both models: only non-finite champion predictions make this happen,
         # and a broken champion must not block its own replacement.
         reason = (
             f"{metric} = {value:.4f}; the champion's value is undefined (NaN), so it does not block"
         )
-        return check(passed=True, reason=reason)
+        return Check(CHAMPION, metric, value, threshold, True, reason)
     passed = value >= threshold
     relation = ">=" if passed else "<"
     reason = (
         f"{metric} = {value:.4f} {relation} champion {champion:.4f} - max_drop {max_drop:.4f}"
         f" = {threshold:.4f}"
     )
-    return check(passed=passed, reason=reason)
+    return Check(CHAMPION, metric, value, threshold, passed, reason)
+
+
+def _significance_check(
+    config: GateConfig, paired: PairedComparison | None, candidate_value: float
+) -> Check:
+    metric, mode = config.paired_key, config.significance
+    level = f"{config.confidence:.0%}"
+    if paired is None:
+        # Undefined per-query values: the candidate's predictions are broken (it fails), or
+        # the champion's are (a broken champion does not block its replacement).
+        passed = not math.isnan(candidate_value)
+        whose = "the champion's" if passed else "the candidate's"
+        reason = (
+            f"{metric} paired difference is undefined: {whose} predictions are not finite, "
+            + ("so it does not block" if passed else "so it cannot be shown")
+        )
+        return Check(SIGNIFICANCE, metric, math.nan, 0.0, passed, reason)
+    summary = (
+        f"{metric} paired difference (candidate - champion) over {paired.queries} queries: "
+        f"mean {paired.mean_difference:+.4f}, {level} CI [{paired.ci_low:+.4f}, "
+        f"{paired.ci_high:+.4f}], p = {_p(paired.p_value)}"
+    )
+    if paired.queries < 2:
+        # One query (or none) cannot show a difference either way.
+        passed = mode == NOT_WORSE
+        value = math.nan
+        verdict = "too few queries with a positive label to test; " + (
+            "it does not block" if passed else "so the candidate cannot be shown better"
+        )
+    elif mode == BETTER:
+        value, passed = paired.ci_low, paired.ci_low > 0.0
+        verdict = (
+            "significantly better: the CI's lower bound is above 0"
+            if passed
+            else "not significantly better: the CI's lower bound is not above 0"
+        )
+    else:
+        value, passed = paired.ci_high, paired.ci_high >= 0.0
+        verdict = (
+            "not significantly worse: the CI reaches 0 or above"
+            if passed
+            else "significantly worse: the whole CI is below 0"
+        )
+    return Check(SIGNIFICANCE, metric, value, 0.0, passed, f"{summary}: {verdict}")
+
+
+def _p(p_value: float) -> str:
+    return "undefined" if math.isnan(p_value) else f"{p_value:.4g}"
+
+
+def _significance_rule(config: GateConfig) -> str:
+    if config.significance == OFF:
+        return "no significance check"
+    wanted = "significantly better" if config.significance == BETTER else "not significantly worse"
+    return f"{config.paired_key} per query must be {wanted} at {config.confidence:.0%}"
 
 
 def decide(
     candidate: Mapping[str, float],
     champion: Mapping[str, float] | None,
-    floors: Mapping[str, float],
-    max_drop: float,
+    config: GateConfig,
+    paired: Mapping[str, PairedComparison | None] | None = None,
     *,
     champion_uri: str | None = None,
     repository: str | None = None,
 ) -> Blessing:
-    """Bless the candidate when every gated metric clears its floor and holds up to the champion.
+    """Bless the candidate when every check passes (or force_push is set).
 
     Args:
         candidate: the candidate's metrics, keyed "<task>/<metric>" (see compute_metrics).
         champion: the champion's metrics on the same split, or None when nothing is in
-            production yet (then only the floors apply).
-        floors: metric name (e.g. "auc", "ndcg@5") -> minimum every task in schema.TASKS must
-            reach. Its keys are the gated metrics.
-        max_drop: how far below the champion a candidate may fall, >= 0.
+            production yet: then only the floors apply.
+        config: floors, allowed drops, the significance rule and force_push.
+        paired: per task, the paired NDCG@5 comparison candidate - champion over the same
+            queries (None for a task whose predictions were not finite). Needed when there
+            is a champion and config.significance is not "off".
         champion_uri: where the champion came from, for the explanation.
         repository: where a champion was looked for, for the first-run explanation.
     """
-    if not floors:
-        raise ValueError("the gate needs at least one gated metric in floors, got none")
-    for name, floor in floors.items():
-        if "/" in name:
-            raise ValueError(f"floors are per metric name (e.g. 'auc'), not per task, got {name!r}")
-        if not math.isfinite(floor):
-            raise ValueError(f"floor for {name!r} must be finite, got {floor}")
-    if not math.isfinite(max_drop) or max_drop < 0:
-        raise ValueError(f"max_drop must be a finite number >= 0, got {max_drop}")
-
-    keys = [f"{task}/{name}" for name in floors for task in schema.TASKS]
-    checks = [
-        _floor_check(key, _get(candidate, key, "candidate"), float(floors[key.split("/", 1)[1]]))
-        for key in keys
-    ]
+    keys = config.gated()
+    checks = []
+    for key in keys:
+        floor = config.floor(key)
+        if floor is not None:
+            checks.append(_floor_check(key, _get(candidate, key, "candidate"), floor))
     if champion is None:
         where = f" in {repository}" if repository else ""
-        context = f"no champion{where}: only floors apply"
+        context = (
+            f"no champion{where}: first run, only floors apply "
+            "(no comparison with a champion, no significance test)"
+        )
+        paired = None
     else:
-        checks += [
-            _champion_check(
-                key, _get(candidate, key, "candidate"), _get(champion, key, "champion"), max_drop
+        for key in keys:
+            checks.append(
+                _champion_check(
+                    key,
+                    _get(candidate, key, "candidate"),
+                    _get(champion, key, "champion"),
+                    config.allowed_drop(key),
+                )
             )
-            for key in keys
-        ]
-        context = f"compared with champion {champion_uri or '(unnamed)'} with max_drop {max_drop}"
+        if config.significance != OFF:
+            if paired is None or config.significance_task not in paired:
+                raise ValueError(
+                    f"the significance check needs the paired comparison of {config.significance_task!r}"
+                )
+            checks.append(
+                _significance_check(
+                    config,
+                    paired[config.significance_task],
+                    _get(candidate, config.paired_key, "candidate"),
+                )
+            )
+        drops = ", ".join(f"{k} {v:g}" for k, v in config.to_dict()["max_drop_vs_champion"].items())
+        context = (
+            f"compared with champion {champion_uri or '(unnamed)'} "
+            f"(allowed drops: {drops}; {_significance_rule(config)})"
+        )
 
     failed = [c for c in checks if not c.passed]
-    if failed:
+    forced = bool(failed) and config.force_push
+    if forced:
+        names = ", ".join(f"{c.check} {c.metric}" for c in failed)
+        verdict = (
+            f"blessed because force_push is set, although {len(failed)} of {len(checks)} "
+            f"checks failed: {names}"
+        )
+    elif failed:
         verdict = f"not blessed: {len(failed)} of {len(checks)} checks failed"
     else:
         verdict = f"blessed: all {len(checks)} checks passed"
+        if config.force_push:
+            verdict += " (force_push was set but not needed)"
     return Blessing(
-        blessed=not failed,
+        blessed=not failed or forced,
         checks=tuple(checks),
         reasons=(verdict, context, *(c.reason for c in failed)),
         champion_uri=champion_uri if champion is not None else None,
+        forced=forced,
+        first_run=champion is None,
+        settings=config.to_dict(),
+        paired=None if paired is None else dict(paired),
     )

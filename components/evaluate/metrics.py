@@ -1,19 +1,22 @@
 """Ranking metrics as plain functions over numpy arrays.
 
 `auc` scores one task as a binary classifier over all (query, product) pairs; `ndcg_at_k`
-scores it as a ranker, one list per query. Both delegate the arithmetic to scikit-learn
-and add the conventions of this project: undefined values are NaN (never an exception),
-and queries whose NDCG is undefined are counted rather than silently averaged in.
+scores it as a ranker, one list per query. AUC is scikit-learn's; NDCG is computed here,
+as scikit-learn's `ndcg_score` defines it (ties averaged), for several cut-offs in one pass
+over the queries (the tests compare the two). Both add the conventions of this project:
+undefined values are NaN (never an exception), and queries whose NDCG is undefined are
+counted rather than silently averaged in.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.metrics import ndcg_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +89,23 @@ def ndcg_at_k(query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k: int
         scores: finite model scores, shape [n].
         k: cut-off rank, >= 1.
     """
-    per_query = ndcg_per_query(query_ids, labels, scores, k)
+    return ndcg_at_ks(query_ids, labels, scores, (k,))[k]
+
+
+def ndcg_at_ks(
+    query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, ks: Sequence[int]
+) -> dict[int, NdcgResult]:
+    """`ndcg_at_k` for every k in ks, computed in one pass: {k: NdcgResult}."""
+    per_k = ndcg_per_query_at(query_ids, labels, scores, ks)
     queries = int(np.unique(np.asarray(query_ids)).size)
-    used = len(per_query)
-    mean = float(np.mean(list(per_query.values()))) if used else math.nan
-    without_positive = queries - used
-    return NdcgResult(mean=mean, queries_used=used, queries_without_positive=without_positive)
+    results = {}
+    for k, per_query in per_k.items():
+        used = len(per_query)
+        mean = float(np.mean(list(per_query.values()))) if used else math.nan
+        results[k] = NdcgResult(
+            mean=mean, queries_used=used, queries_without_positive=queries - used
+        )
+    return results
 
 
 def ndcg_per_query(query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k: int) -> dict:
@@ -100,8 +114,18 @@ def ndcg_per_query(query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k
     Same conventions as `ndcg_at_k` (whose mean is the mean of these values); the input
     for paired comparisons of two models over the same queries.
     """
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return ndcg_per_query_at(query_ids, labels, scores, (k,))[k]
+
+
+def ndcg_per_query_at(
+    query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, ks: Sequence[int]
+) -> dict[int, dict]:
+    """{k: {query: NDCG@k}} for several cut-offs at once (one pass over the queries)."""
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+    if not ks:
+        raise ValueError("ndcg_per_query_at needs at least one cut-off in ks")
     q = _as_1d("query_ids", query_ids)
     y = _as_1d("labels", labels, dtype=np.float64)
     s = _as_1d("scores", scores, dtype=np.float64)
@@ -112,26 +136,49 @@ def ndcg_per_query(query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k
     if y.size and (not np.all(np.isfinite(y)) or y.min() < 0):
         raise ValueError(f"labels must be finite and non-negative, got minimum {y.min()}")
     _check_scores(s)
-    return _ndcg_by_query(q, y, s, k)
+    return _ndcg_by_query(q, y, s, tuple(int(k) for k in ks))
 
 
-def _ndcg_by_query(q: np.ndarray, y: np.ndarray, s: np.ndarray, k: int) -> dict:
+def _discount_cumsum(n: int, ks: np.ndarray) -> np.ndarray:
+    """Row i: cumulative sums of the discounts 1/log2(rank + 1) cut at ks[i], with a
+    leading 0, so that [i, b] - [i, a] is the discount of ranks a+1..b at cut-off ks[i]."""
+    discount = 1.0 / np.log2(np.arange(n) + 2.0)
+    cut = np.where(np.arange(n)[None, :] < ks[:, None], discount[None, :], 0.0)
+    return np.concatenate([np.zeros((ks.size, 1)), np.cumsum(cut, axis=1)], axis=1)
+
+
+def _dcg(gains: np.ndarray, scores: np.ndarray, cumsum: np.ndarray) -> np.ndarray:
+    """DCG at every cut-off of `cumsum`, ties in `scores` averaged over their orderings:
+    each group of tied products shares its mean gain over the ranks it occupies."""
+    _, group, counts = np.unique(-scores, return_inverse=True, return_counts=True)
+    mean_gain = np.bincount(group, weights=gains, minlength=counts.size) / counts
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    return (cumsum[:, ends] - cumsum[:, starts]) @ mean_gain
+
+
+def _ndcg_by_query(q: np.ndarray, y: np.ndarray, s: np.ndarray, ks: tuple[int, ...]) -> dict:
+    result: dict[int, dict] = {k: {} for k in ks}
     if q.size == 0:
-        return {}
+        return result
     # Group rows by query: a stable sort keeps the input order inside each query.
     keys, inverse = np.unique(q, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     boundaries = np.flatnonzero(np.diff(inverse[order])) + 1
-    result = {}
-    # Lists of equal length are scored together, one NDCG per row (sklearn averages over
-    # the rows it is given, so each row is passed on its own).
+    k_array = np.asarray(ks)
+    cumsums: dict[int, np.ndarray] = {}
     for rows in np.split(order, boundaries):
-        if y[rows].sum() <= 0:
+        gains = y[rows]
+        if gains.sum() <= 0:
             continue
         key = keys[inverse[rows[0]]]
         key = key.item() if hasattr(key, "item") else key
-        if rows.size == 1:
-            result[key] = 1.0  # one product with a positive label is the ideal ranking
-        else:
-            result[key] = float(ndcg_score(y[rows][None, :], s[rows][None, :], k=k))
+        n = rows.size
+        if n not in cumsums:
+            cumsums[n] = _discount_cumsum(n, k_array)
+        cumsum = cumsums[n]
+        ideal = cumsum[:, 1:] - cumsum[:, :-1]  # the discount of each rank, per cut-off
+        ndcg = _dcg(gains, s[rows], cumsum) / (ideal @ np.sort(gains)[::-1])
+        for k, value in zip(ks, ndcg, strict=True):
+            result[k][key] = float(value)
     return result

@@ -4,6 +4,7 @@ The fixture models implement the `score_examples` signature of the trained model
 the raw examples and return a fixed function of `lexical_score`, so every metric is known.
 """
 
+import glob
 import json
 import math
 import os
@@ -12,9 +13,12 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from click.testing import CliRunner
+from evaluate_testlib import EvaluateRun, save_scorer
 from kfp import dsl
 
 from components import layout, schema
+from components.evaluate.cli import cli
 from components.evaluate.component import evaluate
 from components.evaluate.evaluate import compute_metrics, find_champion, score_split
 from components.push.component import push
@@ -53,25 +57,6 @@ GOOD_CLICK_AUC = 6 / 9
 GOOD_CLICK_NDCG5 = ((1 + 1 / LOG2_4) / (1 + 1 / LOG2_3) + 1.0) / 2
 # purchase: the one positive (0.8/4) is below p1 (0.9/4) only -> AUC 4/5; NDCG@5 over blue hat = 1.
 GOOD_PURCHASE_AUC = 4 / 5
-
-
-def save_scorer(path: str, transform, with_signature: bool = True) -> str:
-    """A SavedModel with the trained model's `score_examples` signature."""
-
-    class Scorer(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        def score_examples(self, examples):
-            parsed = tf.io.parse_example(
-                examples, {"lexical_score": tf.io.FixedLenFeature([], tf.float32)}
-            )
-            x = transform(parsed["lexical_score"])
-            click, atc, purchase = x, x * 0.5, x * 0.25
-            return {"click": click, "atc": atc, "purchase": purchase, "score": purchase}
-
-    module = Scorer()
-    signatures = {"score_examples": module.score_examples} if with_signature else {}
-    tf.saved_model.save(module, path, signatures=signatures)
-    return path
 
 
 def good(x):
@@ -220,20 +205,6 @@ class TestFindChampion:
             find_champion("gs://bucket/models", "mlpr")
 
 
-def run_evaluate(dataset: str, model_dir: str, out: str, model_base: str, **params):
-    metrics = dsl.Metrics(uri=os.path.join(out, "metrics"))
-    blessing = dsl.Artifact(uri=os.path.join(out, "blessing"))
-    result = evaluate.python_func(
-        examples=dsl.Dataset(uri=dataset),
-        model=dsl.Model(uri=model_dir),
-        metrics=metrics,
-        blessing=blessing,
-        model_base=model_base,
-        **params,
-    )
-    return result, metrics, blessing
-
-
 def run_push(model_dir: str, blessing: dsl.Artifact, model_base: str):
     return push.python_func(
         model=dsl.Model(uri=model_dir),
@@ -242,52 +213,53 @@ def run_push(model_dir: str, blessing: dsl.Artifact, model_base: str):
     )
 
 
-def read_json(artifact: dsl.Artifact, name: str) -> dict:
-    with open(os.path.join(artifact.path, name), encoding="utf-8") as f:
-        return json.load(f)
-
-
 def test_evaluate_then_push_flow(tmp_path, dataset, models):
     model_base = str(tmp_path / "serving")
 
     # First run: no champion, floors only; the good model clears them and is pushed as 1.
-    result, metrics, blessing = run_evaluate(
-        dataset, models["good"], str(tmp_path / "r1"), model_base
-    )
-    assert result is True
-    assert blessing.metadata["blessed"] is True
-    assert metrics.metadata["click_auc"] == pytest.approx(GOOD_CLICK_AUC)
-    assert metrics.metadata["click_ndcg_at_5"] == pytest.approx(GOOD_CLICK_NDCG5)
-    assert metrics.metadata["purchase_queries_without_positive"] == 2
-    verdict = read_json(blessing, layout.BLESSING_FILE)
+    run = EvaluateRun(dataset, models["good"], str(tmp_path / "r1"), model_base)
+    assert run.result is True
+    assert run.blessing.metadata["blessed"] is True
+    assert run.metrics.metadata["click_auc"] == pytest.approx(GOOD_CLICK_AUC)
+    assert run.metrics.metadata["click_ndcg_at_5"] == pytest.approx(GOOD_CLICK_NDCG5)
+    assert run.metrics.metadata["purchase_queries_without_positive"] == 2
     assert (
-        f"no champion in {os.path.join(model_base, 'mlpr')}: only floors apply"
-        in verdict["reasons"]
+        f"no champion in {os.path.join(model_base, 'mlpr')}: first run, only floors apply "
+        "(no comparison with a champion, no significance test)" in run.verdict["reasons"]
     )
-    results = read_json(blessing, layout.EVAL_RESULTS_FILE)
+    results = run.json(layout.EVAL_RESULTS_FILE)
     assert results["champion"] is None
     assert results["candidate"]["click/auc"] == pytest.approx(GOOD_CLICK_AUC)
-    pushed = run_push(models["good"], blessing, model_base)
+    pushed = run_push(models["good"], run.blessing, model_base)
     assert (pushed.pushed, pushed.pushed_uri) == (True, os.path.join(model_base, "mlpr", "1"))
 
     # The flipped model ranks backwards: below the AUC floor and below the champion. Refused.
-    result, _, blessing = run_evaluate(dataset, models["flipped"], str(tmp_path / "r2"), model_base)
-    assert result is False
-    verdict = read_json(blessing, layout.BLESSING_FILE)
-    failed = {(c["check"], c["metric"]) for c in verdict["checks"] if not c["passed"]}
+    run = EvaluateRun(dataset, models["flipped"], str(tmp_path / "r2"), model_base)
+    assert run.result is False
+    failed = {(c["check"], c["metric"]) for c in run.verdict["checks"] if not c["passed"]}
     assert ("floor", "click/auc") in failed and ("champion", "click/auc") in failed
-    results = read_json(blessing, layout.EVAL_RESULTS_FILE)
+    results = run.json(layout.EVAL_RESULTS_FILE)
     assert results["champion_uri"] == os.path.join(model_base, "mlpr", "1")
     assert results["champion"]["click/auc"] == pytest.approx(GOOD_CLICK_AUC)
-    refused = run_push(models["flipped"], blessing, model_base)
+    refused = run_push(models["flipped"], run.blessing, model_base)
     assert (refused.pushed, refused.pushed_uri) == (False, "")
     assert refused.reason.startswith("refused: the model is not blessed")
     assert sorted(os.listdir(os.path.join(model_base, "mlpr"))) == ["1"]
 
-    # An equally good candidate holds up to the champion (max_drop 0) and becomes version 2.
-    result, _, blessing = run_evaluate(dataset, models["good"], str(tmp_path / "r3"), model_base)
-    assert result is True
-    pushed = run_push(models["good"], blessing, model_base)
+    # The same model again is no better: by default it does not displace the champion...
+    run = EvaluateRun(dataset, models["good"], str(tmp_path / "r3"), model_base)
+    assert run.result is False
+    assert [c["metric"] for c in run.verdict["checks"] if not c["passed"]] == ["purchase/ndcg@5"]
+    # ...but it is not significantly worse either, which is all "not_worse" asks: version 2.
+    run = EvaluateRun(
+        dataset,
+        models["good"],
+        str(tmp_path / "r4"),
+        model_base,
+        champion_significance="not_worse",
+    )
+    assert run.result is True
+    pushed = run_push(models["good"], run.blessing, model_base)
     assert pushed.pushed_uri == os.path.join(model_base, "mlpr", "2")
     served = tf.saved_model.load(pushed.pushed_uri)
     assert "score_examples" in served.signatures
@@ -320,3 +292,34 @@ def test_runs_in_the_kfp_executor(tmp_path, dataset, models, local_runner):
     pipeline(model_base=model_base)
     assert os.listdir(os.path.join(model_base, "mlpr")) == ["1"]
     assert tf.saved_model.load(os.path.join(model_base, "mlpr", "1")).signatures["score_examples"]
+
+    # kfp.local's layout: <pipeline root>/<run>/<task>/<output>, and the executor's record of
+    # every output's metadata; the visual artifacts are there as the Kubeflow UI reads them.
+    (run_dir,) = glob.glob(str(tmp_path / "root" / "evaluate-push-*"))
+    with open(os.path.join(run_dir, "evaluate", "executor_output.json"), encoding="utf-8") as f:
+        outputs = json.load(f)["artifacts"]
+    click = outputs["click_classification"]["artifacts"][0]["metadata"]
+    assert click["confusionMatrix"]["annotationSpecs"] == [
+        {"displayName": "no click"},
+        {"displayName": "click"},
+    ]
+    rows = [r["row"] for r in click["confusionMatrix"]["rows"]]
+    assert sum(map(sum, rows)) == len(ROWS) and rows[1][0] + rows[1][1] == 3  # 3 clicked pairs
+    assert click["confidenceMetrics"][0] == {
+        "confidenceThreshold": pytest.approx(1.9, abs=1e-6),  # the highest score (0.9) + 1
+        "recall": 0.0,
+        "falsePositiveRate": 0.0,
+    }
+    assert outputs["metrics"]["artifacts"][0]["metadata"]["click_auc"] == pytest.approx(
+        GOOD_CLICK_AUC
+    )
+    report = os.path.join(run_dir, "evaluate", "report")
+    with open(report, encoding="utf-8") as f:
+        assert f.read().startswith("<!DOCTYPE html>")
+
+    # The report command finds the run from the pipeline root and prints the same report.
+    printed = CliRunner().invoke(cli, ["report", str(tmp_path / "root")])
+    assert printed.exit_code == 0, printed.output
+    assert "Verdict: BLESSED" in printed.output
+    lines = [line.split() for line in printed.output.splitlines()]
+    assert ["click", "auc", f"{GOOD_CLICK_AUC:.4f}"] in lines

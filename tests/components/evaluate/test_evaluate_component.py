@@ -40,13 +40,28 @@ def test_interface(tmp_path):
         "model_name": "STRING",
         "auc_floor": "NUMBER_DOUBLE",
         "ndcg5_floor": "NUMBER_DOUBLE",
+        "metric_floors": "STRUCT",
         "max_drop_vs_champion": "NUMBER_DOUBLE",
+        "max_drop_by_metric": "STRUCT",
+        "champion_significance": "STRING",
+        "significance_task": "STRING",
+        "significance_confidence": "NUMBER_DOUBLE",
+        "force_push": "BOOLEAN",
     }
     assert "isOptional" not in params["model_base"]
     assert params["auc_floor"]["defaultValue"] == 0.5
+    assert params["metric_floors"]["defaultValue"] == {}
+    assert params["champion_significance"]["defaultValue"] == "better"
+    assert params["force_push"]["defaultValue"] is False
     outputs = component["outputDefinitions"]
+    # What the Kubeflow UI draws: scalar metrics, a ROC curve and confusion matrix per task,
+    # and the HTML report.
     assert {n: a["artifactType"]["schemaTitle"] for n, a in outputs["artifacts"].items()} == {
         "metrics": "system.Metrics",
+        "click_classification": "system.ClassificationMetrics",
+        "atc_classification": "system.ClassificationMetrics",
+        "purchase_classification": "system.ClassificationMetrics",
+        "report": "system.HTML",
         "blessing": "system.Artifact",
     }
     assert outputs["parameters"]["Output"]["parameterType"] == "BOOLEAN"

@@ -4,9 +4,15 @@ import math
 import pytest
 
 from components.evaluate.gate import decide
+from components.evaluate.gate_config import GateConfig
+from components.evaluate.stats import PairedComparison
 from components.schema import TASKS
 
 FLOORS = {"auc": 0.5, "ndcg@5": 0.2}
+
+
+def config(**overrides) -> GateConfig:
+    return GateConfig(**{"floors": FLOORS, "significance": "off", **overrides})
 
 
 def metrics(
@@ -21,74 +27,163 @@ def metrics(
     return values
 
 
+def paired(mean: float, low: float, high: float, p: float, queries: int = 40) -> dict:
+    comparison = PairedComparison(queries, mean, low, high, p, 0.95)
+    return dict.fromkeys(TASKS, comparison)
+
+
 def failed(blessing) -> list[tuple[str, str]]:
     return [(c.check, c.metric) for c in blessing.checks if not c.passed]
 
 
 def test_better_than_champion_is_blessed():
-    blessing = decide(
-        metrics(auc=0.75), metrics(auc=0.7), FLOORS, max_drop=0.0, champion_uri="/m/mlpr/3"
-    )
-    assert blessing.blessed
+    blessing = decide(metrics(auc=0.75), metrics(auc=0.7), config(), champion_uri="/m/mlpr/3")
+    assert blessing.blessed and not blessing.forced and not blessing.first_run
     assert failed(blessing) == []
     # Floors and champion, for every gated metric of every task.
     assert len(blessing.checks) == 2 * len(FLOORS) * len(TASKS)
     assert blessing.reasons[0] == "blessed: all 12 checks passed"
-    assert blessing.reasons[1] == "compared with champion /m/mlpr/3 with max_drop 0.0"
+    assert blessing.reasons[1] == (
+        "compared with champion /m/mlpr/3 (allowed drops: click/auc 0, atc/auc 0, "
+        "purchase/auc 0, click/ndcg@5 0, atc/ndcg@5 0, purchase/ndcg@5 0; no significance check)"
+    )
     assert blessing.champion_uri == "/m/mlpr/3"
 
 
 def test_equal_to_champion_passes_with_zero_drop():
-    assert decide(metrics(), metrics(), FLOORS, max_drop=0.0).blessed
+    assert decide(metrics(), metrics(), config()).blessed
 
 
 def test_worse_than_champion_names_the_metric():
     candidate = metrics(overrides={"purchase/auc": 0.65})
-    blessing = decide(candidate, metrics(auc=0.7), FLOORS, max_drop=0.01, champion_uri="/m/mlpr/3")
+    gate = config(default_max_drop=0.01)
+    blessing = decide(candidate, metrics(auc=0.7), gate, champion_uri="/m/mlpr/3")
     assert not blessing.blessed
     assert failed(blessing) == [("champion", "purchase/auc")]
-    check = next(c for c in blessing.checks if not c.passed)
-    assert check.value == 0.65
+    check = blessing.failed[0]
+    assert (check.value, check.outcome) == (0.65, "fail")
     assert check.threshold == pytest.approx(0.69)
     assert blessing.reasons[0] == "not blessed: 1 of 12 checks failed"
     assert "purchase/auc = 0.6500 < champion 0.7000 - max_drop 0.0100 = 0.6900" in blessing.reasons
 
 
-def test_small_drop_within_tolerance_is_blessed():
-    blessing = decide(
-        metrics(overrides={"purchase/auc": 0.695}), metrics(auc=0.7), FLOORS, max_drop=0.01
+def test_per_task_keys_override_metric_keys():
+    gate = GateConfig.from_parameters(
+        auc_floor=0.6,
+        ndcg5_floor=0.0,
+        metric_floors={"purchase/auc": 0.8, "ndcg@10": 0.5},
+        max_drop_vs_champion=0.0,
+        max_drop_by_metric={"auc": 0.05, "click/auc": 0.0},
+        significance="off",
     )
-    assert blessing.blessed
+    assert gate.floor("click/auc") == 0.6 and gate.floor("purchase/auc") == 0.8
+    assert gate.floor("atc/ndcg@10") == 0.5
+    assert gate.allowed_drop("atc/auc") == 0.05 and gate.allowed_drop("click/auc") == 0.0
+    assert gate.allowed_drop("click/ndcg@5") == 0.0
+    candidate = metrics(auc=0.75, ndcg5=0.6)
+    blessing = decide(candidate, metrics(auc=0.78, ndcg5=0.6), gate)
+    # purchase/auc 0.75 < its own floor 0.8; click/auc may not drop at all, atc/auc may drop 0.05.
+    assert failed(blessing) == [("floor", "purchase/auc"), ("champion", "click/auc")]
+    assert {c.metric for c in blessing.checks if c.check == "floor"} >= {"purchase/ndcg@10"}
+
+
+def test_metric_named_only_by_a_drop_is_checked_against_the_champion_only():
+    gate = config(floors={"auc": 0.5}, max_drop={"purchase/ndcg@10": 0.0})
+    blessing = decide(metrics(), metrics(overrides={"purchase/ndcg@10": 0.9}), gate)
+    assert failed(blessing) == [("champion", "purchase/ndcg@10")]
+    assert not any(c.metric.endswith("ndcg@10") for c in blessing.checks if c.check == "floor")
 
 
 def test_below_floor_is_not_blessed():
-    blessing = decide(metrics(overrides={"click/ndcg@5": 0.1}), None, FLOORS, max_drop=0.0)
+    blessing = decide(metrics(overrides={"click/ndcg@5": 0.1}), None, config())
     assert not blessing.blessed
     assert failed(blessing) == [("floor", "click/ndcg@5")]
     assert "click/ndcg@5 = 0.1000 < floor 0.2000" in blessing.reasons
 
 
 def test_first_run_applies_floors_only_and_says_so():
-    blessing = decide(metrics(), None, FLOORS, max_drop=0.0, repository="/models/mlpr")
-    assert blessing.blessed
+    gate = config(significance="better")
+    blessing = decide(metrics(), None, gate, repository="/models/mlpr")
+    assert blessing.blessed and blessing.first_run
     assert {c.check for c in blessing.checks} == {"floor"}
     assert len(blessing.checks) == len(FLOORS) * len(TASKS)
-    assert "no champion in /models/mlpr: only floors apply" in blessing.reasons
-    assert blessing.champion_uri is None
+    assert blessing.reasons[1] == (
+        "no champion in /models/mlpr: first run, only floors apply "
+        "(no comparison with a champion, no significance test)"
+    )
+    assert blessing.champion_uri is None and blessing.paired is None
+
+
+class TestSignificance:
+    def test_better_needs_the_interval_above_zero(self):
+        gate = config(significance="better", default_max_drop=0.05)
+        noisy = decide(metrics(), metrics(), gate, paired(0.004, -0.01, 0.018, 0.57))
+        (check,) = [c for c in noisy.checks if c.check == "significance"]
+        assert not noisy.blessed and check.metric == "purchase/ndcg@5"
+        assert (check.value, check.threshold, check.outcome) == (-0.01, 0.0, "fail")
+        assert check.reason == (
+            "purchase/ndcg@5 paired difference (candidate - champion) over 40 queries: mean "
+            "+0.0040, 95% CI [-0.0100, +0.0180], p = 0.57: not significantly better: the CI's "
+            "lower bound is not above 0"
+        )
+        real = decide(metrics(), metrics(), gate, paired(0.03, 0.01, 0.05, 0.002))
+        assert real.blessed and real.checks[-1].value == 0.01
+
+    def test_not_worse_blocks_only_a_significant_loss(self):
+        gate = config(significance="not_worse", significance_task="click")
+        noisy = decide(metrics(), metrics(), gate, paired(-0.004, -0.02, 0.01, 0.6))
+        assert noisy.blessed and noisy.checks[-1].metric == "click/ndcg@5"
+        loss = decide(metrics(), metrics(), gate, paired(-0.03, -0.05, -0.01, 0.003))
+        assert not loss.blessed
+        assert loss.checks[-1].reason.endswith("significantly worse: the whole CI is below 0")
+
+    def test_too_few_queries(self):
+        one = paired(0.5, 0.5, 0.5, math.nan, queries=1)
+        assert not decide(metrics(), metrics(), config(significance="better"), one).blessed
+        assert decide(metrics(), metrics(), config(significance="not_worse"), one).blessed
+
+    def test_undefined_comparison(self):
+        gate = config(significance="better")
+        broken_candidate = metrics(overrides={"purchase/ndcg@5": math.nan})
+        blessing = decide(broken_candidate, metrics(), gate, {t: None for t in TASKS})
+        assert ("significance", "purchase/ndcg@5") in failed(blessing)
+        broken_champion = decide(metrics(), metrics(), gate, {t: None for t in TASKS})
+        assert broken_champion.blessed
+        assert "the champion's predictions are not finite" in broken_champion.checks[-1].reason
+
+    def test_needs_the_comparison(self):
+        with pytest.raises(ValueError, match="needs the paired comparison of 'purchase'"):
+            decide(metrics(), metrics(), config(significance="better"))
+
+
+def test_force_push_blesses_and_records_what_failed():
+    gate = config(force_push=True)
+    blessing = decide(metrics(auc=0.45), metrics(auc=0.7), gate, champion_uri="/m/1")
+    assert blessing.blessed and blessing.forced
+    data = blessing.to_dict()
+    assert data["checks_passed"] is False
+    assert data["failed_checks"] == [f"floor:{t}/auc" for t in TASKS] + [
+        f"champion:{t}/auc" for t in TASKS
+    ]
+    assert data["reasons"][0].startswith(
+        "blessed because force_push is set, although 6 of 12 checks failed: floor click/auc"
+    )
+    assert data["settings"]["force_push"] is True
+    unneeded = decide(metrics(), None, gate)
+    assert unneeded.blessed and not unneeded.forced
+    assert unneeded.reasons[0] == "blessed: all 6 checks passed (force_push was set but not needed)"
 
 
 def test_nan_candidate_fails_as_undefined():
     candidate = metrics(overrides={"purchase/auc": float("nan")})
-    blessing = decide(candidate, metrics(), FLOORS, max_drop=0.0)
+    blessing = decide(candidate, metrics(), config())
     assert not blessing.blessed
     assert failed(blessing) == [("floor", "purchase/auc"), ("champion", "purchase/auc")]
-    assert all("undefined (NaN)" in c.reason for c in blessing.checks if not c.passed)
+    assert all("undefined (NaN)" in c.reason for c in blessing.failed)
 
 
 def test_nan_champion_does_not_block():
-    blessing = decide(
-        metrics(), metrics(overrides={"click/auc": float("nan")}), FLOORS, max_drop=0.0
-    )
+    blessing = decide(metrics(), metrics(overrides={"click/auc": float("nan")}), config())
     assert blessing.blessed
     check = next(c for c in blessing.checks if c.check == "champion" and c.metric == "click/auc")
     assert "champion's value is undefined" in check.reason
@@ -96,47 +191,49 @@ def test_nan_champion_does_not_block():
 
 def test_json_shape_and_nan_as_null():
     blessing = decide(
-        metrics(overrides={"purchase/auc": float("nan")}),
-        None,
-        FLOORS,
-        max_drop=0.0,
-        repository="/r",
+        metrics(overrides={"purchase/auc": float("nan")}), None, config(), repository="/r"
     )
     data = json.loads(blessing.to_json())
-    assert data["blessed"] is False
+    assert data["blessed"] is False and data["first_run"] is True and data["paired"] is None
     assert data["champion_uri"] is None
     assert data["reasons"][:2] == [
         "not blessed: 1 of 6 checks failed",
-        "no champion in /r: only floors apply",
+        "no champion in /r: first run, only floors apply "
+        "(no comparison with a champion, no significance test)",
     ]
-    first = data["checks"][0]
-    assert set(first) == {"check", "metric", "value", "threshold", "passed", "reason"}
-    assert first == {
+    assert data["checks"][0] == {
         "check": "floor",
         "metric": "click/auc",
         "value": 0.7,
         "threshold": 0.5,
         "passed": True,
+        "outcome": "pass",
         "reason": "click/auc = 0.7000 >= floor 0.5000",
     }
     nan_check = next(c for c in data["checks"] if c["metric"] == "purchase/auc")
-    assert nan_check["value"] is None and nan_check["passed"] is False
+    assert nan_check["value"] is None and nan_check["outcome"] == "fail"
 
 
 def test_missing_metric_is_a_clear_error():
     with pytest.raises(ValueError, match="candidate metrics have no 'click/ndcg@3'"):
-        decide(metrics(), None, {"ndcg@3": 0.1}, max_drop=0.0)
+        decide(metrics(), None, config(floors={"ndcg@3": 0.1}))
 
 
 @pytest.mark.parametrize(
-    ("floors", "max_drop", "message"),
+    ("settings", "message"),
     [
-        ({}, 0.0, "at least one gated metric"),
-        ({"click/auc": 0.5}, 0.0, "not per task"),
-        ({"auc": math.nan}, 0.0, "must be finite"),
-        (FLOORS, -0.1, "max_drop must be"),
+        ({"floors": {}}, "at least one gated metric"),
+        ({"floors": {"shoes/auc": 0.5}}, "unknown task 'shoes'"),
+        ({"floors": {"a/b/c": 0.5}}, "'metric' or 'task/metric'"),
+        ({"floors": {"auc": math.nan}}, "must be a finite number"),
+        ({"floors": {"auc": "high"}}, "must be a finite number"),
+        ({"max_drop": {"auc": -0.1}}, "must be >= 0"),
+        ({"default_max_drop": -0.1}, "default_max_drop must be"),
+        ({"significance": "maybe"}, "significance must be one of"),
+        ({"significance_task": "view"}, "significance_task must be one of"),
+        ({"confidence": 1.0}, "confidence must be in"),
     ],
 )
-def test_rejects_bad_configuration(floors, max_drop, message):
+def test_rejects_bad_configuration(settings, message):
     with pytest.raises(ValueError, match=message):
-        decide(metrics(), None, floors, max_drop=max_drop)
+        GateConfig(**{"floors": FLOORS, **settings})

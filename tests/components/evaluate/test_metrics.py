@@ -133,3 +133,33 @@ class TestAuc:
     def test_rejects_nan_scores(self):
         with pytest.raises(ValueError, match="finite"):
             auc([0, 1], [0.1, float("inf")])
+
+
+def test_ndcg_matches_scikit_learn_with_ties_and_graded_labels():
+    from sklearn.metrics import ndcg_score
+
+    from components.evaluate.metrics import ndcg_at_ks, ndcg_per_query_at
+
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 25, size=60)
+    queries = np.repeat([f"q{i}" for i in range(sizes.size)], sizes)
+    # Coarse scores make many ties; labels are graded 0..3.
+    scores = rng.integers(0, 6, size=queries.size) / 5.0
+    labels = rng.integers(0, 4, size=queries.size) * (rng.random(queries.size) < 0.4)
+    ks = (1, 2, 3, 5, 10, 30)
+    per_k = ndcg_per_query_at(queries, labels, scores, ks)
+    for k in ks:
+        expected = {}
+        for q in np.unique(queries):
+            rows = queries == q
+            if labels[rows].sum() == 0:
+                continue
+            expected[q] = (
+                1.0 if rows.sum() == 1 else ndcg_score(labels[rows][None], scores[rows][None], k=k)
+            )
+        assert per_k[k].keys() == expected.keys()
+        for q, value in expected.items():
+            assert per_k[k][q] == pytest.approx(value, abs=1e-12), (k, q)
+        assert ndcg_at_ks(queries, labels, scores, ks)[k].mean == pytest.approx(
+            np.mean(list(expected.values()))
+        )

@@ -1,0 +1,170 @@
+"""What the gate asks of a candidate: floors, allowed drops, the significance rule, force-push.
+
+Floors and allowed drops are keyed by metric name for every task ("auc", "ndcg@5") or by one
+task's metric ("purchase/auc"). For one task's metric the most specific key wins: "task/metric",
+then "metric", then (for drops) the default drop. A metric is gated when a floor or an allowed
+drop names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+from collections.abc import Mapping
+
+from components import schema
+
+# How the paired per-query difference on the main task must look for the candidate to
+# displace the champion.
+BETTER = "better"  # significantly positive: the confidence interval lies above 0
+NOT_WORSE = "not_worse"  # not significantly negative: the interval reaches 0 or above
+OFF = "off"  # no significance check
+SIGNIFICANCE_MODES = (BETTER, NOT_WORSE, OFF)
+# The per-query metric the paired test compares.
+PAIRED_METRIC = "ndcg@5"
+
+
+def split_key(key: str) -> tuple[str | None, str]:
+    """("click", "auc") for "click/auc"; (None, "auc") for "auc", which means every task."""
+    if not isinstance(key, str) or not key or key.count("/") > 1:
+        raise ValueError(f"a gate key is 'metric' or 'task/metric', got {key!r}")
+    if "/" not in key:
+        return None, key
+    task, metric = key.split("/")
+    if task not in schema.TASKS:
+        raise ValueError(f"unknown task {task!r} in gate key {key!r}; tasks are {schema.TASKS}")
+    if not metric:
+        raise ValueError(f"gate key {key!r} names no metric")
+    return task, metric
+
+
+def _thresholds(name: str, values: Mapping, non_negative: bool) -> Mapping[str, float]:
+    if not isinstance(values, Mapping):
+        raise ValueError(
+            f"{name} must be a dict of 'metric' or 'task/metric' -> number, got {values!r}"
+        )
+    checked = {}
+    for key, value in values.items():
+        split_key(key)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"{name}[{key!r}] must be a finite number, got {value!r}")
+        if non_negative and value < 0:
+            raise ValueError(f"{name}[{key!r}] must be >= 0 (a drop), got {value}")
+        checked[key] = float(value)
+    return types.MappingProxyType(checked)
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+    """The gate's settings for one run.
+
+    Args:
+        floors: "metric" or "task/metric" -> the minimum the candidate must reach.
+        max_drop: "metric" or "task/metric" -> how far below the champion the candidate may
+            fall; metrics not named here may fall `default_max_drop`.
+        default_max_drop: the allowed drop of every gated metric not in max_drop, >= 0.
+        significance: "better" (the candidate's paired NDCG@5 difference on `significance_task` must
+            be significantly positive), "not_worse" (must not be significantly negative) or
+            "off".
+        significance_task: the task whose paired difference the significance check reads.
+        confidence: level of the paired confidence interval, e.g. 0.95.
+        force_push: bless the candidate even when checks fail (recorded in the blessing).
+
+    Example:
+        GateConfig(floors={"auc": 0.6, "purchase/auc": 0.55}, max_drop={"ndcg@5": 0.01})
+    """
+
+    floors: Mapping[str, float]
+    max_drop: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    default_max_drop: float = 0.0
+    significance: str = BETTER
+    significance_task: str = "purchase"
+    confidence: float = 0.95
+    force_push: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "floors", _thresholds("floors", self.floors, False))
+        object.__setattr__(self, "max_drop", _thresholds("max_drop", self.max_drop, True))
+        if not self.floors and not self.max_drop:
+            raise ValueError("the gate needs at least one gated metric in floors or max_drop")
+        drop = self.default_max_drop
+        if isinstance(drop, bool) or not isinstance(drop, int | float) or not drop >= 0:
+            raise ValueError(f"default_max_drop must be a finite number >= 0, got {drop!r}")
+        if not math.isfinite(drop):
+            raise ValueError(f"default_max_drop must be a finite number >= 0, got {drop!r}")
+        if self.significance not in SIGNIFICANCE_MODES:
+            raise ValueError(
+                f"significance must be one of {SIGNIFICANCE_MODES}, got {self.significance!r}"
+            )
+        if self.significance_task not in schema.TASKS:
+            raise ValueError(
+                f"significance_task must be one of {schema.TASKS}, got {self.significance_task!r}"
+            )
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+        if not isinstance(self.force_push, bool):
+            raise ValueError(f"force_push must be true or false, got {self.force_push!r}")
+
+    @classmethod
+    def from_parameters(
+        cls,
+        auc_floor: float,
+        ndcg5_floor: float,
+        metric_floors: Mapping,
+        max_drop_vs_champion: float,
+        max_drop_by_metric: Mapping,
+        **settings,
+    ) -> GateConfig:
+        """The gate of the pipeline's parameters: `metric_floors` adds to and overrides the
+        all-task floors `auc_floor` and `ndcg5_floor`; `max_drop_by_metric` overrides
+        `max_drop_vs_champion` for the metrics it names. `settings`: the remaining fields."""
+        floors = {"auc": auc_floor, PAIRED_METRIC: ndcg5_floor, **metric_floors}
+        return cls(
+            floors=floors,
+            max_drop=max_drop_by_metric,
+            default_max_drop=max_drop_vs_champion,
+            **settings,
+        )
+
+    def gated(self) -> tuple[str, ...]:
+        """Every gated "task/metric", metric by metric in the order they were named."""
+        metrics: dict[str, None] = {}
+        for key in (*self.floors, *self.max_drop):
+            metrics.setdefault(split_key(key)[1], None)
+        keys = []
+        for metric in metrics:
+            for task in schema.TASKS:
+                named = {f"{task}/{metric}", metric}
+                if named & (set(self.floors) | set(self.max_drop)):
+                    keys.append(f"{task}/{metric}")
+        return tuple(keys)
+
+    def floor(self, key: str) -> float | None:
+        """The floor of "task/metric", or None when only the champion gates it."""
+        _, metric = split_key(key)
+        return self.floors.get(key, self.floors.get(metric))
+
+    def allowed_drop(self, key: str) -> float:
+        _, metric = split_key(key)
+        return self.max_drop.get(key, self.max_drop.get(metric, float(self.default_max_drop)))
+
+    @property
+    def paired_key(self) -> str:
+        return f"{self.significance_task}/{PAIRED_METRIC}"
+
+    def to_dict(self) -> dict:
+        """Settings as recorded in the blessing, resolved per "task/metric"."""
+        gated = self.gated()
+        return {
+            "floors": {k: self.floor(k) for k in gated if self.floor(k) is not None},
+            "max_drop_vs_champion": {k: self.allowed_drop(k) for k in gated},
+            "significance": self.significance,
+            "significance_metric": self.paired_key,
+            "confidence": self.confidence,
+            "force_push": self.force_push,
+        }

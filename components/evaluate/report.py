@@ -1,0 +1,151 @@
+"""The evaluation report's content: one JSON file that the HTML page and the text are made from.
+
+The evaluate step writes it as report.json beside blessing.json, so the same report can be
+printed or re-rendered later from a run directory (`python -m components.evaluate report`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping
+
+from components.evaluate.analysis import ModelAnalysis
+
+REPORT_FILE = "report.json"
+# The headline metrics of every task, in the order the tables show them.
+HEADLINE_METRICS = ("auc", "ndcg@1", "ndcg@5", "ndcg@10")
+
+
+def _metrics_to_json(metrics: Mapping[str, float] | None) -> dict | None:
+    if metrics is None:
+        return None
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}
+
+
+def _metrics_from_json(metrics: Mapping | None) -> dict | None:
+    if metrics is None:
+        return None
+    return {k: math.nan if v is None else v for k, v in metrics.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationReport:
+    """The candidate, the champion (None on a first run) and the gate's verdict.
+
+    Args:
+        split: the file pattern of the test split both models were scored on.
+        candidate_uri, champion_uri: the SavedModels scored (champion_uri None on a first run).
+        candidate_metrics, champion_metrics: compute_metrics of each ("click/auc", ...; NaN
+            when undefined).
+        candidate, champion: their curves and impression groups.
+        blessing: the blessing as written to blessing.json (Blessing.to_dict), with the
+            checks and the paired NDCG@5 comparison per task.
+    """
+
+    split: str
+    candidate_uri: str
+    champion_uri: str | None
+    candidate_metrics: Mapping[str, float]
+    champion_metrics: Mapping[str, float] | None
+    candidate: ModelAnalysis
+    champion: ModelAnalysis | None
+    blessing: Mapping
+
+    def __post_init__(self) -> None:
+        if (self.champion_metrics is None) != (self.champion is None):
+            raise ValueError("champion_metrics and champion must both be given or both be None")
+
+    @property
+    def paired(self) -> Mapping[str, Mapping | None]:
+        """Per task, the paired NDCG@5 comparison as a dict ({} on a first run)."""
+        return self.blessing.get("paired") or {}
+
+    def metric(self, which: str, key: str) -> float:
+        """A headline metric of "candidate" or "champion" (NaN when absent or undefined)."""
+        metrics = self.candidate_metrics if which == "candidate" else self.champion_metrics
+        value = (metrics or {}).get(key)
+        return math.nan if value is None else float(value)
+
+    def to_dict(self) -> dict:
+        return {
+            "split": self.split,
+            "candidate_uri": self.candidate_uri,
+            "champion_uri": self.champion_uri,
+            "candidate_metrics": _metrics_to_json(self.candidate_metrics),
+            "champion_metrics": _metrics_to_json(self.champion_metrics),
+            "candidate": self.candidate.to_dict(),
+            "champion": None if self.champion is None else self.champion.to_dict(),
+            "blessing": dict(self.blessing),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> EvaluationReport:
+        missing = {f.name for f in dataclasses.fields(cls)} - set(data)
+        if missing:
+            raise ValueError(f"not an evaluation report: it lacks {sorted(missing)}")
+        champion = data["champion"]
+        return cls(
+            split=data["split"],
+            candidate_uri=data["candidate_uri"],
+            champion_uri=data["champion_uri"],
+            candidate_metrics=_metrics_from_json(data["candidate_metrics"]),
+            champion_metrics=_metrics_from_json(data["champion_metrics"]),
+            candidate=ModelAnalysis.from_dict(data["candidate"]),
+            champion=None if champion is None else ModelAnalysis.from_dict(champion),
+            blessing=data["blessing"],
+        )
+
+    def write(self, directory: str) -> str:
+        path = os.path.join(directory, REPORT_FILE)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=1, allow_nan=False)
+        return path
+
+    @classmethod
+    def read(cls, path: str) -> EvaluationReport:
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not valid JSON: {err}") from err
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"{path} is not an evaluation report this version reads: {err}"
+            ) from err
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number for the tables; "n/a" when undefined."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def signed(value: float | None, digits: int = 4) -> str:
+    text = fmt(value, digits)
+    return text if text == "n/a" else f"{value:+.{digits}f}"
+
+
+def verdict_title(blessing: Mapping) -> str:
+    if blessing.get("forced"):
+        return "BLESSED (FORCED)"
+    return "BLESSED" if blessing.get("blessed") else "NOT BLESSED"
+
+
+def paired_verdict(paired: Mapping | None) -> str:
+    """What a paired comparison says, in words."""
+    if paired is None:
+        return "undefined (predictions not finite)"
+    if paired["queries"] < 2:
+        return "too few queries to test"
+    low, high = paired["ci_low"], paired["ci_high"]
+    if low is not None and low > 0:
+        return "candidate significantly better"
+    if high is not None and high < 0:
+        return "candidate significantly worse"
+    return "no significant difference"

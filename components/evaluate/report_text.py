@@ -1,0 +1,178 @@
+"""The evaluation report as plain text, section by section as in the HTML page (without plots)."""
+
+from __future__ import annotations
+
+from components import schema
+from components.evaluate.analysis import CONFUSION_CATEGORIES, NDCG_CURVE_KS, THRESHOLD_RULE
+from components.evaluate.report import (
+    HEADLINE_METRICS,
+    EvaluationReport,
+    fmt,
+    paired_verdict,
+    signed,
+    verdict_title,
+)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell.split(" ")[0])
+    except ValueError:
+        return cell == "n/a"
+    return True
+
+
+def _table(header: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
+    """Columns of numbers are right-aligned, the others left-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    numeric = [bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(len(header))]
+    line = "  ".join(
+        f"{{:>{w}}}" if number else f"{{:<{w}}}" for w, number in zip(widths, numeric, strict=True)
+    )
+    return [indent + line.format(*row).rstrip() for row in [header, *rows]]
+
+
+def _header(report: EvaluationReport) -> list[str]:
+    m = report.candidate_metrics
+    return [
+        "MLPR evaluation report",
+        f"  test split: {report.split}",
+        f"  candidate:  {report.candidate_uri}",
+        f"  champion:   {report.champion_uri or 'none (first run: nothing is served yet)'}",
+        f"  pairs {m.get('examples', 'n/a')}, queries {m.get('queries', 'n/a')}",
+    ]
+
+
+def _verdict(report: EvaluationReport) -> list[str]:
+    blessing = report.blessing
+    lines = [f"Verdict: {verdict_title(blessing)}"]
+    lines += [f"  - {reason}" for reason in blessing["reasons"]]
+    return lines
+
+
+def _checks(report: EvaluationReport) -> list[str]:
+    rows = [
+        [c["outcome"], c["check"], c["metric"], fmt(c["value"]), fmt(c["threshold"])]
+        for c in report.blessing["checks"]
+    ]
+    lines = ["Gate checks (every check, with its value and threshold)"]
+    return lines + _table(["outcome", "check", "metric", "value", "threshold"], rows)
+
+
+def _side_by_side(report: EvaluationReport) -> list[str]:
+    has_champion = report.champion_metrics is not None
+    rows = []
+    for task in schema.TASKS:
+        for metric in HEADLINE_METRICS:
+            key = f"{task}/{metric}"
+            candidate = report.metric("candidate", key)
+            row = [task, metric, fmt(candidate)]
+            if has_champion:
+                champion = report.metric("champion", key)
+                row += [fmt(champion), signed(candidate - champion)]
+            rows.append(row)
+    header = ["task", "metric", "candidate"] + (["champion", "difference"] if has_champion else [])
+    title = (
+        "Candidate vs champion on the test split" if has_champion else "Candidate on the test split"
+    )
+    return [title, *_table(header, rows)]
+
+
+def _paired(report: EvaluationReport) -> list[str]:
+    title = "Paired NDCG@5 per query (candidate - champion, queries with a positive label)"
+    if not report.paired:
+        return [title, "  no champion: nothing to compare with"]
+    rows = []
+    for task in schema.TASKS:
+        p = report.paired.get(task)
+        if p is None:
+            rows.append([task, "n/a", "n/a", "n/a", "n/a", paired_verdict(None)])
+            continue
+        level = f"{p['confidence']:.0%}"
+        interval = f"{level} [{signed(p['ci_low'])}, {signed(p['ci_high'])}]"
+        p_value = "n/a" if p["p_value"] is None else f"{p['p_value']:.4g}"
+        rows.append(
+            [
+                task,
+                str(p["queries"]),
+                signed(p["mean_difference"]),
+                interval,
+                p_value,
+                paired_verdict(p),
+            ]
+        )
+    return [title, *_table(["task", "queries", "mean diff", "CI", "p-value", "verdict"], rows)]
+
+
+def _confusion(report: EvaluationReport) -> list[str]:
+    negative, positive = CONFUSION_CATEGORIES
+    rows = []
+    for task in schema.TASKS:
+        c = report.candidate.tasks[task].confusion
+        if c is None:
+            rows.append([task, "n/a", "n/a", "n/a", "n/a", "n/a"])
+            continue
+        (tn, fp), (fn, tp) = c.matrix
+        rows.append([task, fmt(c.threshold), str(tn), str(fp), str(fn), str(tp)])
+    title = f"Confusion matrices of the candidate (threshold: the one that {THRESHOLD_RULE})"
+    header = ["task", "threshold", f"TN ({negative})", "FP", "FN", f"TP ({positive})"]
+    return [title, *_table(header, rows)]
+
+
+def _ndcg_curves(report: EvaluationReport) -> list[str]:
+    rows = []
+    for task in schema.TASKS:
+        rows.append(
+            [task, "candidate", *(fmt(v, 3) for v in report.candidate.tasks[task].ndcg_curve)]
+        )
+        if report.champion is not None:
+            rows.append(
+                ["", "champion", *(fmt(v, 3) for v in report.champion.tasks[task].ndcg_curve)]
+            )
+    header = ["task", "model", *(f"@{k}" for k in NDCG_CURVE_KS)]
+    return ["NDCG@k, k = 1..10", *_table(header, rows)]
+
+
+def _calibration(report: EvaluationReport) -> list[str]:
+    lines = [
+        "Calibration of the candidate: mean predicted -> observed rate, by decile of the prediction"
+    ]
+    for task in schema.TASKS:
+        bins = report.candidate.tasks[task].calibration
+        cells = ", ".join(f"{b.mean_predicted:.3f}->{b.observed_rate:.3f}" for b in bins)
+        lines.append(f"  {task:<9} {cells or 'n/a'}")
+    return lines
+
+
+def _groups(report: EvaluationReport) -> list[str]:
+    keys = [f"{t}/{m}" for t in schema.TASKS for m in ("auc", "ndcg@5")]
+    champion = {g.name: g for g in (report.champion.impression_groups if report.champion else ())}
+    rows = []
+    for group in report.candidate.impression_groups:
+        cells = []
+        for key in keys:
+            cell = fmt(group.metrics.get(key), 3)
+            if group.name in champion:
+                cell += f" ({fmt(champion[group.name].metrics.get(key), 3)})"
+            cells.append(cell)
+        span = f"{group.lowest}-{group.highest}" if group.pairs else "empty"
+        rows.append([group.name, span, str(group.pairs), str(group.queries), *cells])
+    title = "Metrics by impression-count percentile group of the test pairs" + (
+        " (champion in brackets)" if champion else ""
+    )
+    return [title, *_table(["group", "impressions", "pairs", "queries", *keys], rows)]
+
+
+def render_text(report: EvaluationReport) -> str:
+    sections = [
+        _header(report),
+        _verdict(report),
+        _checks(report),
+        _side_by_side(report),
+        _paired(report),
+        _confusion(report),
+        _ndcg_curves(report),
+        _calibration(report),
+        _groups(report),
+    ]
+    return "\n\n".join("\n".join(section) for section in sections) + "\n"
