@@ -30,8 +30,19 @@ TEXT_INPUTS = (
 )
 
 
+QUERY_PROJECTION = "query_projection"
+PRODUCT_PROJECTION = "product_projection"
+# Input names of the scorer sub-model: phi(q) and psi(i).
+QUERY_EMBEDDING = "query_embedding"
+PRODUCT_EMBEDDING = "product_embedding"
+
+
 def model_input_names() -> tuple[str, ...]:
     return TEXT_INPUTS + (S.WIDE,) + tuple(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS)
+
+
+def categorical_input_names() -> tuple[str, ...]:
+    return tuple(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS)
 
 
 def build_ranker(
@@ -77,8 +88,8 @@ def build_ranker(
     product_vec = encoder(
         {"token_ids": inputs["product_token_ids"], "padding_mask": inputs["product_padding_mask"]}
     )
-    phi = keras.layers.Dense(config.projection_dim, name="query_projection")(query_vec)
-    psi = keras.layers.Dense(config.projection_dim, name="product_projection")(product_vec)
+    phi = keras.layers.Dense(config.projection_dim, name=QUERY_PROJECTION)(query_vec)
+    psi = keras.layers.Dense(config.projection_dim, name=PRODUCT_PROJECTION)(product_vec)
     deep = Interactions(config.interactions, name="interactions")([phi, psi])
 
     embedded = [
@@ -152,3 +163,89 @@ def _task_inputs(config: RankerConfig, features) -> list:
             name="specific_experts",
         )([*per_task, shared])
     return per_task
+
+
+# The ranker's parts as models of their own, for serving (the query encoded once per
+# request, products encoded ahead of time). Each shares the ranker's layers and weights, so
+# ranker(x) == scorer(query_encoder(x), product_encoder(x), x) for every input.
+
+
+def query_encoder(ranker: keras.Model) -> keras.Model:
+    """Query token ids and padding mask -> phi(q)."""
+    return _sub_model(ranker, ("query_token_ids", "query_padding_mask"), QUERY_PROJECTION)
+
+
+def product_encoder(ranker: keras.Model) -> keras.Model:
+    """Product token ids and padding mask -> psi(i)."""
+    return _sub_model(ranker, ("product_token_ids", "product_padding_mask"), PRODUCT_PROJECTION)
+
+
+def scorer_input_names() -> tuple[str, ...]:
+    """The scorer's inputs, in the order it takes them (a list: its first two inputs are
+    intermediate tensors of the ranker, which cannot carry these names)."""
+    return (QUERY_EMBEDDING, PRODUCT_EMBEDDING, S.WIDE, *categorical_input_names())
+
+
+class Scorer:
+    """The ranker after its text encoder: [phi(q), psi(i), wide features, categorical ids...]
+    (in `scorer_input_names()` order) -> one probability per task (interactions, experts,
+    towers, probability transfer).
+
+    It runs the ranker's own graph from the two projections' outputs onward, with the
+    ranker's layers and weights; the graph itself is left untouched, so the ranker still
+    saves and trains as before.
+
+    Args:
+        ranker: a model built by `build_ranker` (fresh or loaded from a .keras file).
+    """
+
+    def __init__(self, ranker: keras.Model):
+        self.ranker = ranker
+        self._seeds = [
+            _projection(ranker, QUERY_PROJECTION).output,
+            _projection(ranker, PRODUCT_PROJECTION).output,
+            *(ranker.input[name] for name in (S.WIDE, *categorical_input_names())),
+        ]
+
+    def __call__(self, inputs: list, training: bool = False) -> dict:
+        if len(inputs) != len(self._seeds):
+            raise ValueError(
+                f"the scorer takes {len(self._seeds)} inputs {scorer_input_names()}, "
+                f"got {len(inputs)}"
+            )
+        values = {id(ref): value for ref, value in zip(self._seeds, inputs, strict=True)}
+        graph = self.ranker._nodes_by_depth
+        for depth in sorted(graph, reverse=True):
+            for node in graph[depth]:
+                if not node.operation or node.is_input:
+                    continue
+                if any(id(x) not in values for x in node.input_tensors):
+                    continue  # the text side: phi and psi are given
+                args, kwargs = node.arguments.fill_in(values)
+                outputs = node.operation(*args, training=training, **kwargs)
+                for ref, value in zip(node.outputs, keras.tree.flatten(outputs), strict=True):
+                    values[id(ref)] = value
+        return {task: values[id(self.ranker.output[task])] for task in S.TASKS}
+
+
+def scorer(ranker: keras.Model) -> Scorer:
+    """The ranker's scorer (see `Scorer`)."""
+    return Scorer(ranker)
+
+
+def _projection(ranker: keras.Model, name: str) -> keras.layers.Layer:
+    try:
+        return ranker.get_layer(name)
+    except ValueError as err:
+        raise ValueError(
+            f"model {ranker.name!r} has no {name!r} layer: only text rankers built by "
+            "build_ranker can be split into encoders and a scorer"
+        ) from err
+
+
+def _sub_model(ranker: keras.Model, input_names: tuple[str, ...], output: str) -> keras.Model:
+    projection = _projection(ranker, output)
+    inputs = {name: ranker.input[name] for name in input_names}
+    return keras.Model(
+        inputs=inputs, outputs=projection.output, name=output.replace("projection", "encoder")
+    )

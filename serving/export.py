@@ -1,16 +1,27 @@
-"""Export the trained ranker as a SavedModel that TF Serving can serve on raw features.
+"""Export the trained ranker as a SavedModel that TF Serving serves on raw features.
 
-The graph carries the tensorflow-transform graph (z-scores, vocabularies, product text) and
-the tokenizer, so a client sends the same raw fields the logs have. Signatures:
+The graph carries the tensorflow-transform graph (z-scores, vocabularies, product text), the
+tokenizer and, for text rankers, the pre-computed product catalog. Signatures (all inputs
+are 1-D, one entry per candidate product, except where said):
 
-- `serving_default`: named raw tensors, one entry per (query, product) pair: `query`,
-  `product_id`, `title`, `product_type`, `brand`, `color`, `gender` (string [N]) and each
-  ranking feature (float32 [N]; NaN marks a missing value of an optional feature).
-- `score_examples`: `examples`, serialized raw `tf.Example`s as ingest writes them (for batch
-  scoring and evaluation).
+- `serving_default`, ranking on raw fields: `query` (string: one entry for all candidates,
+  or one per candidate), `product_id`, `title`, `product_type`, `brand`, `color`, `gender`
+  (string [N]) and each ranking feature (float32 [N]; NaN marks a missing value of an
+  optional feature). Each distinct query of a request is encoded once, not once per
+  candidate (and TF Serving's batching, which concatenates requests, keeps that true).
+- `rank_precomputed`: `query`, `product_id` and the ranking features; psi(i) and the
+  categorical ids come from the catalog table computed at export (the paper's product
+  pre-computing). An id outside the catalog fails the request with INVALID_ARGUMENT naming
+  it; there is no fallback (send such products through `serving_default`).
+- `encode_products`: the product fields -> `product_embedding` (float32 [N, d], psi(i)),
+  for batch jobs that pre-compute embeddings.
+- `score_examples`: `examples`, serialized raw `tf.Example`s as ingest writes them (batch
+  scoring and evaluation); the same graph as `serving_default`.
 
-Both return `click`, `atc`, `purchase` (P(click), P(click, add-to-cart),
+The ranking signatures return `click`, `atc`, `purchase` (P(click), P(click, add-to-cart),
 P(click, add-to-cart, purchase)) and `score`, their weighted sum (weights fixed at export).
+A model without text (the XGBoost baseline) has only `serving_default` and `score_examples`:
+product pre-computing does not apply to it.
 """
 
 from __future__ import annotations
@@ -23,19 +34,43 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import schema as S
-from components.train.inputs import to_model_inputs
 from components.transform.preprocessing import raw_feature_spec, serving_feature_spec
+from model.ranker import (
+    categorical_input_names,
+    product_encoder,
+    query_encoder,
+    scorer,
+)
+from serving.product_table import build_product_table
+from serving.signatures import (
+    ENCODE_PRODUCTS,
+    OUTPUT_KEYS,
+    PRODUCT_EMBEDDING,
+    PRODUCT_FIELDS,
+    RANK_PRECOMPUTED,
+    SCORE_EXAMPLES,
+    SERVING_DEFAULT,
+)
+from serving.warmup import write_warmup_requests
 
 EXPORT_INFO_FILE = "mlpr_export.json"
-OUTPUT_KEYS = (*S.TASKS, "score")
 
 
-def _signature_spec(raw_schema: S.RawSchema) -> dict:
-    spec = {}
-    for name, feature in serving_feature_spec(raw_schema).items():
-        dtype = tf.string if feature.dtype == tf.string else tf.float32
-        spec[name] = tf.TensorSpec([None], dtype, name=name)
-    return spec
+def _spec(name: str, dtype: tf.DType) -> tf.TensorSpec:
+    # The query may be a scalar or a vector; everything else is one entry per candidate.
+    return tf.TensorSpec(None if name == S.QUERY else [None], dtype, name=name)
+
+
+def _raw_dtypes(raw_schema: S.RawSchema) -> dict[str, tf.DType]:
+    return {
+        name: tf.string if feature.dtype == tf.string else tf.float32
+        for name, feature in serving_feature_spec(raw_schema).items()
+    }
+
+
+def _signature(raw_schema: S.RawSchema, names) -> dict:
+    dtypes = _raw_dtypes(raw_schema)
+    return {name: _spec(name, dtypes[name]) for name in names}
 
 
 def export_serving_model(
@@ -45,60 +80,221 @@ def export_serving_model(
     raw_schema: S.RawSchema,
     export_dir: str,
     score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    catalog_files: list[str] | None = None,
 ) -> str:
-    """Write the serving SavedModel to `export_dir` and return it."""
+    """Write the serving SavedModel (with its warmup requests) to `export_dir`; return it.
+
+    `catalog_files`: transformed TFRecords whose distinct products make the pre-computed
+    catalog of `rank_precomputed` (text rankers only; None: no pre-computed signatures).
+    """
     if len(score_weights) != len(S.TASKS):
         raise ValueError(f"score_weights needs {len(S.TASKS)} values, got {score_weights}")
-    tft_layer = tft_output.transform_features_layer()
-    optional = [f.name for f in raw_schema.ranking_features if not f.required]
-    weights = tf.constant(score_weights, dtype=tf.float32)
+    graph = _ServingGraph(model, preprocessor, tft_output, raw_schema, score_weights)
+    table = None
+    if preprocessor is not None and catalog_files:
+        table = build_product_table(catalog_files, tft_output, preprocessor, graph.product_encoder)
 
-    model_inputs = list(model.input)  # the input names (dict-input functional models)
     archive = keras.export.ExportArchive()
     archive.track(model)
     if preprocessor is not None:  # None: a model on the wide features only (XGBoost)
         archive.track(preprocessor)
-    archive.track(tft_layer)
+    archive.track(graph.tft_layer)
+    if table is not None:
+        archive.track(table)
 
-    def score_transformed(raw: dict) -> dict:
-        transformed = tft_layer(raw)
-        inputs = to_model_inputs(transformed, preprocessor)
-        outputs = model({name: inputs[name] for name in model_inputs}, training=False)
-        probs = {t: tf.reshape(outputs[t], [-1]) for t in S.TASKS}
-        stacked = tf.stack([probs[t] for t in S.TASKS], axis=1)
-        probs["score"] = tf.linalg.matvec(stacked, weights)
-        return probs
-
-    def serve_raw(features: dict) -> dict:
-        raw = dict(features)
-        for name in optional:  # NaN marks a missing value: sparse, as the transform expects
-            raw[name] = _nan_to_sparse(features[name])
-        return score_transformed(raw)
-
+    names = list(_raw_dtypes(raw_schema))
     parse_spec = raw_feature_spec(raw_schema, with_labels=False)
-
-    def serve_examples(examples: tf.Tensor) -> dict:
-        return score_transformed(tf.io.parse_example(examples, parse_spec))
-
     archive.add_endpoint(
-        "serving_default", serve_raw, input_signature=[_signature_spec(raw_schema)]
+        SERVING_DEFAULT, graph.rank_raw, input_signature=[_signature(raw_schema, names)]
     )
     archive.add_endpoint(
-        "score_examples",
-        serve_examples,
+        SCORE_EXAMPLES,
+        lambda examples: graph.score(tf.io.parse_example(examples, parse_spec)),
         input_signature=[tf.TensorSpec([None], tf.string, name="examples")],
     )
+    signatures = [SERVING_DEFAULT, SCORE_EXAMPLES]
+    if preprocessor is not None:
+        archive.add_endpoint(
+            ENCODE_PRODUCTS,
+            graph.encode_products,
+            input_signature=[_signature(raw_schema, PRODUCT_FIELDS)],
+        )
+        signatures.append(ENCODE_PRODUCTS)
+    if table is not None:
+        precomputed = [S.QUERY, S.PRODUCT_ID, *raw_schema.feature_names]
+        archive.add_endpoint(
+            RANK_PRECOMPUTED,
+            lambda features: graph.rank_precomputed(features, table),
+            input_signature=[_signature(raw_schema, precomputed)],
+        )
+        signatures.append(RANK_PRECOMPUTED)
     archive.write_out(export_dir, verbose=False)
+
     info = {
         "tasks": list(S.TASKS),
         "outputs": list(OUTPUT_KEYS),
+        "signatures": signatures,
         "score_weights": dict(zip(S.TASKS, map(float, score_weights), strict=True)),
         "ranking_features": list(raw_schema.feature_names),
-        "optional_features": optional,
+        "optional_features": graph.optional,
+        "catalog_products": table.size if table is not None else 0,
     }
     with tf.io.gfile.GFile(os.path.join(export_dir, EXPORT_INFO_FILE), "w") as fh:
         fh.write(json.dumps(info, indent=2))
+    sample_ids = [] if table is None else _sample_ids(catalog_files, tft_output)
+    write_warmup_requests(export_dir, raw_schema, signatures, sample_ids)
     return export_dir
+
+
+def _sample_ids(files: list[str], tft_output: tft.TFTransformOutput) -> list[str]:
+    from components.train.inputs import read_transformed
+
+    batch = next(iter(read_transformed(files, tft_output, 100)))
+    return [v.decode("utf-8") for v in batch[S.PRODUCT_ID].numpy()]
+
+
+class _ServingGraph:
+    """The functions behind the signatures, traced into the SavedModel."""
+
+    def __init__(self, model, preprocessor, tft_output, raw_schema, score_weights):
+        self.model = model
+        self.preprocessor = preprocessor
+        self.tft_layer = tft_output.transform_features_layer()
+        self.raw_schema = raw_schema
+        self.optional = [f.name for f in raw_schema.ranking_features if not f.required]
+        self.weights = tf.constant(score_weights, dtype=tf.float32)
+        if preprocessor is not None:
+            self.query_encoder = query_encoder(model)
+            self.product_encoder = product_encoder(model)
+            self.scorer = scorer(model)
+
+    # Signatures.
+
+    def rank_raw(self, features: dict) -> dict:
+        candidates = [n for n in features if n != S.QUERY]
+        return self.score(self._raw(_checked(features, candidates)))
+
+    def rank_precomputed(self, features: dict, table) -> dict:
+        features = _checked(features, [n for n in features if n != S.QUERY])
+        size = tf.shape(features[S.PRODUCT_ID])
+        raw = self._raw({**features, **{f: tf.fill(size, "") for f in PRODUCT_FIELDS}})
+        transformed = self.tft_layer(raw)
+        embeddings, category_ids = table.lookup(features[S.PRODUCT_ID])
+        categories = tf.unstack(category_ids, num=len(categorical_input_names()), axis=1)
+        return self._finish(
+            self.scorer(
+                [
+                    self._encode_queries(transformed[S.QUERY]),
+                    embeddings,
+                    tf.cast(transformed[S.WIDE], tf.float32),
+                    *categories,
+                ]
+            )
+        )
+
+    def encode_products(self, features: dict) -> dict:
+        features = _checked(features, list(features))
+        size = tf.shape(features[S.TITLE])
+        raw = {S.QUERY: tf.fill(size, ""), S.PRODUCT_ID: tf.fill(size, ""), **features}
+        for f in self.raw_schema.ranking_features:
+            raw[f.name] = tf.fill(size, float("nan") if not f.required else 0.0)
+        transformed = self.tft_layer(self._raw(raw))
+        return {PRODUCT_EMBEDDING: self._encode_products(transformed[S.PRODUCT_TEXT])}
+
+    # Shared steps.
+
+    def score(self, raw: dict) -> dict:
+        """Raw features (optional ones sparse) -> probabilities and score."""
+        transformed = self.tft_layer(raw)
+        wide = tf.cast(transformed[S.WIDE], tf.float32)
+        categories = [tf.cast(transformed[n], tf.int32) for n in categorical_input_names()]
+        if self.preprocessor is None:
+            return self._finish(self.model({S.WIDE: wide}, training=False))
+        phi = self._encode_queries(transformed[S.QUERY])
+        psi = self._encode_products(transformed[S.PRODUCT_TEXT])
+        return self._finish(self.scorer([phi, psi, wide, *categories]))
+
+    def _raw(self, features: dict) -> dict:
+        """Request tensors -> the transform's raw inputs: the query broadcast to every
+        candidate, NaN in an optional feature turned into a missing (sparse) value."""
+        raw = dict(features)
+        size = tf.shape(features[S.PRODUCT_ID if S.PRODUCT_ID in raw else S.TITLE])
+        if S.QUERY in raw:
+            raw[S.QUERY] = tf.broadcast_to(tf.reshape(raw[S.QUERY], [-1]), size)
+        for name in self.optional:
+            if name in raw:
+                raw[name] = _nan_to_sparse(raw[name])
+        return raw
+
+    def _encode_queries(self, queries: tf.Tensor) -> tf.Tensor:
+        """phi(q) per candidate, each distinct query encoded once."""
+        unique, index = tf.unique(queries)
+        tokens = self.preprocessor(unique, tf.zeros([0], tf.string))
+        phi = self.query_encoder(
+            {n: tf.cast(tokens[n], tf.int32) for n in ("query_token_ids", "query_padding_mask")},
+            training=False,
+        )
+        return tf.gather(phi, index)
+
+    def _encode_products(self, texts: tf.Tensor) -> tf.Tensor:
+        tokens = self.preprocessor(tf.zeros([0], tf.string), texts)
+        return self.product_encoder(
+            {
+                n: tf.cast(tokens[n], tf.int32)
+                for n in ("product_token_ids", "product_padding_mask")
+            },
+            training=False,
+        )
+
+    def _finish(self, outputs: dict) -> dict:
+        probs = {t: tf.reshape(outputs[t], [-1]) for t in S.TASKS}
+        stacked = tf.stack([probs[t] for t in S.TASKS], axis=1)
+        probs["score"] = tf.linalg.matvec(stacked, self.weights)
+        return probs
+
+
+def _checked(features: dict, candidates: list[str]) -> dict:
+    """The request with its shape rules asserted (InvalidArgument, INVALID_ARGUMENT in TF
+    Serving): at least one candidate, every candidate input as long as the first, and a
+    query of one entry or one per candidate."""
+    first = candidates[0]
+    size = tf.size(features[first])
+    checks = [
+        tf.debugging.Assert(
+            size > 0,
+            [f"empty candidate list: input '{first}' has no entries; send at least one product"],
+        )
+    ]
+    for name in candidates[1:]:
+        checks.append(
+            tf.debugging.Assert(
+                tf.equal(tf.size(features[name]), size),
+                [
+                    f"mismatched lengths: input '{name}' has",
+                    tf.size(features[name]),
+                    f"entries but '{first}' has",
+                    size,
+                    "(one entry per candidate product)",
+                ],
+            )
+        )
+    if S.QUERY in features:
+        queries = tf.size(features[S.QUERY])
+        checks.append(
+            tf.debugging.Assert(
+                tf.logical_or(tf.equal(queries, 1), tf.equal(queries, size)),
+                [
+                    "input 'query' must have 1 entry (one query for every candidate) or one per "
+                    "candidate; it has",
+                    queries,
+                    "for",
+                    size,
+                    "candidates",
+                ],
+            )
+        )
+    with tf.control_dependencies(checks):
+        return {name: tf.identity(value) for name, value in features.items()}
 
 
 def _nan_to_sparse(value: tf.Tensor) -> tf.SparseTensor:

@@ -107,6 +107,12 @@ def run_training(
         raw_schema,
         os.path.join(output_dir, layout.SAVED_MODEL_DIR),
         score_weights=config.score_weights,
+        # The pre-computed catalog: every product of the transformed splits.
+        catalog_files=[
+            f
+            for split in S.SPLITS
+            for f in sorted(tf.io.gfile.glob(layout.split_pattern(transformed_dir, split)))
+        ],
     )
     result = TrainResult(seconds=round(time.monotonic() - start, 1), **fit)
     with open(os.path.join(output_dir, layout.TRAIN_INFO_FILE), "w") as fh:

@@ -1,0 +1,13 @@
+"""Names of the serving SavedModel's signatures, inputs and outputs (one place, shared by
+the export, the warmup requests, the server, the client and the benchmarks)."""
+
+from components import schema as S
+
+SERVING_DEFAULT = "serving_default"  # one query, N candidates with their raw fields
+RANK_PRECOMPUTED = "rank_precomputed"  # one query, N catalog product ids
+ENCODE_PRODUCTS = "encode_products"  # product fields -> psi(i)
+SCORE_EXAMPLES = "score_examples"  # serialized raw tf.Examples (evaluation)
+
+PRODUCT_FIELDS = (S.TITLE, S.PRODUCT_TYPE, S.BRAND, S.COLOR, S.GENDER)
+OUTPUT_KEYS = (*S.TASKS, "score")
+PRODUCT_EMBEDDING = "product_embedding"

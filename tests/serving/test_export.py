@@ -1,0 +1,206 @@
+"""The serving SavedModel: its signatures agree with each other and with pre-computing, bad
+requests fail with clear InvalidArgument errors, its warmup requests replay, and every op of
+its graph is one the stock TF Serving binary has."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from serving_testlib import catalog_rows, loaded_model, named_inputs, trained_model
+
+from components import schema as S
+from conftest import make_raw_example
+from serving.export import EXPORT_INFO_FILE
+from serving.signatures import (
+    ENCODE_PRODUCTS,
+    OUTPUT_KEYS,
+    PRODUCT_EMBEDDING,
+    PRODUCT_FIELDS,
+    RANK_PRECOMPUTED,
+    SCORE_EXAMPLES,
+    SERVING_DEFAULT,
+)
+from serving.warmup import read_warmup_requests
+
+FEATURES = list(S.DEMO_SCHEMA.feature_names)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    _, saved_model = trained_model(tmp_path_factory)
+    return saved_model, loaded_model(saved_model)
+
+
+def _inputs(signature):
+    return sorted(signature.structured_input_signature[1])
+
+
+def test_signatures_and_their_inputs(model):
+    path, loaded = model
+    sigs = loaded.signatures
+    assert set(sigs) == {SERVING_DEFAULT, RANK_PRECOMPUTED, ENCODE_PRODUCTS, SCORE_EXAMPLES}
+    assert _inputs(sigs[SERVING_DEFAULT]) == sorted(
+        [S.QUERY, S.PRODUCT_ID, *PRODUCT_FIELDS, *FEATURES]
+    )
+    assert _inputs(sigs[RANK_PRECOMPUTED]) == sorted([S.QUERY, S.PRODUCT_ID, *FEATURES])
+    assert _inputs(sigs[ENCODE_PRODUCTS]) == sorted(PRODUCT_FIELDS)
+    assert _inputs(sigs[SCORE_EXAMPLES]) == ["examples"]
+    for name in (SERVING_DEFAULT, RANK_PRECOMPUTED, SCORE_EXAMPLES):
+        assert sorted(sigs[name].structured_outputs) == sorted(OUTPUT_KEYS)
+    with open(os.path.join(path, EXPORT_INFO_FILE)) as fh:
+        info = json.load(fh)
+    assert info["catalog_products"] == 128 + 32 + 32  # every product of the three splits
+
+
+def test_one_query_raw_precomputed_and_examples_agree(model):
+    _, loaded = model
+    rows = catalog_rows(20, query="red boots")
+    raw = loaded.signatures[SERVING_DEFAULT]
+    per_pair = raw(**named_inputs(raw, rows))
+    # The query once (scalar or [1]) for every candidate gives the same scores.
+    for query in (tf.constant("red boots"), tf.constant(["red boots"])):
+        once = raw(**{**named_inputs(raw, rows), S.QUERY: query})
+        for key in OUTPUT_KEYS:
+            np.testing.assert_allclose(once[key].numpy(), per_pair[key].numpy(), rtol=1e-6)
+    examples = loaded.signatures[SCORE_EXAMPLES](
+        examples=tf.constant([make_raw_example(r, S.DEMO_SCHEMA) for r in rows])
+    )
+    pre = loaded.signatures[RANK_PRECOMPUTED]
+    precomputed = pre(**named_inputs(pre, rows))
+    for key in OUTPUT_KEYS:
+        assert per_pair[key].shape == (20,)
+        np.testing.assert_allclose(examples[key].numpy(), per_pair[key].numpy(), rtol=1e-5)
+        np.testing.assert_allclose(precomputed[key].numpy(), per_pair[key].numpy(), rtol=1e-5)
+    click, atc, purchase = (per_pair[t].numpy() for t in S.TASKS)
+    assert np.all((click > 0) & (click < 1)) and np.all(click >= atc) and np.all(atc >= purchase)
+    np.testing.assert_allclose(per_pair["score"].numpy(), click + atc + purchase, rtol=1e-5)
+
+
+def test_queries_of_a_batch_are_scored_as_their_own(model):
+    """Two queries in one request (TF Serving's batching joins requests): each candidate is
+    scored with its own query, as if sent alone."""
+    _, loaded = model
+    raw = loaded.signatures[SERVING_DEFAULT]
+    first, second = catalog_rows(6, query="red boots"), catalog_rows(6, query="oak desk")[3:]
+    joined = raw(**named_inputs(raw, first[:3] + second))
+    alone = [raw(**named_inputs(raw, first[:3])), raw(**named_inputs(raw, second))]
+    np.testing.assert_allclose(
+        joined["score"].numpy(),
+        np.concatenate([a["score"].numpy() for a in alone]),
+        rtol=1e-5,
+    )
+    assert not np.allclose(
+        joined["score"].numpy()[:3],
+        raw(**named_inputs(raw, catalog_rows(3, query="oak desk")))["score"].numpy(),
+    )
+
+
+def test_encode_products_gives_one_embedding_per_product(model):
+    _, loaded = model
+    encode = loaded.signatures[ENCODE_PRODUCTS]
+    rows = catalog_rows(5)
+    out = encode(**named_inputs(encode, rows))[PRODUCT_EMBEDDING].numpy()
+    assert out.shape == (5, 16) and np.all(np.isfinite(out))
+    again = encode(**named_inputs(encode, rows[2:3]))[PRODUCT_EMBEDDING].numpy()
+    np.testing.assert_allclose(again[0], out[2], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out[0], out[1])
+
+
+@pytest.mark.parametrize(
+    "signature, change, message",
+    [
+        (
+            RANK_PRECOMPUTED,
+            {S.PRODUCT_ID: ["p0-1", "nope", "p0-2"]},
+            r"unknown product_id\(s\).*nope",
+        ),
+        (SERVING_DEFAULT, {S.TITLE: ["a", "b"]}, "mismatched lengths: input .*title.* has"),
+        (SERVING_DEFAULT, {S.QUERY: ["a", "b"]}, "input .*query.* must have 1 entry"),
+    ],
+)
+def test_bad_requests_fail_with_invalid_argument(model, signature, change, message):
+    _, loaded = model
+    fn = loaded.signatures[signature]
+    inputs = {**named_inputs(fn, catalog_rows(3)), **{k: tf.constant(v) for k, v in change.items()}}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        fn(**inputs)
+
+
+def test_empty_candidate_list_fails_with_invalid_argument(model):
+    _, loaded = model
+    fn = loaded.signatures[SERVING_DEFAULT]
+    inputs = {k: v[:0] for k, v in named_inputs(fn, catalog_rows(1)).items()}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="empty candidate list"):
+        fn(**{**inputs, S.QUERY: tf.constant("red boots")})
+
+
+def test_warmup_requests_replay_on_the_model(model):
+    path, loaded = model
+    requests = read_warmup_requests(path)
+    assert {r.model_spec.signature_name for r in requests} == {
+        SERVING_DEFAULT,
+        RANK_PRECOMPUTED,
+        ENCODE_PRODUCTS,
+    }
+    for request in requests:
+        fn = loaded.signatures[request.model_spec.signature_name]
+        out = fn(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+        assert all(np.all(np.isfinite(v.numpy())) for v in out.values())
+
+
+# The ops the stock TF Serving binary (tensorflow/serving:2.21.0) can run: it links the
+# TensorFlow core kernels of the same TensorFlow release and the TF Text ops. A process that
+# imports only `tensorflow` has exactly the core ops registered; importing `tensorflow_text`
+# adds the TF Text ops. Python-only ops (py_function) are registered but have no kernel
+# outside Python, so they are refused explicitly.
+_REGISTERED = """
+import json, sys
+from tensorflow.python.framework import op_def_registry
+ops = json.load(sys.stdin)
+core = {op for op in ops if op_def_registry.get(op) is not None}
+import tensorflow_text  # noqa: F401
+text = {op for op in ops if op not in core and op_def_registry.get(op) is not None}
+print(json.dumps({"core": sorted(core), "text": sorted(text)}))
+"""
+PYTHON_ONLY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+
+
+def graph_ops(saved_model_dir: str) -> set[str]:
+    """Every op type in the SavedModel: its meta graphs' nodes and the nodes of every function
+    in their libraries (calls of library functions are not ops and are left out)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as fh:
+        proto.ParseFromString(fh.read())
+    ops, functions = set(), set()
+    for meta_graph in proto.meta_graphs:
+        ops |= {node.op for node in meta_graph.graph_def.node}
+        for function in meta_graph.graph_def.library.function:
+            functions.add(function.signature.name)
+            ops |= {node.op for node in function.node_def}
+    return ops - functions
+
+
+def test_every_op_is_in_the_stock_tf_serving_binary(model):
+    path, _ = model
+    ops = graph_ops(path)
+    result = subprocess.run(
+        [sys.executable, "-c", "import tensorflow\n" + _REGISTERED],
+        input=json.dumps(sorted(ops)),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    unknown = ops - set(found["core"]) - set(found["text"])
+    assert not unknown, f"ops outside TensorFlow core and TF Text: {sorted(unknown)}"
+    assert not ops & PYTHON_ONLY_OPS
+    # The tokenizer runs on TF Text ops; the rest is core (tables, parsing, math).
+    assert "FastWordpieceTokenizeWithOffsets" in found["text"]
+    assert {"LookupTableFindV2", "ParseExampleV2", "MatMul", "Unique"} <= set(found["core"])
