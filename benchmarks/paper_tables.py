@@ -55,7 +55,7 @@ def table4_variants() -> list[Variant]:
         ("specific_experts", True),
     )
     steps = [
-        ("MLP_MTL (frozen)", ()),
+        ("mlp_mtl (frozen)", ()),  # the same run as Table 3's
         ("+ uncertainty loss", (("uncertainty_loss", True),)),
         ("+ specific experts", experts),
         ("+ attention units", (("attention_units", True),)),

@@ -15,7 +15,7 @@ _spec.loader.exec_module(paper_tables)
 
 def test_table4_adds_stages_up_to_mlpr():
     variants = paper_tables.table4_variants()
-    assert variants[0].label == "MLP_MTL (frozen)" and variants[-1].architecture == "mlpr"
+    assert variants[0].label == "mlp_mtl (frozen)" and variants[-1].architecture == "mlpr"
     last_frozen = architecture("mlp_mtl").replace(**dict(variants[-2].changes))
     assert last_frozen == architecture("mlpr").replace(fine_tune_encoder=False)
     # Each step switches on exactly what its label says, on top of the previous step.
@@ -30,3 +30,11 @@ def test_table2_covers_every_architecture_and_xgboost():
     assert set(paper_tables.TABLE2) == {*ARCHITECTURES, "xgboost"}
     labels = [v.label for v in paper_tables.all_variants()]
     assert len(labels) == len(set(labels))
+
+
+def test_no_configuration_is_trained_twice():
+    configs = [
+        (v.architecture, tuple(sorted(dict(v.changes).items())))
+        for v in paper_tables.all_variants()
+    ]
+    assert len(configs) == len(set(configs))
