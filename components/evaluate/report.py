@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Mapping
 
+from components import schema
 from components.evaluate.analysis import ModelAnalysis
 
 REPORT_FILE = "report.json"
@@ -149,3 +150,27 @@ def paired_verdict(paired: Mapping | None) -> str:
     if high is not None and high < 0:
         return "candidate significantly worse"
     return "no significant difference"
+
+
+GROUP_METRICS = ("auc", "ndcg@5")
+
+
+def impression_group_rows(
+    report: EvaluationReport, dash: str = "-"
+) -> tuple[list[str], list[list[str]]]:
+    """(metric keys, rows) of the impression-group table: group, impression span, pairs,
+    queries, then one cell per key (the champion's value in brackets when there is one).
+    Cells are plain text; `dash` joins the span's ends."""
+    keys = [f"{t}/{m}" for t in schema.TASKS for m in GROUP_METRICS]
+    champion = {g.name: g for g in (report.champion.impression_groups if report.champion else ())}
+    rows = []
+    for group in report.candidate.impression_groups:
+        cells = []
+        for key in keys:
+            cell = fmt(group.metrics.get(key), 3)
+            if group.name in champion:
+                cell += f" ({fmt(champion[group.name].metrics.get(key), 3)})"
+            cells.append(cell)
+        span = f"{group.lowest}{dash}{group.highest}" if group.pairs else "empty"
+        rows.append([group.name, span, str(group.pairs), str(group.queries), *cells])
+    return keys, rows

@@ -15,6 +15,7 @@ from components.evaluate.report import (
     HEADLINE_METRICS,
     EvaluationReport,
     fmt,
+    impression_group_rows,
     paired_verdict,
     signed,
     verdict_title,
@@ -176,18 +177,9 @@ def _confusion(report: EvaluationReport) -> str:
 
 
 def _groups(report: EvaluationReport) -> str:
-    keys = [f"{t}/{m}" for t in schema.TASKS for m in ("auc", "ndcg@5")]
-    champion = {g.name: g for g in (report.champion.impression_groups if report.champion else ())}
-    rows = []
-    for group in report.candidate.impression_groups:
-        cells = []
-        for key in keys:
-            cell = fmt(group.metrics.get(key), 3)
-            if group.name in champion:
-                cell += f" ({fmt(champion[group.name].metrics.get(key), 3)})"
-            cells.append(_e(cell))
-        span = f"{group.lowest}&ndash;{group.highest}" if group.pairs else "empty"
-        rows.append([_e(group.name), span, _e(group.pairs), _e(group.queries), *cells])
+    keys, plain = impression_group_rows(report, dash="\u2013")
+    rows = [[_e(cell) for cell in row] for row in plain]
+    champion = report.champion is not None and bool(report.champion.impression_groups)
     low, high = GROUP_PERCENTILES
     note = (
         f'<p class="note">Test pairs grouped by their impressions at the {low}th and {high}th '

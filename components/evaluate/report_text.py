@@ -8,6 +8,7 @@ from components.evaluate.report import (
     HEADLINE_METRICS,
     EvaluationReport,
     fmt,
+    impression_group_rows,
     paired_verdict,
     signed,
     verdict_title,
@@ -145,18 +146,8 @@ def _calibration(report: EvaluationReport) -> list[str]:
 
 
 def _groups(report: EvaluationReport) -> list[str]:
-    keys = [f"{t}/{m}" for t in schema.TASKS for m in ("auc", "ndcg@5")]
-    champion = {g.name: g for g in (report.champion.impression_groups if report.champion else ())}
-    rows = []
-    for group in report.candidate.impression_groups:
-        cells = []
-        for key in keys:
-            cell = fmt(group.metrics.get(key), 3)
-            if group.name in champion:
-                cell += f" ({fmt(champion[group.name].metrics.get(key), 3)})"
-            cells.append(cell)
-        span = f"{group.lowest}-{group.highest}" if group.pairs else "empty"
-        rows.append([group.name, span, str(group.pairs), str(group.queries), *cells])
+    keys, rows = impression_group_rows(report)
+    champion = report.champion is not None and bool(report.champion.impression_groups)
     title = "Metrics by impression-count percentile group of the test pairs" + (
         " (champion in brackets)" if champion else ""
     )
