@@ -1,5 +1,4 @@
 import keras
-from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="mlpr")
@@ -27,7 +26,3 @@ class ProbabilityTransfer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return list(input_shape)
-
-
-def clip_probability(p, epsilon=1e-7):
-    return ops.clip(p, epsilon, 1.0 - epsilon)
