@@ -79,6 +79,8 @@ def mlpr_dag(
     significance_confidence: float = 0.95,
     force_push: bool = False,
     model_name: str = "mlpr",
+    serving_base: str = "/models",
+    serving_batching: str = "gpu",
     repository_pvc: str = resources.REPOSITORY_PVC,
     accelerator_type: str = resources.GPU_RESOURCE,
     accelerator_count: int = resources.DEFAULT_GPUS,
@@ -124,6 +126,10 @@ def mlpr_dag(
         force_push: push even when checks fail; the blessing records that it was forced and
             which checks failed.
         model_name: the model's name in the serving repository.
+        serving_base: where the TF Serving container mounts model_base ("/models" in k8s/);
+            the push writes model_base/tfserving/models.config pointing at
+            <serving_base>/<model_name>, with batching.config and monitoring.config.
+        serving_batching: "gpu" or "cpu": the batching profile written with the push.
         repository_pvc: the PersistentVolumeClaim mounted at /mnt/mlpr in ingest, evaluate
             and push: input data under it (or an object-store path in input_data) and the
             model repository (model_base, e.g. /mnt/mlpr/serving) that TF Serving reads.
@@ -193,6 +199,8 @@ def mlpr_dag(
             blessing=evaluated.outputs["blessing"],
             model_base=model_base,
             model_name=model_name,
+            serving_base=serving_base,
+            serving_batching=serving_batching,
         )
         resources.set_resources(pushed, resources.PUSH)
         resources.mount_repository(pushed, repository_pvc)
@@ -323,6 +331,10 @@ def format_summary(
     if new_versions:
         for version in new_versions:
             lines.append(f"Pushed: {os.path.join(model_base, model_name, version)}")
+        from serving.tfs_config import CONFIG_DIR, MODELS_CONFIG
+
+        config = os.path.join(model_base, CONFIG_DIR, MODELS_CONFIG)
+        lines.append(f"TF Serving config: {config} (with batching.config, monitoring.config)")
     else:
         lines.append("Pushed: nothing (the model was not blessed)")
     return "\n".join(lines)
@@ -451,12 +463,27 @@ def compile_command(output: str, gpus: int) -> None:
 )
 @click.option("--model-name", default="mlpr", show_default=True)
 @click.option(
+    "--serving-base",
+    default=None,
+    help="Where TF Serving sees the model repository, written into the pushed "
+    "models.config (default: the absolute --model-base, for a server on this machine).",
+)
+@click.option(
+    "--serving-batching",
+    default="cpu",
+    show_default=True,
+    type=click.Choice(["cpu", "gpu"]),
+    help="Batching profile written with the push.",
+)
+@click.option(
     "--pipeline-root",
     default="runs/pipeline_root",
     show_default=True,
     help="Where kfp.local keeps artifacts.",
 )
-def run_command(beam_args, pipeline_root: str, model_base: str, model_name: str, **params) -> None:
+def run_command(
+    beam_args, pipeline_root: str, model_base: str, model_name: str, serving_base, **params
+) -> None:
     """Run the whole DAG locally through kfp.local (SubprocessRunner) and print a summary."""
     from kfp import local
 
@@ -465,6 +492,7 @@ def run_command(beam_args, pipeline_root: str, model_base: str, model_name: str,
     )
     model_base = os.path.abspath(model_base)
     pipeline_root = os.path.abspath(pipeline_root)
+    params["serving_base"] = serving_base or model_base
     os.makedirs(model_base, exist_ok=True)
     before = _versions(model_base, model_name)
     # Locally every step runs in this environment rather than in the component image.

@@ -231,19 +231,14 @@ class _ServingGraph:
         unique, index = tf.unique(queries)
         tokens = self.preprocessor(unique, tf.zeros([0], tf.string))
         phi = self.query_encoder(
-            {n: tf.cast(tokens[n], tf.int32) for n in ("query_token_ids", "query_padding_mask")},
-            training=False,
+            _trim_padding(tokens, "query_token_ids", "query_padding_mask"), training=False
         )
         return tf.gather(phi, index)
 
     def _encode_products(self, texts: tf.Tensor) -> tf.Tensor:
         tokens = self.preprocessor(tf.zeros([0], tf.string), texts)
         return self.product_encoder(
-            {
-                n: tf.cast(tokens[n], tf.int32)
-                for n in ("product_token_ids", "product_padding_mask")
-            },
-            training=False,
+            _trim_padding(tokens, "product_token_ids", "product_padding_mask"), training=False
         )
 
     def _finish(self, outputs: dict) -> dict:
@@ -251,6 +246,19 @@ class _ServingGraph:
         stacked = tf.stack([probs[t] for t in S.TASKS], axis=1)
         probs["score"] = tf.linalg.matvec(stacked, self.weights)
         return probs
+
+
+def _trim_padding(tokens: dict, ids: str, mask: str) -> dict:
+    """Token ids and padding mask cut to the longest text of the batch.
+
+    The preprocessor pads every text to the trained length (16 query tokens), while a
+    typical query is a few words: the encoder's cost grows with the sequence length, and the
+    padded positions change nothing (attention and mean pooling mask them out, positions are
+    absolute), so they are dropped before the encoder runs.
+    """
+    padding_mask = tf.cast(tokens[mask], tf.int32)
+    length = tf.maximum(tf.reduce_max(tf.reduce_sum(padding_mask, axis=1)), 1)
+    return {ids: tf.cast(tokens[ids], tf.int32)[:, :length], mask: padding_mask[:, :length]}
 
 
 def _checked(features: dict, candidates: list[str]) -> dict:

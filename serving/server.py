@@ -35,12 +35,14 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving import tfs_config
 from serving.signatures import SERVING_DEFAULT
 from serving.versions import ServedVersion, VersionManager
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_CANDIDATES = 1024  # k8s/base/config/batching.config max_batch_size
+# TF Serving never splits a request across batches: no more candidates than one CPU batch.
+DEFAULT_MAX_CANDIDATES = tfs_config.BATCHING_PROFILES["cpu"].max_batch_size
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 _ASSERTION = re.compile(r"assertion failed: (.*?)(?:\n|$)", re.DOTALL)
 

@@ -23,6 +23,7 @@ from components.push.repository import (
     numeric_versions,
     require_local,
 )
+from serving import tfs_config
 
 STAGING_PREFIX = ".tmp-"
 MAX_RENAME_ATTEMPTS = 100
@@ -39,12 +40,14 @@ class PushResult:
         version: the version number written, or None.
         uri: the version directory written, or None.
         reason: one sentence saying what happened and why.
+        config_dir: where the TF Serving config files were written, or None.
     """
 
     pushed: bool
     version: int | None
     uri: str | None
     reason: str
+    config_dir: str | None = None
 
 
 def _blessing_reasons(blessing: Mapping) -> str:
@@ -64,6 +67,8 @@ def push_model(
     model_base: str,
     model_name: str,
     blessing: Mapping,
+    serving_base: str = tfs_config.DEFAULT_SERVING_BASE,
+    batching_profile: str = "gpu",
 ) -> PushResult:
     """Copy the SavedModel at `saved_model_dir` to `<model_base>/<model_name>/<next version>/`.
 
@@ -74,6 +79,13 @@ def push_model(
         model_base: root of the serving repository, a local or mounted path.
         model_name: the model's directory under model_base (the name TF Serving serves).
         blessing: the gate's verdict as a dict (the blessing JSON).
+        serving_base: where the serving container mounts model_base; models.config points
+            TF Serving at <serving_base>/<model_name>.
+        batching_profile: "gpu" or "cpu", the batching.config written beside models.config.
+
+    After a successful push, `<model_base>/tfserving/` holds models.config (this model's
+    entry added to or replaced in the existing file, other models kept), batching.config and
+    monitoring.config, ready for `tensorflow_model_server --model_config_file=...`.
     """
     if not isinstance(blessing, Mapping) or blessing.get("blessed") is not True:
         got = blessing.get("blessed") if isinstance(blessing, Mapping) else blessing
@@ -86,6 +98,9 @@ def push_model(
     source = require_local(saved_model_dir, "saved_model_dir")
     base = require_local(model_base, "model_base")
     check_model_name(model_name)
+    # Fail on a bad profile or base before copying anything.
+    tfs_config.model_config(model_name, serving_base)
+    tfs_config.batching_text(batching_profile)
     if not is_saved_model(source):
         contents = sorted(p.name for p in source.iterdir())[:20] if source.is_dir() else None
         raise FileNotFoundError(
@@ -114,11 +129,14 @@ def push_model(
                 if err.errno in _TAKEN or os.path.lexists(target):
                     continue
                 raise
+            config_dir = base / tfs_config.CONFIG_DIR
+            tfs_config.write_serving_configs(config_dir, model_name, serving_base, batching_profile)
             return PushResult(
                 pushed=True,
                 version=version,
                 uri=str(target),
                 reason=f"pushed {saved_model_dir} as version {version} of {model_name!r} at {target}",
+                config_dir=str(config_dir),
             )
         raise RuntimeError(
             f"could not claim a version under {model_root} after {MAX_RENAME_ATTEMPTS} attempts: "

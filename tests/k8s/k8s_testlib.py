@@ -52,59 +52,9 @@ def one(docs: list[dict], kind: str) -> dict:
     return found[0]
 
 
-@functools.cache
 def tfserving_config_messages() -> dict[str, type]:
-    """BatchingParameters and MonitoringConfig as TF Serving declares them
-    (tensorflow_serving/servables/tensorflow/session_bundle_config.proto and
-    tensorflow_serving/config/monitoring_config.proto), so the config files can be parsed
-    the way the model server parses them: an unknown field or a wrong type fails."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+    """BatchingParameters and MonitoringConfig as TF Serving declares them, so the config
+    files can be parsed the way the model server parses them."""
+    from serving.tfs_config import messages
 
-    F = descriptor_pb2.FieldDescriptorProto
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
-    file = descriptor_pb2.FileDescriptorProto(
-        name="mlpr_tests/tfserving_configs.proto",
-        package="tensorflow.serving",
-        syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"],
-    )
-
-    def message(name: str, fields: list[tuple]) -> None:
-        msg = file.message_type.add(name=name)
-        for number, field_name, field_type, type_name, label in fields:
-            field = msg.field.add(name=field_name, number=number, type=field_type, label=label)
-            if type_name:
-                field.type_name = type_name
-
-    one_, many = F.LABEL_OPTIONAL, F.LABEL_REPEATED
-    int64_value = ".google.protobuf.Int64Value"
-    message(
-        "BatchingParameters",
-        [
-            (1, "max_batch_size", F.TYPE_MESSAGE, int64_value, one_),
-            (2, "batch_timeout_micros", F.TYPE_MESSAGE, int64_value, one_),
-            (3, "max_enqueued_batches", F.TYPE_MESSAGE, int64_value, one_),
-            (4, "num_batch_threads", F.TYPE_MESSAGE, int64_value, one_),
-            (5, "thread_pool_name", F.TYPE_MESSAGE, ".google.protobuf.StringValue", one_),
-            (6, "allowed_batch_sizes", F.TYPE_INT64, None, many),
-            (7, "pad_variable_length_inputs", F.TYPE_BOOL, None, one_),
-        ],
-    )
-    message(
-        "PrometheusConfig",
-        [(1, "enable", F.TYPE_BOOL, None, one_), (2, "path", F.TYPE_STRING, None, one_)],
-    )
-    message(
-        "MonitoringConfig",
-        [
-            (1, "prometheus_config", F.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig", one_),
-        ],
-    )
-    pool.Add(file)
-    return {
-        name: message_factory.GetMessageClass(
-            pool.FindMessageTypeByName(f"tensorflow.serving.{name}")
-        )
-        for name in ("BatchingParameters", "MonitoringConfig")
-    }
+    return messages()

@@ -204,3 +204,21 @@ def test_every_op_is_in_the_stock_tf_serving_binary(model):
     # The tokenizer runs on TF Text ops; the rest is core (tables, parsing, math).
     assert "FastWordpieceTokenizeWithOffsets" in found["text"]
     assert {"LookupTableFindV2", "ParseExampleV2", "MatMul", "Unique"} <= set(found["core"])
+
+
+def test_padding_is_trimmed_to_the_longest_text_of_the_batch():
+    from serving.export import _trim_padding
+
+    tokens = {
+        "ids": tf.constant([[2, 7, 3, 0, 0, 0], [2, 3, 0, 0, 0, 0]]),
+        "mask": tf.constant([[True, True, True, False, False, False], [True, True] + [False] * 4]),
+    }
+    trimmed = _trim_padding(tokens, "ids", "mask")
+    np.testing.assert_array_equal(trimmed["ids"], [[2, 7, 3], [2, 3, 0]])
+    np.testing.assert_array_equal(trimmed["mask"], [[1, 1, 1], [1, 1, 0]])
+    assert trimmed["ids"].dtype == trimmed["mask"].dtype == tf.int32
+    # An all-padding batch keeps one position, so the encoder still has an input.
+    empty = _trim_padding(
+        {"ids": tf.zeros([2, 4], tf.int32), "mask": tf.zeros([2, 4])}, "ids", "mask"
+    )
+    assert empty["ids"].shape == (2, 1)

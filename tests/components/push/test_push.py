@@ -6,6 +6,7 @@ import pytest
 
 from components.push import push as push_module
 from components.push.push import push_model
+from serving import tfs_config
 
 BLESSED = {"blessed": True, "reasons": ["blessed: all 6 checks passed"]}
 
@@ -139,3 +140,45 @@ def test_object_store_uri_is_rejected(saved_model):
 def test_model_name_must_be_a_plain_directory_name(tmp_path, saved_model, name):
     with pytest.raises(ValueError, match="model_name must be a plain directory name"):
         push_model(saved_model, str(tmp_path), name, BLESSED)
+
+
+def test_push_writes_the_tf_serving_configs_and_keeps_other_models(tmp_path, saved_model):
+    base = tmp_path / "serving"
+    result = push_model(saved_model, str(base), "mlpr", BLESSED, batching_profile="cpu")
+    assert result.config_dir == str(base / tfs_config.CONFIG_DIR)
+    files = sorted(os.listdir(result.config_dir))
+    assert files == ["batching.config", "models.config", "monitoring.config"]
+    models = tfs_config.parse((base / "tfserving/models.config").read_text(), "ModelServerConfig")
+    (entry,) = models.model_config_list.config
+    assert (entry.name, entry.base_path) == ("mlpr", "/models/mlpr")
+    assert entry.model_version_policy.latest.num_versions == 1
+    batching = tfs_config.parse(
+        (base / "tfserving/batching.config").read_text(), "BatchingParameters"
+    )
+    assert batching.max_batch_size.value == 1024
+
+    # A second model pushed into the same repository joins the first in models.config, with
+    # the GPU batching profile and another mount point.
+    push_model(saved_model, str(base), "ranker_b", BLESSED, serving_base="/srv/models")
+    models = tfs_config.parse((base / "tfserving/models.config").read_text(), "ModelServerConfig")
+    assert {c.name: c.base_path for c in models.model_config_list.config} == {
+        "mlpr": "/models/mlpr",
+        "ranker_b": "/srv/models/ranker_b",
+    }
+    batching = tfs_config.parse(
+        (base / "tfserving/batching.config").read_text(), "BatchingParameters"
+    )
+    assert batching.max_batch_size.value == 4096
+    # The version directories are untouched by the configs beside them.
+    assert entries(str(base)) == ["1"] and entries(str(base), "ranker_b") == ["1"]
+
+
+def test_refused_or_misconfigured_push_writes_no_configs(tmp_path, saved_model):
+    base = tmp_path / "serving"
+    assert push_model(saved_model, str(base), "mlpr", {"blessed": False}).config_dir is None
+    with pytest.raises(ValueError, match="batching profile must be one of"):
+        push_model(saved_model, str(base), "mlpr", BLESSED, batching_profile="tpu")
+    with pytest.raises(ValueError, match="serving_base must be an absolute path"):
+        push_model(saved_model, str(base), "mlpr", BLESSED, serving_base="models")
+    assert not (base / tfs_config.CONFIG_DIR).exists()
+    assert not (base / "mlpr").exists() or entries(str(base)) == []

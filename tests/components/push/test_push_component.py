@@ -30,6 +30,8 @@ def test_compiles_with_named_outputs(tmp_path):
     }
     inputs = component["inputDefinitions"]
     assert set(inputs["artifacts"]) == {"model", "blessing"}
+    assert set(component["outputDefinitions"]["artifacts"]) == {"serving_config"}
+    assert inputs["parameters"]["serving_batching"]["defaultValue"] == "gpu"
     assert inputs["parameters"]["model_name"]["defaultValue"] == "mlpr"
     executor = spec["deploymentSpec"]["executors"]["exec-push"]["container"]
     assert executor["image"].endswith("mlpr-components:0.1.0")
@@ -52,6 +54,7 @@ def test_body_pushes_only_when_blessed(tmp_path):
     refused = push.python_func(
         model=dsl.Model(uri=str(model_dir)),
         blessing=write_blessing(str(tmp_path / "no"), blessed=False),
+        serving_config=dsl.Artifact(uri=str(tmp_path / "config_refused")),
         model_base=base,
     )
     assert (refused.pushed, refused.pushed_uri) == (False, "")
@@ -61,7 +64,20 @@ def test_body_pushes_only_when_blessed(tmp_path):
     pushed = push.python_func(
         model=dsl.Model(uri=str(model_dir)),
         blessing=write_blessing(str(tmp_path / "yes"), blessed=True),
+        serving_config=dsl.Artifact(uri=str(tmp_path / "config")),
         model_base=base,
         model_name="ranker",
+        serving_base="/srv",
+        serving_batching="cpu",
     )
     assert (pushed.pushed, pushed.pushed_uri) == (True, os.path.join(base, "ranker", "1"))
+    # The config files of the push are the step's artifact too, and nothing for a refusal.
+    assert os.listdir(tmp_path / "config_refused") == []
+    assert sorted(os.listdir(tmp_path / "config")) == [
+        "batching.config",
+        "models.config",
+        "monitoring.config",
+    ]
+    models = (tmp_path / "config" / "models.config").read_text()
+    assert 'name: "ranker"' in models and 'base_path: "/srv/ranker"' in models
+    assert models == (tmp_path / "serving" / "tfserving" / "models.config").read_text()

@@ -1,0 +1,372 @@
+"""Ranking latency end to end through the gRPC client against the running server.
+
+    .venv/bin/python benchmarks/serving_latency.py
+
+For each encoder (the pipeline's default, "tiny", and a DistilBERT-base-size encoder: 6
+layers, 768 wide, 12 heads, random weights) a ranker is trained for one epoch on the demo shop
+with the pipeline's own code, exported and pushed into a model repository; `python -m
+serving.server` is started on it as a user starts it, and the client (serving/client.py)
+ranks 100 candidate products per request, from 1, 4 and 16 threads, with the raw signature
+(every candidate's text encoded in the request) and with pre-computed product embeddings.
+
+Prints p50/p95/p99 latency and throughput per cell, measured in this run, and then the same
+requests timed in-process on the loaded SavedModel at concurrency 1 (no gRPC, no
+serialization), which splits each end-to-end figure into model time and serving overhead.
+The paper's Table 5 (V100) is printed beside. Client and server share this machine's CPUs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+import numpy as np
+
+CONCURRENCY = (1, 4, 16)
+# The paper's Table 5: p99 latency of ranking a query's candidates on a V100.
+PAPER_TABLE5_P99_MS = {"raw": 171.0, "precomputed": 112.0}
+GOALS_P99_MS = {("base", "precomputed"): 30.0, ("tiny", "precomputed"): 10.0}
+ENCODERS = {
+    # name -> (what it is, the keras-hub DistilBertBackbone size or None for the default preset)
+    "tiny": ("pipeline default (DistilBERT architecture, 2x64)", None),
+    "base": (
+        "DistilBERT-base size (6x768, 12 heads, random weights)",
+        {"num_layers": 6, "num_heads": 12, "hidden_dim": 768, "intermediate_dim": 3072},
+    ),
+    "minilm": ("all-MiniLM-L6-v2, pretrained (6x384)", None),
+}
+
+
+def base_size_preset(texts, out_dir: str, size: dict, seed: int) -> str:
+    """A keras-hub preset directory holding a random DistilBERT backbone of `size` and a
+    WordPiece tokenizer learned from `texts` (the vocabulary size does not change latency)."""
+    import keras
+    import keras_hub
+
+    from model.presets import learn_vocabulary
+
+    vocabulary = learn_vocabulary(texts, 8000)
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.DistilBertBackbone(
+        vocabulary_size=len(vocabulary), max_sequence_length=512, dropout=0.1, **size
+    )
+    tokenizer = keras_hub.models.DistilBertTokenizer(vocabulary=vocabulary, lowercase=True)
+    backbone.save_to_preset(out_dir)
+    tokenizer.save_to_preset(out_dir)
+    return out_dir
+
+
+def train_and_push(encoder: str, log, paths: tuple, work: str, seed: int) -> tuple[str, str]:
+    """Train one epoch with `encoder`, push the export; returns (model_base, saved model)."""
+    from components import schema as S
+    from components.push.push import push_model
+    from components.train.config import TrainConfig
+    from components.train.train import run_training
+    from model.architectures import architecture
+    from model.presets import MINILM
+
+    _, tft_dir, transformed = paths
+    preset = "tiny"
+    if encoder == "base":
+        texts = list(log[S.QUERY].unique()) + list(log[S.TITLE].unique())
+        preset = base_size_preset(
+            texts, os.path.join(work, "base_preset"), ENCODERS["base"][1], seed
+        )
+    elif encoder == "minilm":
+        preset = MINILM
+    # The encoder is frozen in training here (faster); serving runs the same graph either way.
+    ranker = architecture("mlpr").replace(fine_tune_encoder=encoder == "tiny")
+    config = TrainConfig(encoder_preset=preset, ranker=ranker, max_epochs=1, seed=seed)
+    out = os.path.join(work, f"model_{encoder}")
+    run_training(tft_dir, transformed, out, config, verbose=0)
+    model_base = os.path.join(work, f"serving_{encoder}")
+    saved_model = os.path.join(out, "saved_model")
+    pushed = push_model(
+        saved_model, model_base, "mlpr", {"blessed": True, "reasons": ["benchmark"]}
+    )
+    return model_base, pushed.uri
+
+
+def candidate_lists(log, schema, n_requests: int, candidates: int, seed: int) -> list[tuple]:
+    """(query, candidate product dicts) per request: the query's own products first, then
+    other catalog products up to `candidates`. Only rows ingest keeps are used, so every id is
+    in the pre-computed catalog."""
+    from components import schema as S
+    from serving.signatures import PRODUCT_FIELDS
+
+    kept = log[log[S.IMPRESSIONS] > S.MIN_IMPRESSIONS_EXCLUSIVE]
+    columns = [S.PRODUCT_ID, *PRODUCT_FIELDS, *schema.feature_names]
+    catalog = kept.drop_duplicates(S.PRODUCT_ID)[columns].to_dict("records")
+    rng = np.random.default_rng(seed)
+    queries = kept[S.QUERY].unique()
+    requests = []
+    for i in range(n_requests):
+        query = queries[i % len(queries)]
+        own = kept[kept[S.QUERY] == query][columns].to_dict("records")[:candidates]
+        own_ids = {p[S.PRODUCT_ID] for p in own}
+        others = [
+            catalog[j]
+            for j in rng.permutation(len(catalog))
+            if catalog[j][S.PRODUCT_ID] not in own_ids
+        ]
+        requests.append((query, own + others[: candidates - len(own)]))
+    return requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model_base: str, port: int, log_path: str) -> subprocess.Popen:
+    """`python -m serving.server` as a user starts it; returns once gRPC health says SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the server)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.server", "--model-base", model_base, "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 300
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited with {process.returncode}; see {log_path}")
+            try:
+                answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return process
+            except grpc.RpcError:
+                pass
+            time.sleep(0.5)
+    process.terminate()
+    raise RuntimeError(f"the server did not become SERVING within 300 s; see {log_path}")
+
+
+def summarize(latencies_s: list[float], wall_s: float) -> dict:
+    ms = np.asarray(latencies_s) * 1000.0
+    return {
+        "requests": len(ms),
+        "p50": float(np.percentile(ms, 50)),
+        "p95": float(np.percentile(ms, 95)),
+        "p99": float(np.percentile(ms, 99)),
+        "throughput": len(ms) / wall_s,
+    }
+
+
+def run_cell(call, requests: list, concurrency: int, max_requests: int, max_seconds: float) -> dict:
+    """`call(request)` from `concurrency` threads until `max_requests` are done or
+    `max_seconds` have passed (at least 2 requests per thread); latency of each call."""
+    latencies: list[float] = []
+    counter = iter(range(10**9))
+    start = time.perf_counter()
+    stop_at = start + max_seconds
+
+    def worker() -> None:
+        done = 0
+        while True:
+            i = next(counter)
+            if i >= max_requests or (done >= 2 and time.perf_counter() > stop_at):
+                return
+            t0 = time.perf_counter()
+            call(requests[i % len(requests)])
+            latencies.append(time.perf_counter() - t0)
+            done += 1
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(worker) for _ in range(concurrency)]:
+            future.result()
+    return summarize(latencies, time.perf_counter() - start)
+
+
+def in_process(
+    saved_model: str, requests: list, feature_names, max_requests: int, max_seconds: float
+) -> dict:
+    """The same requests on the SavedModel's signatures in this process, concurrency 1."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the TF Text ops of the serving graph)
+
+    from serving.client import ranking_inputs
+    from serving.signatures import RANK_PRECOMPUTED, SERVING_DEFAULT
+
+    model = tf.saved_model.load(saved_model)
+    results = {}
+    for mode, signature in (("raw", SERVING_DEFAULT), ("precomputed", RANK_PRECOMPUTED)):
+        fn = model.signatures[signature]
+        tensors = []
+        for query, products in requests:
+            inputs = ranking_inputs(query, products, feature_names, mode == "precomputed")
+            tensors.append(
+                {
+                    k: tf.constant(v, tf.string if isinstance(v[0], str) else tf.float32)
+                    for k, v in inputs.items()
+                }
+            )
+        for t in tensors[:3]:
+            fn(**t)
+        results[mode] = run_cell(lambda t, fn=fn: fn(**t), tensors, 1, max_requests, max_seconds)
+    return results
+
+
+def table(rows: list[dict]) -> str:
+    head = (
+        "| encoder | products | concurrency | requests | p50 ms | p95 ms | p99 ms | req/s |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    return head + "".join(
+        f"| {r['encoder']} | {r['mode']} | {r['concurrency']} | {r['requests']} | {r['p50']:.1f} | "
+        f"{r['p95']:.1f} | {r['p99']:.1f} | {r['throughput']:.1f} |\n"
+        for r in rows
+    )
+
+
+@click.command()
+@click.option("--encoders", default="tiny,base", show_default=True, help=f"Of {sorted(ENCODERS)}.")
+@click.option("--queries", default=200, show_default=True, help="Demo shop size.")
+@click.option("--candidates", default=100, show_default=True, help="Products per request.")
+@click.option("--concurrency", default="1,4,16", show_default=True)
+@click.option("--max-requests", default=400, show_default=True, help="Per cell.")
+@click.option(
+    "--max-seconds", default=30.0, show_default=True, help="Per cell (after >=2 per thread)."
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", default=None, help="Also write the Markdown report here.")
+def main(encoders, queries, candidates, concurrency, max_requests, max_seconds, seed, out) -> None:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from paper_tables import prepare
+
+    from components import layout
+    from components import schema as S
+    from serving.client import RankingClient, feature_names_of
+
+    names = [e.strip() for e in encoders.split(",") if e.strip()]
+    unknown = [e for e in names if e not in ENCODERS]
+    if unknown:
+        raise click.BadParameter(f"unknown encoder(s) {unknown}; choose from {sorted(ENCODERS)}")
+    levels = [int(c) for c in concurrency.split(",")]
+    work = tempfile.mkdtemp(prefix="mlpr-serving-bench-")
+    click.echo(f"preparing the demo shop ({queries} queries) in {work}", err=True)
+    examples, tft_dir, transformed, log = prepare("demo", queries, seed, work)
+    schema = S.RawSchema.load(os.path.join(tft_dir, layout.SCHEMA_FILE))
+    requests = candidate_lists(log, schema, 64, candidates, seed)
+
+    rows, model_rows = [], []
+    for encoder in names:
+        click.echo(f"[{encoder}] training one epoch and exporting", err=True)
+        t0 = time.perf_counter()
+        model_base, version_dir = train_and_push(
+            encoder, log, (examples, tft_dir, transformed), work, seed
+        )
+        click.echo(f"[{encoder}] trained and pushed in {time.perf_counter() - t0:.0f} s", err=True)
+        port = free_port()
+        server = start_server(model_base, port, os.path.join(work, f"server_{encoder}.log"))
+        try:
+            with RankingClient(f"127.0.0.1:{port}", timeout_s=60.0) as client:
+                for mode in ("precomputed", "raw"):
+                    precomputed = mode == "precomputed"
+                    features = feature_names_of(client, precomputed)
+                    for query, products in requests[:3]:  # warm the channel and the graph
+                        client.rank(query, products, features, precomputed)
+                    for level in levels:
+                        cell = run_cell(
+                            lambda r, f=features, p=precomputed: client.rank(r[0], r[1], f, p),
+                            requests,
+                            level,
+                            max_requests,
+                            max_seconds,
+                        )
+                        rows.append(
+                            {"encoder": encoder, "mode": mode, "concurrency": level, **cell}
+                        )
+                        click.echo(
+                            f"[{encoder}] {mode:<11} c={level:<3} p50 {cell['p50']:.1f} ms  "
+                            f"p99 {cell['p99']:.1f} ms  {cell['throughput']:.1f} req/s",
+                            err=True,
+                        )
+        finally:
+            server.terminate()
+            server.wait(30)
+        local = in_process(
+            version_dir, requests, list(schema.feature_names), max_requests, max_seconds
+        )
+        for mode, cell in local.items():
+            model_rows.append({"encoder": encoder, "mode": mode, "concurrency": 1, **cell})
+
+    lines = [
+        f"# Serving latency: {candidates} candidates per request, {os.cpu_count()} CPUs, "
+        "client and server on this machine",
+        "",
+        "    .venv/bin/python benchmarks/serving_latency.py "
+        + " ".join(
+            f"--{k} {v}"
+            for k, v in (("encoders", encoders), ("queries", queries), ("concurrency", concurrency))
+        ),
+        "",
+        "Encoders: " + "; ".join(f"{e}: {ENCODERS[e][0]}" for e in names),
+        "",
+        "## End to end: serving/client.py -> gRPC -> serving/server.py",
+        "",
+        table(rows),
+        "## The model alone: the same requests on the SavedModel in-process, concurrency 1",
+        "",
+        table(model_rows),
+        "Serving overhead at concurrency 1 (end-to-end p50 - model p50): "
+        + ", ".join(
+            f"{r['encoder']}/{r['mode']} {r['p50'] - m['p50']:+.1f} ms"
+            for r in rows
+            if r["concurrency"] == 1
+            for m in model_rows
+            if (m["encoder"], m["mode"]) == (r["encoder"], r["mode"])
+        ),
+        "",
+        "## The paper's Table 5 (V100 GPU, BERT-size encoders), beside the p99 above",
+        "",
+        "| products | paper p99 ms | " + " | ".join(f"{e} p99 ms (c=1)" for e in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for mode in ("raw", "precomputed"):
+        ours = [
+            next(
+                r["p99"]
+                for r in rows
+                if (r["encoder"], r["mode"], r["concurrency"]) == (e, mode, 1)
+            )
+            if 1 in levels
+            else float("nan")
+            for e in names
+        ]
+        lines.append(
+            f"| {mode} | {PAPER_TABLE5_P99_MS[mode]:.0f} | "
+            + " | ".join(f"{v:.1f}" for v in ours)
+            + " |"
+        )
+    lines += ["", "## Goals (pre-computed products, concurrency 1)", ""]
+    for (encoder, mode), goal in GOALS_P99_MS.items():
+        if encoder in names and 1 in levels:
+            p99 = next(
+                r["p99"]
+                for r in rows
+                if (r["encoder"], r["mode"], r["concurrency"]) == (encoder, mode, 1)
+            )
+            verdict = "met" if p99 <= goal else "MISSED"
+            lines.append(f"- {encoder}: p99 {p99:.1f} ms, goal <= {goal:.0f} ms: {verdict}")
+    report = "\n".join(lines) + "\n"
+    click.echo(report)
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(report)
+
+
+if __name__ == "__main__":
+    main()
