@@ -92,7 +92,9 @@ def mlpr_dag(
         model_base: root of the TF Serving model repository (a mounted volume); the model is
             pushed to model_base/model_name/<version>/.
         input_data: raw engagement logs (CSV, JSONL or Parquet; a path or glob). Empty: a
-            seeded synthetic demo shop is generated.
+            seeded synthetic demo shop is generated. "homedepot:<file>" or "esci:<file>":
+            a public dataset converted by its adapter (components/ingest/adapters), with the
+            adapter's schema unless schema_uri is set.
         input_format: "auto" (by extension), "csv", "jsonl" or "parquet".
         input_encoding: text encoding of CSV/JSONL input, e.g. "utf-8" or "iso-8859-1".
         schema_uri: JSON file declaring the numeric ranking features; empty: the demo schema.
@@ -345,9 +347,16 @@ def preflight(input_data: str, input_format: str, input_encoding: str, schema_ur
     if not input_data:
         return
     from components import schema as S
+    from components.ingest.adapters import parse_input
     from components.ingest.sources import resolve_inputs
 
     try:
+        adapter, path = parse_input(input_data)
+        if adapter is not None:
+            if not os.path.isfile(path):
+                raise ValueError(f"{adapter.name} adapter: input file {path!r} does not exist")
+            S.resolve_schema(schema_uri)
+            return
         resolve_inputs(input_data, input_format, input_encoding, S.resolve_schema(schema_uri))
     except ValueError as err:
         click.echo(f"error: {err}", err=True)
@@ -391,7 +400,11 @@ def compile_command(output: str, gpus: int) -> None:
 
 
 @cli.command("run")
-@click.option("--input-data", default="", help="Raw logs (path or glob); empty: demo data.")
+@click.option(
+    "--input-data",
+    default="",
+    help="Raw logs (path or glob), or ADAPTER:FILE (homedepot:, esci:); empty: demo data.",
+)
 @click.option("--input-format", default="auto", show_default=True)
 @click.option("--input-encoding", default="utf-8", show_default=True)
 @click.option("--schema-uri", default="", help="Ranking-feature schema JSON; empty: demo schema.")

@@ -96,9 +96,18 @@ class RankingFeature:
 
 @dataclasses.dataclass(frozen=True)
 class RawSchema:
-    """The declared schema of a raw engagement log: which numeric columns are ranking features."""
+    """The declared schema of a raw engagement log: which numeric columns are ranking
+    features, and (optionally) which column of the user's export holds each log column.
+
+    Args:
+        ranking_features: the numeric ranking features.
+        columns: (log column, source column) pairs, for exports whose column names differ,
+            e.g. (("query", "search_term"), ("product_id", "sku")); in a schema file, the
+            object "columns": {"query": "search_term", ...}. Unmapped columns keep their name.
+    """
 
     ranking_features: tuple[RankingFeature, ...]
+    columns: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.ranking_features:
@@ -107,6 +116,38 @@ class RawSchema:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"ranking features declared twice: {dupes}")
+        known = set(TEXT_COLUMNS) | set(FUNNEL) | {POSITION} | set(names)
+        for target, source in self.columns:
+            if target not in known:
+                raise ValueError(
+                    f"schema columns maps {source!r} to {target!r}, which is not a column of the "
+                    f"raw log (one of {sorted(known)})"
+                )
+            if not isinstance(source, str) or not source:
+                raise ValueError(f"schema columns: the source of {target!r} must be a column name")
+        sources = [source for _, source in self.columns]
+        twice = sorted({s for s in sources if sources.count(s) > 1})
+        targets = [target for target, _ in self.columns]
+        if twice or len(set(targets)) != len(targets):
+            raise ValueError(f"schema columns must map each column once, got {dict(self.columns)}")
+
+    def rename(self, values: dict) -> dict:
+        """A row of the export with its columns renamed to the log's (see `columns`)."""
+        if not self.columns:
+            return values
+        to_log = {source: target for target, source in self.columns}
+        return {to_log.get(k, k): v for k, v in values.items() if k not in self._shadowed}
+
+    @property
+    def _shadowed(self) -> frozenset[str]:
+        """Export columns named like a mapped log column but not its source: ignored, so an
+        unrelated 'query' column cannot overwrite the mapped one."""
+        sources = {source for _, source in self.columns}
+        return frozenset(t for t, _ in self.columns if t not in sources)
+
+    def source_name(self, column: str) -> str:
+        """The export's name for a log column."""
+        return dict(self.columns).get(column, column)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -118,10 +159,10 @@ class RawSchema:
         return REQUIRED_TEXT_COLUMNS + FUNNEL + tuple(required)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"ranking_features": [dataclasses.asdict(f) for f in self.ranking_features]},
-            indent=2,
-        )
+        data: dict = {"ranking_features": [dataclasses.asdict(f) for f in self.ranking_features]}
+        if self.columns:
+            data["columns"] = dict(self.columns)
+        return json.dumps(data, indent=2)
 
     @classmethod
     def from_dict(cls, data: dict) -> RawSchema:
@@ -135,7 +176,13 @@ class RawSchema:
             if unknown:
                 raise ValueError(f"schema ranking_features[{i}] has unknown keys {sorted(unknown)}")
             features.append(RankingFeature(**entry))
-        return cls(ranking_features=tuple(features))
+        unknown = set(data) - {"ranking_features", "columns"}
+        if unknown:
+            raise ValueError(f"a schema file has unknown keys {sorted(unknown)}")
+        columns = data.get("columns", {})
+        if not isinstance(columns, dict):
+            raise ValueError("schema 'columns' must be an object: log column -> export column")
+        return cls(ranking_features=tuple(features), columns=tuple(sorted(columns.items())))
 
     @classmethod
     def load(cls, path: str | Path) -> RawSchema:

@@ -36,6 +36,8 @@ def ingest(
     Args:
         examples: Output directory: train/, eval/, test/, dead_letter/, counts.json, schema.json.
         input_data: Path or glob of the raw log (gs:// works). Empty: generate the demo shop.
+            "<adapter>:<path>" (homedepot:, esci:): convert a public dataset first, with the
+            adapter's schema unless schema_uri is set (components/ingest/adapters).
         input_format: auto (by file extension), csv, jsonl or parquet.
         input_encoding: Text encoding of CSV/JSONL input, e.g. utf-8 or iso-8859-1.
         schema_uri: RawSchema JSON file declaring the ranking features. Empty: the demo schema.
@@ -47,7 +49,7 @@ def ingest(
     import os
 
     from components import schema as schema_lib
-    from components.ingest import demo_data, job
+    from components.ingest import adapters, demo_data, job
 
     os.makedirs(examples.path, exist_ok=True)
     source = input_data
@@ -55,6 +57,13 @@ def ingest(
         source = os.path.join(examples.path, "demo_input", "demo.csv")
         demo_data.write(demo_data.generate(demo_queries, seed), source)
     try:
+        adapter, path = adapters.parse_input(source)
+        if adapter is not None:
+            out = os.path.join(examples.path, "adapter_input")
+            source, adapter_schema = adapters.materialize(adapter, path, out, seed)
+            schema_uri = schema_uri or adapter_schema
+            input_format, input_encoding = "csv", "utf-8"  # what the adapter wrote
+            print(f"ingest: {adapter.name} adapter wrote {source}")
         counts = job.run_ingest(
             input_pattern=source,
             output_dir=examples.path,

@@ -107,7 +107,7 @@ def build_pipeline(
         pipeline
         | "Files" >> beam.Create([(f.path, f.format) for f in inputs])
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(ReadRecords(encoding))
+        | "Read" >> beam.ParDo(ReadRecords(encoding, schema))
         | "Validate"
         >> beam.ParDo(_Validate(schema, encoding, funnel_policy)).with_outputs(
             _EVENTS, _DEAD, main="kept"

@@ -19,6 +19,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from components.ingest import sources
+from components.schema import RawSchema
 
 _PARQUET_BATCH_ROWS = 4096
 _CSV_FIELD_LIMIT = 64 * 1024 * 1024  # long product descriptions are fine
@@ -106,14 +107,24 @@ def read_file(path: str, fmt: str, encoding: str) -> Iterator[RawRecord]:
 
 
 class ReadRecords(beam.DoFn):
-    """(path, format) -> RawRecord for every row of that file, streamed."""
+    """(path, format) -> RawRecord for every row of that file, streamed, with the export's
+    column names mapped to the log's when the schema declares `columns` (the dead-letter
+    output keeps the row as the export wrote it)."""
 
-    def __init__(self, encoding: str) -> None:
+    def __init__(self, encoding: str, schema: RawSchema | None = None) -> None:
         self._encoding = encoding
+        self._schema = schema
 
     def setup(self) -> None:
         csv.field_size_limit(_CSV_FIELD_LIMIT)
 
     def process(self, element: tuple[str, str]) -> Iterator[RawRecord]:
         path, fmt = element
-        yield from read_file(path, fmt, self._encoding)
+        records = read_file(path, fmt, self._encoding)
+        if self._schema is None or not self._schema.columns:
+            yield from records
+            return
+        for record in records:
+            if record.values is not None:
+                record = record._replace(values=self._schema.rename(record.values))
+            yield record

@@ -119,8 +119,15 @@ def open_text(path: str, encoding: str, newline: str | None = None) -> io.TextIO
 
 
 def _missing(columns: list[str], schema: schema_lib.RawSchema) -> list[str]:
-    present = set(columns)
-    return [c for c in schema.required_columns() if c not in present]
+    """The required columns absent from an export with these columns, by the export's names
+    (with the log column they stand for when the schema maps them)."""
+    present = set(schema.rename(dict.fromkeys(columns)))
+    missing = []
+    for column in schema.required_columns():
+        if column not in present:
+            source = schema.source_name(column)
+            missing.append(source if source == column else f"{source} (for {column})")
+    return missing
 
 
 def csv_header(reader: Iterator[list[str]]) -> list[str] | None:

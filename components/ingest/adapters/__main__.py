@@ -2,6 +2,10 @@
 
     python -m components.ingest.adapters homedepot \
         --input ../shared/data/homedepot/train.csv.zip --out hd.csv --schema-out hd_schema.json
+    python -m components.ingest.adapters esci --input ../shared/data/esci_sample/esci.csv \
+        --out esci.csv
+
+The pipeline runs them itself when given input_data="homedepot:<file>" or "esci:<file>".
 """
 
 import sys
@@ -10,7 +14,7 @@ from pathlib import Path
 import click
 
 from components.ingest import demo_data
-from components.ingest.adapters import homedepot
+from components.ingest.adapters import esci, homedepot
 
 
 @click.group()
@@ -33,6 +37,28 @@ def homedepot_command(source: str, out: str, schema_out: str | None, seed: int) 
     demo_data.write(log, out)
     schema_path = Path(schema_out) if schema_out else Path(out).with_suffix(".schema.json")
     schema_path.write_text(homedepot.SCHEMA.to_json(), encoding="utf-8")
+    click.echo(
+        f"wrote {len(log)} rows ({log['query'].nunique()} queries) to {out}; schema {schema_path}"
+    )
+
+
+@cli.command("esci")
+@click.option("--input", "source", required=True, help="ESCI examples (CSV or Parquet).")
+@click.option("--products", default=None, help="ESCI products file, when not joined already.")
+@click.option("--locale", default="us", show_default=True, help="Product locale to keep.")
+@click.option("--out", required=True, help="Output log (.csv, .jsonl or .parquet).")
+@click.option("--schema-out", default=None, help="Where to write the schema JSON.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the click model.")
+def esci_command(source, products, locale, out, schema_out, seed) -> None:
+    """Amazon Shopping Queries (ESCI), with engagement simulated by a seeded click model."""
+    try:
+        log = esci.simulate(esci.read_source(source, products), seed=seed, locale=locale)
+    except (OSError, ValueError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    demo_data.write(log, out)
+    schema_path = Path(schema_out) if schema_out else Path(out).with_suffix(".schema.json")
+    schema_path.write_text(esci.SCHEMA.to_json(), encoding="utf-8")
     click.echo(
         f"wrote {len(log)} rows ({log['query'].nunique()} queries) to {out}; schema {schema_path}"
     )
