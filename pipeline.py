@@ -61,6 +61,7 @@ def mlpr_dag(
     schema_uri: str = "",
     demo_queries: int = 600,
     funnel_policy: str = "reject",
+    max_bad_share: float = 0.1,
     beam_pipeline_args: list = [],  # noqa: B006 (kfp parameters declare defaults this way)
     architecture: str = "mlpr",
     encoder_preset: str = "tiny",
@@ -101,6 +102,8 @@ def mlpr_dag(
         demo_queries: number of queries of the demo shop (used when input_data is empty).
         funnel_policy: rows whose counts break impressions >= clicks >= add_to_cart >=
             purchases: "reject" (dead-letter) or "clip" (clip to the stage above).
+        max_bad_share: ingest fails, with counts by reason and example rows, when more than
+            this share of the rows read is dead-lettered (0.1: 10%).
         beam_pipeline_args: Apache Beam options for ingest and transform, e.g.
             ["--runner=DataflowRunner", "--project=...", "--region=..."]; empty runs locally.
         architecture: "mlpr" (all five stages) or a baseline: "mlp_single", "mlp_mtl",
@@ -155,6 +158,7 @@ def mlpr_dag(
         demo_queries=demo_queries,
         seed=seed,
         funnel_policy=funnel_policy,
+        max_bad_share=max_bad_share,
         beam_pipeline_args=beam_pipeline_args,
     )
     resources.set_resources(ingested, resources.INGEST)
@@ -411,6 +415,13 @@ def compile_command(output: str, gpus: int) -> None:
 @click.option("--demo-queries", default=600, show_default=True, type=int)
 @click.option(
     "--funnel-policy", default="reject", show_default=True, type=click.Choice(["reject", "clip"])
+)
+@click.option(
+    "--max-bad-share",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Stop after ingest when more than this share of the rows is dead-lettered.",
 )
 @click.option("--beam-arg", "beam_args", multiple=True, help="A Beam pipeline option (repeatable).")
 @click.option(

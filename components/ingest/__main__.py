@@ -40,6 +40,13 @@ _SHOWN_DEAD_LETTERS = 5
     show_default=True,
     help="Rows with clicks > impressions etc.: dead-letter them (reject) or clip the counts.",
 )
+@click.option(
+    "--max-bad-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=errors.DEFAULT_MAX_BAD_SHARE,
+    show_default=True,
+    help="Stop with an error when more than this share of the rows is dead-lettered.",
+)
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def main(
     input_pattern: str,
@@ -48,6 +55,7 @@ def main(
     input_format: str,
     encoding: str,
     funnel_policy: str,
+    max_bad_share: float,
     beam_args: tuple[str, ...],
 ) -> None:
     """Validate, filter and split a raw engagement log into train/eval/test TFRecords."""
@@ -59,7 +67,14 @@ def main(
 
     try:
         counts = job.run_ingest(
-            input_pattern, output_dir, schema, input_format, encoding, funnel_policy, beam_args
+            input_pattern,
+            output_dir,
+            schema,
+            input_format,
+            encoding,
+            funnel_policy,
+            beam_args,
+            max_bad_share=max_bad_share,
         )
     except errors.IngestError as err:
         _fail(str(err))

@@ -20,6 +20,7 @@ def ingest(
     demo_queries: int = 600,
     seed: int = 0,
     funnel_policy: str = "reject",
+    max_bad_share: float = 0.1,
     beam_pipeline_args: list = [],  # noqa: B006 (kfp parameters declare defaults this way)
 ):
     """Ingest a raw search engagement log into train/eval/test TFRecords.
@@ -44,6 +45,8 @@ def ingest(
         demo_queries: Number of queries of the generated demo log (when input_data is empty).
         seed: Random seed of the generated demo log.
         funnel_policy: reject (dead-letter) or clip (cap at the stage above) funnel violations.
+        max_bad_share: the step fails, with counts by reason and example rows, when more than
+            this share of the rows read is dead-lettered.
         beam_pipeline_args: Beam pipeline options, e.g. ["--runner=DataflowRunner", ...].
     """
     import os
@@ -72,6 +75,7 @@ def ingest(
             encoding=input_encoding,
             funnel_policy=funnel_policy,
             beam_args=list(beam_pipeline_args),
+            max_bad_share=max_bad_share,
         )
     except ValueError as err:  # IngestError and schema errors: the message says it all
         raise SystemExit(f"ingest: error: {err}") from None

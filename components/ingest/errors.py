@@ -20,6 +20,7 @@ OUT_OF_RANGE = "out_of_range"  # a ranking feature outside its declared [min, ma
 FUNNEL_VIOLATION = "funnel_violation"  # clicks > impressions, add_to_cart > clicks, ...
 INVALID_ENCODING = "invalid_encoding"  # text bytes that are not valid in the declared encoding
 MALFORMED_ROW = "malformed_row"  # wrong number of CSV fields, a JSONL line that is no object
+DUPLICATE_PAIR = "duplicate_pair"  # the (query, product_id) pair already came in an earlier row
 
 REASONS = (
     MISSING_VALUE,
@@ -30,12 +31,22 @@ REASONS = (
     FUNNEL_VIOLATION,
     INVALID_ENCODING,
     MALFORMED_ROW,
+    DUPLICATE_PAIR,
 )
 
 # What to do with rows whose funnel counts are inconsistent.
 REJECT = "reject"  # dead-letter them (reason funnel_violation)
 CLIP = "clip"  # clip each count to the stage above it and keep the row
 FUNNEL_POLICIES = (REJECT, CLIP)
+
+
+DEFAULT_MAX_BAD_SHARE = 0.1  # the pipeline stops when more than 10% of the rows are unusable
+
+
+def check_bad_share(max_bad_share: float) -> float:
+    if not isinstance(max_bad_share, int | float) or not 0.0 <= max_bad_share <= 1.0:
+        raise IngestError(f"max_bad_share must be a share between 0 and 1, got {max_bad_share!r}")
+    return float(max_bad_share)
 
 
 def check_funnel_policy(funnel_policy: str) -> str:

@@ -1,8 +1,14 @@
 """The Beam ingest job: read, validate, filter, split and write TFRecords.
 
     files -> ReadRecords -> Validate -+-> kept -> split by query -> tf.Example -> train/eval/test
-                                      +-> dead-letter JSON lines
-                                      +-> outcome events -> counted -> counts.json
+                 ^                    +-> dead-letter JSON lines
+                 | duplicated pairs   +-> outcome events -> counted -> counts.json
+    files -> ReadRecords -> (query, product_id) -> first row and count per pair
+
+A (query, product_id) pair must come once: the first occurrence (by file, then row) is
+validated as usual and every later one is dead-lettered as `duplicate_pair`, naming the first.
+Finding them reads the files twice (the second pass keeps only the pair and its position), so
+the rows themselves stream; the per-pair state of that pass grows with the distinct pairs.
 
 Output directory (names from `components.layout`):
     train/ eval/ test/   data-NNNNN-of-NNNNN.tfrecord.gz (gzip TFRecords of tf.train.Example)
@@ -58,17 +64,68 @@ def read_dead_letters(output_dir: str) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r["source"], r["row"]))
 
 
+def _pair_key(record: RawRecord) -> tuple[str, str] | None:
+    """The (query, product_id) of a parsed row, as validation strips them; None when absent."""
+    if record.values is None:
+        return None
+    query, product = record.values.get(schema_lib.QUERY), record.values.get(schema_lib.PRODUCT_ID)
+    if query is None or product is None:
+        return None
+    return str(query).strip(), str(product).strip()
+
+
+def _pair_position(record: RawRecord) -> Iterator[tuple[tuple[str, str], tuple[int, str, int]]]:
+    key = _pair_key(record)
+    if key is not None and key[0] and key[1]:
+        yield key, (1, record.source, record.row)
+
+
+class _FirstAndCount(beam.CombineFn):
+    """(1, source, row) values -> (count, first source, first row)."""
+
+    def create_accumulator(self):
+        return (0, None, None)
+
+    def add_input(self, acc, value):
+        return self.merge_accumulators([acc, value])
+
+    def merge_accumulators(self, accumulators):
+        count, first = 0, None
+        for n, source, row in accumulators:
+            count += n
+            if source is not None and (first is None or (source, row) < first):
+                first = (source, row)
+        return (count, *first) if first else (count, None, None)
+
+    def extract_output(self, acc):
+        return acc
+
+
 class _Validate(beam.DoFn):
-    """RawRecord -> (split, row) for kept rows; dead letters and outcome events on side outputs."""
+    """RawRecord -> (split, row) for kept rows; dead letters and outcome events on side outputs.
+    `duplicates` maps each pair that comes more than once to its first (source, row)."""
 
     def __init__(self, schema: schema_lib.RawSchema, encoding: str, funnel_policy: str) -> None:
         self._schema = schema
         self._encoding = encoding
         self._funnel_policy = funnel_policy
 
-    def process(self, record: RawRecord) -> Iterator[Any]:
-        checked = validate.check_record(record, self._schema, self._encoding, self._funnel_policy)
+    def process(self, record: RawRecord, duplicates: dict) -> Iterator[Any]:
         yield beam.pvalue.TaggedOutput(_EVENTS, counts_lib.ROWS_READ_EVENT)
+        first = duplicates.get(_pair_key(record)) if duplicates else None
+        if first is not None and tuple(first) != (record.source, record.row):
+            query, product = _pair_key(record)
+            detail = (
+                f"the pair (query {query!r}, product_id {product!r}) already came in row "
+                f"{first[1]} of {os.path.basename(first[0])}"
+            )
+            reason = errors.DUPLICATE_PAIR
+            yield beam.pvalue.TaggedOutput(_EVENTS, counts_lib.dead_letter_event(reason))
+            yield beam.pvalue.TaggedOutput(
+                _DEAD, validate.dead_letter(record, reason, None, detail)
+            )
+            return
+        checked = validate.check_record(record, self._schema, self._encoding, self._funnel_policy)
         if checked.clipped:
             yield beam.pvalue.TaggedOutput(_EVENTS, counts_lib.CLIPPED_EVENT)
         if checked.outcome == validate.DEAD_LETTER:
@@ -103,15 +160,26 @@ def build_pipeline(
     funnel_policy: str,
 ) -> None:
     """Add the ingest transforms to `pipeline` (inputs already checked by `resolve_inputs`)."""
+    files = [(f.path, f.format) for f in inputs]
+    duplicates = (
+        pipeline
+        | "PairFiles" >> beam.Create(files)
+        | "SpreadPairFiles" >> beam.Reshuffle()
+        | "ReadPairs" >> beam.ParDo(ReadRecords(encoding, schema))
+        | "PairPositions" >> beam.FlatMap(_pair_position)
+        | "FirstPerPair" >> beam.CombinePerKey(_FirstAndCount())
+        | "Duplicated" >> beam.Filter(lambda kv: kv[1][0] > 1)
+        | "FirstOfDuplicated" >> beam.Map(lambda kv: (kv[0], kv[1][1:]))
+    )
     checked = (
         pipeline
-        | "Files" >> beam.Create([(f.path, f.format) for f in inputs])
+        | "Files" >> beam.Create(files)
         | "SpreadFiles" >> beam.Reshuffle()
         | "Read" >> beam.ParDo(ReadRecords(encoding, schema))
         | "Validate"
-        >> beam.ParDo(_Validate(schema, encoding, funnel_policy)).with_outputs(
-            _EVENTS, _DEAD, main="kept"
-        )
+        >> beam.ParDo(
+            _Validate(schema, encoding, funnel_policy), duplicates=beam.pvalue.AsDict(duplicates)
+        ).with_outputs(_EVENTS, _DEAD, main="kept")
     )
     kept = checked.kept
     parts = kept | "BySplit" >> beam.Partition(_split_index, len(schema_lib.SPLITS))
@@ -180,6 +248,7 @@ def run_ingest(
     encoding: str = "utf-8",
     funnel_policy: str = "reject",
     beam_args: Sequence[str] = (),
+    max_bad_share: float = 1.0,
 ) -> IngestCounts:
     """Ingest the raw engagement log at `input_pattern` (a path or glob) into `output_dir`.
 
@@ -188,8 +257,13 @@ def run_ingest(
     unusable input: no matching file, an empty file, missing required columns, an unknown
     format, encoding or funnel policy; and after it when the files held no data rows. Outputs
     of an earlier run in `output_dir` (shards, dead letters, counts, schema) are replaced.
+
+    `max_bad_share`: when more than this share of the rows read is dead-lettered, raise
+    IngestError with a summary (counts by reason and the first dead letters) after writing
+    everything, so the pipeline stops rather than train on what is left.
     """
     errors.check_funnel_policy(funnel_policy)
+    errors.check_bad_share(max_bad_share)
     inputs = sources.resolve_inputs(input_pattern, input_format, encoding, schema)
     events_path = os.path.join(output_dir, _EVENTS_FILE)
     _delete_matching(
@@ -215,4 +289,20 @@ def run_ingest(
     _write_text(os.path.join(output_dir, layout.SCHEMA_FILE), schema.to_json())
     _write_text(os.path.join(output_dir, layout.COUNTS_FILE), counts.to_json())
     logger.info("ingest counts: %s", counts.summary())
+    share = counts.rows_dead_letter / counts.rows_read
+    if share > max_bad_share:
+        raise IngestError(_too_many_bad_rows(counts, share, max_bad_share, output_dir))
     return counts
+
+
+def _too_many_bad_rows(counts: IngestCounts, share: float, limit: float, output_dir: str) -> str:
+    reasons = sorted(((n, r) for r, n in counts.dead_letter_by_reason.items() if n), reverse=True)
+    examples = [d["message"] for d in read_dead_letters(output_dir)[:3]]
+    lines = [
+        f"{counts.rows_dead_letter} of {counts.rows_read} rows ({share:.1%}) could not be used, "
+        f"more than max_bad_share {limit:.1%}; stopping before training on the rest.",
+        "By reason: " + ", ".join(f"{r} {n}" for n, r in reasons),
+        *(f"  e.g. {m}" for m in examples),
+        f"Every rejected row, with the reason: {dead_letter_pattern(output_dir)}",
+    ]
+    return "\n".join(lines)

@@ -173,3 +173,47 @@ def test_rerun_replaces_earlier_output(bad_csv, rejected, tmp_path):
     assert run_ingest(str(bad_csv), str(out), schema.DEMO_SCHEMA) == counts
     assert not stale.exists()
     assert json.loads((out / layout.COUNTS_FILE).read_text())["rows_read"] == 14
+
+
+def test_duplicated_pairs_keep_the_first_and_dead_letter_the_rest(tmp_path):
+    import csv
+
+    from ingest_testlib import HEADER, good_row
+
+    def write(path, rows):
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=HEADER)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write(
+        tmp_path / "a.csv",
+        [
+            good_row(product_id="P1"),
+            good_row(product_id="P2"),
+            good_row(product_id="P1", clicks="99"),  # same pair: a duplicate of row 1
+            good_row(query="  red running shoes ", product_id="P2 "),  # same after stripping
+            good_row(query="blue shoes", product_id="P1"),  # another query: not a duplicate
+        ],
+    )
+    write(tmp_path / "b.csv", [good_row(product_id="P1")])  # a later file: a duplicate too
+    counts = run_ingest(str(tmp_path / "*.csv"), str(tmp_path / "out"), schema.DEMO_SCHEMA)
+    assert counts.rows_read == 6
+    assert counts.dead_letter_by_reason[errors.DUPLICATE_PAIR] == 3
+    assert counts.rows_kept == 3 and counts.rows_dead_letter == 3
+    assert counts.rows_read == counts.rows_kept + counts.rows_filtered_low_impressions + 3
+    dead = read_dead_letters(str(tmp_path / "out"))
+    assert [(Path(d["source"]).name, d["row"]) for d in dead] == [
+        ("a.csv", 3),
+        ("a.csv", 4),
+        ("b.csv", 1),
+    ]
+    assert dead[0]["message"] == (
+        "row 3 of a.csv: the pair (query 'red running shoes', product_id 'P1') already came "
+        "in row 1 of a.csv"
+    )
+    assert dead[0]["raw"]["clicks"] == "99"  # the rejected copy, as it was written
+    # The kept copy of the pair is the first one (10 clicks, not 99).
+    rows = [r for split in read_all_splits(tmp_path / "out").values() for r in split]
+    kept = [r for r in rows if r[schema.PRODUCT_ID] == "P1"]
+    assert sorted(r[schema.CLICKS] for r in kept) == [10, 10]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,8 @@ def test_success_prints_counts_and_first_dead_letters(tmp_path):
             str(schema_file),
             "--funnel-policy",
             "clip",
+            "--max-bad-share",
+            "0.5",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -79,3 +82,20 @@ def test_success_prints_counts_and_first_dead_letters(tmp_path):
     assert "funnel clipped: 1" in lines
     assert "  [not_an_integer] row 6 of bad.csv: field 'clicks' is not an integer: 'abc'" in lines
     assert Path(out / layout.COUNTS_FILE).exists()
+
+
+def test_too_many_bad_rows_stop_with_a_summary(tmp_path):
+    source = write_bad_csv(tmp_path / "bad.csv")
+    out = tmp_path / "out"
+    args = ["--input", str(source), "--output", str(out), "--funnel-policy", "clip"]
+    result = CliRunner().invoke(main, [*args, "--max-bad-share", "0.49"])
+    assert result.exit_code == 2
+    assert "7 of 14 rows (50.0%) could not be used, more than max_bad_share 49.0%" in result.output
+    assert "By reason: missing_value 2, " in result.output
+    assert "e.g. row 6 of bad.csv: field 'clicks' is not an integer: 'abc'" in result.output
+    # Nothing is lost: the dead letters and the counts are written before the stop.
+    counts = json.loads((out / layout.COUNTS_FILE).read_text())
+    assert counts["rows_dead_letter"] == 7
+    assert len(list((out / layout.DEAD_LETTER_DIR).glob("*.jsonl"))) >= 1
+    # The default (10%) stops this file too.
+    assert CliRunner().invoke(main, args).exit_code == 2

@@ -27,6 +27,7 @@ def test_compiles_with_documented_inputs(tmp_path):
         "demo_queries",
         "seed",
         "funnel_policy",
+        "max_bad_share",
         "beam_pipeline_args",
     }
     assert all(p.get("description") for p in params.values())
