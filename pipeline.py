@@ -295,6 +295,12 @@ def format_summary(
     for reason, n in sorted(counts.get("dead_letter_by_reason", {}).items()):
         if n:
             lines.append(f"    dead letter {reason}: {n}")
+    from components.ingest import statistics
+
+    stats_path = os.path.join(outputs["examples"].path, statistics.REPORT_FILE)
+    drift = _read_json(outputs["examples"].path, statistics.STATISTICS_FILE)["drift"]
+    lines.append(f"  statistics: {stats_path}; drift against train: {len(drift)} finding(s)")
+    lines += [f"    {d['message']}" for d in drift[:5]]
     splits = counts.get("splits", {})
     lines.append(
         "  splits: "

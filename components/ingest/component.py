@@ -35,7 +35,8 @@ def ingest(
     dead-lettered by reason, and rows and queries per split; schema.json records the schema.
 
     Args:
-        examples: Output directory: train/, eval/, test/, dead_letter/, counts.json, schema.json.
+        examples: Output directory: train/, eval/, test/, dead_letter/, counts.json, schema.json,
+            statistics.json and statistics.md (per-split statistics, drift against train).
         input_data: Path or glob of the raw log (gs:// works). Empty: generate the demo shop.
             "<adapter>:<path>" (homedepot:, esci:): convert a public dataset first, with the
             adapter's schema unless schema_uri is set (components/ingest/adapters).
@@ -79,6 +80,10 @@ def ingest(
         )
     except ValueError as err:  # IngestError and schema errors: the message says it all
         raise SystemExit(f"ingest: error: {err}") from None
+    from components.ingest import statistics
+
+    drift = statistics.load(examples.path)["drift"]
+    examples.metadata["drift_findings"] = len(drift)
     summary = counts.to_dict()
     examples.metadata.update(
         {key: value for key, value in summary.items() if key != "splits"}

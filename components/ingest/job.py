@@ -15,6 +15,8 @@ Output directory (names from `components.layout`):
     dead_letter/         dead_letter-NNNNN-of-NNNNN.jsonl
     schema.json          the RawSchema the rows were validated against
     counts.json          IngestCounts
+    statistics.json      per-split statistics and drift findings (`statistics`)
+    statistics.md        the same as a readable report
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ from components import layout
 from components import schema as schema_lib
 from components.beam_runner import make_pipeline
 from components.ingest import counts as counts_lib
-from components.ingest import errors, examples, sources, split, validate
+from components.ingest import errors, examples, sources, split, statistics, validate
 from components.ingest.counts import IngestCounts
 from components.ingest.errors import IngestError
 from components.ingest.readers import RawRecord, ReadRecords
 
 _EVENTS, _DEAD = "events", "dead_letter"
 _EVENTS_FILE = ".ingest_events.json"  # the counted events, read back by the driver
+_STATISTICS_PART = ".ingest_statistics.json"  # per-split statistics, read back by the driver
 DEAD_LETTER_PREFIX = "dead_letter"
 DEAD_LETTER_SUFFIX = ".jsonl"
 
@@ -192,6 +195,16 @@ def build_pipeline(
                 layout.split_prefix(output_dir, name), file_name_suffix=layout.RECORD_SUFFIX
             )
         )
+    _ = (
+        kept
+        | "SplitStatistics" >> beam.CombinePerKey(statistics.SplitStatistics(schema))
+        | "StatisticsTable" >> beam.combiners.ToDict()
+        | "StatisticsJson" >> beam.Map(json.dumps)
+        | "WriteStatistics"
+        >> beam.io.WriteToText(
+            os.path.join(output_dir, _STATISTICS_PART), shard_name_template="", num_shards=1
+        )
+    )
     split_rows = kept | "SplitRows" >> beam.Map(lambda kv: counts_lib.split_rows_event(kv[0]))
     split_queries = (
         kept
@@ -271,6 +284,9 @@ def run_ingest(
         + [
             dead_letter_pattern(output_dir),
             events_path,
+            os.path.join(output_dir, _STATISTICS_PART),
+            os.path.join(output_dir, statistics.STATISTICS_FILE),
+            os.path.join(output_dir, statistics.REPORT_FILE),
             os.path.join(output_dir, layout.COUNTS_FILE),
             os.path.join(output_dir, layout.SCHEMA_FILE),
         ]
@@ -289,10 +305,24 @@ def run_ingest(
     _write_text(os.path.join(output_dir, layout.SCHEMA_FILE), schema.to_json())
     _write_text(os.path.join(output_dir, layout.COUNTS_FILE), counts.to_json())
     logger.info("ingest counts: %s", counts.summary())
+    stats = _write_statistics(output_dir, counts)
+    for finding in stats["drift"]:
+        logger.warning("drift: %s", finding["message"])
     share = counts.rows_dead_letter / counts.rows_read
     if share > max_bad_share:
         raise IngestError(_too_many_bad_rows(counts, share, max_bad_share, output_dir))
     return counts
+
+
+def _write_statistics(output_dir: str, counts: IngestCounts) -> dict:
+    part = os.path.join(output_dir, _STATISTICS_PART)
+    with FileSystems.open(part, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        per_split = json.loads(fh.read().decode("utf-8") or "{}")
+    FileSystems.delete([part])
+    stats = statistics.assemble(per_split, counts)
+    _write_text(os.path.join(output_dir, statistics.STATISTICS_FILE), json.dumps(stats, indent=2))
+    _write_text(os.path.join(output_dir, statistics.REPORT_FILE), statistics.report(stats))
+    return stats
 
 
 def _too_many_bad_rows(counts: IngestCounts, share: float, limit: float, output_dir: str) -> str:

@@ -43,6 +43,8 @@ def test_first_run_is_blessed_and_pushed(two_runs):
     pushed = os.path.join(tmp / "serving", "mlpr", "1")
     assert f"Pushed: {pushed}" in out
     assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
+    # Per-split statistics are written, and the demo's splits do not drift from train.
+    assert "drift against train: 0 finding(s)" in out
     # The push wrote TF Serving's models.config for a server that sees this repository.
     models = (tmp / "serving" / "tfserving" / "models.config").read_text()
     assert f'base_path: "{tmp / "serving" / "mlpr"}"' in models
