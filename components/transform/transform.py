@@ -58,16 +58,7 @@ def run_transform(
     """Analyze the train split of `examples_dir`, write the transform graph and every split."""
     _check_inputs(examples_dir)
     raw_schema = load_raw_schema(examples_dir)
-    schema_proto = schema_utils.schema_from_feature_spec(raw_feature_spec(raw_schema))
-    fn = functools.partial(preprocessing_fn, raw_schema=raw_schema)
     temp_dir = temp_dir or tempfile.mkdtemp(prefix="tft-")
-
-    def source(split: str) -> tfxio.TFExampleRecord:
-        return tfxio.TFExampleRecord(
-            file_pattern=layout.split_pattern(examples_dir, split),
-            telemetry_descriptors=["mlpr", "transform"],
-            schema=schema_proto,
-        )
 
     tf.io.gfile.makedirs(transform_output_dir)
     # The raw schema travels with the transform graph: the export needs it for its signatures.
@@ -77,34 +68,57 @@ def run_transform(
         overwrite=True,
     )
     with make_pipeline(beam_args) as pipeline, tft_beam.Context(temp_dir=temp_dir):
-        train = source("train")
-        raw_train = pipeline | "ReadTrain" >> train.BeamSource()
-        transform_fn = (raw_train, train.TensorAdapterConfig()) | "Analyze" >> (
-            tft_beam.AnalyzeDataset(fn)
+        build_transform(
+            pipeline, examples_dir, transform_output_dir, transformed_examples_dir, raw_schema
         )
-        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_output_dir)
 
-        for split in S.SPLITS:
-            split_source = train if split == "train" else source(split)
-            raw = (
-                raw_train
-                if split == "train"
-                else pipeline | f"Read{split}" >> split_source.BeamSource()
+
+def build_transform(
+    pipeline: beam.Pipeline,
+    examples_dir: str,
+    transform_output_dir: str,
+    transformed_examples_dir: str,
+    raw_schema: S.RawSchema,
+) -> None:
+    """Add the analyze and transform steps to `pipeline` (inside a `tft_beam.Context`)."""
+    schema_proto = schema_utils.schema_from_feature_spec(raw_feature_spec(raw_schema))
+    fn = functools.partial(preprocessing_fn, raw_schema=raw_schema)
+
+    def source(split: str) -> tfxio.TFExampleRecord:
+        return tfxio.TFExampleRecord(
+            file_pattern=layout.split_pattern(examples_dir, split),
+            telemetry_descriptors=["mlpr", "transform"],
+            schema=schema_proto,
+        )
+
+    train = source("train")
+    raw_train = pipeline | "ReadTrain" >> train.BeamSource()
+    transform_fn = (raw_train, train.TensorAdapterConfig()) | "Analyze" >> (
+        tft_beam.AnalyzeDataset(fn)
+    )
+    _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_output_dir)
+
+    for split in S.SPLITS:
+        split_source = train if split == "train" else source(split)
+        raw = (
+            raw_train
+            if split == "train"
+            else pipeline | f"Read{split}" >> split_source.BeamSource()
+        )
+        transformed, metadata = (
+            (raw, split_source.TensorAdapterConfig()),
+            transform_fn,
+        ) | f"Transform{split}" >> tft_beam.TransformDataset(output_record_batches=True)
+        encoder = metadata.deferred_metadata | f"Encoder{split}" >> beam.Map(
+            lambda m: RecordBatchToExamplesEncoder(m.schema)
+        )
+        _ = (
+            transformed
+            | f"Encode{split}"
+            >> beam.FlatMapTuple(_encode, encoder=beam.pvalue.AsSingleton(encoder))
+            | f"Write{split}"
+            >> beam.io.WriteToTFRecord(
+                layout.split_prefix(transformed_examples_dir, split),
+                file_name_suffix=layout.RECORD_SUFFIX,
             )
-            transformed, metadata = (
-                (raw, split_source.TensorAdapterConfig()),
-                transform_fn,
-            ) | f"Transform{split}" >> tft_beam.TransformDataset(output_record_batches=True)
-            encoder = metadata.deferred_metadata | f"Encoder{split}" >> beam.Map(
-                lambda m: RecordBatchToExamplesEncoder(m.schema)
-            )
-            _ = (
-                transformed
-                | f"Encode{split}"
-                >> beam.FlatMapTuple(_encode, encoder=beam.pvalue.AsSingleton(encoder))
-                | f"Write{split}"
-                >> beam.io.WriteToTFRecord(
-                    layout.split_prefix(transformed_examples_dir, split),
-                    file_name_suffix=layout.RECORD_SUFFIX,
-                )
-            )
+        )
