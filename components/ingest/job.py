@@ -21,6 +21,7 @@ Output directory (names from `components.layout`):
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -30,6 +31,9 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from components import layout
 from components import schema as schema_lib
@@ -105,16 +109,30 @@ class _FirstAndCount(beam.CombineFn):
 
 
 class _Validate(beam.DoFn):
-    """RawRecord -> (split, row) for kept rows; dead letters and outcome events on side outputs.
+    """RawRecord -> (split, row) for kept rows; dead letters on a side output, and the outcome
+    counts of each bundle as (event, count) pairs on another (counted per bundle, not emitted
+    per row: the counting then costs a few elements per bundle instead of several per row).
     `duplicates` maps each pair that comes more than once to its first (source, row)."""
 
     def __init__(self, schema: schema_lib.RawSchema, encoding: str, funnel_policy: str) -> None:
         self._schema = schema
         self._encoding = encoding
         self._funnel_policy = funnel_policy
+        self._events: collections.Counter = collections.Counter()
+
+    def start_bundle(self) -> None:
+        self._events = collections.Counter()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for event, count in self._events.items():
+            yield beam.pvalue.TaggedOutput(
+                _EVENTS, WindowedValue((event, count), MIN_TIMESTAMP, [GlobalWindow()])
+            )
+        self._events = collections.Counter()
 
     def process(self, record: RawRecord, duplicates: dict) -> Iterator[Any]:
-        yield beam.pvalue.TaggedOutput(_EVENTS, counts_lib.ROWS_READ_EVENT)
+        events = self._events
+        events[counts_lib.ROWS_READ_EVENT] += 1
         first = duplicates.get(_pair_key(record)) if duplicates else None
         if first is not None and tuple(first) != (record.source, record.row):
             query, product = _pair_key(record)
@@ -123,23 +141,24 @@ class _Validate(beam.DoFn):
                 f"{first[1]} of {os.path.basename(first[0])}"
             )
             reason = errors.DUPLICATE_PAIR
-            yield beam.pvalue.TaggedOutput(_EVENTS, counts_lib.dead_letter_event(reason))
+            events[counts_lib.dead_letter_event(reason)] += 1
             yield beam.pvalue.TaggedOutput(
                 _DEAD, validate.dead_letter(record, reason, None, detail)
             )
             return
         checked = validate.check_record(record, self._schema, self._encoding, self._funnel_policy)
         if checked.clipped:
-            yield beam.pvalue.TaggedOutput(_EVENTS, counts_lib.CLIPPED_EVENT)
+            events[counts_lib.CLIPPED_EVENT] += 1
         if checked.outcome == validate.DEAD_LETTER:
-            reason = checked.dead_letter["reason"]
-            yield beam.pvalue.TaggedOutput(_EVENTS, counts_lib.dead_letter_event(reason))
+            events[counts_lib.dead_letter_event(checked.dead_letter["reason"])] += 1
             yield beam.pvalue.TaggedOutput(_DEAD, checked.dead_letter)
         elif checked.outcome == validate.FILTERED:
-            yield beam.pvalue.TaggedOutput(_EVENTS, counts_lib.FILTERED_EVENT)
+            events[counts_lib.FILTERED_EVENT] += 1
         else:
-            yield beam.pvalue.TaggedOutput(_EVENTS, counts_lib.KEPT_EVENT)
-            yield split.split_of(checked.row[schema_lib.QUERY]), checked.row
+            which = split.split_of(checked.row[schema_lib.QUERY])
+            events[counts_lib.KEPT_EVENT] += 1
+            events[counts_lib.split_rows_event(which)] += 1
+            yield which, checked.row
 
 
 def _split_index(keyed: tuple[str, dict], num_partitions: int) -> int:
@@ -205,17 +224,16 @@ def build_pipeline(
             os.path.join(output_dir, _STATISTICS_PART), shard_name_template="", num_shards=1
         )
     )
-    split_rows = kept | "SplitRows" >> beam.Map(lambda kv: counts_lib.split_rows_event(kv[0]))
     split_queries = (
         kept
         | "SplitQuery" >> beam.Map(_split_query)
         | "DistinctQueries" >> beam.Distinct()
-        | "SplitQueries" >> beam.Map(lambda kv: counts_lib.split_queries_event(kv[0]))
+        | "SplitQueries" >> beam.Map(lambda kv: (counts_lib.split_queries_event(kv[0]), 1))
     )
     _ = (
-        (checked[_EVENTS], split_rows, split_queries)
+        (checked[_EVENTS], split_queries)
         | "AllEvents" >> beam.Flatten()
-        | "CountEvents" >> beam.combiners.Count.PerElement()
+        | "CountEvents" >> beam.CombinePerKey(sum)
         | "EventTable" >> beam.combiners.ToDict()
         | "EventJson" >> beam.Map(json.dumps, sort_keys=True)
         | "WriteEvents"

@@ -1,0 +1,226 @@
+"""Rows per second of ingest and transform on Beam's local runner, with peak memory.
+
+    .venv/bin/python benchmarks/ingest_throughput.py --rows 100000,1000000
+
+For each size a synthetic raw log (valid rows, about 20 products per query, every column of
+the demo schema) is written as CSV (not timed), then ingest and transform each run in a fresh
+child process exactly as the pipeline runs them (`job.run_ingest`, `run_transform`, local
+runner), so each step's peak resident memory is its own. Prints seconds, rows per second and
+peak memory per step, measured in this run, and the peak memory's growth between sizes (flat:
+the rows stream). `--profile` adds the functions where ingest spends its time (cProfile, one more
+ingest run at the smallest size, apart from the timed ones).
+
+The same jobs run on Dataflow, Flink or Spark with Beam options only (the pipeline's
+`beam_pipeline_args`, or `--beam-arg` of `pipeline.py run`); see the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+import numpy as np
+import pandas as pd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORDS = np.array(
+    [
+        "red",
+        "blue",
+        "black",
+        "white",
+        "leather",
+        "cotton",
+        "running",
+        "trail",
+        "office",
+        "gaming",
+        "wireless",
+        "steel",
+        "oak",
+        "small",
+        "large",
+        "kids",
+        "men",
+        "women",
+        "sofa",
+        "boots",
+        "lamp",
+        "desk",
+        "chair",
+        "headset",
+        "watch",
+        "kettle",
+        "jacket",
+    ]
+)
+
+
+def write_log(path: str, rows: int, seed: int = 0, chunk: int = 100_000) -> None:
+    """A valid synthetic log of `rows` rows, written in chunks (constant memory)."""
+    from components import schema as S
+
+    rng = np.random.default_rng(seed)
+    first = True
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        index = np.arange(start, start + n)
+        query = index // 20
+        words = WORDS[rng.integers(0, len(WORDS), size=(n, 4))]
+        impressions = rng.integers(6, 400, n)
+        clicks = rng.binomial(impressions, 0.1)
+        carts = rng.binomial(clicks, 0.3)
+        purchases = rng.binomial(carts, 0.4)
+        frame = pd.DataFrame(
+            {
+                S.QUERY: [f"{w[0]} {w[1]} {q}" for w, q in zip(words, query, strict=True)],
+                S.PRODUCT_ID: [f"p{i}" for i in index],
+                S.TITLE: [" ".join(w) for w in words],
+                S.PRODUCT_TYPE: words[:, 3],
+                S.BRAND: [f"brand{b}" for b in rng.integers(0, 200, n)],
+                S.COLOR: words[:, 0],
+                S.GENDER: rng.choice(["men", "women", ""], n),
+                S.DESCRIPTION: [" ".join(w[::-1]) for w in words],
+                "lexical_score": rng.random(n).round(3),
+                "price": rng.lognormal(3.5, 1.0, n).round(2),
+                "rating": (rng.random(n) * 5).round(1),
+                "review_count": rng.integers(0, 500, n),
+                "popularity": rng.integers(0, 3000, n),
+                "discount": (rng.random(n) * 0.5).round(2),
+                S.IMPRESSIONS: impressions,
+                S.CLICKS: clicks,
+                S.ADD_TO_CART: carts,
+                S.PURCHASES: purchases,
+                S.POSITION: (rng.random(n) * 30 + 1).round(1),
+            }
+        )
+        frame.to_csv(path, mode="w" if first else "a", header=first, index=False)
+        first = False
+
+
+def _child(stage: str, source: str, work: str, profile: bool) -> dict:
+    """Run one stage in a fresh interpreter; its seconds and peak RSS."""
+    code = f"""
+import cProfile, io, json, pstats, resource, sys, time
+sys.path.insert(0, {ROOT!r})
+from components import schema as S
+from components.ingest import job
+from components.transform.transform import run_transform
+stage, source, work, profile = {stage!r}, {source!r}, {work!r}, {profile!r}
+profiler = cProfile.Profile() if profile else None
+start = time.perf_counter()
+if profiler: profiler.enable()
+if stage == "ingest":
+    counts = job.run_ingest(source, work + "/examples", S.DEMO_SCHEMA)
+    rows = counts.rows_read
+else:
+    run_transform(work + "/examples", work + "/tft", work + "/tx", temp_dir=work + "/tmp")
+    rows = json.load(open(work + "/examples/counts.json"))["rows_kept"]
+if profiler: profiler.disable()
+seconds = time.perf_counter() - start
+top = ""
+if profiler:
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+    top = out.getvalue()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("RESULT " + json.dumps({{"seconds": seconds, "rows": rows, "peak_mb": peak, "profile": top}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{stage} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+@click.command()
+@click.option("--rows", default="100000,1000000", show_default=True, help="Sizes to run.")
+@click.option("--profile", is_flag=True, help="Profile ingest at the smallest size.")
+@click.option("--out", default=None, help="Also write the report (Markdown) here.")
+def main(rows: str, profile: bool, out: str | None) -> None:
+    sizes = sorted(int(r) for r in rows.split(","))
+    results = []
+    profiles = []
+    for size in sizes:
+        work = tempfile.mkdtemp(prefix=f"mlpr-ingest-{size}-")
+        source = os.path.join(work, "log.csv")
+        t0 = time.perf_counter()
+        write_log(source, size)
+        click.echo(
+            f"[{size}] wrote {os.path.getsize(source) / 2**20:.0f} MiB in "
+            f"{time.perf_counter() - t0:.0f} s",
+            err=True,
+        )
+        steps = {}
+        for stage in ("ingest", "transform"):
+            result = _child(stage, source, work, False)
+            steps[stage] = result
+            click.echo(
+                f"[{size}] {stage}: {result['seconds']:.0f} s, "
+                f"{result['rows'] / result['seconds']:.0f} rows/s, peak {result['peak_mb']:.0f} MiB",
+                err=True,
+            )
+        results.append((size, steps))
+        if profile and size == sizes[0]:  # a separate run: profiling slows the timed one down
+            profiles.append(_child("ingest", source, work, True)["profile"])
+
+    lines = [
+        f"# Ingest + transform throughput, local Beam runner, {os.cpu_count()} CPUs",
+        "",
+        f"    .venv/bin/python benchmarks/ingest_throughput.py --rows {rows}",
+        "",
+        "| rows | step | seconds | rows/s | peak MiB |",
+        "|---|---|---|---|---|",
+    ]
+    for size, steps in results:
+        for stage, r in steps.items():
+            lines.append(
+                f"| {size:,} | {stage} | {r['seconds']:.1f} | {r['rows'] / r['seconds']:,.0f} | "
+                f"{r['peak_mb']:.0f} |"
+            )
+        total = sum(r["seconds"] for r in steps.values())
+        lines.append(f"| {size:,} | ingest + transform | {total:.1f} | {size / total:,.0f} | |")
+    if len(results) > 1:
+        (small, a), (large, b) = results[0], results[-1]
+        lines += [
+            "",
+            f"Peak memory from {small:,} to {large:,} rows ({large / small:.0f}x): "
+            + ", ".join(
+                f"{stage} {a[stage]['peak_mb']:.0f} -> {b[stage]['peak_mb']:.0f} MiB "
+                f"({b[stage]['peak_mb'] / a[stage]['peak_mb']:.2f}x)"
+                for stage in a
+            ),
+        ]
+    goal = 20_000
+    largest, steps = results[-1]
+    rate = largest / sum(r["seconds"] for r in steps.values())
+    lines += [
+        "",
+        f"Goal: ingest + transform >= {goal:,} rows/s at {largest:,} rows: "
+        + ("met" if rate >= goal else f"MISSED ({rate:,.0f} rows/s)"),
+    ]
+    for text in profiles:
+        lines += [
+            "",
+            "## Where ingest spends its time (cProfile, by own time)",
+            "",
+            "```",
+            text.strip(),
+            "```",
+        ]
+    report = "\n".join(lines) + "\n"
+    click.echo(report)
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(report)
+
+
+if __name__ == "__main__":
+    main()
