@@ -26,6 +26,7 @@ from kfp.dsl.graph_component import GraphComponent
 from components import resources
 from components.evaluate.component import evaluate
 from components.ingest.component import ingest
+from components.pretrain.component import pretrain
 from components.push.component import push
 from components.train.component import train
 from components.transform.component import transform
@@ -66,6 +67,8 @@ def mlpr_dag(
     architecture: str = "mlpr",
     encoder_preset: str = "tiny",
     fine_tune_encoder: bool = True,
+    pretrain_encoder: bool = False,
+    pretrain_epochs: int = 3,
     max_epochs: int = 8,
     batch_size: int = 128,
     learning_rate: float = 0.001,
@@ -110,6 +113,10 @@ def mlpr_dag(
             "esm2", "mmoe", "ple", "aitm", "xgboost".
         encoder_preset: text encoder: "tiny", "all-minilm-l6-v2", a directory or a hub name.
         fine_tune_encoder: train the text encoder with the ranker (False: frozen).
+        pretrain_encoder: first pretrain the encoder on the log (two towers, 1:20 random
+            negatives; components/pretrain), starting from encoder_preset; the step is cached
+            while its inputs do not change.
+        pretrain_epochs: passes of that pretraining over the train queries.
         max_epochs: upper bound on training epochs (early stopping on the eval split).
         batch_size: training batch size.
         learning_rate: AdamW learning rate.
@@ -167,9 +174,24 @@ def mlpr_dag(
         examples=ingested.outputs["examples"], beam_pipeline_args=beam_pipeline_args
     )
     resources.set_resources(transformed, resources.TRANSFORM)
+    # One pretrain task, switched by pretrain_encoder: when off it only writes a marker and
+    # train uses encoder_preset as it is. (Two branches joined by dsl.OneOf would spare the
+    # GPU scheduling of that marker step, but kfp.local cannot run dsl.OneOf; the step is
+    # cached, so a rerun with the same inputs starts no pod at all.)
+    pretrained = pretrain(
+        transform_graph=transformed.outputs["transform_graph"],
+        transformed_examples=transformed.outputs["transformed_examples"],
+        enabled=pretrain_encoder,
+        encoder_preset=encoder_preset,
+        epochs=pretrain_epochs,
+        seed=seed,
+    )
+    resources.set_resources(pretrained, resources.PRETRAIN)
+    resources.use_gpus(pretrained, gpu)
     trained = train(
         transform_graph=transformed.outputs["transform_graph"],
         transformed_examples=transformed.outputs["transformed_examples"],
+        pretrained_encoder=pretrained.outputs["encoder"],
         architecture=architecture,
         encoder_preset=encoder_preset,
         fine_tune_encoder=fine_tune_encoder,
@@ -438,6 +460,12 @@ def compile_command(output: str, gpus: int) -> None:
 )
 @click.option("--encoder-preset", default="tiny", show_default=True)
 @click.option("--fine-tune-encoder/--freeze-encoder", default=True, show_default=True)
+@click.option(
+    "--pretrain-encoder",
+    is_flag=True,
+    help="Pretrain the text encoder on the log (two towers) before training the ranker.",
+)
+@click.option("--pretrain-epochs", default=3, show_default=True, type=int)
 @click.option("--max-epochs", default=8, show_default=True, type=int)
 @click.option("--batch-size", default=128, show_default=True, type=int)
 @click.option("--learning-rate", default=0.001, show_default=True, type=float)

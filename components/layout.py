@@ -41,3 +41,7 @@ def split_prefix(root: str, split: str) -> str:
 def split_pattern(root: str, split: str) -> str:
     """Glob matching every shard of a split written with `split_prefix`."""
     return os.path.join(root, split, f"data-*{RECORD_SUFFIX}")
+
+
+# Written by the pretrain step instead of an encoder preset when pretraining is switched off.
+PRETRAIN_DISABLED_FILE = "DISABLED"

@@ -52,6 +52,7 @@ class StepResources:
 # state of the model repository, so they always run.
 INGEST = StepResources(cpu="2", memory="4Gi", cache=True)
 TRANSFORM = StepResources(cpu="2", memory="8Gi", cache=True)
+PRETRAIN = StepResources(cpu="4", memory="16Gi", cache=True)  # a GPU step, like train
 TRAIN = StepResources(cpu="4", memory="16Gi", cache=True)
 EVALUATE = StepResources(cpu="2", memory="8Gi", cache=False)
 PUSH = StepResources(cpu="500m", memory="1Gi", cache=False)

@@ -41,13 +41,22 @@ def _documents(path: str) -> tuple[dict, dict]:
 def test_dag_shape_and_gate():
     spec, _ = _documents(GOLDEN)
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"ingest", "transform", "train", "evaluate", "condition-1"}
+    assert set(tasks) == {"ingest", "transform", "pretrain", "train", "evaluate", "condition-1"}
     assert tasks["transform"]["dependentTasks"] == ["ingest"]
     condition = tasks["condition-1"]
     assert condition["triggerPolicy"]["condition"] == (
         "inputs.parameter_values['pipelinechannel--evaluate-Output'] == true"
     )
     assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"push"}
+    # Train takes the pretrain step's encoder; that step is switched by pretrain_encoder.
+    encoder = tasks["train"]["inputs"]["artifacts"]["pretrained_encoder"]["taskOutputArtifact"]
+    assert encoder == {"outputArtifactKey": "encoder", "producerTask": "pretrain"}
+    assert tasks["pretrain"]["inputs"]["parameters"]["enabled"] == {
+        "componentInputParameter": "pretrain_encoder"
+    }
+    assert (
+        spec["root"]["inputDefinitions"]["parameters"]["pretrain_encoder"]["defaultValue"] is False
+    )
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert "isOptional" not in params["model_base"]  # where to push must be chosen
     assert params["encoder_preset"]["defaultValue"] == "tiny"
@@ -81,7 +90,7 @@ def test_cli_architecture_choices_match_the_model_registry():
 
 # What each executor requests (components/resources.py), by step.
 _STEPS = {"ingest": "INGEST", "transform": "TRANSFORM", "train": "TRAIN", "evaluate": "EVALUATE"}
-_STEPS |= {"push": "PUSH"}
+_STEPS |= {"push": "PUSH", "pretrain": "PRETRAIN"}
 
 
 def _tasks(spec: dict) -> dict:
@@ -107,6 +116,7 @@ def test_every_step_requests_cpu_memory_and_says_whether_it_caches():
         "ingest",
         "transform",
         "train",
+        "pretrain",
     ]
 
 
@@ -138,13 +148,17 @@ def test_gpu_settings_are_run_parameters_of_the_train_step():
     assert platform["exec-train"]["nodeSelector"] == {
         "nodeSelectorJson": {"componentInputParameter": "accelerator_node_selector"}
     }
-    # Only the train step asks for a GPU.
-    others = [e for name, e in executors.items() if name != "exec-train"]
+    # Only the train step and the encoder pretraining ask for a GPU.
+    gpu_steps = {"exec-train", "exec-pretrain"}
+    pretrain = executors["exec-pretrain"]["container"]["resources"]["accelerator"]
+    assert pretrain == accelerator
+    assert platform["exec-pretrain"]["tolerations"] == platform["exec-train"]["tolerations"]
+    others = [e for name, e in executors.items() if name not in gpu_steps]
     assert not any("accelerator" in e["container"]["resources"] for e in others)
     assert not any(
         "tolerations" in c or "nodeSelector" in c
-        for c in platform.values()
-        if c is not platform["exec-train"]
+        for name, c in platform.items()
+        if name not in gpu_steps
     )
 
 

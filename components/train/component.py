@@ -10,6 +10,7 @@ from components.images import BASE_IMAGE
 def train(
     transform_graph: Input[Model],
     transformed_examples: Input[Dataset],
+    pretrained_encoder: Input[Model],
     model: Output[Model],
     metrics: Output[Metrics],
     architecture: str = "mlpr",
@@ -34,6 +35,8 @@ def train(
     Args:
         transform_graph: the transform step's graph (exported inside the serving model).
         transformed_examples: transformed train/eval/test splits.
+        pretrained_encoder: the pretrain step's preset; used instead of encoder_preset unless
+            that step was switched off.
         model: model.keras, the encoder preset (backbone + tokenizer), the serving SavedModel
             (raw features in, probabilities out) and train_info.json.
         metrics: final training and eval losses and AUCs per task.
@@ -49,17 +52,23 @@ def train(
         learning_rate: AdamW learning rate.
         seed: seeds initialisation, shuffling and dropout.
     """
+    import os
+
+    from components.layout import PRETRAIN_DISABLED_FILE
     from components.train.config import XGBOOST, TrainConfig
     from components.train.train import run_training
     from model.architectures import architecture as named_architecture
 
+    preset = encoder_preset
+    if not os.path.exists(os.path.join(pretrained_encoder.path, PRETRAIN_DISABLED_FILE)):
+        preset = pretrained_encoder.path  # domain-pretrained from encoder_preset
     ranker = None
     if architecture != XGBOOST:
         ranker = named_architecture(architecture).replace(fine_tune_encoder=fine_tune_encoder)
     config = TrainConfig(
         architecture=architecture,
         ranker=ranker,
-        encoder_preset=encoder_preset,
+        encoder_preset=preset,
         max_epochs=max_epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
@@ -73,4 +82,5 @@ def train(
     metrics.log_metric("train_examples", result.train_examples)
     model.metadata["architecture"] = architecture
     model.metadata["encoder_preset"] = encoder_preset
+    model.metadata["domain_pretrained"] = preset != encoder_preset
     model.metadata["best_val_loss"] = result.best_val_loss

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -22,7 +23,7 @@ from components.transform.preprocessing import VOCAB_OOV_BUCKETS
 from model.encoder import TextEncoder
 from model.losses import binary_crossentropy
 from model.presets import TINY, load_encoder
-from model.ranker import build_ranker
+from model.ranker import PRODUCT_PROJECTION, QUERY_PROJECTION, build_ranker
 from model.text_preprocessor import TextPreprocessor
 from model.xgboost_baseline import fit_xgboost
 from serving.export import export_serving_model
@@ -68,7 +69,37 @@ def build_model(config: TrainConfig, tft_output: tft.TFTransformOutput, train_fi
         query_length=config.query_length,
         product_length=config.product_length,
     )
+    if os.path.isdir(config.encoder_preset):
+        _load_pretrained_projections(model, config.encoder_preset)
     return model, preprocessor, backbone, tokenizer
+
+
+def _load_pretrained_projections(model: keras.Model, preset_dir: str) -> bool:
+    """Start MLPR's query and product projections from a domain-pretrained preset's
+    (components/pretrain), when it has them and their shapes match; True when copied."""
+    from components.pretrain.pretrain import load_projections
+
+    saved = load_projections(preset_dir)
+    if saved is None:
+        return False
+    layers = {
+        "query": model.get_layer(QUERY_PROJECTION),
+        "product": model.get_layer(PRODUCT_PROJECTION),
+    }
+    weights = {t: [saved[f"{t}_kernel"], saved[f"{t}_bias"]] for t in layers}
+    shapes_match = all(
+        [w.shape for w in layers[t].get_weights()] == [w.shape for w in weights[t]] for t in layers
+    )
+    if not shapes_match:
+        logging.warning(
+            "the pretrained projections in %s do not fit this ranker's projection_dim; "
+            "the projections start at random",
+            preset_dir,
+        )
+        return False
+    for t, layer in layers.items():
+        layer.set_weights(weights[t])
+    return True
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
