@@ -99,12 +99,11 @@ def build_transform(
     _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_output_dir)
 
     for split in S.SPLITS:
+        # Every split, train included, is read again for the transform: reusing the analyzed
+        # train PCollection would make the local runner hold all of it in memory until the
+        # analysis (the transform's side input) is done.
         split_source = train if split == "train" else source(split)
-        raw = (
-            raw_train
-            if split == "train"
-            else pipeline | f"Read{split}" >> split_source.BeamSource()
-        )
+        raw = pipeline | f"Read{split}" >> split_source.BeamSource()
         transformed, metadata = (
             (raw, split_source.TensorAdapterConfig()),
             transform_fn,
