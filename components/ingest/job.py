@@ -22,6 +22,7 @@ Output directory (names from `components.layout`):
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import logging
 import os
@@ -81,28 +82,37 @@ def _pair_key(record: RawRecord) -> tuple[str, str] | None:
     return str(query).strip(), str(product).strip()
 
 
-def _pair_position(record: RawRecord) -> Iterator[tuple[tuple[str, str], tuple[int, str, int]]]:
-    key = _pair_key(record)
-    if key is not None and key[0] and key[1]:
-        yield key, (1, record.source, record.row)
+def _pair_digest(key: tuple[str, str] | None) -> bytes | None:
+    """A 16-byte digest of a (query, product_id) pair: the state kept per distinct pair while
+    duplicates are found is this and three integers, not the strings (collisions: ~2^-64 for
+    billions of pairs)."""
+    if key is None or not key[0] or not key[1]:
+        return None
+    return hashlib.blake2b(f"{key[0]}\x1f{key[1]}".encode(), digest_size=16).digest()
+
+
+def _pair_position(record: RawRecord, file_index: dict[str, int]):
+    digest = _pair_digest(_pair_key(record))
+    if digest is not None:
+        yield digest, (1, file_index[record.source], record.row)
 
 
 class _FirstAndCount(beam.CombineFn):
-    """(1, source, row) values -> (count, first source, first row)."""
+    """(1, file index, row) values -> (count, first file index, first row)."""
 
     def create_accumulator(self):
-        return (0, None, None)
+        return (0, -1, -1)
 
     def add_input(self, acc, value):
         return self.merge_accumulators([acc, value])
 
     def merge_accumulators(self, accumulators):
         count, first = 0, None
-        for n, source, row in accumulators:
+        for n, index, row in accumulators:
             count += n
-            if source is not None and (first is None or (source, row) < first):
-                first = (source, row)
-        return (count, *first) if first else (count, None, None)
+            if index >= 0 and (first is None or (index, row) < first):
+                first = (index, row)
+        return (count, *first) if first else (count, -1, -1)
 
     def extract_output(self, acc):
         return acc
@@ -114,10 +124,18 @@ class _Validate(beam.DoFn):
     per row: the counting then costs a few elements per bundle instead of several per row).
     `duplicates` maps each pair that comes more than once to its first (source, row)."""
 
-    def __init__(self, schema: schema_lib.RawSchema, encoding: str, funnel_policy: str) -> None:
+    def __init__(
+        self,
+        schema: schema_lib.RawSchema,
+        encoding: str,
+        funnel_policy: str,
+        files: Sequence[str] = (),
+    ) -> None:
         self._schema = schema
         self._encoding = encoding
         self._funnel_policy = funnel_policy
+        self._files = list(files)
+        self._file_index = {path: i for i, path in enumerate(self._files)}
         self._events: collections.Counter = collections.Counter()
 
     def start_bundle(self) -> None:
@@ -133,12 +151,14 @@ class _Validate(beam.DoFn):
     def process(self, record: RawRecord, duplicates: dict) -> Iterator[Any]:
         events = self._events
         events[counts_lib.ROWS_READ_EVENT] += 1
-        first = duplicates.get(_pair_key(record)) if duplicates else None
-        if first is not None and tuple(first) != (record.source, record.row):
-            query, product = _pair_key(record)
+        key = _pair_key(record) if duplicates else None
+        first = duplicates.get(_pair_digest(key)) if key else None
+        here = (self._file_index.get(record.source, -1), record.row)
+        if first is not None and tuple(first) != here:
+            query, product = key
             detail = (
                 f"the pair (query {query!r}, product_id {product!r}) already came in row "
-                f"{first[1]} of {os.path.basename(first[0])}"
+                f"{first[1]} of {os.path.basename(self._files[first[0]])}"
             )
             reason = errors.DUPLICATE_PAIR
             events[counts_lib.dead_letter_event(reason)] += 1
@@ -183,12 +203,13 @@ def build_pipeline(
 ) -> None:
     """Add the ingest transforms to `pipeline` (inputs already checked by `resolve_inputs`)."""
     files = [(f.path, f.format) for f in inputs]
+    file_index = {f.path: i for i, f in enumerate(inputs)}  # inputs come sorted by path
     duplicates = (
         pipeline
         | "PairFiles" >> beam.Create(files)
         | "SpreadPairFiles" >> beam.Reshuffle()
         | "ReadPairs" >> beam.ParDo(ReadRecords(encoding, schema))
-        | "PairPositions" >> beam.FlatMap(_pair_position)
+        | "PairPositions" >> beam.FlatMap(_pair_position, file_index=file_index)
         | "FirstPerPair" >> beam.CombinePerKey(_FirstAndCount())
         | "Duplicated" >> beam.Filter(lambda kv: kv[1][0] > 1)
         | "FirstOfDuplicated" >> beam.Map(lambda kv: (kv[0], kv[1][1:]))
@@ -200,7 +221,8 @@ def build_pipeline(
         | "Read" >> beam.ParDo(ReadRecords(encoding, schema))
         | "Validate"
         >> beam.ParDo(
-            _Validate(schema, encoding, funnel_policy), duplicates=beam.pvalue.AsDict(duplicates)
+            _Validate(schema, encoding, funnel_policy, [f.path for f in inputs]),
+            duplicates=beam.pvalue.AsDict(duplicates),
         ).with_outputs(_EVENTS, _DEAD, main="kept")
     )
     kept = checked.kept
