@@ -137,8 +137,13 @@ def test_forced_push_is_blessed_recorded_and_pushed(tmp_path, dataset, models):
         "blessed because force_push is set, although 10 of 13 checks failed: floor click/auc"
     )
     assert run.blessing.metadata["forced"] is True
+    from kfp import dsl
+
     pushed = push.python_func(
-        model=run_model(models["weak"]), blessing=run.blessing, model_base=model_base
+        model=run_model(models["weak"]),
+        blessing=run.blessing,
+        serving_config=dsl.Artifact(uri=os.path.join(str(tmp_path), "push-config")),
+        model_base=model_base,
     )
     assert pushed.pushed_uri == os.path.join(model_base, "mlpr", "2")
     assert "BLESSED (FORCED)" in run.html

@@ -209,6 +209,7 @@ def run_push(model_dir: str, blessing: dsl.Artifact, model_base: str):
     return push.python_func(
         model=dsl.Model(uri=model_dir),
         blessing=dsl.Artifact(uri=blessing.uri),
+        serving_config=dsl.Artifact(uri=os.path.join(os.path.dirname(model_base), "push-config")),
         model_base=model_base,
     )
 
