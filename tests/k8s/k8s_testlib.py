@@ -50,11 +50,3 @@ def one(docs: list[dict], kind: str) -> dict:
     found = [d for d in docs if d["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
-
-
-def tfserving_config_messages() -> dict[str, type]:
-    """BatchingParameters and MonitoringConfig as TF Serving declares them, so the config
-    files can be parsed the way the model server parses them."""
-    from serving.tfs_config import messages
-
-    return messages()

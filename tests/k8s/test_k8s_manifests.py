@@ -18,11 +18,11 @@ from k8s_testlib import (
     one,
     render,
     render_text,
-    tfserving_config_messages,
 )
 from tensorflow_serving.config import model_server_config_pb2
 
 from components import resources
+from serving import tfs_config
 
 GPU = resources.GPU_RESOURCE
 
@@ -161,9 +161,9 @@ def test_prometheus_scrapes_the_path_the_monitoring_config_enables(overlay):
     docs = render(f"overlays/{overlay}")
     container = _container(docs)
     files = _config_files(docs)
-    messages = tfserving_config_messages()
-    monitoring = text_format.Parse(
-        files[_flag(container, "monitoring_config_file")], messages["MonitoringConfig"]()
+    # Parsed as the model server parses it: an unknown field or a wrong type fails.
+    monitoring = tfs_config.parse(
+        files[_flag(container, "monitoring_config_file")], "MonitoringConfig"
     )
     assert monitoring.prometheus_config.enable is True
     annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
@@ -181,7 +181,7 @@ def test_batching_fits_a_ranking_request_and_the_cpu_request(overlay):
     container = _container(docs)
     assert _flag(container, "enable_batching") == "true"
     text = _config_files(docs)[_flag(container, "batching_parameters_file")]
-    batching = text_format.Parse(text, tfserving_config_messages()["BatchingParameters"]())
+    batching = tfs_config.parse(text, "BatchingParameters")
     # One request ranks a query's candidates: a few hundred pairs must fit in one batch.
     assert batching.max_batch_size.value >= 512
     assert 0 < batching.batch_timeout_micros.value <= 10_000

@@ -75,18 +75,23 @@ def parse_input(input_data: str) -> tuple[Adapter | None, str]:
 def materialize(adapter: Adapter, source: str, out_dir: str, seed: int = 0) -> tuple[str, str]:
     """Run `adapter` on `source`; write the log (CSV, UTF-8) and its schema JSON into
     `out_dir`; return (log path, schema path)."""
-    from components.ingest import demo_data
-
     if not os.path.exists(source):
         raise ValueError(f"{adapter.name} adapter: input file {source!r} does not exist")
     try:
         log = adapter.convert(source, seed)
     except (OSError, KeyError) as err:
         raise ValueError(f"{adapter.name} adapter could not read {source!r}: {err}") from err
-    os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.join(out_dir, f"{adapter.name}.csv")
-    demo_data.write(log, log_path)
     schema_path = os.path.join(out_dir, f"{adapter.name}.schema.json")
-    with open(schema_path, "w", encoding="utf-8") as f:
-        f.write(adapter.schema.to_json())
+    write_log(log, adapter.schema, log_path, schema_path)
     return log_path, schema_path
+
+
+def write_log(log: pd.DataFrame, schema: S.RawSchema, log_path: str, schema_path: str) -> None:
+    """Write an adapter's log (CSV, JSONL or Parquet by extension) and its schema JSON."""
+    from components.ingest import demo_data
+
+    demo_data.write(log, log_path)
+    os.makedirs(os.path.dirname(os.path.abspath(schema_path)), exist_ok=True)
+    with open(schema_path, "w", encoding="utf-8") as f:
+        f.write(schema.to_json())

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import click
 
-from components.ingest import demo_data
-from components.ingest.adapters import esci, homedepot
+from components.ingest.adapters import esci, homedepot, write_log
 
 
 @click.group()
@@ -34,12 +33,7 @@ def homedepot_command(source: str, out: str, schema_out: str | None, seed: int) 
     except (OSError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
-    demo_data.write(log, out)
-    schema_path = Path(schema_out) if schema_out else Path(out).with_suffix(".schema.json")
-    schema_path.write_text(homedepot.SCHEMA.to_json(), encoding="utf-8")
-    click.echo(
-        f"wrote {len(log)} rows ({log['query'].nunique()} queries) to {out}; schema {schema_path}"
-    )
+    _write(log, homedepot.SCHEMA, out, schema_out)
 
 
 @cli.command("esci")
@@ -56,9 +50,12 @@ def esci_command(source, products, locale, out, schema_out, seed) -> None:
     except (OSError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
-    demo_data.write(log, out)
-    schema_path = Path(schema_out) if schema_out else Path(out).with_suffix(".schema.json")
-    schema_path.write_text(esci.SCHEMA.to_json(), encoding="utf-8")
+    _write(log, esci.SCHEMA, out, schema_out)
+
+
+def _write(log, schema, out: str, schema_out: str | None) -> None:
+    schema_path = schema_out or str(Path(out).with_suffix(".schema.json"))
+    write_log(log, schema, out, schema_path)
     click.echo(
         f"wrote {len(log)} rows ({log['query'].nunique()} queries) to {out}; schema {schema_path}"
     )
