@@ -1,0 +1,192 @@
+"""Training throughput of MLPR and MLP_MTL (examples/second) on whatever Keras backend is set.
+
+    KERAS_BACKEND=jax python benchmarks/train_throughput.py --encoder base --out result.md
+    .venv/bin/python benchmarks/train_throughput.py --encoder tiny
+
+The model code uses `keras.ops` only, so this runs where TensorFlow is absent (a GPU machine with
+JAX or PyTorch): it builds each ranker with `model.ranker.build_ranker`, compiles it the way the
+train step does (`components.train.train.compile_model` is TensorFlow-free but lives in a module
+that imports TensorFlow, so the same optimizer and metrics are set here), and fits it on random
+token ids and features of the train step's shapes. Data loading and tokenisation are left out:
+this measures the model's training step, the part a GPU changes.
+
+Encoders: `tiny` (the offline preset's architecture, 2 x 64) and `base` (DistilBERT-base's,
+6 layers x 768, 12 heads), both with random weights; fine-tuned, as in MLPR's default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import click  # noqa: E402
+import numpy as np  # noqa: E402
+
+ENCODERS = {
+    # name: (num_layers, num_heads, hidden_dim, intermediate_dim, vocabulary_size)
+    "tiny": (2, 2, 64, 128, 3000),
+    "base": (6, 12, 768, 3072, 30522),
+}
+
+
+def _backbone(encoder: str, max_length: int, seed: int):
+    import keras_hub
+
+    layers, heads, hidden, intermediate, vocabulary = ENCODERS[encoder]
+    return keras_hub.models.DistilBertBackbone(
+        vocabulary_size=vocabulary,
+        num_layers=layers,
+        num_heads=heads,
+        hidden_dim=hidden,
+        intermediate_dim=intermediate,
+        max_sequence_length=max_length,
+    )
+
+
+def _batch(n: int, vocabulary: int, wide_dim: int, config, vocab_sizes: dict, rng):
+    from components import schema as S
+
+    def text(length):
+        lengths = rng.integers(2, length + 1, size=n)
+        mask = (np.arange(length)[None, :] < lengths[:, None]).astype("int32")
+        ids = rng.integers(5, vocabulary, size=(n, length)).astype("int32") * mask
+        return ids, mask
+
+    q_ids, q_mask = text(config.query_length)
+    p_ids, p_mask = text(config.product_length)
+    x = {
+        "query_token_ids": q_ids,
+        "query_padding_mask": q_mask,
+        "product_token_ids": p_ids,
+        "product_padding_mask": p_mask,
+        S.WIDE: rng.standard_normal((n, wide_dim)).astype("float32"),
+    }
+    for column, size in vocab_sizes.items():
+        x[S.vocab_id_name(column)] = rng.integers(0, size, size=n).astype("int32")
+    # Funnel-consistent labels: atc only after a click, purchase only after atc.
+    click_ = rng.random(n) < 0.3
+    atc = click_ & (rng.random(n) < 0.3)
+    purchase = atc & (rng.random(n) < 0.5)
+    y = {t: v.astype("float32") for t, v in zip(S.TASKS, (click_, atc, purchase), strict=True)}
+    return x, y
+
+
+def measure(
+    architecture_name: str, encoder: str, steps: int, warmup: int, batch_size: int, seed: int
+):
+    """(examples/second, seconds of the first, compiling, step) of `steps` timed train steps."""
+    import keras
+
+    from components import schema as S
+    from components.train.config import TrainConfig
+    from model.architectures import architecture
+    from model.encoder import TextEncoder
+    from model.ranker import build_ranker
+
+    keras.utils.set_random_seed(seed)
+    config = TrainConfig(architecture=architecture_name, batch_size=batch_size, seed=seed)
+    wide_dim = len(S.DEMO_SCHEMA.ranking_features)
+    vocab_sizes = {c: 200 for c in S.CATEGORICAL_COLUMNS}
+    backbone = _backbone(encoder, max(config.query_length, config.product_length), seed)
+    text_encoder = TextEncoder(backbone, fine_tune=True)
+    model = build_ranker(
+        architecture(architecture_name),
+        text_encoder,
+        wide_dim=wide_dim,
+        vocabulary_sizes=vocab_sizes,
+        query_length=config.query_length,
+        product_length=config.product_length,
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=config.learning_rate),
+        metrics={t: [keras.metrics.AUC(name="auc")] for t in S.TASKS},
+    )
+    rng = np.random.default_rng(seed)
+    x, y = _batch(
+        batch_size * (steps + warmup), ENCODERS[encoder][4], wide_dim, config, vocab_sizes, rng
+    )
+    first = {k: v[: batch_size * warmup] for k, v in x.items()}
+    first_y = {k: v[: batch_size * warmup] for k, v in y.items()}
+    rest = {k: v[batch_size * warmup :] for k, v in x.items()}
+    rest_y = {k: v[batch_size * warmup :] for k, v in y.items()}
+    start = time.perf_counter()
+    model.fit(first, first_y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    history = model.fit(rest, rest_y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    seconds = time.perf_counter() - start
+    loss = float(history.history["loss"][-1])
+    if not np.isfinite(loss):
+        raise RuntimeError(f"{architecture_name}/{encoder}: loss is {loss} after training")
+    return batch_size * steps / seconds, compile_seconds, loss, model.count_params()
+
+
+def _device() -> str:
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return ", ".join(sorted({str(d.device_kind) for d in jax.devices()}))
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return gpus[0].name if gpus else "cpu"
+    return "unknown"
+
+
+@click.command()
+@click.option(
+    "--encoder", "encoders", default="tiny", show_default=True, help="Comma-separated: tiny, base."
+)
+@click.option("--models", default="mlpr,mlp_mtl", show_default=True)
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--steps", default=30, show_default=True, help="Timed train steps per model.")
+@click.option("--warmup", default=3, show_default=True, help="Untimed steps (compilation).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", default=None, help="Also write the Markdown table here.")
+def main(encoders, models, batch_size, steps, warmup, seed, out) -> None:
+    import keras
+
+    backend = keras.backend.backend()
+    device = _device()
+    lines = [
+        f"# Training throughput: Keras backend {backend}, device {device}",
+        "",
+        f"    KERAS_BACKEND={backend} python benchmarks/train_throughput.py --encoder {encoders} "
+        f"--models {models} --batch-size {batch_size} --steps {steps}",
+        "",
+        "| model | encoder | examples/s | first fit incl. compile (s) | parameters | loss |",
+        "|---|---|---|---|---|---|",
+    ]
+    for encoder in encoders.split(","):
+        if encoder not in ENCODERS:
+            raise click.BadParameter(f"unknown encoder {encoder!r}; choose from {sorted(ENCODERS)}")
+        for name in models.split(","):
+            rate, compile_seconds, loss, params = measure(
+                name, encoder, steps, warmup, batch_size, seed
+            )
+            row = (
+                f"| {name} | {encoder} | {rate:,.0f} | {compile_seconds:.1f} | {params:,} "
+                f"| {loss:.3f} |"
+            )
+            click.echo(row, err=True)
+            lines.append(row)
+    report = "\n".join(lines) + "\n"
+    click.echo(report)
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(report)
+
+
+if __name__ == "__main__":
+    main()
