@@ -4,10 +4,9 @@
     .venv/bin/python benchmarks/train_throughput.py --encoder tiny
 
 The model code uses `keras.ops` only, so this runs where TensorFlow is absent (a GPU machine with
-JAX or PyTorch): it builds each ranker with `model.ranker.build_ranker`, compiles it the way the
-train step does (`components.train.train.compile_model` is TensorFlow-free but lives in a module
-that imports TensorFlow, so the same optimizer and metrics are set here), and fits it on random
-token ids and features of the train step's shapes. Data loading and tokenisation are left out:
+JAX or PyTorch): it builds and compiles each ranker with the train step's own
+`model.ranker.build_ranker` and `compile_ranker`, and fits it on random token ids and features
+of the train step's shapes. Data loading and tokenisation are left out:
 this measures the model's training step, the part a GPU changes.
 
 Encoders: `tiny` (the offline preset's architecture, 2 x 64) and `base` (DistilBERT-base's,
@@ -84,7 +83,7 @@ def measure(
     from components.train.config import TrainConfig
     from model.architectures import architecture
     from model.encoder import TextEncoder
-    from model.ranker import build_ranker
+    from model.ranker import build_ranker, compile_ranker
 
     keras.utils.set_random_seed(seed)
     config = TrainConfig(architecture=architecture_name, batch_size=batch_size, seed=seed)
@@ -100,10 +99,7 @@ def measure(
         query_length=config.query_length,
         product_length=config.product_length,
     )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=config.learning_rate),
-        metrics={t: [keras.metrics.AUC(name="auc")] for t in S.TASKS},
-    )
+    compile_ranker(model, config.learning_rate)
     rng = np.random.default_rng(seed)
     x, y = _batch(
         batch_size * (steps + warmup), ENCODERS[encoder][4], wide_dim, config, vocab_sizes, rng

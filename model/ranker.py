@@ -127,6 +127,15 @@ def build_ranker(
     return MultiTaskRanker(inputs=inputs, outputs=outputs, name="mlpr_ranker")
 
 
+def compile_ranker(model: keras.Model, learning_rate: float) -> None:
+    """Compiles `model` for training as the train step does: AdamW and an AUC per task. No
+    loss is given: the ranker computes its multi-task loss (model/multitask_loss.py)."""
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate),
+        metrics={t: [keras.metrics.AUC(name="auc")] for t in S.TASKS},
+    )
+
+
 def _task_inputs(config: RankerConfig, features) -> list:
     """One input per task for the towers: separate networks, a shared bottom, and/or the
     expert stages (MMoE, then customized-gate experts)."""

@@ -23,7 +23,7 @@ from components.transform.preprocessing import VOCAB_OOV_BUCKETS
 from model.encoder import TextEncoder
 from model.losses import binary_crossentropy
 from model.presets import TINY, load_encoder
-from model.ranker import PRODUCT_PROJECTION, QUERY_PROJECTION, build_ranker
+from model.ranker import PRODUCT_PROJECTION, QUERY_PROJECTION, build_ranker, compile_ranker
 from model.text_preprocessor import TextPreprocessor
 from model.xgboost_baseline import fit_xgboost
 from serving.export import export_serving_model
@@ -102,14 +102,6 @@ def _load_pretrained_projections(model: keras.Model, preset_dir: str) -> bool:
     return True
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
-    # No loss here: the ranker computes its multi-task loss (model/multitask_loss.py).
-    model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate),
-        metrics={t: [keras.metrics.AUC(name="auc")] for t in S.TASKS},
-    )
-
-
 def run_training(
     transform_dir: str,
     transformed_dir: str,
@@ -157,7 +149,7 @@ def run_training(
 
 def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbose):
     model, preprocessor, backbone, tokenizer = build_model(config, tft_output, train_files)
-    compile_model(model, config.learning_rate)
+    compile_ranker(model, config.learning_rate)
     train_ds = make_dataset(
         train_files, tft_output, preprocessor, config.batch_size, shuffle=True, seed=config.seed
     )
