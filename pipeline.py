@@ -69,6 +69,7 @@ def mlpr_dag(
     fine_tune_encoder: bool = True,
     pretrain_encoder: bool = False,
     pretrain_epochs: int = 3,
+    pretrain_hard_negatives: bool = False,
     max_epochs: int = 8,
     batch_size: int = 128,
     learning_rate: float = 0.001,
@@ -113,10 +114,12 @@ def mlpr_dag(
             "esm2", "mmoe", "ple", "aitm", "xgboost".
         encoder_preset: text encoder: "tiny", "all-minilm-l6-v2", a directory or a hub name.
         fine_tune_encoder: train the text encoder with the ranker (False: frozen).
-        pretrain_encoder: first pretrain the encoder on the log (two towers, 1:20 random
-            negatives; components/pretrain), starting from encoder_preset; the step is cached
-            while its inputs do not change.
+        pretrain_encoder: first pretrain the encoder on the log (two towers, 20 negatives
+            per engaged product; components/pretrain), starting from encoder_preset; the step
+            is cached while its inputs do not change.
         pretrain_epochs: passes of that pretraining over the train queries.
+        pretrain_hard_negatives: the pretraining takes each query's shown-but-not-engaged
+            products as its first negatives (False: all drawn at random from the catalog).
         max_epochs: upper bound on training epochs (early stopping on the eval split).
         batch_size: training batch size.
         learning_rate: AdamW learning rate.
@@ -184,6 +187,7 @@ def mlpr_dag(
         enabled=pretrain_encoder,
         encoder_preset=encoder_preset,
         epochs=pretrain_epochs,
+        hard_negatives=pretrain_hard_negatives,
         seed=seed,
     )
     resources.set_resources(pretrained, resources.PRETRAIN)
@@ -466,6 +470,11 @@ def compile_command(output: str, gpus: int) -> None:
     help="Pretrain the text encoder on the log (two towers) before training the ranker.",
 )
 @click.option("--pretrain-epochs", default=3, show_default=True, type=int)
+@click.option(
+    "--pretrain-hard-negatives",
+    is_flag=True,
+    help="Pretraining takes each query's shown-but-not-engaged products as negatives first.",
+)
 @click.option("--max-epochs", default=8, show_default=True, type=int)
 @click.option("--batch-size", default=128, show_default=True, type=int)
 @click.option("--learning-rate", default=0.001, show_default=True, type=float)

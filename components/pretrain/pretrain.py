@@ -7,17 +7,22 @@ local keras-hub / Hugging Face directory; a hub preset where one is reachable) a
 its own 256-d projection, shaped like MLPR's query and product projections.
 
 Training lists, one per query of the train split and epoch: up to `max_positives` products
-engaged with the query (clicked; grade 1 click, 2 add-to-cart, 3 purchase) and `ratio`
-products drawn at random from the catalog per engaged product, never one engaged with the
-query. The scores are scaled cosine similarities, and the loss is the softmax cross-entropy
-against the target distribution proportional to 2^grade - 1 (ListNet): engaged products above
-random ones, purchased above added-to-cart above clicked.
+engaged with the query (clicked at least once), drawn afresh each epoch, and `ratio`
+negatives per engaged product, never one engaged with the query: products drawn at random from
+the catalog, or with `hard_negatives` first the query's own shown-but-not-engaged products
+(then random ones up to the same ratio). An engaged product's gain comes from its counts,
+weighted like the graded gains 2^grade - 1 of click (1), add-to-cart (2) and purchase (3):
+clicks + 3 add_to_cart + 7 purchases. The scores are scaled cosine similarities, and the loss
+is the softmax cross-entropy against the target distribution proportional to the gains
+(ListNet): engaged products above negatives, and among them the more clicked, added and
+bought ones higher.
 
 Output, a keras-hub preset directory the train step loads as its encoder preset: the backbone
 and tokenizer (`save_to_preset`), `projections.npz` (the two projections, which the train step
 copies into MLPR's when the shapes match) and `pretrain_info.json` (the configuration and the
 retrieval metrics of the eval split before and after pretraining: recall@10 and NDCG@10 of the
-engaged products among `eval_negatives` random ones).
+engaged products among `eval_negatives` random ones, and NDCG@5 of the order the encoder gives
+each query's own shown products, which is the ranker's task).
 """
 
 from __future__ import annotations
@@ -49,8 +54,10 @@ class PretrainConfig:
     encoder_preset: where the encoder starts (see the module doc).
     epochs: passes over the train queries (fresh negatives each time).
     queries_per_batch: lists per training step.
-    max_positives: engaged products per list (the highest grades first, ties at random).
-    ratio: random negatives per engaged product.
+    max_positives: engaged products per list (a fresh random choice each epoch when the
+        query has more).
+    ratio: negatives per engaged product.
+    hard_negatives: take the query's shown-but-not-engaged products as negatives first.
     projection_dim: width of both projections (MLPR's projection_dim).
     learning_rate: AdamW learning rate.
     query_length, product_length: token lengths, as in training.
@@ -63,6 +70,7 @@ class PretrainConfig:
     queries_per_batch: int = 16
     max_positives: int = 4
     ratio: int = DEFAULT_RATIO
+    hard_negatives: bool = False
     projection_dim: int = 256
     learning_rate: float = 5e-4
     query_length: int = 16
@@ -76,13 +84,32 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
+# Gain per count of an engaged product: the graded gains 2^grade - 1 of click, add-to-cart,
+# purchase (grades 1, 2, 3).
+COUNT_GAINS = {S.CLICKS: 1.0, S.ADD_TO_CART: 3.0, S.PURCHASES: 7.0}
+
+
 @dataclasses.dataclass
 class EngagementData:
-    """The catalog (product texts) and, per query of a split, its engaged products."""
+    """The catalog (product texts) and, per query of a split, its engaged products with their
+    gains and the products it showed without engagement."""
 
     product_ids: list[str]
     product_texts: list[str]
-    engaged: dict[str, dict[int, int]]  # query -> {product index: grade 1..3}
+    engaged: dict[str, dict[int, float]]  # query -> {product index: gain > 0}
+    shown: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # not engaged
+
+
+def gains_of(batch: dict) -> np.ndarray:
+    """The gain of each pair of a batch of transformed examples: from the engagement counts
+    (`COUNT_GAINS`), or from the 0/1 labels (2^grade - 1) for a transform graph older than the
+    counts' pass-through."""
+    if all(c in batch for c in COUNT_GAINS):
+        return sum(
+            w * batch[c].numpy().reshape(-1).astype(np.float64) for c, w in COUNT_GAINS.items()
+        )
+    grades = sum(batch[t].numpy().reshape(-1).astype(int) for t in S.TASKS)
+    return 2.0**grades - 1.0
 
 
 def read_engagement(transformed_dir: str, tft_output, split: str, catalog=None) -> EngagementData:
@@ -91,23 +118,32 @@ def read_engagement(transformed_dir: str, tft_output, split: str, catalog=None) 
     ids = list(catalog.product_ids) if catalog else []
     texts = list(catalog.product_texts) if catalog else []
     index = {p: i for i, p in enumerate(ids)}
-    engaged: dict[str, dict[int, int]] = defaultdict(dict)
+    engaged: dict[str, dict[int, float]] = defaultdict(dict)
+    shown: dict[str, list[int]] = defaultdict(list)
     splits = S.SPLITS if catalog is None else (split,)
     for name in splits:
         for batch in read_transformed(split_files(transformed_dir, name), tft_output, 4096):
             queries = batch[S.QUERY].numpy()
             products = batch[S.PRODUCT_ID].numpy()
             product_texts = batch[S.PRODUCT_TEXT].numpy()
-            grades = sum(batch[t].numpy().reshape(-1).astype(int) for t in S.TASKS)
-            for q, p, text, grade in zip(queries, products, product_texts, grades, strict=True):
+            clicked = batch[S.TASKS[0]].numpy().reshape(-1) > 0
+            gains = gains_of(batch)
+            for q, p, text, gain, is_engaged in zip(
+                queries, products, product_texts, gains, clicked, strict=True
+            ):
                 p = p.decode("utf-8", "replace")
                 if p not in index:
                     index[p] = len(ids)
                     ids.append(p)
                     texts.append(text.decode("utf-8", "replace"))
-                if name == split and grade > 0:
-                    engaged[q.decode("utf-8", "replace")][index[p]] = int(grade)
-    return EngagementData(ids, texts, dict(engaged))
+                if name != split:
+                    continue
+                query = q.decode("utf-8", "replace")
+                if is_engaged:
+                    engaged[query][index[p]] = float(gain)
+                else:
+                    shown[query].append(index[p])
+    return EngagementData(ids, texts, dict(engaged), dict(shown))
 
 
 def training_lists(data: EngagementData, config: PretrainConfig, sampler, rng):
@@ -117,17 +153,21 @@ def training_lists(data: EngagementData, config: PretrainConfig, sampler, rng):
     queries = sorted(data.engaged)
     for i in rng.permutation(len(queries)):
         query = queries[i]
-        grades = data.engaged[query]
-        order = sorted(grades, key=lambda p: (-grades[p], rng.random()))[: config.max_positives]
-        negatives = sampler.sample(grades, count=config.ratio * len(order))
+        gains = data.engaged[query]
+        engaged = sorted(gains)
+        if len(engaged) > config.max_positives:
+            engaged = sorted(rng.choice(engaged, size=config.max_positives, replace=False))
+        order = sorted(engaged, key=lambda p: -gains[p])
+        hard = data.shown.get(query, ()) if config.hard_negatives else ()
+        negatives = sampler.sample(gains, count=config.ratio * len(order), hard=hard)
         products = np.zeros(width, dtype=np.int64)
         target = np.zeros(width, dtype=np.float32)
         mask = np.zeros(width, dtype=np.float32)
         chosen = np.concatenate([np.asarray(order, dtype=np.int64), negatives])
         products[: len(chosen)] = chosen
         mask[: len(chosen)] = 1.0
-        gains = np.array([2.0 ** grades[p] - 1.0 for p in order], dtype=np.float32)
-        target[: len(order)] = gains / gains.sum()
+        weights = np.array([gains[p] for p in order], dtype=np.float32)
+        target[: len(order)] = weights / weights.sum()
         yield query, products, target, mask
 
 
@@ -177,18 +217,22 @@ def _tokenize(preprocessor: TextPreprocessor, queries, product_texts) -> tuple[d
 
 
 def retrieval_metrics(model: TwoTower, preprocessor, data: EngagementData, config, k=10) -> dict:
-    """Recall@k and NDCG@k (gains 2^grade - 1) of each eval query's engaged products among
-    `eval_negatives` random catalog products, averaged over queries."""
+    """Per eval query, averaged over queries: recall@k and NDCG@k (the gains) of its engaged
+    products among `eval_negatives` random catalog products, and `shown_ndcg@5`: NDCG@5 of
+    the order the encoder's cosine gives the query's own shown products (engaged and not),
+    over the queries with at least two."""
     from components.evaluate.metrics import ndcg_at_k
 
     sampler = NegativeSampler(len(data.product_ids), seed=config.seed + 1)
     texts = np.array(data.product_texts, dtype=object)
     recalls, query_ids, labels, scores = [], [], [], []
+    shown_ids, shown_labels, shown_scores = [], [], []
     for query in sorted(data.engaged):
-        grades = data.engaged[query]
-        positives = np.array(sorted(grades), dtype=np.int64)
-        negatives = sampler.sample(grades, count=config.eval_negatives)
-        candidates = np.concatenate([positives, negatives])
+        gains = data.engaged[query]
+        positives = np.array(sorted(gains), dtype=np.int64)
+        negatives = sampler.sample(gains, count=config.eval_negatives)
+        unengaged = np.array(data.shown.get(query, []), dtype=np.int64)
+        candidates = np.concatenate([positives, negatives, unengaged])
         query_tokens, _ = _tokenize(preprocessor, tf.constant([query]), tf.zeros([0], tf.string))
         _, product_tokens = _tokenize(
             preprocessor, tf.zeros([0], tf.string), tf.constant(list(texts[candidates]))
@@ -196,16 +240,23 @@ def retrieval_metrics(model: TwoTower, preprocessor, data: EngagementData, confi
         q = model.embed_queries(query_tokens)
         p = model.embed_products(product_tokens)
         score = tf.linalg.matvec(p, q[0]).numpy()
-        top = set(np.argsort(-score, kind="stable")[:k])
+        sampled = len(positives) + len(negatives)
+        top = set(np.argsort(-score[:sampled], kind="stable")[:k])
         recalls.append(len(top & set(range(len(positives)))) / min(len(positives), k))
-        gains = [2.0 ** grades[int(c)] - 1.0 for c in positives] + [0.0] * len(negatives)
-        query_ids += [query] * len(candidates)
-        labels += gains
-        scores += score.tolist()
+        positive_gains = [gains[int(c)] for c in positives]
+        query_ids += [query] * sampled
+        labels += positive_gains + [0.0] * len(negatives)
+        scores += score[:sampled].tolist()
+        if len(positives) + len(unengaged) >= 2:
+            shown_ids += [query] * (len(positives) + len(unengaged))
+            shown_labels += positive_gains + [0.0] * len(unengaged)
+            shown_scores += score[: len(positives)].tolist() + score[sampled:].tolist()
     ndcg = ndcg_at_k(query_ids, labels, scores, k)
+    shown = ndcg_at_k(shown_ids, shown_labels, shown_scores, 5) if shown_ids else None
     return {
         f"recall@{k}": float(np.mean(recalls)) if recalls else float("nan"),
         f"ndcg@{k}": ndcg.mean,
+        "shown_ndcg@5": shown.mean if shown else float("nan"),
         "queries": ndcg.queries_used,
     }
 

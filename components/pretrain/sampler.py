@@ -1,8 +1,9 @@
-"""Random negatives for a query: catalog products it was not engaged with."""
+"""Negatives for a query: catalog products it was not engaged with, drawn at random, or first
+the query's own shown-but-not-engaged products (hard negatives) when the caller passes them."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -27,9 +28,17 @@ class NegativeSampler:
         self.ratio = ratio
         self._rng = np.random.default_rng(seed)
 
-    def sample(self, positives: Collection[int], count: int | None = None) -> np.ndarray:
-        """`count` (default ratio x len(positives)) product indices, none in `positives`;
-        drawn with replacement when the catalog outside the positives is small."""
+    def sample(
+        self,
+        positives: Collection[int],
+        count: int | None = None,
+        hard: Sequence[int] = (),
+    ) -> np.ndarray:
+        """`count` (default ratio x len(positives)) product indices, none in `positives`.
+
+        `hard` (the query's shown-but-not-engaged products) come first, in random order and at
+        most `count` of them; random catalog products fill the rest, drawn with replacement
+        when the catalog outside the positives is small."""
         positives = set(int(p) for p in positives)
         count = self.ratio * len(positives) if count is None else count
         free = self.num_products - len(positives)
@@ -38,8 +47,10 @@ class NegativeSampler:
                 f"every one of the {self.num_products} products is engaged with the query: "
                 "no negative can be drawn"
             )
+        hard = np.array(sorted({int(h) for h in hard} - positives), dtype=np.int64)
         out = np.empty(count, dtype=np.int64)
-        filled = 0
+        filled = min(len(hard), count)
+        out[:filled] = self._rng.permutation(hard)[:filled]
         while filled < count:
             draw = self._rng.integers(0, self.num_products, size=2 * (count - filled) + 8)
             draw = draw[[d not in positives for d in draw]][: count - filled]

@@ -1,6 +1,7 @@
 """The pretrain step: the negative sampler, the training lists, and the preset it writes
 (saved, loaded back and copied into the ranker)."""
 
+import dataclasses
 import json
 import os
 
@@ -15,7 +16,9 @@ from components.pretrain.pretrain import (
     INFO_FILE,
     EngagementData,
     PretrainConfig,
+    gains_of,
     load_projections,
+    read_engagement,
     run_pretrain,
     training_lists,
 )
@@ -43,27 +46,75 @@ def test_sampler_refuses_what_cannot_be_drawn():
         NegativeSampler(3).sample({0, 1, 2})
 
 
-def test_training_lists_rank_engaged_products_by_grade_above_random_ones():
+def test_sampler_takes_the_hard_negatives_first_and_fills_with_random_ones():
+    sampler = NegativeSampler(num_products=1000, ratio=3, seed=0)
+    positives = {0, 1}
+    # Shown-but-not-engaged products 5, 6, 7 (and a positive, which never comes back).
+    negatives = sampler.sample(positives, hard=[5, 6, 7, 1])
+    assert len(negatives) == 6
+    assert sorted(negatives[:3].tolist()) == [5, 6, 7]
+    assert not set(negatives.tolist()) & positives
+    # More hard negatives than the ratio allows: only `count`, chosen at random.
+    chosen = [set(sampler.sample({0}, count=2, hard=range(10, 20)).tolist()) for _ in range(30)]
+    assert all(len(c) == 2 and c <= set(range(10, 20)) for c in chosen)
+    assert len(set().union(*chosen)) > 5
+
+
+def _lists(data, config, seed=0):
+    sampler = NegativeSampler(len(data.product_ids), config.ratio, seed=1)
+    lists = training_lists(data, config, sampler, np.random.default_rng(seed))
+    return {q: (products, target, mask) for q, products, target, mask in lists}
+
+
+def test_training_lists_rank_engaged_products_by_their_gains_above_negatives():
     data = EngagementData(
         product_ids=[f"p{i}" for i in range(40)],
         product_texts=[f"text {i}" for i in range(40)],
-        engaged={"boots": {0: 1, 1: 3, 2: 2}, "lamp": {5: 1}},
+        # gains = clicks + 3 add_to_cart + 7 purchases
+        engaged={"boots": {0: 2.0, 1: 12.0, 2: 6.0}, "lamp": {5: 1.0}},
+        shown={"boots": [30, 31], "lamp": [32]},
     )
-    config = PretrainConfig(max_positives=2, ratio=5)
-    lists = list(
-        training_lists(data, config, NegativeSampler(40, 5, seed=1), np.random.default_rng(0))
-    )
-    assert sorted(q for q, *_ in lists) == ["boots", "lamp"]
-    by_query = {q: (products, target, mask) for q, products, target, mask in lists}
+    config = PretrainConfig(max_positives=3, ratio=5)
+    by_query = _lists(data, config)
+    assert sorted(by_query) == ["boots", "lamp"]
     products, target, mask = by_query["boots"]
-    assert len(products) == 2 * (1 + 5)
-    # The two best grades (purchase, add-to-cart), weighted 2^grade - 1 = 7 and 3.
-    assert products[:2].tolist() == [1, 2]
-    np.testing.assert_allclose(target[:2], [0.7, 0.3])
-    assert mask.sum() == 12 and target[2:].sum() == 0
-    assert not set(products[2:].tolist()) & {0, 1, 2}
+    assert len(products) == 3 * (1 + 5)
+    assert products[:3].tolist() == [1, 2, 0]  # by gain
+    np.testing.assert_allclose(target[:3], [0.6, 0.3, 0.1])
+    assert mask.sum() == 18 and target[3:].sum() == 0
+    assert not set(products[3:].tolist()) & {0, 1, 2}
     products, target, mask = by_query["lamp"]
     assert mask.sum() == 6 and target[0] == 1.0 and products[0] == 5  # padded after 6
+
+    # With hard negatives the query's shown-but-not-engaged products come right after.
+    hard = _lists(data, dataclasses.replace(config, hard_negatives=True))
+    assert sorted(hard["boots"][0][3:5].tolist()) == [30, 31]
+    assert hard["lamp"][0][1] == 32
+
+    # More engaged products than max_positives: a random choice per epoch, each list by gain.
+    seen = set()
+    for seed in range(20):
+        products, target, _ = _lists(data, dataclasses.replace(config, max_positives=2), seed)[
+            "boots"
+        ]
+        pair = products[:2].tolist()
+        assert [data.engaged["boots"][p] for p in pair] == sorted(
+            (data.engaged["boots"][p] for p in pair), reverse=True
+        )
+        seen.add(tuple(sorted(pair)))
+    assert seen == {(0, 1), (0, 2), (1, 2)}
+
+
+def test_gains_come_from_the_counts_or_the_labels():
+    counts = {
+        S.CLICKS: tf.constant([[4], [2], [0]]),
+        S.ADD_TO_CART: tf.constant([[1], [0], [0]]),
+        S.PURCHASES: tf.constant([[1], [0], [0]]),
+    }
+    np.testing.assert_allclose(gains_of(counts), [4 + 3 + 7, 2, 0])
+    labels = {t: tf.constant([[1], [1], [0]]) for t in S.TASKS}
+    labels["purchase"] = tf.constant([[0], [1], [0]])
+    np.testing.assert_allclose(gains_of(labels), [3, 7, 0])
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +122,32 @@ def pretrained(tmp_path_factory):
     from conftest import synthetic_splits, transformed_dataset
 
     root = tmp_path_factory.mktemp("pretrain")
-    dirs = transformed_dataset(root, synthetic_splits(160, 60, 20), S.DEMO_SCHEMA)
-    config = PretrainConfig(epochs=2, queries_per_batch=4, ratio=3, projection_dim=16)
+    rows = synthetic_splits(160, 60, 20)
+    dirs = transformed_dataset(root, rows, S.DEMO_SCHEMA)
+    config = PretrainConfig(
+        epochs=2, queries_per_batch=4, ratio=3, projection_dim=16, hard_negatives=True
+    )
     info = run_pretrain(dirs["tft"], dirs["tx"], str(root / "preset"), config)
-    return dirs, root / "preset", info
+    return dirs, root / "preset", info, rows
+
+
+def test_engagement_read_back_from_the_transformed_split_carries_the_counts(pretrained):
+    import tensorflow_transform as tft
+
+    dirs, _, _, rows = pretrained
+    data = read_engagement(dirs["tx"], tft.TFTransformOutput(dirs["tft"]), "train")
+    assert len(data.product_ids) == 240  # the catalog: every product of every split
+    engaged, shown = {}, {}
+    for r in rows["train"]:
+        gain = r[S.CLICKS] + 3 * r[S.ADD_TO_CART] + 7 * r[S.PURCHASES]
+        if r[S.CLICKS] > 0:
+            engaged.setdefault(r[S.QUERY], {})[r[S.PRODUCT_ID]] = gain
+        else:
+            shown.setdefault(r[S.QUERY], set()).add(r[S.PRODUCT_ID])
+    ids = data.product_ids
+    assert {q: {ids[i]: g for i, g in e.items()} for q, e in data.engaged.items()} == engaged
+    assert {q: {ids[i] for i in s} for q, s in data.shown.items()} == shown
+    assert {g for e in engaged.values() for g in e.values()} >= {1, 4, 11}
 
 
 def test_preset_round_trip(pretrained):
@@ -84,11 +157,13 @@ def test_preset_round_trip(pretrained):
     from model.presets import load_encoder
     from model.text_preprocessor import TextPreprocessor
 
-    _, preset, info = pretrained
+    _, preset, info, _ = pretrained
     saved = json.loads((preset / INFO_FILE).read_text())
-    assert saved["config"]["ratio"] == 3 and len(saved["loss_by_epoch"]) == 2
+    assert saved["config"]["ratio"] == 3 and saved["config"]["hard_negatives"] is True
+    assert len(saved["loss_by_epoch"]) == 2
     for when in ("eval_before", "eval_after"):
         assert 0.0 <= saved[when]["recall@10"] <= 1.0 and saved[when]["queries"] > 0
+        assert 0.0 < saved[when]["shown_ndcg@5"] <= 1.0
     # The directory is a keras-hub preset: the backbone and tokenizer load back as they were.
     backbone, tokenizer = load_encoder(str(preset))
     again = keras_hub.models.Backbone.from_preset(str(preset))
@@ -114,7 +189,7 @@ def test_train_starts_from_the_pretrained_encoder_and_projections(pretrained):
     from model.architectures import architecture
     from model.ranker import PRODUCT_PROJECTION, QUERY_PROJECTION
 
-    dirs, preset, _ = pretrained
+    dirs, preset, _, _ = pretrained
     config = TrainConfig(
         encoder_preset=str(preset), ranker=architecture("mlp_mtl").replace(projection_dim=16)
     )
