@@ -7,7 +7,8 @@ encoder is pretrained on the train split (components/pretrain, from --encoder-pr
 pretrains from scratch, offline), then MLPR is trained twice through the pipeline's own code,
 once starting from the pretrained preset and once from the raw preset, and both are scored
 through their exported SavedModels on the test split. Prints AUC and NDCG@5 per task, the
-mean over seeds, the per-seed differences, and the retrieval metrics of the pretraining.
+mean over seeds, the per-seed differences, a paired t-test over test queries (per-query
+NDCG@5 averaged over seeds, pretrained vs raw) and the retrieval metrics of the pretraining.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ def main(
     dataset, queries, seeds, encoder_preset, pretrain_epochs, hard_negatives, max_epochs, out
 ) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from paper_tables import prepare
+    from paper_tables import _average_per_query, metrics_of, prepare
 
     from components import layout
-    from components.evaluate.evaluate import compute_metrics, score_split
+    from components.evaluate.evaluate import score_split
+    from components.evaluate.stats import paired_comparison
     from components.pretrain.pretrain import PretrainConfig, run_pretrain
     from components.train.config import TrainConfig
     from components.train.train import run_training
@@ -51,7 +53,7 @@ def main(
     work = tempfile.mkdtemp(prefix="mlpr-pretrain-gain-")
     examples, tft_dir, transformed, _ = prepare(dataset, queries, 0, work)
     test = layout.split_pattern(examples, "test")
-    rows, retrieval = [], []
+    rows, retrieval, per_query = [], [], {"raw": [], "pretrained": []}
     for seed in [int(s) for s in seeds.split(",")]:
         preset_dir = os.path.join(work, f"pretrained-{seed}")
         info = run_pretrain(
@@ -72,7 +74,8 @@ def main(
             model_dir = os.path.join(work, f"model-{label}-{seed}")
             run_training(tft_dir, transformed, model_dir, config, verbose=0)
             scored = score_split(os.path.join(model_dir, layout.SAVED_MODEL_DIR), test)
-            metrics = compute_metrics(scored)
+            metrics, query_values = metrics_of(scored, None)
+            per_query[label].append(query_values)
             rows.append({"seed": seed, "encoder": label, **metrics})
             click.echo(
                 f"seed {seed} {label}: "
@@ -109,6 +112,23 @@ def main(
             f"(mean difference {diff.mean():+.4f}; per seed "
             + ", ".join(f"{d:+.4f}" for d in diff)
             + ")"
+        )
+    lines += [
+        "",
+        "Paired t-test over test queries (NDCG@5 per query, averaged over seeds), "
+        "pretrained - raw:",
+        "",
+        "| task | queries | mean difference | 95% CI | p-value |",
+        "|---|---|---|---|---|",
+    ]
+    for t in TASKS:
+        res = paired_comparison(
+            _average_per_query([q[t] for q in per_query["pretrained"]]),
+            _average_per_query([q[t] for q in per_query["raw"]]),
+        )
+        lines.append(
+            f"| {t} | {res.queries} | {res.mean_difference:+.4f} | "
+            f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] | {res.p_value:.3g} |"
         )
     lines += [
         "",

@@ -20,12 +20,11 @@ def pretrain(
 ):
     """Pretrains the query and product text encoder (two towers) on the shop's engagement log.
 
-    Each train query's engaged products, weighted by their counts (clicks + 3 add-to-cart + 7
-    purchases), are ranked against 20 negatives per engaged product with a listwise softmax
-    loss: random catalog products, or with `hard_negatives` first the query's own
-    shown-but-not-engaged products; the
-    encoder starts from `encoder_preset` ("tiny": from scratch, with a WordPiece vocabulary
-    learned from the catalog and the queries, offline). The output is a keras-hub preset
+    Each train query's engaged products (click 1, add-to-cart 2, purchase 3) are ranked
+    against 20 negatives per engaged product with a listwise softmax loss: random catalog
+    products, or with `hard_negatives` first the query's own shown-but-not-engaged products;
+    the encoder starts from `encoder_preset` ("tiny": from scratch, with a WordPiece
+    vocabulary learned from the catalog and the queries, offline). The output is a keras-hub preset
     directory (backbone, tokenizer, the two 256-d projections) that the train step loads;
     the metrics are recall@10 and NDCG@10 of the eval split's engaged products among 100
     random ones, and NDCG@5 of each eval query's shown products in the encoder's order,

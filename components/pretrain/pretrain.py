@@ -7,15 +7,13 @@ local keras-hub / Hugging Face directory; a hub preset where one is reachable) a
 its own 256-d projection, shaped like MLPR's query and product projections.
 
 Training lists, one per query of the train split and epoch: up to `max_positives` products
-engaged with the query (clicked at least once), drawn afresh each epoch, and `ratio`
+engaged with the query (clicked; grade 1 click, 2 add-to-cart, 3 purchase) and `ratio`
 negatives per engaged product, never one engaged with the query: products drawn at random from
 the catalog, or with `hard_negatives` first the query's own shown-but-not-engaged products
-(then random ones up to the same ratio). An engaged product's gain comes from its counts,
-weighted like the graded gains 2^grade - 1 of click (1), add-to-cart (2) and purchase (3):
-clicks + 3 add_to_cart + 7 purchases. The scores are scaled cosine similarities, and the loss
-is the softmax cross-entropy against the target distribution proportional to the gains
-(ListNet): engaged products above negatives, and among them the more clicked, added and
-bought ones higher.
+(then random ones up to the same ratio). The scores are scaled cosine similarities, and the
+loss is the softmax cross-entropy against the target distribution proportional to the gains
+2^grade - 1 (ListNet): engaged products above negatives, purchased above added-to-cart above
+clicked.
 
 Output, a keras-hub preset directory the train step loads as its encoder preset: the backbone
 and tokenizer (`save_to_preset`), `projections.npz` (the two projections, which the train step
@@ -54,8 +52,7 @@ class PretrainConfig:
     encoder_preset: where the encoder starts (see the module doc).
     epochs: passes over the train queries (fresh negatives each time).
     queries_per_batch: lists per training step.
-    max_positives: engaged products per list (a fresh random choice each epoch when the
-        query has more).
+    max_positives: engaged products per list (the highest grades first, ties at random).
     ratio: negatives per engaged product.
     hard_negatives: take the query's shown-but-not-engaged products as negatives first.
     projection_dim: width of both projections (MLPR's projection_dim).
@@ -84,11 +81,6 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
-# Gain per count of an engaged product: the graded gains 2^grade - 1 of click, add-to-cart,
-# purchase (grades 1, 2, 3).
-COUNT_GAINS = {S.CLICKS: 1.0, S.ADD_TO_CART: 3.0, S.PURCHASES: 7.0}
-
-
 @dataclasses.dataclass
 class EngagementData:
     """The catalog (product texts) and, per query of a split, its engaged products with their
@@ -96,18 +88,13 @@ class EngagementData:
 
     product_ids: list[str]
     product_texts: list[str]
-    engaged: dict[str, dict[int, float]]  # query -> {product index: gain > 0}
+    engaged: dict[str, dict[int, float]]  # query -> {product index: gain 2^grade - 1 > 0}
     shown: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # not engaged
 
 
 def gains_of(batch: dict) -> np.ndarray:
-    """The gain of each pair of a batch of transformed examples: from the engagement counts
-    (`COUNT_GAINS`), or from the 0/1 labels (2^grade - 1) for a transform graph older than the
-    counts' pass-through."""
-    if all(c in batch for c in COUNT_GAINS):
-        return sum(
-            w * batch[c].numpy().reshape(-1).astype(np.float64) for c, w in COUNT_GAINS.items()
-        )
+    """The gain 2^grade - 1 of each pair of a batch of transformed examples, grade = how deep
+    in the funnel it went (0 none, 1 click, 2 add-to-cart, 3 purchase)."""
     grades = sum(batch[t].numpy().reshape(-1).astype(int) for t in S.TASKS)
     return 2.0**grades - 1.0
 
@@ -154,10 +141,7 @@ def training_lists(data: EngagementData, config: PretrainConfig, sampler, rng):
     for i in rng.permutation(len(queries)):
         query = queries[i]
         gains = data.engaged[query]
-        engaged = sorted(gains)
-        if len(engaged) > config.max_positives:
-            engaged = sorted(rng.choice(engaged, size=config.max_positives, replace=False))
-        order = sorted(engaged, key=lambda p: -gains[p])
+        order = sorted(gains, key=lambda p: (-gains[p], rng.random()))[: config.max_positives]
         hard = data.shown.get(query, ()) if config.hard_negatives else ()
         negatives = sampler.sample(gains, count=config.ratio * len(order), hard=hard)
         products = np.zeros(width, dtype=np.int64)

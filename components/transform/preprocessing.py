@@ -7,8 +7,7 @@ training and in serving (the transform graph is exported inside the serving Save
 - Categorical product fields: a vocabulary each (lower-cased), one out-of-vocabulary bucket.
 - Text: the query, and one product text built from title, type, brand, color and gender
   (empty fields skipped); tokenization happens in the model's input pipeline.
-- Labels and the engagement counts (impressions, clicks, add_to_cart, purchases) pass through
-  for training and pretraining; serving drops them (the transform graph is pruned to its inputs).
+- Labels pass through; serving drops them (the transform graph is pruned to its inputs).
 """
 
 from __future__ import annotations
@@ -86,9 +85,7 @@ def preprocessing_fn(inputs: dict, raw_schema: S.RawSchema) -> dict:
             num_oov_buckets=VOCAB_OOV_BUCKETS,
             vocab_filename=S.vocab_name(column),
         )
-    # Labels and engagement counts pass through as they are (training and pretraining read
-    # them); a serving request carries neither, and its outputs leave them out.
-    for column in (*S.LABEL_KEYS, *S.FUNNEL):
-        if column in inputs:
-            outputs[column] = inputs[column]
+    for label in S.LABEL_KEYS:
+        if label in inputs:
+            outputs[label] = inputs[label]
     return outputs

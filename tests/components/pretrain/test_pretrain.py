@@ -66,55 +66,41 @@ def _lists(data, config, seed=0):
     return {q: (products, target, mask) for q, products, target, mask in lists}
 
 
-def test_training_lists_rank_engaged_products_by_their_gains_above_negatives():
+def test_training_lists_rank_engaged_products_by_grade_above_negatives():
     data = EngagementData(
         product_ids=[f"p{i}" for i in range(40)],
         product_texts=[f"text {i}" for i in range(40)],
-        # gains = clicks + 3 add_to_cart + 7 purchases
-        engaged={"boots": {0: 2.0, 1: 12.0, 2: 6.0}, "lamp": {5: 1.0}},
+        # gains 2^grade - 1: click 1, add-to-cart 3, purchase 7
+        engaged={"boots": {0: 1.0, 1: 7.0, 2: 3.0}, "lamp": {5: 1.0}},
         shown={"boots": [30, 31], "lamp": [32]},
     )
-    config = PretrainConfig(max_positives=3, ratio=5)
+    config = PretrainConfig(max_positives=2, ratio=5)
     by_query = _lists(data, config)
     assert sorted(by_query) == ["boots", "lamp"]
     products, target, mask = by_query["boots"]
-    assert len(products) == 3 * (1 + 5)
-    assert products[:3].tolist() == [1, 2, 0]  # by gain
-    np.testing.assert_allclose(target[:3], [0.6, 0.3, 0.1])
-    assert mask.sum() == 18 and target[3:].sum() == 0
-    assert not set(products[3:].tolist()) & {0, 1, 2}
+    assert len(products) == 2 * (1 + 5)
+    # The two best grades (purchase, add-to-cart), weighted 7 and 3.
+    assert products[:2].tolist() == [1, 2]
+    np.testing.assert_allclose(target[:2], [0.7, 0.3])
+    assert mask.sum() == 12 and target[2:].sum() == 0
+    assert not set(products[2:].tolist()) & {0, 1, 2}
     products, target, mask = by_query["lamp"]
     assert mask.sum() == 6 and target[0] == 1.0 and products[0] == 5  # padded after 6
 
     # With hard negatives the query's shown-but-not-engaged products come right after.
     hard = _lists(data, dataclasses.replace(config, hard_negatives=True))
-    assert sorted(hard["boots"][0][3:5].tolist()) == [30, 31]
+    assert sorted(hard["boots"][0][2:4].tolist()) == [30, 31]
+    assert not set(hard["boots"][0][4:12].tolist()) & {0, 1, 2}
     assert hard["lamp"][0][1] == 32
 
-    # More engaged products than max_positives: a random choice per epoch, each list by gain.
-    seen = set()
-    for seed in range(20):
-        products, target, _ = _lists(data, dataclasses.replace(config, max_positives=2), seed)[
-            "boots"
-        ]
-        pair = products[:2].tolist()
-        assert [data.engaged["boots"][p] for p in pair] == sorted(
-            (data.engaged["boots"][p] for p in pair), reverse=True
-        )
-        seen.add(tuple(sorted(pair)))
-    assert seen == {(0, 1), (0, 2), (1, 2)}
 
-
-def test_gains_come_from_the_counts_or_the_labels():
-    counts = {
-        S.CLICKS: tf.constant([[4], [2], [0]]),
-        S.ADD_TO_CART: tf.constant([[1], [0], [0]]),
-        S.PURCHASES: tf.constant([[1], [0], [0]]),
+def test_gains_come_from_the_funnel_depth():
+    labels = {
+        "click": tf.constant([[1], [1], [1], [0]]),
+        "atc": tf.constant([[1], [1], [0], [0]]),
+        "purchase": tf.constant([[1], [0], [0], [0]]),
     }
-    np.testing.assert_allclose(gains_of(counts), [4 + 3 + 7, 2, 0])
-    labels = {t: tf.constant([[1], [1], [0]]) for t in S.TASKS}
-    labels["purchase"] = tf.constant([[0], [1], [0]])
-    np.testing.assert_allclose(gains_of(labels), [3, 7, 0])
+    np.testing.assert_allclose(gains_of(labels), [7, 3, 1, 0])
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +117,7 @@ def pretrained(tmp_path_factory):
     return dirs, root / "preset", info, rows
 
 
-def test_engagement_read_back_from_the_transformed_split_carries_the_counts(pretrained):
+def test_engagement_read_back_from_the_transformed_split(pretrained):
     import tensorflow_transform as tft
 
     dirs, _, _, rows = pretrained
@@ -139,7 +125,8 @@ def test_engagement_read_back_from_the_transformed_split_carries_the_counts(pret
     assert len(data.product_ids) == 240  # the catalog: every product of every split
     engaged, shown = {}, {}
     for r in rows["train"]:
-        gain = r[S.CLICKS] + 3 * r[S.ADD_TO_CART] + 7 * r[S.PURCHASES]
+        grade = sum(int(r[c] > 0) for c in (S.CLICKS, S.ADD_TO_CART, S.PURCHASES))
+        gain = 2**grade - 1
         if r[S.CLICKS] > 0:
             engaged.setdefault(r[S.QUERY], {})[r[S.PRODUCT_ID]] = gain
         else:
@@ -147,7 +134,7 @@ def test_engagement_read_back_from_the_transformed_split_carries_the_counts(pret
     ids = data.product_ids
     assert {q: {ids[i]: g for i, g in e.items()} for q, e in data.engaged.items()} == engaged
     assert {q: {ids[i] for i in s} for q, s in data.shown.items()} == shown
-    assert {g for e in engaged.values() for g in e.values()} >= {1, 4, 11}
+    assert {g for e in engaged.values() for g in e.values()} == {1, 3, 7}
 
 
 def test_preset_round_trip(pretrained):
