@@ -53,17 +53,24 @@ def _product_text(inputs: dict) -> tf.Tensor:
 
 
 def _zscored(value: tf.Tensor | tf.SparseTensor, log1p: bool) -> tf.Tensor:
+    """z-score of a ranking feature, float32. The statistics are accumulated in float64: Beam
+    combines the partial sums of its bundles in no fixed order, and in float32 that order
+    shows in the last bits of the z-scores (and so in the trained model); in float64 it
+    does not survive the rounding to float32."""
     if isinstance(value, tf.SparseTensor):
+        values = tf.cast(value.values, tf.float64)
         if log1p:
-            value = tf.SparseTensor(value.indices, tf.math.log1p(value.values), value.dense_shape)
-        z = tft.scale_to_z_score(value)
+            values = tf.math.log1p(values)
+        z = tft.scale_to_z_score(tf.SparseTensor(value.indices, values, value.dense_shape))
         dense = tf.sparse.to_dense(
-            tf.SparseTensor(z.indices, z.values, [tf.shape(value)[0], 1]), default_value=0.0
+            tf.SparseTensor(z.indices, tf.cast(z.values, tf.float32), [tf.shape(value)[0], 1]),
+            default_value=0.0,
         )
         return tf.reshape(dense, [-1])
+    value = tf.cast(value, tf.float64)
     if log1p:
         value = tf.math.log1p(value)
-    return tft.scale_to_z_score(value)
+    return tf.cast(tft.scale_to_z_score(value), tf.float32)
 
 
 def preprocessing_fn(inputs: dict, raw_schema: S.RawSchema) -> dict:
