@@ -211,7 +211,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.nanmean(arr)), float(np.nanstd(arr))
 
 
-def _average_per_query(runs: list[dict]) -> dict:
+def average_per_query(runs: list[dict]) -> dict:
+    """{query: value} averaged over runs (seeds), on the queries every run has."""
     keys = set.intersection(*(set(r) for r in runs))
     return {q: float(np.mean([r[q] for r in runs])) for q in keys}
 
@@ -295,12 +296,12 @@ def write_report(results: dict, meta: dict, out: str) -> str:
     for task in tasks if "mlpr" in results and baselines else ():
         key = f"{task}/ndcg@5"
         best = max(baselines, key=lambda m: np.nanmean([x[key] for x in results[m]["metrics"]]))
-        mlpr = _average_per_query([pq[task] for pq in results["mlpr"]["per_query"]])
+        mlpr = average_per_query([pq[task] for pq in results["mlpr"]["per_query"]])
         for other in ("xgboost", best):
             if other not in results:
                 continue
             res = paired_comparison(
-                mlpr, _average_per_query([pq[task] for pq in results[other]["per_query"]])
+                mlpr, average_per_query([pq[task] for pq in results[other]["per_query"]])
             )
             md.append(
                 f"| MLPR vs {other} | {task} | {res.queries} | {res.mean_difference:+.4f} | "

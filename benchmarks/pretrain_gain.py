@@ -41,7 +41,7 @@ def main(
     dataset, queries, seeds, encoder_preset, pretrain_epochs, hard_negatives, max_epochs, out
 ) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from paper_tables import _average_per_query, metrics_of, prepare
+    from paper_tables import average_per_query, metrics_of, prepare
 
     from components import layout
     from components.evaluate.evaluate import score_split
@@ -123,8 +123,8 @@ def main(
     ]
     for t in TASKS:
         res = paired_comparison(
-            _average_per_query([q[t] for q in per_query["pretrained"]]),
-            _average_per_query([q[t] for q in per_query["raw"]]),
+            average_per_query([q[t] for q in per_query["pretrained"]]),
+            average_per_query([q[t] for q in per_query["raw"]]),
         )
         lines.append(
             f"| {t} | {res.queries} | {res.mean_difference:+.4f} | "

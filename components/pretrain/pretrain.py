@@ -113,11 +113,8 @@ def read_engagement(transformed_dir: str, tft_output, split: str, catalog=None) 
             queries = batch[S.QUERY].numpy()
             products = batch[S.PRODUCT_ID].numpy()
             product_texts = batch[S.PRODUCT_TEXT].numpy()
-            clicked = batch[S.TASKS[0]].numpy().reshape(-1) > 0
             gains = gains_of(batch)
-            for q, p, text, gain, is_engaged in zip(
-                queries, products, product_texts, gains, clicked, strict=True
-            ):
+            for q, p, text, gain in zip(queries, products, product_texts, gains, strict=True):
                 p = p.decode("utf-8", "replace")
                 if p not in index:
                     index[p] = len(ids)
@@ -126,7 +123,7 @@ def read_engagement(transformed_dir: str, tft_output, split: str, catalog=None) 
                 if name != split:
                     continue
                 query = q.decode("utf-8", "replace")
-                if is_engaged:
+                if gain > 0:  # clicked (the funnel check keeps deeper stages below clicks)
                     engaged[query][index[p]] = float(gain)
                 else:
                     shown[query].append(index[p])
