@@ -144,6 +144,18 @@ def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict
     }
 
 
+def human_grades(log: pd.DataFrame, dataset: str) -> dict | None:
+    """{(query, product id): human relevance grade} of a Home Depot log, else None."""
+    from components import schema as S
+
+    if dataset != "homedepot" or "relevance" not in log:
+        return None
+    return {
+        (q, str(p)): float(r)
+        for q, p, r in zip(log[S.QUERY], log[S.PRODUCT_ID], log["relevance"], strict=True)
+    }
+
+
 def metrics_of(scored, relevance: dict | None) -> tuple[dict, dict]:
     """({metric: value}, {task: {query: ndcg@5}}) for one scored test split."""
     from components.evaluate.metrics import auc, ndcg_at_k, ndcg_per_query
@@ -352,12 +364,7 @@ def main(dataset, queries, seeds, max_epochs, encoder_preset, models, out, resum
     out = out or os.path.join(os.path.dirname(__file__), "results", f"paper_tables_{dataset}")
     work = tempfile.mkdtemp(prefix=f"paper-{dataset}-")
     examples, tft_dir, transformed, log = prepare(dataset, queries, 0, work)
-    relevance = None
-    if "relevance" in log and dataset == "homedepot":
-        relevance = {
-            (q, str(p)): float(r)
-            for q, p, r in zip(log[S.QUERY], log[S.PRODUCT_ID], log["relevance"], strict=True)
-        }
+    relevance = human_grades(log, dataset)
     wanted = {m.strip() for m in models.split(",") if m.strip()}
     variants = [v for v in all_variants() if not wanted or v.label in wanted]
     args = {"encoder_preset": encoder_preset, "max_epochs": max_epochs}

@@ -9,6 +9,12 @@ once starting from the pretrained preset and once from the raw preset, and both 
 through their exported SavedModels on the test split. Prints AUC and NDCG@5 per task, the
 mean over seeds, the per-seed differences, a paired t-test over test queries (per-query
 NDCG@5 averaged over seeds, pretrained vs raw) and the retrieval metrics of the pretraining.
+On Home Depot, NDCG@5 of the ranking score is also computed against the human grades.
+
+`--pretrain-queries N` (Home Depot) pretrains on a larger log than the ranker trains on, as a
+shop does when it has months of logs: N queries sampled the same way, prepared on their own.
+Splits go by a hash of the query, so the ranker's eval and test queries are in the larger
+log's eval and test splits and never among the pretraining's train queries (checked).
 """
 
 from __future__ import annotations
@@ -24,6 +30,39 @@ import numpy as np
 TASKS = ("click", "atc", "purchase")
 
 
+def larger_log(dataset: str, queries: int, pretrain_queries: int, log, work: str):
+    """((transform dir, transformed dir), description) of the larger pretraining log, after
+    checking that none of its train queries is an eval or test query of the ranker's log."""
+    from paper_tables import prepare
+
+    from components import schema as S
+    from components.ingest.split import normalize_query, split_of
+
+    if dataset != "homedepot":
+        raise click.BadParameter(
+            "only Home Depot has a larger log to sample", param_hint="--pretrain-queries"
+        )
+    if pretrain_queries <= queries:
+        raise click.BadParameter(
+            f"must be above --queries ({queries}), got {pretrain_queries}",
+            param_hint="--pretrain-queries",
+        )
+    _, tft_dir, transformed, bigger = prepare(
+        dataset, pretrain_queries, 0, os.path.join(work, "pretrain-log")
+    )
+    held_out = {normalize_query(q) for q in log[S.QUERY] if split_of(q) != "train"}
+    train = {normalize_query(q) for q in bigger[S.QUERY] if split_of(q) == "train"}
+    if held_out & train:
+        raise RuntimeError(f"{len(held_out & train)} held-out queries in the pretraining log")
+    ranker_train = {normalize_query(q) for q in log[S.QUERY]} - held_out
+    note = (
+        f"the train split of {bigger[S.QUERY].nunique():,} queries ({len(train):,} train "
+        f"queries, {len(ranker_train & train):,} of them the ranker's {len(ranker_train):,}; "
+        f"none of the ranker's {len(held_out):,} eval and test queries)"
+    )
+    return (tft_dir, transformed), note
+
+
 @click.command()
 @click.option("--dataset", type=click.Choice(["demo", "homedepot"]), default="demo")
 @click.option("--queries", default=600, show_default=True)
@@ -35,13 +74,27 @@ TASKS = ("click", "atc", "purchase")
     is_flag=True,
     help="Pretrain with each query's shown-but-not-engaged products as the first negatives.",
 )
+@click.option(
+    "--pretrain-queries",
+    default=0,
+    show_default=True,
+    help="Home Depot: pretrain on this many queries (the ranker's and more); 0: the ranker's.",
+)
 @click.option("--max-epochs", default=8, show_default=True)
 @click.option("--out", default=None, help="Also write the report (Markdown) here.")
 def main(
-    dataset, queries, seeds, encoder_preset, pretrain_epochs, hard_negatives, max_epochs, out
+    dataset,
+    queries,
+    seeds,
+    encoder_preset,
+    pretrain_epochs,
+    hard_negatives,
+    pretrain_queries,
+    max_epochs,
+    out,
 ) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from paper_tables import average_per_query, metrics_of, prepare
+    from paper_tables import average_per_query, human_grades, metrics_of, prepare
 
     from components import layout
     from components.evaluate.evaluate import score_split
@@ -51,14 +104,19 @@ def main(
     from components.train.train import run_training
 
     work = tempfile.mkdtemp(prefix="mlpr-pretrain-gain-")
-    examples, tft_dir, transformed, _ = prepare(dataset, queries, 0, work)
+    examples, tft_dir, transformed, log = prepare(dataset, queries, 0, work)
+    relevance = human_grades(log, dataset)
+    tasks = TASKS + (("human",) if relevance else ())
+    pretrain_data, pretrain_note = (tft_dir, transformed), "the ranker's train split"
+    if pretrain_queries:
+        pretrain_data, pretrain_note = larger_log(dataset, queries, pretrain_queries, log, work)
+    click.echo(f"pretraining on {pretrain_note}", err=True)
     test = layout.split_pattern(examples, "test")
     rows, retrieval, per_query = [], [], {"raw": [], "pretrained": []}
     for seed in [int(s) for s in seeds.split(",")]:
         preset_dir = os.path.join(work, f"pretrained-{seed}")
         info = run_pretrain(
-            tft_dir,
-            transformed,
+            *pretrain_data,
             preset_dir,
             PretrainConfig(
                 encoder_preset=encoder_preset,
@@ -74,7 +132,7 @@ def main(
             model_dir = os.path.join(work, f"model-{label}-{seed}")
             run_training(tft_dir, transformed, model_dir, config, verbose=0)
             scored = score_split(os.path.join(model_dir, layout.SAVED_MODEL_DIR), test)
-            metrics, query_values = metrics_of(scored, None)
+            metrics, query_values = metrics_of(scored, relevance)
             per_query[label].append(query_values)
             rows.append({"seed": seed, "encoder": label, **metrics})
             click.echo(
@@ -89,7 +147,10 @@ def main(
         "",
         f"    .venv/bin/python benchmarks/pretrain_gain.py --dataset {dataset} --queries {queries} "
         f"--seeds {seeds} --encoder-preset {encoder_preset} --pretrain-epochs {pretrain_epochs}"
-        + (" --hard-negatives" if hard_negatives else ""),
+        + (" --hard-negatives" if hard_negatives else "")
+        + (f" --pretrain-queries {pretrain_queries}" if pretrain_queries else ""),
+        "",
+        f"Pretraining data: {pretrain_note}.",
         "",
         "| seed | encoder | " + " | ".join(f"{t} AUC | {t} NDCG@5" for t in TASKS) + " |",
         "|---|---|" + "---|---|" * len(TASKS),
@@ -100,13 +161,17 @@ def main(
             + " | ".join(f"{r[f'{t}/auc']:.4f} | {r[f'{t}/ndcg@5']:.4f}" for t in TASKS)
             + " |"
         )
+    if relevance:
+        lines += ["", "NDCG@5 of the ranking score against the human grades:", ""]
+        lines += [f"- seed {r['seed']} {r['encoder']}: {r['human/ndcg@5']:.4f}" for r in rows]
     lines += ["", "Mean over seeds, and pretrained - raw per seed (NDCG@5):", ""]
     wins = {}
-    for t in TASKS:
+    for t in tasks:
         raw = np.array([r[f"{t}/ndcg@5"] for r in rows if r["encoder"] == "raw"])
         pre = np.array([r[f"{t}/ndcg@5"] for r in rows if r["encoder"] == "pretrained"])
         diff = pre - raw
-        wins[t] = bool(pre.mean() > raw.mean())
+        if t in TASKS:
+            wins[t] = bool(pre.mean() > raw.mean())
         lines.append(
             f"- {t}: raw {raw.mean():.4f}, pretrained {pre.mean():.4f} "
             f"(mean difference {diff.mean():+.4f}; per seed "
@@ -121,7 +186,7 @@ def main(
         "| task | queries | mean difference | 95% CI | p-value |",
         "|---|---|---|---|---|",
     ]
-    for t in TASKS:
+    for t in tasks:
         res = paired_comparison(
             average_per_query([q[t] for q in per_query["pretrained"]]),
             average_per_query([q[t] for q in per_query["raw"]]),

@@ -9,8 +9,9 @@ JAX or PyTorch): it builds and compiles each ranker with the train step's own
 of the train step's shapes. Data loading and tokenisation are left out:
 this measures the model's training step, the part a GPU changes.
 
-Encoders: `tiny` (the offline preset's architecture, 2 x 64) and `base` (DistilBERT-base's,
-6 layers x 768, 12 heads), both with random weights; fine-tuned, as in MLPR's default.
+Encoders: `tiny` (the offline preset's architecture, 2 x 64), `minilm` (the shape of the
+`all-minilm-l6-v2` preset: 6 layers x 384, 12 heads) and `base` (DistilBERT-base's, 6 layers x
+768, 12 heads), all with random weights; fine-tuned, as in MLPR's default.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np  # noqa: E402
 ENCODERS = {
     # name: (num_layers, num_heads, hidden_dim, intermediate_dim, vocabulary_size)
     "tiny": (2, 2, 64, 128, 3000),
+    "minilm": (6, 12, 384, 1536, 30522),
     "base": (6, 12, 768, 3072, 30522),
 }
 
@@ -142,7 +144,11 @@ def _device() -> str:
 
 @click.command()
 @click.option(
-    "--encoder", "encoders", default="tiny", show_default=True, help="Comma-separated: tiny, base."
+    "--encoder",
+    "encoders",
+    default="tiny",
+    show_default=True,
+    help="Comma-separated: tiny, minilm, base.",
 )
 @click.option("--models", default="mlpr,mlp_mtl", show_default=True)
 @click.option("--batch-size", default=128, show_default=True)

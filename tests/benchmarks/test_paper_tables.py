@@ -38,3 +38,17 @@ def test_no_configuration_is_trained_twice():
         for v in paper_tables.all_variants()
     ]
     assert len(configs) == len(set(configs))
+
+
+def test_human_grades_map_each_home_depot_pair_to_its_grade():
+    import pandas as pd
+
+    from components import schema as S
+
+    log = pd.DataFrame(
+        {S.QUERY: ["drill", "drill", "saw"], S.PRODUCT_ID: [1, 2, 1], "relevance": [3, 1.67, 2.33]}
+    )
+    grades = paper_tables.human_grades(log, "homedepot")
+    assert grades == {("drill", "1"): 3.0, ("drill", "2"): 1.67, ("saw", "1"): 2.33}
+    assert paper_tables.human_grades(log, "demo") is None
+    assert paper_tables.human_grades(log.drop(columns="relevance"), "homedepot") is None
