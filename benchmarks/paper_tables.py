@@ -80,11 +80,40 @@ def all_variants() -> list[Variant]:
     return variants
 
 
+PREPARED_FILE = "prepared.json"
+
+
 def prepare(dataset: str, queries: int, seed: int, work: str) -> tuple[str, str, str, pd.DataFrame]:
-    """Raw log -> ingest -> transform, once. Returns (examples, tft, transformed, raw log)."""
-    from components import schema as S
+    """Raw log -> ingest -> transform, once. Returns (examples, tft, transformed, raw log).
+    A `work` folder that a finished call with the same arguments left is reused as it is."""
     from components.ingest import demo_data, job
     from components.transform.transform import run_transform
+
+    log, schema = source_log(dataset, queries, seed)
+    examples, tft_dir, transformed = (os.path.join(work, d) for d in ("examples", "tft", "tx"))
+    marker = os.path.join(work, PREPARED_FILE)
+    wanted = {"dataset": dataset, "queries": queries, "seed": seed, "rows": len(log)}
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as fh:
+            found = json.load(fh)
+        if found != wanted:
+            raise ValueError(f"{work} was prepared for {found}, not {wanted}")
+        return examples, tft_dir, transformed, log
+    raw = os.path.join(work, "raw.csv")
+    os.makedirs(work, exist_ok=True)
+    demo_data.write(log, raw)
+    job.run_ingest(raw, examples, schema)
+    run_transform(examples, tft_dir, transformed, temp_dir=os.path.join(work, "tmp"))
+    with open(marker, "w", encoding="utf-8") as fh:
+        json.dump(wanted, fh)
+    return examples, tft_dir, transformed, log
+
+
+def source_log(dataset: str, queries: int, seed: int):
+    """(raw log, its schema): the demo shop of `queries` queries, or `queries` Home Depot
+    queries sampled with `seed`, engagement simulated with `seed`."""
+    from components import schema as S
+    from components.ingest import demo_data
 
     if dataset == "demo":
         log = demo_data.generate(queries, seed=seed, include_relevance=True)
@@ -103,12 +132,7 @@ def prepare(dataset: str, queries: int, seed: int, work: str) -> tuple[str, str,
         )
         log = log[log[S.QUERY].isin(set(keep))].reset_index(drop=True)
         schema = homedepot.SCHEMA
-    raw = os.path.join(work, "raw.csv")
-    demo_data.write(log, raw)
-    examples, tft_dir, transformed = (os.path.join(work, d) for d in ("examples", "tft", "tx"))
-    job.run_ingest(raw, examples, schema)
-    run_transform(examples, tft_dir, transformed, temp_dir=os.path.join(work, "tmp"))
-    return examples, tft_dir, transformed, log
+    return log, schema
 
 
 def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict:

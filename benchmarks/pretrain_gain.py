@@ -5,8 +5,9 @@
 The splits are prepared once (adapter or demo shop -> ingest -> transform). For each seed the
 encoder is pretrained on the train split (components/pretrain, from --encoder-preset: "tiny"
 pretrains from scratch, offline), then MLPR is trained twice through the pipeline's own code,
-once starting from the pretrained preset and once from the raw preset, and both are scored
-through their exported SavedModels on the test split. Prints AUC and NDCG@5 per task, the
+once starting from the pretrained preset and once from the raw preset (`--frozen`: a third
+time, from the pretrained preset with the encoder frozen), and each is scored through its
+exported SavedModel on the test split. Prints AUC and NDCG@5 per task, the
 mean over seeds, the per-seed differences, a paired t-test over test queries (per-query
 NDCG@5 averaged over seeds, pretrained vs raw) and the retrieval metrics of the pretraining.
 On Home Depot, NDCG@5 of the ranking score is also computed against the human grades.
@@ -15,10 +16,15 @@ On Home Depot, NDCG@5 of the ranking score is also computed against the human gr
 shop does when it has months of logs: N queries sampled the same way, prepared on their own.
 Splits go by a hash of the query, so the ranker's eval and test queries are in the larger
 log's eval and test splits and never among the pretraining's train queries (checked).
+
+`--work DIR` keeps the splits, presets and models in DIR; a later run with the same settings
+reuses what an earlier one finished there (checked against the stored configurations), so an
+interrupted run resumes and `--frozen` can be added to a finished one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -80,7 +86,18 @@ def larger_log(dataset: str, queries: int, pretrain_queries: int, log, work: str
     show_default=True,
     help="Home Depot: pretrain on this many queries (the ranker's and more); 0: the ranker's.",
 )
+@click.option(
+    "--frozen",
+    is_flag=True,
+    help="Also train MLPR with the pretrained encoder frozen (not fine-tuned).",
+)
 @click.option("--max-epochs", default=8, show_default=True)
+@click.option(
+    "--work",
+    default=None,
+    help="Working folder (default: a new temporary one). Splits, presets and models that an "
+    "earlier run with the same settings finished there are reused.",
+)
 @click.option("--out", default=None, help="Also write the report (Markdown) here.")
 def main(
     dataset,
@@ -90,7 +107,9 @@ def main(
     pretrain_epochs,
     hard_negatives,
     pretrain_queries,
+    frozen,
     max_epochs,
+    work,
     out,
 ) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -99,11 +118,12 @@ def main(
     from components import layout
     from components.evaluate.evaluate import score_split
     from components.evaluate.stats import paired_comparison
-    from components.pretrain.pretrain import PretrainConfig, run_pretrain
+    from components.pretrain.pretrain import PretrainConfig
     from components.train.config import TrainConfig
-    from components.train.train import run_training
+    from model.architectures import architecture
 
-    work = tempfile.mkdtemp(prefix="mlpr-pretrain-gain-")
+    work = work or tempfile.mkdtemp(prefix="mlpr-pretrain-gain-")
+    click.echo(f"working folder {work}", err=True)
     examples, tft_dir, transformed, log = prepare(dataset, queries, 0, work)
     relevance = human_grades(log, dataset)
     tasks = TASKS + (("human",) if relevance else ())
@@ -112,31 +132,38 @@ def main(
         pretrain_data, pretrain_note = larger_log(dataset, queries, pretrain_queries, log, work)
     click.echo(f"pretraining on {pretrain_note}", err=True)
     test = layout.split_pattern(examples, "test")
-    rows, retrieval, per_query = [], [], {"raw": [], "pretrained": []}
+    arms = ["raw", "pretrained"] + (["pretrained, frozen"] if frozen else [])
+    rows, retrieval, per_query = [], [], {arm: [] for arm in arms}
     for seed in [int(s) for s in seeds.split(",")]:
         preset_dir = os.path.join(work, f"pretrained-{seed}")
-        info = run_pretrain(
-            *pretrain_data,
-            preset_dir,
-            PretrainConfig(
-                encoder_preset=encoder_preset,
-                epochs=pretrain_epochs,
-                hard_negatives=hard_negatives,
-                seed=seed,
-            ),
+        pretrain_config = PretrainConfig(
+            encoder_preset=encoder_preset,
+            epochs=pretrain_epochs,
+            hard_negatives=hard_negatives,
+            seed=seed,
         )
+        info = pretrained(pretrain_data, preset_dir, pretrain_config)
         retrieval.append((seed, info["eval_before"], info["eval_after"], info["seconds"]))
         click.echo(f"seed {seed}: pretrained in {info['seconds']:.0f} s", err=True)
-        for label, preset in (("raw", encoder_preset), ("pretrained", preset_dir)):
-            config = TrainConfig(encoder_preset=preset, max_epochs=max_epochs, seed=seed)
-            model_dir = os.path.join(work, f"model-{label}-{seed}")
-            run_training(tft_dir, transformed, model_dir, config, verbose=0)
+        for arm in arms:
+            config = TrainConfig(
+                encoder_preset=encoder_preset if arm == "raw" else preset_dir,
+                ranker=(
+                    architecture("mlpr").replace(fine_tune_encoder=False)
+                    if arm.endswith("frozen")
+                    else None  # MLPR as it is: the encoder fine-tuned
+                ),
+                max_epochs=max_epochs,
+                seed=seed,
+            )
+            model_dir = os.path.join(work, f"model-{arm.replace(', ', '-')}-{seed}")
+            trained(tft_dir, transformed, model_dir, config)
             scored = score_split(os.path.join(model_dir, layout.SAVED_MODEL_DIR), test)
             metrics, query_values = metrics_of(scored, relevance)
-            per_query[label].append(query_values)
-            rows.append({"seed": seed, "encoder": label, **metrics})
+            per_query[arm].append(query_values)
+            rows.append({"seed": seed, "encoder": arm, **metrics})
             click.echo(
-                f"seed {seed} {label}: "
+                f"seed {seed} {arm}: "
                 + ", ".join(f"{t}/ndcg@5 {metrics[f'{t}/ndcg@5']:.4f}" for t in TASKS),
                 err=True,
             )
@@ -148,9 +175,11 @@ def main(
         f"    .venv/bin/python benchmarks/pretrain_gain.py --dataset {dataset} --queries {queries} "
         f"--seeds {seeds} --encoder-preset {encoder_preset} --pretrain-epochs {pretrain_epochs}"
         + (" --hard-negatives" if hard_negatives else "")
-        + (f" --pretrain-queries {pretrain_queries}" if pretrain_queries else ""),
+        + (f" --pretrain-queries {pretrain_queries}" if pretrain_queries else "")
+        + (" --frozen" if frozen else ""),
         "",
-        f"Pretraining data: {pretrain_note}.",
+        f"Pretraining data: {pretrain_note}. The encoder is fine-tuned inside MLPR "
+        "(MLPR's default) unless the row says frozen.",
         "",
         "| seed | encoder | " + " | ".join(f"{t} AUC | {t} NDCG@5" for t in TASKS) + " |",
         "|---|---|" + "---|---|" * len(TASKS),
@@ -164,48 +193,13 @@ def main(
     if relevance:
         lines += ["", "NDCG@5 of the ranking score against the human grades:", ""]
         lines += [f"- seed {r['seed']} {r['encoder']}: {r['human/ndcg@5']:.4f}" for r in rows]
-    lines += ["", "Mean over seeds, and pretrained - raw per seed (NDCG@5):", ""]
-    wins = {}
-    for t in tasks:
-        raw = np.array([r[f"{t}/ndcg@5"] for r in rows if r["encoder"] == "raw"])
-        pre = np.array([r[f"{t}/ndcg@5"] for r in rows if r["encoder"] == "pretrained"])
-        diff = pre - raw
-        if t in TASKS:
-            wins[t] = bool(pre.mean() > raw.mean())
-        lines.append(
-            f"- {t}: raw {raw.mean():.4f}, pretrained {pre.mean():.4f} "
-            f"(mean difference {diff.mean():+.4f}; per seed "
-            + ", ".join(f"{d:+.4f}" for d in diff)
-            + ")"
-        )
+    for arm in arms[1:]:
+        lines += comparison(arm, rows, per_query, tasks, paired_comparison, average_per_query)
     lines += [
         "",
-        "Paired t-test over test queries (NDCG@5 per query, averaged over seeds), "
-        "pretrained - raw:",
-        "",
-        "| task | queries | mean difference | 95% CI | p-value |",
-        "|---|---|---|---|---|",
-    ]
-    for t in tasks:
-        res = paired_comparison(
-            average_per_query([q[t] for q in per_query["pretrained"]]),
-            average_per_query([q[t] for q in per_query["raw"]]),
-        )
-        lines.append(
-            f"| {t} | {res.queries} | {res.mean_difference:+.4f} | "
-            f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] | {res.p_value:.3g} |"
-        )
-    lines += [
-        "",
-        "Pretrained beats raw on mean NDCG@5 for every task: "
-        + (
-            "yes"
-            if all(wins.values())
-            else f"no ({', '.join(t for t, w in wins.items() if not w)} not)"
-        ),
-        "",
-        "Retrieval on the eval split: engaged products among 100 random ones (recall@10, "
-        "NDCG@10), and each query's shown products in the encoder's order (NDCG@5):",
+        "Retrieval on the eval split of the pretraining data: engaged products among 100 "
+        "random ones (recall@10, NDCG@10), and each query's shown products in the encoder's "
+        "order (NDCG@5):",
         "",
     ]
     for seed, before, after, seconds in retrieval:
@@ -222,6 +216,77 @@ def main(
             f.write(report)
         with open(os.path.splitext(out)[0] + ".json", "w", encoding="utf-8") as f:
             json.dump({"rows": rows, "retrieval": retrieval}, f, indent=2, default=float)
+
+
+def comparison(arm, rows, per_query, tasks, paired_comparison, average_per_query) -> list[str]:
+    """Report lines: `arm` against the raw encoder, per seed and paired over test queries."""
+    lines = ["", f"Mean over seeds, and {arm} - raw per seed (NDCG@5):", ""]
+    wins = {}
+    for t in tasks:
+        raw = np.array([r[f"{t}/ndcg@5"] for r in rows if r["encoder"] == "raw"])
+        other = np.array([r[f"{t}/ndcg@5"] for r in rows if r["encoder"] == arm])
+        diff = other - raw
+        if t in TASKS:
+            wins[t] = bool(other.mean() > raw.mean())
+        lines.append(
+            f"- {t}: raw {raw.mean():.4f}, {arm} {other.mean():.4f} "
+            f"(mean difference {diff.mean():+.4f}; per seed "
+            + ", ".join(f"{d:+.4f}" for d in diff)
+            + ")"
+        )
+    lines += [
+        "",
+        f"Paired t-test over test queries (NDCG@5 per query, averaged over seeds), {arm} - raw:",
+        "",
+        "| task | queries | mean difference | 95% CI | p-value |",
+        "|---|---|---|---|---|",
+    ]
+    for t in tasks:
+        res = paired_comparison(
+            average_per_query([q[t] for q in per_query[arm]]),
+            average_per_query([q[t] for q in per_query["raw"]]),
+        )
+        lines.append(
+            f"| {t} | {res.queries} | {res.mean_difference:+.4f} | "
+            f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] | {res.p_value:.3g} |"
+        )
+    lost = [t for t, w in wins.items() if not w]
+    lines += [
+        "",
+        f"{arm.capitalize()} beats raw on mean NDCG@5 for every task: "
+        + ("yes" if not lost else f"no ({', '.join(lost)} not)"),
+    ]
+    return lines
+
+
+def pretrained(data: tuple[str, str], preset_dir: str, config) -> dict:
+    """The info of the preset pretrained with `config` into `preset_dir` (reused when an
+    earlier run finished it with the same configuration)."""
+    from components.pretrain.pretrain import INFO_FILE, run_pretrain
+
+    info_path = os.path.join(preset_dir, INFO_FILE)
+    if os.path.exists(info_path):
+        with open(info_path, encoding="utf-8") as fh:
+            info = json.load(fh)
+        if info["config"] != dataclasses.asdict(config):
+            raise ValueError(f"{preset_dir} was pretrained with {info['config']}")
+        return info
+    return run_pretrain(*data, preset_dir, config)
+
+
+def trained(tft_dir: str, transformed: str, model_dir: str, config) -> None:
+    """Train into `model_dir`, unless an earlier run finished it with the same configuration."""
+    from components import layout
+    from components.train.train import run_training
+
+    info_path = os.path.join(model_dir, layout.TRAIN_INFO_FILE)
+    if os.path.exists(info_path):
+        with open(info_path, encoding="utf-8") as fh:
+            found = json.load(fh)["config"]
+        if found != json.loads(config.to_json()):
+            raise ValueError(f"{model_dir} was trained with {found}")
+        return
+    run_training(tft_dir, transformed, model_dir, config, verbose=0)
 
 
 if __name__ == "__main__":
