@@ -165,7 +165,7 @@ def main(encoders, models, batch_size, steps, warmup, seed, out) -> None:
         f"# Training throughput: Keras backend {backend}, device {device}",
         "",
         f"    KERAS_BACKEND={backend} python benchmarks/train_throughput.py --encoder {encoders} "
-        f"--models {models} --batch-size {batch_size} --steps {steps}",
+        f"--models {models} --batch-size {batch_size} --steps {steps} --warmup {warmup}",
         "",
         "| model | encoder | examples/s | first fit incl. compile (s) | parameters | loss |",
         "|---|---|---|---|---|---|",
