@@ -30,7 +30,8 @@ import click
 import numpy as np
 import pandas as pd
 
-TASKS = ("click", "atc", "purchase")
+from components.schema import TASKS
+
 RUNS_FILE = "runs.jsonl"  # one finished (model, seed) run per line, so a long run can resume
 # Fields of a run record gathered into one list per model (one entry per seed).
 RESULT_FIELDS = ("metrics", "per_query", "groups", "speed", "seconds")

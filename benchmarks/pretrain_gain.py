@@ -33,7 +33,7 @@ import tempfile
 import click
 import numpy as np
 
-TASKS = ("click", "atc", "purchase")
+from components.schema import TASKS
 
 
 def larger_log(dataset: str, queries: int, pretrain_queries: int, log, work: str):
@@ -113,11 +113,10 @@ def main(
     out,
 ) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from paper_tables import average_per_query, human_grades, metrics_of, prepare
+    from paper_tables import human_grades, metrics_of, prepare
 
     from components import layout
     from components.evaluate.evaluate import score_split
-    from components.evaluate.stats import paired_comparison
     from components.pretrain.pretrain import PretrainConfig
     from components.train.config import TrainConfig
     from model.architectures import architecture
@@ -194,7 +193,7 @@ def main(
         lines += ["", "NDCG@5 of the ranking score against the human grades:", ""]
         lines += [f"- seed {r['seed']} {r['encoder']}: {r['human/ndcg@5']:.4f}" for r in rows]
     for arm in arms[1:]:
-        lines += comparison(arm, rows, per_query, tasks, paired_comparison, average_per_query)
+        lines += comparison(arm, rows, per_query, tasks)
     lines += [
         "",
         "Retrieval on the eval split of the pretraining data: engaged products among 100 "
@@ -218,8 +217,12 @@ def main(
             json.dump({"rows": rows, "retrieval": retrieval}, f, indent=2, default=float)
 
 
-def comparison(arm, rows, per_query, tasks, paired_comparison, average_per_query) -> list[str]:
+def comparison(arm: str, rows: list[dict], per_query: dict, tasks) -> list[str]:
     """Report lines: `arm` against the raw encoder, per seed and paired over test queries."""
+    from paper_tables import average_per_query
+
+    from components.evaluate.stats import paired_comparison
+
     lines = ["", f"Mean over seeds, and {arm} - raw per seed (NDCG@5):", ""]
     wins = {}
     for t in tasks:
@@ -259,19 +262,25 @@ def comparison(arm, rows, per_query, tasks, paired_comparison, average_per_query
     return lines
 
 
+def _finished(info_path: str, config: dict, folder: str) -> dict | None:
+    """The info an earlier run left at `info_path` when it finished with `config`; None
+    when there is none; an error when it was made with another configuration."""
+    if not os.path.exists(info_path):
+        return None
+    with open(info_path, encoding="utf-8") as fh:
+        info = json.load(fh)
+    if info["config"] != config:
+        raise ValueError(f"{folder} was made with {info['config']}, not {config}")
+    return info
+
+
 def pretrained(data: tuple[str, str], preset_dir: str, config) -> dict:
     """The info of the preset pretrained with `config` into `preset_dir` (reused when an
     earlier run finished it with the same configuration)."""
     from components.pretrain.pretrain import INFO_FILE, run_pretrain
 
-    info_path = os.path.join(preset_dir, INFO_FILE)
-    if os.path.exists(info_path):
-        with open(info_path, encoding="utf-8") as fh:
-            info = json.load(fh)
-        if info["config"] != dataclasses.asdict(config):
-            raise ValueError(f"{preset_dir} was pretrained with {info['config']}")
-        return info
-    return run_pretrain(*data, preset_dir, config)
+    info = _finished(os.path.join(preset_dir, INFO_FILE), dataclasses.asdict(config), preset_dir)
+    return info or run_pretrain(*data, preset_dir, config)
 
 
 def trained(tft_dir: str, transformed: str, model_dir: str, config) -> None:
@@ -280,13 +289,8 @@ def trained(tft_dir: str, transformed: str, model_dir: str, config) -> None:
     from components.train.train import run_training
 
     info_path = os.path.join(model_dir, layout.TRAIN_INFO_FILE)
-    if os.path.exists(info_path):
-        with open(info_path, encoding="utf-8") as fh:
-            found = json.load(fh)["config"]
-        if found != json.loads(config.to_json()):
-            raise ValueError(f"{model_dir} was trained with {found}")
-        return
-    run_training(tft_dir, transformed, model_dir, config, verbose=0)
+    if not _finished(info_path, json.loads(config.to_json()), model_dir):
+        run_training(tft_dir, transformed, model_dir, config, verbose=0)
 
 
 if __name__ == "__main__":

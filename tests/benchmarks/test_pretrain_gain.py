@@ -48,5 +48,5 @@ def test_a_working_folder_is_reused_only_for_the_same_settings(tmp_path):
     )
     # Same configuration: nothing to train (a training would fail here: no data).
     pretrain_gain.trained("no-tft", "no-data", str(model_dir), TrainConfig(seed=1))
-    with pytest.raises(ValueError, match="was trained with"):
+    with pytest.raises(ValueError, match="was made with"):
         pretrain_gain.trained("no-tft", "no-data", str(model_dir), TrainConfig(seed=2))
