@@ -66,7 +66,8 @@ def mlpr_dag(
     beam_pipeline_args: list = [],  # noqa: B006 (kfp parameters declare defaults this way)
     architecture: str = "mlpr",
     encoder_preset: str = "tiny",
-    fine_tune_encoder: bool = True,
+    fine_tune_layers: str = "all",
+    text_cache_dir: str = "",
     pretrain_encoder: bool = False,
     pretrain_epochs: int = 3,
     pretrain_hard_negatives: bool = False,
@@ -113,7 +114,13 @@ def mlpr_dag(
         architecture: "mlpr" (all five stages) or a baseline: "mlp_single", "mlp_mtl",
             "esm2", "mmoe", "ple", "aitm", "xgboost".
         encoder_preset: text encoder: "tiny", "all-minilm-l6-v2", a directory or a hub name.
-        fine_tune_encoder: train the text encoder with the ranker (False: frozen).
+        fine_tune_layers: how much of the text encoder trains with the ranker: "all", or the
+            top k transformer layers ("0": frozen); the frozen part's outputs are computed
+            once per distinct text and cached, so training runs at MLP speed.
+        text_cache_dir: where that cache is kept for later runs to reuse (another seed,
+            architecture or gate over the same texts and encoder), e.g.
+            /mnt/mlpr/text_cache on the repository volume; empty: a temporary folder, for
+            this run only.
         pretrain_encoder: first pretrain the encoder on the log (two towers, 20 negatives
             per engaged product; components/pretrain), starting from encoder_preset; the step
             is cached while its inputs do not change.
@@ -145,9 +152,10 @@ def mlpr_dag(
             the push writes model_base/tfserving/models.config pointing at
             <serving_base>/<model_name>, with batching.config and monitoring.config.
         serving_batching: "gpu" or "cpu": the batching profile written with the push.
-        repository_pvc: the PersistentVolumeClaim mounted at /mnt/mlpr in ingest, evaluate
-            and push: input data under it (or an object-store path in input_data) and the
-            model repository (model_base, e.g. /mnt/mlpr/serving) that TF Serving reads.
+        repository_pvc: the PersistentVolumeClaim mounted at /mnt/mlpr in ingest, train,
+            evaluate and push: input data under it (or an object-store path in input_data),
+            the text cache (text_cache_dir) and the model repository (model_base, e.g.
+            /mnt/mlpr/serving) that TF Serving reads.
         accelerator_type: (GPU pipelines) the resource each GPU step requests, e.g.
             "nvidia.com/gpu".
         accelerator_count: (GPU pipelines) how many of it each GPU step requests.
@@ -198,13 +206,15 @@ def mlpr_dag(
         pretrained_encoder=pretrained.outputs["encoder"],
         architecture=architecture,
         encoder_preset=encoder_preset,
-        fine_tune_encoder=fine_tune_encoder,
+        fine_tune_layers=fine_tune_layers,
+        text_cache_dir=text_cache_dir,
         max_epochs=max_epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
     )
     resources.set_resources(trained, resources.TRAIN)
+    resources.mount_repository(trained, repository_pvc)
     resources.use_gpus(trained, gpu)
     evaluated = evaluate(
         examples=ingested.outputs["examples"],
@@ -463,7 +473,23 @@ def compile_command(output: str, gpus: int) -> None:
     type=click.Choice(["mlpr", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "xgboost"]),
 )
 @click.option("--encoder-preset", default="tiny", show_default=True)
-@click.option("--fine-tune-encoder/--freeze-encoder", default=True, show_default=True)
+@click.option(
+    "--fine-tune-layers",
+    default="all",
+    show_default=True,
+    help='Encoder layers trained with the ranker: "all", or the top k ("0": frozen, cached).',
+)
+@click.option(
+    "--text-cache-dir",
+    default="",
+    help="Keep the frozen encoder's outputs here for later runs (default: in the run only).",
+)
+@click.option(
+    "--freeze-encoder",
+    "fine_tune_layers",
+    flag_value="0",
+    help="The same as --fine-tune-layers 0.",
+)
 @click.option(
     "--pretrain-encoder",
     is_flag=True,

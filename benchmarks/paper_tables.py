@@ -32,10 +32,13 @@ import pandas as pd
 
 from components.schema import TASKS
 
+S_TITLE = "title"
 RUNS_FILE = "runs.jsonl"  # one finished (model, seed) run per line, so a long run can resume
 # Fields of a run record gathered into one list per model (one entry per seed).
 RESULT_FIELDS = ("metrics", "per_query", "groups", "speed", "seconds")
 TABLE2 = ("xgboost", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "mlpr")
+MLPR_TINY = "mlpr (tiny)"
+REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,11 +48,12 @@ class Variant:
     label: str
     architecture: str
     changes: tuple = ()  # (field, value) pairs applied to the architecture's RankerConfig
+    encoder_preset: str | None = None  # None: the run's --encoder-preset
 
 
 def table4_variants() -> list[Variant]:
     """MLP_MTL with a frozen encoder, then each MLPR stage added in the paper's order."""
-    frozen = (("fine_tune_encoder", False),)
+    frozen = (("fine_tune_layers", 0),)
     experts = (
         ("shared_bottom_units", ()),
         ("multi_gate_experts", True),
@@ -70,11 +74,13 @@ def table4_variants() -> list[Variant]:
     return variants
 
 
-def all_variants() -> list[Variant]:
+def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
     variants = [Variant(name, name) for name in TABLE2]
+    if encoder_preset != "tiny":  # the reference point of the random, from-scratch encoder
+        variants.append(Variant(MLPR_TINY, "mlpr", (("fine_tune_layers", "all"),), "tiny"))
     variants += [
-        Variant("mlp_mtl (frozen)", "mlp_mtl", (("fine_tune_encoder", False),)),
-        Variant("mlpr (frozen)", "mlpr", (("fine_tune_encoder", False),)),
+        Variant("mlp_mtl (frozen)", "mlp_mtl", (("fine_tune_layers", 0),)),
+        Variant("mlpr (frozen)", "mlpr", (("fine_tune_layers", 0),)),
     ]
     seen = {v.label for v in variants}
     variants += [v for v in table4_variants() if v.label not in seen and v.architecture != "mlpr"]
@@ -147,13 +153,15 @@ def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict
     examples, tft_dir, transformed = paths
     ranker = None
     if variant.architecture != XGBOOST:
-        ranker = architecture(variant.architecture).replace(**dict(variant.changes))
+        changes = {"fine_tune_layers": args["fine_tune_layers"], **dict(variant.changes)}
+        ranker = architecture(variant.architecture).replace(**changes)
     config = TrainConfig(
         architecture=variant.architecture,
         ranker=ranker,
-        encoder_preset=args["encoder_preset"],
+        encoder_preset=variant.encoder_preset or args["encoder_preset"],
         max_epochs=args["max_epochs"],
         seed=seed,
+        text_cache_dir=os.path.join(work, "text_cache"),
     )
     out = tempfile.mkdtemp(prefix="model-", dir=work)
     result = run_training(tft_dir, transformed, out, config, verbose=0)
@@ -170,15 +178,17 @@ def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict
 
 
 def human_grades(log: pd.DataFrame, dataset: str) -> dict | None:
-    """{(query, product id): human relevance grade} of a Home Depot log, else None."""
+    """{(query, product id): human relevance grade} of a Home Depot log, else None; for a
+    pair that comes more than once, the grade of its first row, the one ingest keeps."""
     from components import schema as S
 
     if dataset != "homedepot" or "relevance" not in log:
         return None
-    return {
-        (q, str(p)): float(r)
-        for q, p, r in zip(log[S.QUERY], log[S.PRODUCT_ID], log["relevance"], strict=True)
-    }
+    grades: dict = {}
+    # The first copy of a duplicated pair, as ingest keeps it (later copies are dead-lettered).
+    for q, p, r in zip(log[S.QUERY], log[S.PRODUCT_ID], log["relevance"], strict=True):
+        grades.setdefault((q, str(p)), float(r))
+    return grades
 
 
 def metrics_of(scored, relevance: dict | None) -> tuple[dict, dict]:
@@ -223,6 +233,37 @@ def by_impression_group(scored) -> dict:
             "auc": auc(y, p),
             "ndcg@5": ndcg_at_k(q, y, p, 5).mean,
         }
+    return out
+
+
+def reference_results(examples: str, raw_schema, relevance, preset: str, cache: str) -> dict:
+    """Results (one entry each) of the untrained references on the same test pairs."""
+    import references as refs
+
+    pairs = refs.read_pairs(examples, raw_schema)
+    catalog = [
+        title
+        for split in ("train", "eval")
+        for title in refs.read_pairs(examples, raw_schema, split)[S_TITLE]
+    ]
+    scorers = {
+        refs.LEXICAL: lambda: refs.lexical_scores(pairs),
+        refs.BM25: lambda: refs.bm25_scores(pairs, catalog),
+        f"{refs.ZERO_SHOT} {preset}": lambda: refs.zero_shot_scores(pairs, preset, cache),
+    }
+    out = {}
+    for label, score in scorers.items():
+        begin = time.monotonic()
+        scored = refs.as_scored(pairs, score())
+        values, per_query = metrics_of(scored, relevance)
+        out[label] = {
+            "metrics": [values],
+            "per_query": [per_query],
+            "groups": [by_impression_group(scored)],
+            "speed": [float("nan")],
+            "seconds": [time.monotonic() - begin],
+        }
+        click.echo(f"{label}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), err=True)
     return out
 
 
@@ -286,6 +327,8 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         return f"{mean:+.2f}% ± {std:.2f}"
 
     def table(labels: list[str], keys: list[str], relative_to: str | None, absolute: str | None):
+        if relative_to not in results:  # e.g. --models without xgboost: absolute values
+            relative_to = None
         lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for label in labels:
             if label not in results:
@@ -303,13 +346,29 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         "",
     ]
     md += [
-        "## Table 2: models (XGBoost absolute; others % lift over XGBoost, mean ± std over seeds)",
+        "## Table 2: models (XGBoost absolute; others % lift over XGBoost, mean ± std over seeds)"
+        if "xgboost" in results
+        else "## Table 2: models (absolute, mean ± std over seeds)",
         "",
     ]
     md += [table(list(TABLE2), t2_keys, "xgboost", "xgboost"), ""]
     if "human/ndcg@5" in metric_keys:
         md += ["NDCG against the human relevance grades (ranking score):", ""]
         md += [table(list(TABLE2), ["human/ndcg@1", "human/ndcg@5"], "xgboost", "xgboost"), ""]
+    references = [label for label in results if label.startswith(REFERENCE_PREFIXES)]
+    if references:
+        ref_keys = [f"{t}/ndcg@5" for t in TASKS]
+        ref_keys += ["human/ndcg@5"] if "human/ndcg@5" in metric_keys else []
+        md += [
+            "## References without training, beside the trained models (absolute; NDCG@5)",
+            "",
+            "Each reference ranks a query's products by one score: the `lexical_score` "
+            "feature, BM25 of the query against the title, or the cosine of the untrained "
+            "encoder's query and product-text vectors (zero-shot).",
+            "",
+        ]
+        trained = [m for m in ("xgboost", MLPR_TINY, "mlpr") if m in results]
+        md += [table(references + trained, ref_keys, None, None), ""]
     md += ["## Table 3: encoder fine-tuned vs frozen (absolute)", ""]
     md += [table(["mlp_mtl (frozen)", "mlp_mtl", "mlpr (frozen)", "mlpr"], t2_keys, None, None), ""]
     md += ["## Table 4: adding MLPR's stages to MLP_MTL (absolute)", ""]
@@ -330,11 +389,15 @@ def write_report(results: dict, meta: dict, out: str) -> str:
     ]
     tasks = [*TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]
     baselines = [m for m in TABLE2 if m not in ("mlpr", "xgboost") and m in results]
-    for task in tasks if "mlpr" in results and baselines else ():
+    for task in tasks if "mlpr" in results else ():
         key = f"{task}/ndcg@5"
-        best = max(baselines, key=lambda m: np.nanmean([x[key] for x in results[m]["metrics"]]))
+        best = max(
+            baselines,
+            key=lambda m: np.nanmean([x[key] for x in results[m]["metrics"]]),
+            default="xgboost",
+        )
         mlpr = average_per_query([pq[task] for pq in results["mlpr"]["per_query"]])
-        for other in ("xgboost", best):
+        for other in dict.fromkeys(("xgboost", best, MLPR_TINY, *references)):
             if other not in results:
                 continue
             res = paired_comparison(
@@ -380,19 +443,40 @@ def write_report(results: dict, meta: dict, out: str) -> str:
 @click.option(
     "--out", default=None, help="Output folder (default benchmarks/results/paper_tables_<dataset>)."
 )
+@click.option(
+    "--fine-tune-layers",
+    default="all",
+    show_default=True,
+    help='Encoder layers the neural models train: "all", or the top k ("0": frozen, cached). '
+    "The (frozen) variants always use 0.",
+)
 @click.option("--resume", is_flag=True, help="Keep the finished runs in <out>/runs.jsonl.")
-def main(dataset, queries, seeds, max_epochs, encoder_preset, models, out, resume) -> None:
+@click.option(
+    "--work",
+    default=None,
+    help="Keep the prepared splits and the text cache here and reuse them (default: a new "
+    "temporary folder).",
+)
+def main(
+    dataset, queries, seeds, max_epochs, encoder_preset, models, out, fine_tune_layers, resume, work
+) -> None:
+    from components import layout
     from components import schema as S
+    from model.encoder import check_fine_tune_layers
 
     start = time.monotonic()
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     out = out or os.path.join(os.path.dirname(__file__), "results", f"paper_tables_{dataset}")
-    work = tempfile.mkdtemp(prefix=f"paper-{dataset}-")
+    work = work or tempfile.mkdtemp(prefix=f"paper-{dataset}-")
     examples, tft_dir, transformed, log = prepare(dataset, queries, 0, work)
     relevance = human_grades(log, dataset)
     wanted = {m.strip() for m in models.split(",") if m.strip()}
-    variants = [v for v in all_variants() if not wanted or v.label in wanted]
-    args = {"encoder_preset": encoder_preset, "max_epochs": max_epochs}
+    variants = [v for v in all_variants(encoder_preset) if not wanted or v.label in wanted]
+    args = {
+        "encoder_preset": encoder_preset,
+        "max_epochs": max_epochs,
+        "fine_tune_layers": check_fine_tune_layers(fine_tune_layers),
+    }
     setup = {"dataset": dataset, "queries": queries, **args}
     os.makedirs(out, exist_ok=True)
     runs_path = os.path.join(out, RUNS_FILE)
@@ -426,7 +510,10 @@ def main(dataset, queries, seeds, max_epochs, encoder_preset, models, out, resum
                 ),
                 err=True,
             )
-    results: dict = {}
+    results: dict = reference_results(
+        examples, S.RawSchema.load(os.path.join(examples, layout.SCHEMA_FILE)), relevance,
+        encoder_preset, os.path.join(work, "text_cache"),
+    )  # fmt: skip
     for variant in variants:
         for seed in seed_list:
             record = done[(variant.label, seed)]

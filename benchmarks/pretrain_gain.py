@@ -148,7 +148,7 @@ def main(
             config = TrainConfig(
                 encoder_preset=encoder_preset if arm == "raw" else preset_dir,
                 ranker=(
-                    architecture("mlpr").replace(fine_tune_encoder=False)
+                    architecture("mlpr").replace(fine_tune_layers=0)
                     if arm.endswith("frozen")
                     else None  # MLPR as it is: the encoder fine-tuned
                 ),

@@ -81,7 +81,7 @@ def train_and_push(encoder: str, log, paths: tuple, work: str, seed: int) -> tup
     elif encoder == "minilm":
         preset = MINILM
     # The encoder is frozen in training here (faster); serving runs the same graph either way.
-    ranker = architecture("mlpr").replace(fine_tune_encoder=encoder == "tiny")
+    ranker = architecture("mlpr").replace(fine_tune_layers="all" if encoder == "tiny" else 0)
     config = TrainConfig(encoder_preset=preset, ranker=ranker, max_epochs=1, seed=seed)
     out = os.path.join(work, f"model_{encoder}")
     run_training(tft_dir, transformed, out, config, verbose=0)

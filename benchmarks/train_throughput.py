@@ -92,7 +92,7 @@ def measure(
     wide_dim = len(S.DEMO_SCHEMA.ranking_features)
     vocab_sizes = {c: 200 for c in S.CATEGORICAL_COLUMNS}
     backbone = _backbone(encoder, max(config.query_length, config.product_length), seed)
-    text_encoder = TextEncoder(backbone, fine_tune=True)
+    text_encoder = TextEncoder(backbone)
     model = build_ranker(
         architecture(architecture_name),
         text_encoder,

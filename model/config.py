@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from model.encoder import ALL_LAYERS, check_fine_tune_layers
 from model.interactions import INTERACTIONS
 
 
@@ -18,7 +19,9 @@ class RankerConfig:
     Args:
         projection_dim: width of the query and product projections phi(q), psi(i).
         pooling: how token vectors become one text vector ("mean" or "cls").
-        fine_tune_encoder: train the text backbone with the ranker (False: frozen).
+        fine_tune_layers: how much of the text encoder trains with the ranker: "all" (full
+            fine-tuning), or the top k transformer layers (0: frozen). The frozen part's
+            outputs are computed once per distinct text and cached (components/train).
         interactions: which of cosine / hadamard / concat feed the ranker (stage 1).
         categorical_embedding_dim: embedding width of each categorical product field.
         dropout: dropout inside every MLP (experts, bottoms, towers).
@@ -38,7 +41,7 @@ class RankerConfig:
 
     projection_dim: int = 256
     pooling: str = "mean"
-    fine_tune_encoder: bool = True
+    fine_tune_layers: int | str = ALL_LAYERS
     interactions: tuple[str, ...] = INTERACTIONS
     categorical_embedding_dim: int = 8
     dropout: float = 0.2
@@ -56,6 +59,7 @@ class RankerConfig:
     calibration_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fine_tune_layers", check_fine_tune_layers(self.fine_tune_layers))
         if self.projection_dim <= 0 or self.categorical_embedding_dim <= 0:
             raise ValueError(
                 "projection_dim and categorical_embedding_dim must be positive, got "

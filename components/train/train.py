@@ -9,21 +9,31 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import layout
 from components import schema as S
 from components.train.config import XGBOOST, TrainConfig
-from components.train.inputs import make_dataset, split_files, training_texts, wide_and_labels
+from components.train.inputs import (
+    cached_dataset,
+    make_dataset,
+    read_split,
+    split_files,
+    training_texts,
+    wide_and_labels,
+)
+from components.train.text_cache import TextCache
 from components.transform.preprocessing import VOCAB_OOV_BUCKETS
-from model.encoder import TextEncoder
+from model.encoder import ALL_LAYERS, TextEncoder
 from model.losses import binary_crossentropy
 from model.presets import TINY, load_encoder
-from model.ranker import PRODUCT_PROJECTION, QUERY_PROJECTION, build_ranker, compile_ranker
+from model.ranker import build_ranker, cached_ranker, compile_ranker
 from model.text_preprocessor import TextPreprocessor
 from model.xgboost_baseline import fit_xgboost
 from serving.export import export_serving_model
@@ -41,6 +51,9 @@ class TrainResult:
     eval_examples: int
     seconds: float
     history: dict
+    text_cache: dict | None = None  # the frozen encoder's cache: texts encoded / reused, seconds
+    fit_seconds: float = 0.0  # model.fit (or XGBoost's boosting) alone
+    export_seconds: float = 0.0  # the .keras file, the product table and the SavedModel
 
 
 def _count(dataset: tf.data.Dataset) -> int:
@@ -55,7 +68,9 @@ def build_model(config: TrainConfig, tft_output: tft.TFTransformOutput, train_fi
     backbone, tokenizer = load_encoder(config.encoder_preset, texts=texts, seed=config.seed)
     preprocessor = TextPreprocessor(tokenizer, config.query_length, config.product_length)
     ranker = config.ranker_config
-    encoder = TextEncoder(backbone, pooling=ranker.pooling, fine_tune=ranker.fine_tune_encoder)
+    encoder = TextEncoder(
+        backbone, pooling=ranker.pooling, fine_tune_layers=ranker.fine_tune_layers
+    )
     vocabulary_sizes = {
         c: tft_output.vocabulary_size_by_name(S.vocab_name(c)) + VOCAB_OOV_BUCKETS
         for c in S.CATEGORICAL_COLUMNS
@@ -82,10 +97,7 @@ def _load_pretrained_projections(model: keras.Model, preset_dir: str) -> bool:
     saved = load_projections(preset_dir)
     if saved is None:
         return False
-    layers = {
-        "query": model.get_layer(QUERY_PROJECTION),
-        "product": model.get_layer(PRODUCT_PROJECTION),
-    }
+    layers = {"query": model.query_projection, "product": model.product_projection}
     weights = {t: [saved[f"{t}_kernel"], saved[f"{t}_bias"]] for t in layers}
     shapes_match = all(
         [w.shape for w in layers[t].get_weights()] == [w.shape for w in weights[t]] for t in layers
@@ -117,11 +129,25 @@ def run_training(
     train_files = split_files(transformed_dir, "train")
     eval_files = split_files(transformed_dir, "eval")
     os.makedirs(output_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="text-cache-") as scratch:
+        if config.text_cache_dir is None:  # a cache for this run only
+            config = dataclasses.replace(config, text_cache_dir=scratch)
+        return _train_and_export(
+            config, tft_output, raw_schema, train_files, eval_files, transformed_dir,
+            output_dir, verbose, start,
+        )  # fmt: skip
+
+
+def _train_and_export(
+    config, tft_output, raw_schema, train_files, eval_files, transformed_dir, output_dir,
+    verbose, start,
+) -> TrainResult:  # fmt: skip
     train = _train_xgboost if config.architecture == XGBOOST else _train_neural
     model, preprocessor, fit = train(
         config, tft_output, train_files, eval_files, output_dir, verbose
     )
-
+    product_vectors = fit.pop("product_vectors", None)
+    exporting = time.monotonic()
     model.save(os.path.join(output_dir, layout.KERAS_MODEL_FILE))
     export_serving_model(
         model,
@@ -136,8 +162,13 @@ def run_training(
             for split in S.SPLITS
             for f in sorted(tf.io.gfile.glob(layout.split_pattern(transformed_dir, split)))
         ],
+        product_vectors=product_vectors,
     )
-    result = TrainResult(seconds=round(time.monotonic() - start, 1), **fit)
+    result = TrainResult(
+        seconds=round(time.monotonic() - start, 1),
+        export_seconds=round(time.monotonic() - exporting, 1),
+        **fit,
+    )
     with open(os.path.join(output_dir, layout.TRAIN_INFO_FILE), "w") as fh:
         json.dump(
             {"config": json.loads(config.to_json()), "result": dataclasses.asdict(result)},
@@ -149,20 +180,122 @@ def run_training(
 
 def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbose):
     model, preprocessor, backbone, tokenizer = build_model(config, tft_output, train_files)
-    compile_ranker(model, config.learning_rate)
+    if config.ranker_config.fine_tune_layers == ALL_LAYERS:
+        train_ds, eval_ds, counts = _text_datasets(
+            config, tft_output, train_files, eval_files, preprocessor
+        )
+        trained, extra = model, {}
+    else:
+        train_ds, eval_ds, counts, extra = _cached_datasets(
+            config, model, tft_output, train_files, eval_files, preprocessor, output_dir
+        )
+        trained = cached_ranker(model)
+    compile_ranker(trained, config.learning_rate)
+    fitting = time.monotonic()
+    history = _fit(trained, train_ds, eval_ds, config, output_dir, verbose)
+    extra["fit_seconds"] = round(time.monotonic() - fitting, 1)
+    val_loss = history["val_loss"]
+    best = int(min(range(len(val_loss)), key=val_loss.__getitem__))
+    preset_dir = os.path.join(output_dir, ENCODER_PRESET_DIR)
+    backbone.save_to_preset(preset_dir)
+    tokenizer.save_to_preset(preset_dir)
+    fit = {
+        "epochs_run": len(val_loss),
+        "best_epoch": best + 1,
+        "best_val_loss": float(val_loss[best]),
+        "train_examples": counts[0],
+        "eval_examples": counts[1],
+        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+        **extra,
+    }
+    return model, preprocessor, fit
+
+
+def _text_datasets(config, tft_output, train_files, eval_files, preprocessor):
+    """Token-level batches: the whole encoder runs (and trains) on every step."""
     train_ds = make_dataset(
         train_files, tft_output, preprocessor, config.batch_size, shuffle=True, seed=config.seed
     )
     eval_ds = make_dataset(eval_files, tft_output, preprocessor, config.batch_size, shuffle=False)
-    train_examples, eval_examples = _count(train_ds), _count(eval_ds)
-    _check_examples(train_examples, eval_examples)
+    counts = _count(train_ds), _count(eval_ds)
+    _check_examples(*counts)
+    return (
+        _with_cardinality(train_ds, counts[0], config),
+        _with_cardinality(eval_ds, counts[1], config),
+        counts,
+    )
+
+
+def _cached_datasets(config, model, tft_output, train_files, eval_files, preprocessor, out):
+    """Batches of cached encoder outputs (components/train/text_cache.py): each distinct
+    query and product text of the splits is encoded once by the frozen part."""
+    cache = TextCache(config.text_cache_dir, model.text_encoder, preprocessor)
+    splits = {
+        "train": read_split(train_files, tft_output),
+        "eval": read_split(eval_files, tft_output),
+    }
+    counts = len(splits["train"][S.WIDE]), len(splits["eval"][S.WIDE])
+    _check_examples(*counts)
+    start = time.monotonic()
+    queries, query_index = np.unique(
+        np.concatenate([s[S.QUERY] for s in splits.values()]), return_inverse=True
+    )
+    products, product_index = np.unique(
+        np.concatenate([s[S.PRODUCT_TEXT] for s in splits.values()]), return_inverse=True
+    )
+    encoded_queries = cache.get("query", list(queries))
+    encoded_products = cache.get("product", list(products))
+    cache_seconds = time.monotonic() - start
+    cut = counts[0]
+    datasets = [
+        cached_dataset(
+            split,
+            query_index[rows],
+            product_index[rows],
+            encoded_queries,
+            encoded_products,
+            config.batch_size,
+            shuffle=name == "train",
+            seed=config.seed,
+        )  # fmt: skip
+        for name, split, rows in (
+            ("train", splits["train"], slice(0, cut)),
+            ("eval", splits["eval"], slice(cut, None)),
+        )
+    ]
+    extra = {
+        "text_cache": {
+            **cache.stats,
+            "seconds": round(cache_seconds, 2),
+            "queries": len(queries),
+            "products": len(products),
+            "fingerprint": cache.fingerprint,
+        }
+    }
+    if model.text_encoder.trained_blocks == 0:
+        projection = model.product_projection
+
+        def product_vectors(texts: list[bytes]) -> np.ndarray:
+            vectors = cache.get("product", texts).vectors()
+            return np.asarray(projection(vectors), dtype=np.float32)
+
+        extra["product_vectors"] = product_vectors
+    return (
+        _with_cardinality(datasets[0], counts[0], config),
+        _with_cardinality(datasets[1], counts[1], config),
+        counts,
+        extra,
+    )
+
+
+def _with_cardinality(dataset, examples: int, config) -> tf.data.Dataset:
     # Known epoch lengths: progress bars and callbacks see whole epochs.
-    train_ds = train_ds.apply(
-        tf.data.experimental.assert_cardinality(math.ceil(train_examples / config.batch_size))
+    return dataset.apply(
+        tf.data.experimental.assert_cardinality(math.ceil(examples / config.batch_size))
     )
-    eval_ds = eval_ds.apply(
-        tf.data.experimental.assert_cardinality(math.ceil(eval_examples / config.batch_size))
-    )
+
+
+def _fit(model, train_ds, eval_ds, config, output_dir, verbose) -> dict:
     os.makedirs(os.path.join(output_dir, os.path.dirname(CHECKPOINT_FILE)), exist_ok=True)
     callbacks = [
         keras.callbacks.ModelCheckpoint(
@@ -177,7 +310,7 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
             restore_best_weights=True,
         ),
     ]
-    history = model.fit(
+    return model.fit(
         train_ds,
         validation_data=eval_ds,
         epochs=config.max_epochs,
@@ -185,29 +318,17 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
         shuffle=False,  # the tf.data pipeline shuffles
         verbose=verbose,
     ).history
-    val_loss = history["val_loss"]
-    best = int(min(range(len(val_loss)), key=val_loss.__getitem__))
-    preset_dir = os.path.join(output_dir, ENCODER_PRESET_DIR)
-    backbone.save_to_preset(preset_dir)
-    tokenizer.save_to_preset(preset_dir)
-    fit = {
-        "epochs_run": len(val_loss),
-        "best_epoch": best + 1,
-        "best_val_loss": float(val_loss[best]),
-        "train_examples": train_examples,
-        "eval_examples": eval_examples,
-        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
-    }
-    return model, preprocessor, fit
 
 
 def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verbose):
     train_wide, train_labels = wide_and_labels(train_files, tft_output)
     eval_wide, eval_labels = wide_and_labels(eval_files, tft_output)
     _check_examples(len(train_wide), len(eval_wide))
+    fitting = time.monotonic()
     model, rounds = fit_xgboost(
         train_wide, train_labels, eval_wide, eval_labels, config.xgboost, seed=config.seed
     )
+    fit_seconds = round(time.monotonic() - fitting, 1)
     predictions = model.predict({S.WIDE: eval_wide}, verbose=0)
     val_loss = sum(
         float(keras.ops.convert_to_numpy(binary_crossentropy(eval_labels[t], predictions[t][:, 0])))
@@ -222,6 +343,7 @@ def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verb
         "train_examples": len(train_wide),
         "eval_examples": len(eval_wide),
         "history": {f"{t}_rounds": [float(n)] for t, n in rounds.items()},
+        "fit_seconds": fit_seconds,
     }
     return model, None, fit
 

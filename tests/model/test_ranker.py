@@ -7,7 +7,8 @@ from components import schema as S
 from model.architectures import ARCHITECTURES, architecture
 from model.config import RankerConfig
 from model.encoder import TextEncoder
-from model.ranker import build_ranker, model_input_names
+from model.multitask_loss import loss_layer
+from model.ranker import build_ranker, cached_ranker, model_input_names
 
 VOCAB_SIZES = {c: 4 for c in S.CATEGORICAL_COLUMNS}
 
@@ -90,14 +91,15 @@ def test_every_architecture_builds_trains_and_round_trips(name, tmp_path):
         max_sequence_length=8,
     )  # fmt: skip
     model = build_ranker(config, TextEncoder(backbone), 3, VOCAB_SIZES, 4, 8)
-    names = {layer.name for layer in model.layers}
+    assert {layer.name for layer in model.layers} >= {"query_encoder", "product_encoder", "scorer"}
+    names = {layer.name for layer in model.scorer.layers}
     assert ("multi_gate_experts" in names) == config.multi_gate_experts
     assert ("specific_experts" in names) == config.specific_experts
     assert ("probability_transfer" in names) == config.probability_transfer
     assert ("atc_attention" in names) == config.attention_units
     assert ("shared_bottom" in names) == bool(config.shared_bottom_units)
     assert ("click_network" in names) == config.separate_task_networks
-    log_sigma = model.get_layer("multitask_loss").log_sigma
+    log_sigma = loss_layer(model).log_sigma
     assert log_sigma.trainable == config.uncertainty_loss
 
     model.compile(optimizer=keras.optimizers.Adam(0.01))
@@ -120,3 +122,101 @@ def test_every_architecture_builds_trains_and_round_trips(name, tmp_path):
 def test_unknown_architecture_lists_the_known_ones():
     with pytest.raises(ValueError, match="mlp_mtl"):
         architecture("mlpr_v2")
+
+
+def _two_layer_ranker(fine_tune_layers):
+    keras.utils.set_random_seed(5)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=20, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=8,
+    )  # fmt: skip
+    config = RankerConfig(
+        projection_dim=8,
+        num_shared_experts=2,
+        expert_units=(8,),
+        tower_units=(4,),
+        dropout=0.0,
+        fine_tune_layers=fine_tune_layers,
+    )
+    encoder = TextEncoder(backbone, fine_tune_layers=fine_tune_layers)
+    return build_ranker(config, encoder, 3, VOCAB_SIZES, 4, 8)
+
+
+def _padded_inputs(n=6):
+    """Token inputs with real padding (texts shorter than the packed length)."""
+    x = _inputs(n)
+    x["query_padding_mask"] = (np.arange(4)[None, :] < np.arange(n)[:, None] % 3 + 2).astype(
+        "int32"
+    )
+    x["product_padding_mask"] = (np.arange(8)[None, :] < np.arange(n)[:, None] % 5 + 3).astype(
+        "int32"
+    )
+    return {k: keras.ops.convert_to_tensor(v) for k, v in x.items()}
+
+
+def test_the_ranker_is_its_parts_composed():
+    model = _two_layer_ranker("all")
+    x = _padded_inputs()
+    whole = model(x)
+    phi = model.query_encoder({k: x[k] for k in ("query_token_ids", "query_padding_mask")})
+    psi = model.product_encoder({k: x[k] for k in ("product_token_ids", "product_padding_mask")})
+    parts = model.scorer(
+        {"query_embedding": phi, "product_embedding": psi, **{k: x[k] for k in _features()}}
+    )
+    for t in S.TASKS:
+        np.testing.assert_array_equal(np.asarray(whole[t]), np.asarray(parts[t]))
+    assert model.text_encoder is model.product_encoder.get_layer("text_encoder")
+
+
+def _features():
+    return [S.WIDE, *(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS)]
+
+
+def _cached_inputs(model, x):
+    encoder = model.text_encoder
+    out = {k: x[k] for k in _features()}
+    for side in ("query", "product"):
+        ids, mask = x[f"{side}_token_ids"], x[f"{side}_padding_mask"]
+        if encoder.trained_blocks == 0:
+            out[f"{side}_vector"] = encoder({"token_ids": ids, "padding_mask": mask})
+        else:
+            out[f"{side}_hidden"] = encoder.lower_model()(encoder.lower_inputs(ids, mask))
+            out[f"{side}_mask"] = mask
+    return out
+
+
+@pytest.mark.parametrize("fine_tune_layers", [0, 1])
+def test_cached_ranker_scores_as_the_ranker_and_trains_its_weights(fine_tune_layers):
+    """The ranker above the frozen part of its encoder: the same scores from the frozen
+    part's outputs, and fitting it moves the ranker's own weights, the trained blocks
+    included, and no frozen weight."""
+    model = _two_layer_ranker(fine_tune_layers)
+    x = _padded_inputs()
+    cached = cached_ranker(model)
+    inputs = _cached_inputs(model, x)
+    before = model(x)
+    got = cached(inputs)
+    for t in S.TASKS:
+        np.testing.assert_allclose(np.asarray(got[t]), np.asarray(before[t]), atol=1e-6)
+    blocks = model.text_encoder.backbone.transformer_layers
+    frozen = [np.asarray(w).copy() for w in blocks[0].weights]
+    top = [np.asarray(w).copy() for w in blocks[1].weights]
+    head = np.asarray(model.query_projection.kernel).copy()
+    cached.compile(optimizer=keras.optimizers.Adam(0.05))
+    y = {t: (np.arange(6) % 2).reshape(-1, 1).astype("float32") for t in S.TASKS}
+    cached.fit(inputs, y, epochs=2, batch_size=6, verbose=0)
+    assert not np.allclose(np.asarray(model.query_projection.kernel), head)
+    for w, old in zip(blocks[0].weights, frozen, strict=True):
+        np.testing.assert_array_equal(np.asarray(w), old)
+    moved = any(
+        not np.allclose(np.asarray(w), o) for w, o in zip(blocks[1].weights, top, strict=True)
+    )
+    assert moved == (fine_tune_layers == 1)
+    after, again = model(x), cached(_cached_inputs(model, x))
+    for t in S.TASKS:
+        np.testing.assert_allclose(np.asarray(again[t]), np.asarray(after[t]), atol=1e-6)
+
+
+def test_a_fully_fine_tuned_encoder_has_nothing_to_cache():
+    with pytest.raises(ValueError, match="no frozen part"):
+        cached_ranker(_two_layer_ranker("all"))

@@ -174,7 +174,6 @@ def test_train_starts_from_the_pretrained_encoder_and_projections(pretrained):
     from components.train.inputs import split_files
     from components.train.train import build_model
     from model.architectures import architecture
-    from model.ranker import PRODUCT_PROJECTION, QUERY_PROJECTION
 
     dirs, preset, _, _ = pretrained
     config = TrainConfig(
@@ -184,18 +183,14 @@ def test_train_starts_from_the_pretrained_encoder_and_projections(pretrained):
         config, tft.TFTransformOutput(dirs["tft"]), split_files(dirs["tx"], "train")
     )
     saved = load_projections(str(preset))
-    np.testing.assert_array_equal(
-        model.get_layer(QUERY_PROJECTION).get_weights()[0], saved["query_kernel"]
-    )
-    np.testing.assert_array_equal(
-        model.get_layer(PRODUCT_PROJECTION).get_weights()[1], saved["product_bias"]
-    )
+    np.testing.assert_array_equal(model.query_projection.get_weights()[0], saved["query_kernel"])
+    np.testing.assert_array_equal(model.product_projection.get_weights()[1], saved["product_bias"])
     # Another projection width: the encoder is still used, the projections start at random.
     wide = TrainConfig(encoder_preset=str(preset), ranker=architecture("mlp_mtl"))
     model, *_ = build_model(
         wide, tft.TFTransformOutput(dirs["tft"]), split_files(dirs["tx"], "train")
     )
-    assert model.get_layer(QUERY_PROJECTION).get_weights()[0].shape[1] == 256
+    assert model.query_projection.get_weights()[0].shape[1] == 256
 
 
 def test_switched_off_step_writes_only_the_marker(tmp_path):

@@ -1,0 +1,132 @@
+"""The ranker after its text encoder (stages 1-5 on the projected text vectors): phi(q),
+psi(i), the z-scored wide features and the categorical ids -> one probability per task.
+
+It is a functional model of its own, so that the train step can run it on cached text
+vectors, and serving on the query encoded once per request and on pre-computed products.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from components import schema as S
+from model.attention_unit import AttentionUnit
+from model.config import RankerConfig
+from model.experts import CustomizedGateExperts, MultiGateExperts
+from model.interactions import Interactions
+from model.mlp import MLP
+from model.multitask_loss import MultiTaskLoss, MultiTaskRanker
+from model.probability_transfer import ProbabilityTransfer
+
+# Input names of the scorer: phi(q) and psi(i), then the wide features and categorical ids.
+QUERY_EMBEDDING = "query_embedding"
+PRODUCT_EMBEDDING = "product_embedding"
+SCORER = "scorer"
+
+
+def categorical_input_names() -> tuple[str, ...]:
+    return tuple(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS)
+
+
+def scorer_input_names() -> tuple[str, ...]:
+    return (QUERY_EMBEDDING, PRODUCT_EMBEDDING, S.WIDE, *categorical_input_names())
+
+
+def feature_inputs(wide_dim: int) -> dict:
+    """Keras inputs of the wide features and the categorical ids."""
+    inputs = {S.WIDE: keras.Input((wide_dim,), dtype="float32", name=S.WIDE)}
+    for name in categorical_input_names():
+        inputs[name] = keras.Input((), dtype="int32", name=name)
+    return inputs
+
+
+def build_scorer(
+    config: RankerConfig, wide_dim: int, vocabulary_sizes: dict[str, int]
+) -> MultiTaskRanker:
+    """The upper network as a functional model named `scorer`; its inputs are named by
+    `scorer_input_names()` and its outputs are one probability [N, 1] per task."""
+    missing = [c for c in S.CATEGORICAL_COLUMNS if c not in vocabulary_sizes]
+    if missing:
+        raise ValueError(f"vocabulary_sizes lacks {missing}; got {sorted(vocabulary_sizes)}")
+    if wide_dim <= 0:
+        raise ValueError(f"wide_dim must be positive, got {wide_dim}")
+    dim = config.projection_dim
+    inputs = {
+        QUERY_EMBEDDING: keras.Input((dim,), dtype="float32", name=QUERY_EMBEDDING),
+        PRODUCT_EMBEDDING: keras.Input((dim,), dtype="float32", name=PRODUCT_EMBEDDING),
+        **feature_inputs(wide_dim),
+    }
+    deep = Interactions(config.interactions, name="interactions")(
+        [inputs[QUERY_EMBEDDING], inputs[PRODUCT_EMBEDDING]]
+    )
+    embedded = [
+        keras.layers.Embedding(
+            vocabulary_sizes[c], config.categorical_embedding_dim, name=f"{c}_embedding"
+        )(inputs[S.vocab_id_name(c)])
+        for c in S.CATEGORICAL_COLUMNS
+    ]
+    features = keras.layers.Concatenate(name="deep_and_wide")([deep, inputs[S.WIDE], *embedded])
+    task_inputs = _task_inputs(config, features)
+
+    heads, previous = [], None
+    for k, task in enumerate(S.TASKS):
+        tower = MLP(config.tower_units, dropout=config.dropout, name=f"{task}_tower")(
+            task_inputs[k]
+        )
+        if config.attention_units and previous is not None:
+            tower = AttentionUnit(config.tower_units[-1], name=f"{task}_attention")(
+                [tower, previous]
+            )
+        previous = tower
+        heads.append(keras.layers.Dense(1, activation="sigmoid", name=f"{task}_head")(tower))
+    if config.probability_transfer:
+        heads = ProbabilityTransfer(name="probability_transfer")(heads)
+    heads = MultiTaskLoss(
+        S.TASKS,
+        uncertainty_weighting=config.uncertainty_loss,
+        calibration_weight=config.calibration_weight,
+        name=MultiTaskRanker.LOSS_LAYER,
+    )(heads)
+    outputs = {
+        task: keras.layers.Identity(name=task)(head)
+        for task, head in zip(S.TASKS, heads, strict=True)
+    }
+    return MultiTaskRanker(inputs=inputs, outputs=outputs, name=SCORER)
+
+
+def _task_inputs(config: RankerConfig, features) -> list:
+    """One input per task for the towers: separate networks, a shared bottom, and/or the
+    expert stages (MMoE, then customized-gate experts)."""
+    tasks = len(S.TASKS)
+    if config.separate_task_networks:
+        return [
+            MLP(config.expert_units, dropout=config.dropout, name=f"{task}_network")(features)
+            for task in S.TASKS
+        ]
+    shared = features
+    if config.shared_bottom_units:
+        shared = MLP(config.shared_bottom_units, dropout=config.dropout, name="shared_bottom")(
+            features
+        )
+    per_task = [shared] * tasks
+    if config.multi_gate_experts:
+        mixed = MultiGateExperts(
+            tasks,
+            config.num_shared_experts,
+            config.expert_units,
+            dropout=config.dropout,
+            shared_output=config.specific_experts,
+            name="multi_gate_experts",
+        )(shared)
+        per_task = mixed[:tasks]
+        shared = mixed[tasks] if config.specific_experts else shared
+    if config.specific_experts:
+        per_task = CustomizedGateExperts(
+            tasks,
+            config.num_specific_experts,
+            config.num_shared_experts,
+            config.expert_units,
+            dropout=config.dropout,
+            name="specific_experts",
+        )([*per_task, shared])
+    return per_task
