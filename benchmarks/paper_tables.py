@@ -483,6 +483,11 @@ def main(
     done = load_runs(runs_path, setup) if resume else {}
     if not resume:
         open(runs_path, "w").close()  # a fresh log of finished runs
+    # The untrained references first (they need no seeds), then the trained models.
+    results: dict = reference_results(
+        examples, S.RawSchema.load(os.path.join(examples, layout.SCHEMA_FILE)), relevance,
+        encoder_preset, os.path.join(work, "text_cache"),
+    )  # fmt: skip
     # Seeds outermost: a run cut short still has every model for the first seeds.
     for seed in seed_list:
         for variant in variants:
@@ -510,10 +515,6 @@ def main(
                 ),
                 err=True,
             )
-    results: dict = reference_results(
-        examples, S.RawSchema.load(os.path.join(examples, layout.SCHEMA_FILE)), relevance,
-        encoder_preset, os.path.join(work, "text_cache"),
-    )  # fmt: skip
     for variant in variants:
         for seed in seed_list:
             record = done[(variant.label, seed)]

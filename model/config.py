@@ -23,6 +23,10 @@ class RankerConfig:
             fine-tuning), or the top k transformer layers (0: frozen). The frozen part's
             outputs are computed once per distinct text and cached (components/train).
         interactions: which of cosine / hadamard / concat feed the ranker (stage 1).
+        tied_projection_init: start phi and psi from the same random projection, so that
+            the cosine interaction starts as the text encoder's own cosine similarity of
+            the query and the product (a pretrained encoder's zero-shot ranking signal)
+            instead of noise; they train apart from there.
         categorical_embedding_dim: embedding width of each categorical product field.
         dropout: dropout inside every MLP (experts, bottoms, towers).
         separate_task_networks: one independent MLP per task, nothing shared (MLP_Single).
@@ -43,6 +47,7 @@ class RankerConfig:
     pooling: str = "mean"
     fine_tune_layers: int | str = ALL_LAYERS
     interactions: tuple[str, ...] = INTERACTIONS
+    tied_projection_init: bool = True
     categorical_embedding_dim: int = 8
     dropout: float = 0.2
     separate_task_networks: bool = False

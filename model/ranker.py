@@ -122,6 +122,8 @@ class Ranker(MultiTaskRanker):
         product_projection = keras.layers.Dense(config.projection_dim, name=PRODUCT_PROJECTION)
         query_encoder = _text_tower(encoder, query_projection, "query")
         product_encoder = _text_tower(encoder, product_projection, "product")
+        if config.tied_projection_init:
+            product_projection.kernel.assign(query_projection.kernel)
         # === Functional model ===
         inputs = {**query_encoder.input, **product_encoder.input, **feature_inputs(wide_dim)}
         outputs = scorer(

@@ -220,3 +220,23 @@ def test_cached_ranker_scores_as_the_ranker_and_trains_its_weights(fine_tune_lay
 def test_a_fully_fine_tuned_encoder_has_nothing_to_cache():
     with pytest.raises(ValueError, match="no frozen part"):
         cached_ranker(_two_layer_ranker("all"))
+
+
+def test_tied_projection_init_starts_the_cosine_at_the_encoders_own():
+    """phi and psi start from one random projection: their cosine follows the encoder's
+    cosine of the query and product vectors (JL), and not at all when untied."""
+    model = _two_layer_ranker("all")
+    assert np.array_equal(
+        np.asarray(model.query_projection.kernel), np.asarray(model.product_projection.kernel)
+    )
+    untied = build_ranker(
+        model.ranker_config.replace(tied_projection_init=False),
+        TextEncoder(model.text_encoder.backbone),
+        3,
+        VOCAB_SIZES,
+        4,
+        8,
+    )
+    assert not np.array_equal(
+        np.asarray(untied.query_projection.kernel), np.asarray(untied.product_projection.kernel)
+    )
