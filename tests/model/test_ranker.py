@@ -223,8 +223,8 @@ def test_a_fully_fine_tuned_encoder_has_nothing_to_cache():
 
 
 def test_tied_projection_init_starts_the_cosine_at_the_encoders_own():
-    """phi and psi start from one random projection: their cosine follows the encoder's
-    cosine of the query and product vectors (JL), and not at all when untied."""
+    """phi and psi start from one random projection (so cosine(phi, psi) starts as the
+    encoder's own similarity, up to the projection's distortion); untied, from two."""
     model = _two_layer_ranker("all")
     assert np.array_equal(
         np.asarray(model.query_projection.kernel), np.asarray(model.product_projection.kernel)
