@@ -90,7 +90,7 @@ def test_partly_fine_tuned_encoder_caches_token_vectors_per_text(tmp_path):
 
 
 FROZEN = TrainConfig(
-    max_epochs=3,
+    max_epochs=2,
     batch_size=32,
     learning_rate=5e-3,
     ranker=RankerConfig(
