@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -163,8 +164,6 @@ class TextCache:
             os.rename(self.path, os.path.join(old, "x"))
         os.rename(staging, self.path)
         if old:
-            import shutil
-
             shutil.rmtree(old, ignore_errors=True)
         return merged
 

@@ -187,7 +187,7 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
         trained, extra = model, {}
     else:
         train_ds, eval_ds, counts, extra = _cached_datasets(
-            config, model, tft_output, train_files, eval_files, preprocessor, output_dir
+            config, model, tft_output, train_files, eval_files, preprocessor
         )
         trained = cached_ranker(model)
     compile_ranker(trained, config.learning_rate)
@@ -226,7 +226,7 @@ def _text_datasets(config, tft_output, train_files, eval_files, preprocessor):
     )
 
 
-def _cached_datasets(config, model, tft_output, train_files, eval_files, preprocessor, out):
+def _cached_datasets(config, model, tft_output, train_files, eval_files, preprocessor):
     """Batches of cached encoder outputs (components/train/text_cache.py): each distinct
     query and product text of the splits is encoded once by the frozen part."""
     cache = TextCache(config.text_cache_dir, model.text_encoder, preprocessor)

@@ -19,10 +19,13 @@ def _ranker(**overrides):
         vocabulary_size=20, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
         max_sequence_length=8,
     )  # fmt: skip
-    config = RankerConfig(
+    return build_ranker(_small_config(**overrides), TextEncoder(backbone), 3, VOCAB_SIZES, 4, 8)
+
+
+def _small_config(**overrides) -> RankerConfig:
+    return RankerConfig(
         projection_dim=8, num_shared_experts=2, expert_units=(8,), tower_units=(4,), **overrides
     )
-    return build_ranker(config, TextEncoder(backbone), 3, VOCAB_SIZES, 4, 8)
 
 
 def _inputs(n=5):
@@ -130,14 +133,7 @@ def _two_layer_ranker(fine_tune_layers):
         vocabulary_size=20, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
         max_sequence_length=8,
     )  # fmt: skip
-    config = RankerConfig(
-        projection_dim=8,
-        num_shared_experts=2,
-        expert_units=(8,),
-        tower_units=(4,),
-        dropout=0.0,
-        fine_tune_layers=fine_tune_layers,
-    )
+    config = _small_config(dropout=0.0, fine_tune_layers=fine_tune_layers)
     encoder = TextEncoder(backbone, fine_tune_layers=fine_tune_layers)
     return build_ranker(config, encoder, 3, VOCAB_SIZES, 4, 8)
 
