@@ -1,4 +1,5 @@
-"""The Home Depot adapter on the real file in ../shared/data (skipped when it is absent)."""
+"""The Home Depot adapter on the real file in ../shared/data: opt-in (`-m large`), and skipped
+when the file is absent. The CLI test runs a 74k-row Beam ingest."""
 
 import os
 import subprocess
@@ -14,9 +15,13 @@ from components.ingest.adapters import homedepot
 DATA = (
     Path(__file__).resolve().parents[3].parent / "shared" / "data" / "homedepot" / "train.csv.zip"
 )
-pytestmark = pytest.mark.skipif(
-    not DATA.exists(), reason=f"Home Depot data not found at {DATA} (see ../shared/data/README.md)"
-)
+pytestmark = [
+    pytest.mark.large,
+    pytest.mark.skipif(
+        not DATA.exists(),
+        reason=f"Home Depot data not found at {DATA} (see ../shared/data/README.md)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
