@@ -38,6 +38,7 @@ RUNS_FILE = "runs.jsonl"  # one finished (model, seed) run per line, so a long r
 RESULT_FIELDS = ("metrics", "per_query", "groups", "speed", "seconds")
 TABLE2 = ("xgboost", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "mlpr")
 MLPR_TINY = "mlpr (tiny)"
+MLPR_POSITION_BIAS = "mlpr (position bias)"
 REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
 
 
@@ -81,6 +82,7 @@ def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
     variants += [
         Variant("mlp_mtl (frozen)", "mlp_mtl", (("fine_tune_layers", 0),)),
         Variant("mlpr (frozen)", "mlpr", (("fine_tune_layers", 0),)),
+        Variant(MLPR_POSITION_BIAS, "mlpr", (("position_buckets", 20),)),
     ]
     seen = {v.label for v in variants}
     variants += [v for v in table4_variants() if v.label not in seen and v.architecture != "mlpr"]

@@ -41,6 +41,11 @@ class RankerConfig:
         probability_transfer: stage 5, chain conditional funnel probabilities.
         uncertainty_loss: weight task losses by learned uncertainty (eq. 10).
         calibration_weight: AITM's calibration penalty on out-of-funnel-order predictions.
+        position_buckets: position-bias-aware training: learn how often each logged display
+            position (1 to this many, deeper ones share the last) is examined and train the
+            predictions times it, so that the ranker learns relevance rather than where the old
+            ranking put a product (model/position_bias.py). Serving never sees positions.
+            0 disables it; rows logged without a position (0) are unaffected.
     """
 
     projection_dim: int = 256
@@ -62,6 +67,7 @@ class RankerConfig:
     probability_transfer: bool = True
     uncertainty_loss: bool = True
     calibration_weight: float = 0.0
+    position_buckets: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fine_tune_layers", check_fine_tune_layers(self.fine_tune_layers))
@@ -80,6 +86,8 @@ class RankerConfig:
             raise ValueError("choose a shared bottom or multi-gate experts, not both")
         if (self.multi_gate_experts or self.specific_experts) and self.num_shared_experts < 1:
             raise ValueError(f"num_shared_experts must be >= 1, got {self.num_shared_experts}")
+        if self.position_buckets < 0:
+            raise ValueError(f"position_buckets must be >= 0, got {self.position_buckets}")
         if not self.expert_units or not self.tower_units:
             raise ValueError("expert_units and tower_units must not be empty")
 

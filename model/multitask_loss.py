@@ -1,6 +1,8 @@
 import keras
 
+from components import schema as S
 from model.losses import binary_crossentropy, calibration_penalty, uncertainty_weighted_sum
+from model.position_bias import PositionBias
 
 
 @keras.saving.register_keras_serializable(package="mlpr")
@@ -15,6 +17,10 @@ class MultiTaskLoss(keras.layers.Layer):
         tasks: task names in funnel order (the keys of labels and predictions).
         uncertainty_weighting: weight task losses by learned uncertainty (else a plain sum).
         calibration_weight: weight of AITM's calibration penalty (0 disables it).
+        position_buckets: learn the examination probability of each logged position
+            (model/position_bias.py, that many buckets) and train every task's prediction
+            times it against the labels; 0 disables it. The labels then carry the logged
+            `position` beside the tasks; batches without it train as if disabled.
 
     Example:
     >>> layer = MultiTaskLoss(tasks=("click", "atc"))
@@ -25,7 +31,14 @@ class MultiTaskLoss(keras.layers.Layer):
     0.6931
     """
 
-    def __init__(self, tasks, uncertainty_weighting=True, calibration_weight=0.0, **kwargs):
+    def __init__(
+        self,
+        tasks,
+        uncertainty_weighting=True,
+        calibration_weight=0.0,
+        position_buckets=0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.tasks = tuple(tasks)
         if not self.tasks:
@@ -34,8 +47,18 @@ class MultiTaskLoss(keras.layers.Layer):
             raise ValueError(f"`calibration_weight` must be >= 0, got {calibration_weight}")
         self.uncertainty_weighting = bool(uncertainty_weighting)
         self.calibration_weight = float(calibration_weight)
+        if int(position_buckets) < 0:
+            raise ValueError(f"`position_buckets` must be >= 0, got {position_buckets}")
+        self.position_buckets = int(position_buckets)
+        self.position_bias = (
+            PositionBias(self.position_buckets, name="position_bias")
+            if self.position_buckets
+            else None
+        )
 
     def build(self, input_shape):
+        if self.position_bias is not None:
+            self.position_bias.build((None, 1))
         self.log_sigma = self.add_weight(
             shape=(len(self.tasks),),
             initializer="zeros",
@@ -50,7 +73,11 @@ class MultiTaskLoss(keras.layers.Layer):
         return input_shape
 
     def total(self, y_true: dict, y_pred: dict):
-        losses = [binary_crossentropy(y_true[t], y_pred[t]) for t in self.tasks]
+        observed = y_pred
+        if self.position_bias is not None and S.POSITION in y_true:
+            examined = self.position_bias(y_true[S.POSITION])
+            observed = {t: examined * y_pred[t] for t in self.tasks}
+        losses = [binary_crossentropy(y_true[t], observed[t]) for t in self.tasks]
         if self.uncertainty_weighting:
             total = uncertainty_weighted_sum(losses, self.log_sigma)
         else:
@@ -68,6 +95,7 @@ class MultiTaskLoss(keras.layers.Layer):
                 "tasks": list(self.tasks),
                 "uncertainty_weighting": self.uncertainty_weighting,
                 "calibration_weight": self.calibration_weight,
+                "position_buckets": self.position_buckets,
             }
         )
         return config

@@ -85,6 +85,7 @@ def build_scorer(
         S.TASKS,
         uncertainty_weighting=config.uncertainty_loss,
         calibration_weight=config.calibration_weight,
+        position_buckets=config.position_buckets,
         name=MultiTaskRanker.LOSS_LAYER,
     )(heads)
     outputs = {

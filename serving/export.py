@@ -112,7 +112,9 @@ def export_serving_model(
     )
     archive.add_endpoint(
         SCORE_EXAMPLES,
-        lambda examples: graph.score(tf.io.parse_example(examples, parse_spec)),
+        lambda examples: graph.score(
+            _examples_checked(tf.io.parse_example(examples, parse_spec), raw_schema)
+        ),
         input_signature=[tf.TensorSpec([None], tf.string, name="examples")],
     )
     signatures = [SERVING_DEFAULT, SCORE_EXAMPLES]
@@ -175,10 +177,10 @@ class _ServingGraph:
 
     def rank_raw(self, features: dict) -> dict:
         candidates = [n for n in features if n != S.QUERY]
-        return self.score(self._raw(_checked(features, candidates)))
+        return self.score(self._raw(_checked(features, candidates, self.raw_schema)))
 
     def rank_precomputed(self, features: dict, table) -> dict:
-        features = _checked(features, [n for n in features if n != S.QUERY])
+        features = _checked(features, [n for n in features if n != S.QUERY], self.raw_schema)
         size = tf.shape(features[S.PRODUCT_ID])
         raw = self._raw({**features, **{f: tf.fill(size, "") for f in PRODUCT_FIELDS}})
         transformed = self.tft_layer(raw)
@@ -191,7 +193,7 @@ class _ServingGraph:
         )
 
     def encode_products(self, features: dict) -> dict:
-        features = _checked(features, list(features))
+        features = _checked(features, list(features), self.raw_schema)
         size = tf.shape(features[S.TITLE])
         raw = {S.QUERY: tf.fill(size, ""), S.PRODUCT_ID: tf.fill(size, ""), **features}
         for f in self.raw_schema.ranking_features:
@@ -273,10 +275,12 @@ def _trim_padding(tokens: dict, ids: str, mask: str) -> dict:
     return {ids: tf.cast(tokens[ids], tf.int32)[:, :length], mask: padding_mask[:, :length]}
 
 
-def _checked(features: dict, candidates: list[str]) -> dict:
-    """The request with its shape rules asserted (InvalidArgument, INVALID_ARGUMENT in TF
-    Serving): at least one candidate, every candidate input as long as the first, and a
-    query of one entry or one per candidate."""
+def _checked(features: dict, candidates: list[str], raw_schema: S.RawSchema) -> dict:
+    """The request with its rules asserted in the graph, so that TF Serving itself refuses a
+    bad request (InvalidArgument, INVALID_ARGUMENT) instead of scoring it: at least one
+    candidate, every candidate input as long as the first, a query of one entry or one per
+    candidate (a scalar or a vector), and every ranking feature finite and inside the
+    schema's range (an optional one may also be NaN: missing)."""
     first = candidates[0]
     size = tf.size(features[first])
     checks = [
@@ -284,6 +288,11 @@ def _checked(features: dict, candidates: list[str]) -> dict:
             size > 0,
             [f"empty candidate list: input '{first}' has no entries; send at least one product"],
         )
+    ]
+    checks += [
+        _feature_check(features[f.name], f)
+        for f in raw_schema.ranking_features
+        if f.name in features
     ]
     for name in candidates[1:]:
         checks.append(
@@ -302,6 +311,15 @@ def _checked(features: dict, candidates: list[str]) -> dict:
         queries = tf.size(features[S.QUERY])
         checks.append(
             tf.debugging.Assert(
+                tf.rank(features[S.QUERY]) <= 1,
+                [
+                    "input 'query' must be a scalar or a vector of strings; it has rank",
+                    tf.rank(features[S.QUERY]),
+                ],
+            )
+        )
+        checks.append(
+            tf.debugging.Assert(
                 tf.logical_or(tf.equal(queries, 1), tf.equal(queries, size)),
                 [
                     "input 'query' must have 1 entry (one query for every candidate) or one per "
@@ -315,6 +333,58 @@ def _checked(features: dict, candidates: list[str]) -> dict:
         )
     with tf.control_dependencies(checks):
         return {name: tf.identity(value) for name, value in features.items()}
+
+
+def _examples_checked(parsed: dict, raw_schema: S.RawSchema) -> dict:
+    """Parsed tf.Examples with every ranking feature's values checked as `_checked` does
+    (the present values of an optional, sparse feature)."""
+    checks = []
+    for f in raw_schema.ranking_features:
+        value = parsed[f.name]
+        checks.append(
+            _feature_check(value.values if isinstance(value, tf.SparseTensor) else value, f)
+        )
+    with tf.control_dependencies(checks):
+        return {
+            name: (
+                tf.SparseTensor(value.indices, tf.identity(value.values), value.dense_shape)
+                if isinstance(value, tf.SparseTensor)
+                else tf.identity(value)
+            )
+            for name, value in parsed.items()
+        }
+
+
+def _feature_check(value: tf.Tensor, feature: S.RankingFeature) -> tf.Operation:
+    """Asserts that a ranking feature's values are finite and in the schema's range (NaN
+    allowed, as missing, when the feature is optional); the message names the input, the
+    first bad candidate and its value."""
+    bad = tf.logical_not(tf.math.is_finite(value))
+    if feature.min_value is not None:
+        bad = tf.logical_or(bad, value < feature.min_value)
+    if feature.max_value is not None:
+        bad = tf.logical_or(bad, value > feature.max_value)
+    low, high = feature.min_value, feature.max_value
+    allowed = "finite"
+    if low is not None and high is not None:
+        allowed = f"finite and from {low:g} to {high:g}"
+    elif low is not None:
+        allowed = f"finite and at least {low:g}"
+    elif high is not None:
+        allowed = f"finite and at most {high:g}"
+    if not feature.required:
+        bad = tf.logical_and(bad, tf.logical_not(tf.math.is_nan(value)))
+        allowed += ", or NaN for a missing value"
+    first = tf.where(bad)[:1, 0]
+    return tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(bad)),
+        [
+            f"input '{feature.name}' must be {allowed}; candidate",
+            first,
+            "has",
+            tf.gather(value, first),
+        ],
+    )
 
 
 def _nan_to_sparse(value: tf.Tensor) -> tf.SparseTensor:

@@ -8,9 +8,16 @@ run where no `tensorflow_model_server` binary exists:
 - `tensorflow.serving.ModelService`: GetModelStatus;
 - `grpc.health.v1.Health`: SERVING once a version is loaded.
 
-It serves the newest version of one model, polls for newer ones and switches without failing
-requests in flight. Malformed requests get INVALID_ARGUMENT with a message naming the input;
-unknown models or versions get NOT_FOUND. It binds to 127.0.0.1 unless told otherwise.
+It serves one model with TF Serving's version policy (serving/versions.py): the newest
+version by default (`--versions latest:N` or `all` keep older ones loadable by number), polls
+the repository, swaps without failing requests in flight, falls back when the newest
+directory disappears, and retries failed loads. A request is checked before any tensor is
+built from it (serving/request_checks.py), and the model checks its values in its own graph.
+Status codes follow TF Serving's source (tensorflow_serving/servables/tensorflow/
+predict_util.cc and core/basic_manager.cc, server_core.cc): a malformed request gets
+INVALID_ARGUMENT naming the input, an unknown signature FAILED_PRECONDITION, an unknown model
+or version NOT_FOUND, an unknown version label INVALID_ARGUMENT. Error texts are valid UTF-8
+of at most 1 KB. It binds to 127.0.0.1 unless told otherwise.
 
     python -m serving.server --model-base runs/serving --model-name mlpr --port 8500
 """
@@ -27,6 +34,7 @@ import click
 import grpc
 import tensorflow as tf
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -36,8 +44,18 @@ from tensorflow_serving.apis import (
 )
 
 from serving import tfs_config
+from serving.request_checks import RequestError, bounded, checked_array, quoted
 from serving.signatures import SERVING_DEFAULT
-from serving.versions import ServedVersion, VersionManager
+from serving.versions import (
+    AVAILABLE,
+    END,
+    LATEST,
+    MAX_LOAD_RETRIES,
+    RETRY_INTERVAL_S,
+    ServedVersion,
+    VersionManager,
+    VersionPolicy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +63,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CANDIDATES = tfs_config.BATCHING_PROFILES["cpu"].max_batch_size
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 _ASSERTION = re.compile(r"assertion failed: (.*?)(?:\n|$)", re.DOTALL)
-
-
-class RequestError(Exception):
-    """A request the server refuses, with the gRPC status code to answer."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class ModelServer:
@@ -64,6 +73,10 @@ class ModelServer:
         model_name: the model served (its directory under model_base).
         max_candidates: largest number of entries an input may carry in one request.
         workers: request threads.
+        policy: which versions to serve (`latest:N` or `all`, TF Serving's
+            model_version_policy).
+        max_load_retries, retry_interval_s: how often and how far apart a failed load is
+            retried (TF Serving's defaults: 5, 60 s).
     """
 
     def __init__(
@@ -72,13 +85,22 @@ class ModelServer:
         model_name: str = "mlpr",
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
         workers: int = 16,
+        policy: VersionPolicy = LATEST,
+        max_load_retries: int = MAX_LOAD_RETRIES,
+        retry_interval_s: float = RETRY_INTERVAL_S,
     ):
         if max_candidates < 1:
             raise ValueError(f"max_candidates must be >= 1, got {max_candidates}")
         self.model_name = model_name
         self.max_candidates = max_candidates
         self.versions = VersionManager(
-            model_base, model_name, warmup=self._warmup, on_switch=lambda _: self._set_health(True)
+            model_base,
+            model_name,
+            policy,
+            max_load_retries,
+            retry_interval_s,
+            warmup=self._warmup,
+            on_switch=lambda _: self._set_health(True),
         )
         self.health = health.HealthServicer()
         self._server = grpc.server(
@@ -124,42 +146,53 @@ class ModelServer:
     # Request handling.
 
     def served(self, model_spec) -> ServedVersion:
-        """The version a request's model_spec names, or NOT_FOUND."""
+        """The loaded version a request's model_spec names, or TF Serving's error for it."""
+        if model_spec.HasField("version_label"):
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Unrecognized servable version label: {bounded(model_spec.version_label, 64)} "
+                "(this server has no version labels; name a version number or none)",
+            )
+        pinned = model_spec.HasField("version")
+        wanted = (
+            f"Specific({quoted(model_spec.name)}, {model_spec.version.value})"
+            if pinned
+            else f"Latest({quoted(model_spec.name)})"
+        )
         if model_spec.name != self.model_name:
             raise RequestError(
                 grpc.StatusCode.NOT_FOUND,
-                f"model {model_spec.name!r} is not served here (this server serves "
+                f"Servable not found for request: {wanted} (this server serves "
                 f"{self.model_name!r})",
             )
-        current = self.versions.current
-        if current is None:
-            raise RequestError(
-                grpc.StatusCode.UNAVAILABLE,
-                f"no version of {self.model_name!r} is loaded yet under {self.versions.model_root}",
-            )
-        if model_spec.HasField("version_label"):
+        served = self.versions.get(model_spec.version.value) if pinned else self.versions.current
+        if served is None:
+            loaded = sorted(s.version for s in self.versions.statuses() if s.state == AVAILABLE)
             raise RequestError(
                 grpc.StatusCode.NOT_FOUND,
-                f"version label {model_spec.version_label!r} of {self.model_name!r} is unknown "
-                "(this server has no labels; it serves the newest version)",
+                f"Servable not found for request: {wanted} (loaded versions: {loaded or 'none'}, "
+                f"policy {self.versions.policy}, under {self.versions.model_root})",
             )
-        if model_spec.HasField("version") and model_spec.version.value != current.version:
-            raise RequestError(
-                grpc.StatusCode.NOT_FOUND,
-                f"version {model_spec.version.value} of {self.model_name!r} is not served "
-                f"(serving version {current.version})",
-            )
-        return current
+        return served
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         served = self.served(request.model_spec)
         name = request.model_spec.signature_name or SERVING_DEFAULT
         if name not in served.signatures:
             raise RequestError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"signature {name!r} not found in version {served.version} of "
-                f"{self.model_name!r}; it has {sorted(served.signatures)}",
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"Serving signature key {quoted(name)} not found. Version {served.version} of "
+                f"{self.model_name!r} has {sorted(served.signatures)}",
             )
+        wanted = list(request.output_filter)
+        seen = set()
+        for key in wanted:
+            if key in seen:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"duplicate output tensor alias: {bounded(key, 64)}",
+                )
+            seen.add(key)
         inputs = self._inputs(request, name, served.input_specs(name))
         try:
             outputs = served.signatures[name](**inputs)
@@ -170,12 +203,13 @@ class ModelServer:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"signature {name!r}: {_clean(detail)}",
             ) from err
-        wanted = list(request.output_filter) or sorted(outputs)
+        wanted = wanted or sorted(outputs)
         unknown = [o for o in wanted if o not in outputs]
         if unknown:
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"output_filter names {unknown}, not outputs of {name!r} ({sorted(outputs)})",
+                f"output_filter names {[bounded(o, 64) for o in unknown]}, not outputs of "
+                f"{name!r} ({sorted(outputs)})",
             )
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.model_name
@@ -186,46 +220,28 @@ class ModelServer:
         return response
 
     def _inputs(self, request, signature: str, specs: dict, limit: bool = True) -> dict:
+        names = list(request.inputs)
         missing = sorted(n for n in specs if n not in request.inputs)
         if missing:
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"signature {signature!r} is missing input(s) {missing}; it takes {sorted(specs)}",
             )
-        extra = sorted(n for n in request.inputs if n not in specs)
+        extra = sorted(bounded(n, 64) for n in names if n not in specs)
         if extra:
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"signature {signature!r} has no input(s) {extra}; it takes {sorted(specs)}",
+                f"signature {signature!r} has no input(s) {extra[:10]}; it takes {sorted(specs)}",
             )
         tensors = {}
         for name, spec in sorted(specs.items()):
-            proto = request.inputs[name]
-            expected = spec.dtype.as_datatype_enum
-            if proto.dtype != expected:
-                got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "DT_INVALID"
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"input {name!r} of {signature!r} must be {spec.dtype.name}, got {got}",
-                )
-            try:
-                value = tf.make_ndarray(proto)
-            except Exception as err:  # a malformed TensorProto (content vs shape)
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"input {name!r} is malformed: {err}"
-                ) from err
-            if spec.shape.rank is not None and value.ndim != spec.shape.rank:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"input {name!r} of {signature!r} must have shape {spec.shape} "
-                    f"(one entry per candidate), got {list(value.shape)}",
-                )
-            if limit and value.size > self.max_candidates:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"request too large: input {name!r} has {value.size} entries, at most "
-                    f"{self.max_candidates} per request; split the candidates over requests",
-                )
+            value = checked_array(
+                name,
+                request.inputs[name],
+                spec,
+                signature,
+                self.max_candidates if limit else None,
+            )
             tensors[name] = tf.constant(value, spec.dtype)
         return tensors
 
@@ -279,11 +295,37 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModelStatus(self, request, context):  # noqa: N802
         def status():
-            served = self.server.served(request.model_spec)
+            spec = request.model_spec
+            if spec.name != self.server.model_name:
+                raise RequestError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"Could not find any versions of model {quoted(spec.name)} (this server "
+                    f"serves {self.server.model_name!r})",
+                )
+            statuses = self.server.versions.statuses()
+            if spec.HasField("version"):
+                statuses = [s for s in statuses if s.version == spec.version.value]
+            if not statuses:
+                raise RequestError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"Could not find version {spec.version.value} of model "
+                    f"{self.server.model_name!r}"
+                    if spec.HasField("version")
+                    else f"Could not find any versions of model {self.server.model_name!r}",
+                )
             response = get_model_status_pb2.GetModelStatusResponse()
-            entry = response.model_version_status.add()
-            entry.version = served.version
-            entry.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            for s in statuses:
+                entry = response.model_version_status.add()
+                entry.version = s.version
+                entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(s.state)
+                if s.error:
+                    entry.status.error_code = (
+                        error_codes_pb2.UNKNOWN if s.state == END else error_codes_pb2.UNAVAILABLE
+                    )
+                    entry.status.error_message = (
+                        f"load attempt {s.attempts} of {self.server.versions.max_load_retries + 1} "
+                        f"failed: {s.error}"
+                    )
             return response
 
         return _answer(context, status)
@@ -293,10 +335,10 @@ def _answer(context, handler):
     try:
         return handler()
     except RequestError as err:
-        context.abort(err.code, err.message)
+        context.abort(err.code, bounded(err.message))
     except Exception as err:  # anything else is the server's fault: say so, keep serving
         log.exception("request failed")
-        context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+        context.abort(grpc.StatusCode.INTERNAL, bounded(f"{type(err).__name__}: {err}"))
 
 
 @click.command()
@@ -307,10 +349,45 @@ def _answer(context, handler):
 @click.option("--poll-seconds", default=2.0, show_default=True, type=float)
 @click.option("--max-candidates", default=DEFAULT_MAX_CANDIDATES, show_default=True, type=int)
 @click.option("--workers", default=16, show_default=True, type=int)
-def main(model_base, model_name, host, port, poll_seconds, max_candidates, workers) -> None:
-    """Serve MODEL_BASE/MODEL_NAME/<newest version> over TF Serving's gRPC API."""
+@click.option(
+    "--versions",
+    "policy",
+    default="latest:1",
+    show_default=True,
+    help="Versions to serve: 'latest:N' (the newest N) or 'all' (TF Serving's "
+    "model_version_policy). A request may name any served version.",
+)
+@click.option("--max-load-retries", default=MAX_LOAD_RETRIES, show_default=True, type=int)
+@click.option(
+    "--load-retry-interval-seconds", default=RETRY_INTERVAL_S, show_default=True, type=float
+)
+def main(
+    model_base,
+    model_name,
+    host,
+    port,
+    poll_seconds,
+    max_candidates,
+    workers,
+    policy,
+    max_load_retries,
+    load_retry_interval_seconds,
+) -> None:
+    """Serve MODEL_BASE/MODEL_NAME over TF Serving's gRPC API."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = ModelServer(model_base, model_name, max_candidates, workers)
+    try:
+        version_policy = VersionPolicy.parse(policy)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--versions") from err
+    server = ModelServer(
+        model_base,
+        model_name,
+        max_candidates,
+        workers,
+        version_policy,
+        max_load_retries,
+        load_retry_interval_seconds,
+    )
     bound = server.start(host, port, poll_seconds)
     current = server.versions.current
     click.echo(

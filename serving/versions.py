@@ -1,9 +1,19 @@
-"""The local server's view of the model repository: loads the newest version of a model,
-replays its warmup requests, and swaps it in atomically while requests on the previous
-version finish on that version.
+"""The local server's view of the model repository, with TF Serving's version policy.
 
 `<model_base>/<model_name>/<version>/` as TF Serving reads it (components/push/repository.py):
-numeric directories holding a SavedModel; anything else is ignored.
+each numeric directory is a version; anything else is ignored. As TF Serving's model server
+does (its `ServableVersionPolicy` and `AvailabilityPreservingPolicy`, and the retry options
+`max_num_load_retries` and `load_retry_interval_micros` of its ServerCore):
+
+- the policy names the versions to serve: the newest N (`latest:N`, `latest` = 1) or every
+  version on disk (`all`);
+- a version the policy wants is loaded (and its warmup requests replayed) before a version
+  it no longer wants is unloaded, so that something is always served: when the newest
+  directory disappears, the next one loads and takes over, and the old one serves until then;
+- a failed load is retried, `max_load_retries` times at `retry_interval_s`; the attempts and
+  the last error show in `statuses()` (GetModelStatus), and after the last one the version
+  ends in END with its error;
+- requests hold the version they started with: a swap fails none of them.
 """
 
 from __future__ import annotations
@@ -11,16 +21,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops of the serving graph)
 from tensorflow.core.protobuf import saved_model_pb2
 
-from components.push.repository import SAVED_MODEL_PB, is_saved_model, numeric_versions
+from components.push.repository import SAVED_MODEL_PB, numeric_versions
+from serving.request_checks import bounded
 from serving.warmup import read_warmup_requests
 
 log = logging.getLogger(__name__)
+
+# TF Serving's defaults (model_servers/server.cc: --max_num_load_retries=5,
+# --load_retry_interval_micros=60s).
+MAX_LOAD_RETRIES = 5
+RETRY_INTERVAL_S = 60.0
+LOADING, AVAILABLE, END = "LOADING", "AVAILABLE", "END"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +55,21 @@ class ServedVersion:
         return dict(self.signatures[signature].structured_input_signature[1])
 
 
+@dataclasses.dataclass
+class VersionStatus:
+    """What GetModelStatus reports of one version: LOADING (also between load retries),
+    AVAILABLE, or END (unloaded, or failed for good); `error` is the last load error."""
+
+    version: int
+    state: str = LOADING
+    error: str = ""
+    attempts: int = 0
+    retry_at: float = 0.0
+
+
 def load_version(version: int, path: Path) -> ServedVersion:
+    if not (path / SAVED_MODEL_PB).is_file():
+        raise FileNotFoundError(f"no {SAVED_MODEL_PB} in {path}")
     loaded = tf.saved_model.load(str(path))
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString((path / SAVED_MODEL_PB).read_bytes())
@@ -46,58 +78,150 @@ def load_version(version: int, path: Path) -> ServedVersion:
     return ServedVersion(version, path, loaded, dict(loaded.signatures), defs)
 
 
-class VersionManager:
-    """Serves the newest loadable version of `model_name` under `model_base`.
+@dataclasses.dataclass(frozen=True)
+class VersionPolicy:
+    """Which versions on disk to serve: the newest `latest` of them, or all (latest=None)."""
 
-    `poll()` loads a newer version when one appears (and replays its warmup requests
-    through `warmup`), then switches to it in one assignment (and calls `on_switch`): a request holds the version
-    it started with, so none fails during the switch. A version that fails to load is
-    logged and skipped; the current one keeps serving.
+    latest: int | None = 1
+
+    @classmethod
+    def parse(cls, text: str) -> VersionPolicy:
+        """`all`, `latest` or `latest:N` (N >= 1), as a command-line option spells it."""
+        name, _, count = text.strip().partition(":")
+        if name == "all" and not count:
+            return cls(latest=None)
+        if name == "latest" and (not count or (count.isdigit() and int(count) >= 1)):
+            return cls(latest=int(count or 1))
+        raise ValueError(
+            f"version policy must be 'all', 'latest' or 'latest:N' (N >= 1), got {text!r}"
+        )
+
+    def wanted(self, versions: list[int]) -> set[int]:
+        ordered = sorted(versions)
+        return set(ordered if self.latest is None else ordered[-self.latest :])
+
+    def __str__(self) -> str:
+        return "all" if self.latest is None else f"latest:{self.latest}"
+
+
+LATEST = VersionPolicy()  # TF Serving's default: the newest version only
+
+
+class VersionManager:
+    """Serves the versions of `model_name` under `model_base` that `policy` names.
+
+    `poll()` reconciles the loaded versions with the directories on disk (see the module
+    doc); `start()` polls in a thread. Reads (`current`, `get`, `statuses`) take no lock:
+    the loaded map is replaced, never changed in place.
+
+    Args:
+        warmup: called with each newly loaded version and its warmup requests; an exception
+            fails the load.
+        on_switch: called with the new newest version whenever it changes.
+        clock: seconds, monotonic (tests pass their own).
     """
 
-    def __init__(self, model_base: str, model_name: str, warmup=None, on_switch=None):
+    def __init__(
+        self,
+        model_base: str,
+        model_name: str,
+        policy: VersionPolicy = LATEST,
+        max_load_retries: int = MAX_LOAD_RETRIES,
+        retry_interval_s: float = RETRY_INTERVAL_S,
+        warmup=None,
+        on_switch=None,
+        clock=time.monotonic,
+    ):
+        if max_load_retries < 0 or retry_interval_s < 0:
+            raise ValueError(
+                f"max_load_retries and retry_interval_s must be >= 0, got {max_load_retries} "
+                f"and {retry_interval_s}"
+            )
         self.model_root = Path(model_base) / model_name
         self.model_name = model_name
+        self.policy = policy
+        self.max_load_retries = max_load_retries
+        self.retry_interval_s = retry_interval_s
         self._warmup = warmup
         self._on_switch = on_switch
-        self._current: ServedVersion | None = None
-        self._failed: set[int] = set()
-        self._lock = threading.Lock()  # one loader at a time
+        self._clock = clock
+        self._loaded: dict[int, ServedVersion] = {}
+        self._status: dict[int, VersionStatus] = {}
+        self._lock = threading.Lock()  # one reconciliation at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
     def current(self) -> ServedVersion | None:
-        return self._current
+        """The newest loaded version (what a request without a version gets)."""
+        loaded = self._loaded
+        return loaded[max(loaded)] if loaded else None
+
+    def get(self, version: int) -> ServedVersion | None:
+        return self._loaded.get(version)
+
+    def statuses(self) -> list[VersionStatus]:
+        return [dataclasses.replace(s) for _, s in sorted(self._status.items())]
 
     def poll(self) -> ServedVersion | None:
-        """Load and switch to the newest version if it is newer than the served one."""
+        """Load what the policy wants and is not loaded (newest first, failed loads when
+        their retry is due), then unload what it no longer wants once something it wants
+        is available. Returns the newest loaded version."""
         with self._lock:
-            for version, path in reversed(numeric_versions(self.model_root)):
-                if self._current is not None and version <= self._current.version:
-                    break
-                if version in self._failed or not is_saved_model(path):
-                    continue
-                try:
-                    candidate = load_version(version, path)
-                    if self._warmup is not None:
-                        self._warmup(candidate, read_warmup_requests(str(path)))
-                except Exception:  # a broken version must not take the server down
-                    log.exception("version %d of %r failed to load", version, self.model_name)
-                    self._failed.add(version)
-                    continue
-                previous = self._current
-                self._current = candidate
-                if self._on_switch is not None:
-                    self._on_switch(candidate)
+            before = self.current
+            on_disk = dict(numeric_versions(self.model_root))
+            wanted = self.policy.wanted(list(on_disk))
+            for version in sorted(wanted, reverse=True):
+                if version not in self._loaded:
+                    self._try_load(version, on_disk[version])
+            if not wanted or any(v in self._loaded for v in wanted):
+                for version in sorted(set(self._loaded) - wanted):
+                    self._loaded = {v: s for v, s in self._loaded.items() if v != version}
+                    self._status[version] = VersionStatus(version, END)
+                    log.info("unloaded version %d of %r", version, self.model_name)
+            for version, status in self._status.items():  # gone before it ever loaded
+                if version not in on_disk and status.state == LOADING:
+                    status.state = END
+            after = self.current
+            if after is not None and after is not before:
                 log.info(
                     "serving version %d of %r (was %s)",
-                    version,
+                    after.version,
                     self.model_name,
-                    previous.version if previous else "none",
+                    before.version if before else "none",
                 )
-                break
-            return self._current
+                if self._on_switch is not None:
+                    self._on_switch(after)
+            return after
+
+    def _try_load(self, version: int, path: Path) -> None:
+        status = self._status.get(version)
+        if status is None or status.state == END and not status.error:
+            status = self._status[version] = VersionStatus(version)  # new, or back on disk
+        if status.state == END or self._clock() < status.retry_at:
+            return
+        status.attempts += 1
+        try:
+            candidate = load_version(version, path)
+            if self._warmup is not None:
+                self._warmup(candidate, read_warmup_requests(str(path)))
+        except Exception as err:  # a broken version must not take the server down
+            status.error = bounded(f"{type(err).__name__}: {err}")
+            last = status.attempts > self.max_load_retries
+            status.state = END if last else LOADING
+            status.retry_at = self._clock() + self.retry_interval_s
+            log.warning(
+                "version %d of %r failed to load (attempt %d of %d%s): %s",
+                version,
+                self.model_name,
+                status.attempts,
+                self.max_load_retries + 1,
+                ", giving up" if last else f", retrying in {self.retry_interval_s:g} s",
+                status.error,
+            )
+            return
+        self._loaded = {**self._loaded, version: candidate}
+        status.state, status.error = AVAILABLE, ""
 
     def start(self, poll_seconds: float) -> None:
         if poll_seconds <= 0:
@@ -114,4 +238,7 @@ class VersionManager:
 
     def _loop(self, poll_seconds: float) -> None:
         while not self._stop.wait(poll_seconds):
-            self.poll()
+            try:
+                self.poll()
+            except Exception:  # e.g. the repository briefly unreadable: try again next poll
+                log.exception("polling %s failed", self.model_root)

@@ -37,8 +37,17 @@ def to_model_inputs(transformed: dict, preprocessor) -> dict:
     return inputs
 
 
+def label_names(available) -> tuple[str, ...]:
+    """What the training labels hold: each task, and the logged position when the data has it
+    (for position-bias-aware training; model/position_bias.py)."""
+    return (*S.TASKS, *((S.POSITION,) if S.POSITION in available else ()))
+
+
 def labels_of(transformed: dict) -> dict:
-    return {t: tf.reshape(tf.cast(transformed[t], tf.float32), [-1, 1]) for t in S.TASKS}
+    return {
+        t: tf.reshape(tf.cast(transformed[t], tf.float32), [-1, 1])
+        for t in label_names(transformed)
+    }
 
 
 def read_transformed(files: list[str], tft_output: tft.TFTransformOutput, batch_size: int):
@@ -99,7 +108,8 @@ def wide_and_labels(files: list[str], tft_output: tft.TFTransformOutput) -> tupl
 
 def read_split(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
     """A whole transformed split as numpy: the query, product id and product text (bytes), the wide
-    features, the categorical ids and the labels per task."""
+    features, the categorical ids, the labels per task and the logged position (when the
+    transformed data has it)."""
     names = (
         S.QUERY,
         S.PRODUCT_ID,
@@ -107,7 +117,8 @@ def read_split(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
         S.WIDE,
         *(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS),
     )
-    columns: dict[str, list] = {n: [] for n in (*names, *S.TASKS)}
+    labels = label_names(tft_output.transformed_feature_spec())
+    columns: dict[str, list] = {n: [] for n in (*names, *labels)}
     for batch in read_transformed(files, tft_output, 4096):
         for name in columns:
             columns[name].append(batch[name].numpy())
@@ -152,7 +163,7 @@ def cached_dataset(
         "product": product_index.astype(np.int64),
         S.WIDE: split[S.WIDE].astype(np.float32),
         **{n: split[n].astype(np.int32) for n in categorical},
-        **{t: split[t].astype(np.float32).reshape(-1, 1) for t in S.TASKS},
+        **{t: split[t].astype(np.float32).reshape(-1, 1) for t in label_names(split)},
     }
 
     def rows(side: str, index: tf.Tensor):
@@ -181,7 +192,7 @@ def cached_dataset(
                     PRODUCT_MASK: product_mask,
                 }
             )
-        return inputs, {t: batch[t] for t in S.TASKS}
+        return inputs, {t: batch[t] for t in label_names(batch)}
 
     data = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:

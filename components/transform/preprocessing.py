@@ -92,7 +92,9 @@ def preprocessing_fn(inputs: dict, raw_schema: S.RawSchema) -> dict:
             num_oov_buckets=VOCAB_OOV_BUCKETS,
             vocab_filename=S.vocab_name(column),
         )
-    for label in S.LABEL_KEYS:
+    # Training-only columns (absent from serving requests): the labels, and the logged display
+    # position for position-bias-aware training.
+    for label in (*S.LABEL_KEYS, S.POSITION):
         if label in inputs:
             outputs[label] = inputs[label]
     return outputs

@@ -120,6 +120,31 @@ def test_encode_products_gives_one_embedding_per_product(model):
         ),
         (SERVING_DEFAULT, {S.TITLE: ["a", "b"]}, "mismatched lengths: input .*title.* has"),
         (SERVING_DEFAULT, {S.QUERY: ["a", "b"]}, "input .*query.* must have 1 entry"),
+        (
+            SERVING_DEFAULT,
+            {S.QUERY: [[["a"]]]},
+            "input .{0,2}query.{0,2} must be a scalar or a vector",
+        ),
+        (
+            SERVING_DEFAULT,
+            {"price": [1.0, float("nan"), 2.0]},
+            r"input .{0,2}price.{0,2} must be finite and at least 0; candidate\] \[1\] \[has\] \[nan\]",
+        ),
+        (
+            RANK_PRECOMPUTED,
+            {"rating": [1.0, 2.0, 7.5]},
+            r"input .{0,2}rating.{0,2} must be finite and from 0 to 5; candidate\] \[2\] \[has\] \[7.5\]",
+        ),
+        (
+            RANK_PRECOMPUTED,
+            {"review_count": [-1.0, 2.0, 3.0]},
+            r"input .{0,2}review_count.{0,2} must be .*candidate\] \[0\] \[has\] \[-1\]",
+        ),
+        (
+            SERVING_DEFAULT,
+            {"lexical_score": [0.5, float("inf"), 3.4e38]},
+            r"input .{0,2}lexical_score.{0,2} must be finite and from 0 to 1; candidate\] \[1\] \[has\] \[inf\]",
+        ),
     ],
 )
 def test_bad_requests_fail_with_invalid_argument(model, signature, change, message):
@@ -128,6 +153,19 @@ def test_bad_requests_fail_with_invalid_argument(model, signature, change, messa
     inputs = {**named_inputs(fn, catalog_rows(3)), **{k: tf.constant(v) for k, v in change.items()}}
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         fn(**inputs)
+
+
+def test_score_examples_checks_the_ranking_features(model):
+    _, loaded = model
+    fn = loaded.signatures[SCORE_EXAMPLES]
+    rows = catalog_rows(2)
+    good = [make_raw_example(r, S.DEMO_SCHEMA) for r in rows]
+    assert np.all(np.isfinite(fn(examples=tf.constant(good))["score"].numpy()))
+    bad = make_raw_example({**rows[1], "price": float("-inf")}, S.DEMO_SCHEMA)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"input .{0,2}price.{0,2} must be finite"
+    ):
+        fn(examples=tf.constant([good[0], bad]))
 
 
 def test_empty_candidate_list_fails_with_invalid_argument(model):
