@@ -59,13 +59,20 @@ class ProductTable(tf.Module):
             [
                 f"unknown product_id(s), not in the pre-computed catalog of {self.size} "
                 "products (rank them with serving_default, which takes the product fields):",
-                tf.boolean_mask(product_ids, unknown),
+                _printable(tf.boolean_mask(product_ids, unknown)),
             ],
             summarize=10,
         )
         with tf.control_dependencies([check]):
             rows = tf.identity(rows)
         return tf.gather(self.embeddings, rows), tf.gather(self.category_ids, rows)
+
+
+def _printable(ids: tf.Tensor) -> tf.Tensor:
+    """Ids as an error message may quote them: the first 64 bytes, as valid UTF-8."""
+    return tf.strings.unicode_transcode(
+        tf.strings.substr(ids, 0, 64), "UTF-8", "UTF-8", errors="replace"
+    )
 
 
 def read_catalog(files: list[str], tft_output: tft.TFTransformOutput) -> dict:

@@ -197,12 +197,12 @@ class ModelServer:
         try:
             outputs = served.signatures[name](**inputs)
         except tf.errors.InvalidArgumentError as err:
-            match = _ASSERTION.search(err.message)
-            detail = match.group(1).strip() if match else err.message.splitlines()[0]
-            raise RequestError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"signature {name!r}: {_clean(detail)}",
-            ) from err
+            raise _invalid_values(name, err.message) from err
+        except UnicodeDecodeError as err:
+            # TensorFlow's own message quoted the request's bytes (e.g. a tf.Example that
+            # does not parse) and they are not UTF-8, so its Python wrapper could not decode
+            # the error: decode it here, escaping those bytes.
+            raise _invalid_values(name, err.object.decode("utf-8", "backslashreplace")) from err
         wanted = wanted or sorted(outputs)
         unknown = [o for o in wanted if o not in outputs]
         if unknown:
@@ -252,6 +252,15 @@ class ModelServer:
                 served.signatures[name](
                     **self._inputs(request, name, served.input_specs(name), limit=False)
                 )
+
+
+def _invalid_values(signature: str, message: str) -> RequestError:
+    """INVALID_ARGUMENT with the graph's own reason: an assertion's text, or the first line."""
+    match = _ASSERTION.search(message)
+    detail = match.group(1).strip() if match else message.splitlines()[0]
+    return RequestError(
+        grpc.StatusCode.INVALID_ARGUMENT, f"signature {signature!r}: {_clean(detail)}"
+    )
 
 
 def _clean(detail: str) -> str:

@@ -195,8 +195,8 @@ MALFORMED = [
         _valid(),
         "mlpr",
         None,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "signature 'rank_everything' not found in version 1",
+        grpc.StatusCode.FAILED_PRECONDITION,  # as TF Serving's predict_util.cc answers
+        "Serving signature key 'rank_everything' not found. Version 1 of 'mlpr' has",
     ),
     (
         "unknown model",
@@ -205,7 +205,7 @@ MALFORMED = [
         "other",
         None,
         grpc.StatusCode.NOT_FOUND,
-        "model 'other' is not served here",
+        "Servable not found for request: Latest('other') (this server serves 'mlpr')",
     ),
     (
         "unknown version",
@@ -214,7 +214,27 @@ MALFORMED = [
         "mlpr",
         7,
         grpc.StatusCode.NOT_FOUND,
-        "version 7 of 'mlpr' is not served (serving version 1)",
+        "Servable not found for request: Specific('mlpr', 7) (loaded versions: [1], policy "
+        "latest:1",
+    ),
+    (
+        "not a number",
+        SERVING_DEFAULT,
+        {**_valid(), "price": [1.0, float("nan"), 2.0]},
+        "mlpr",
+        None,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "signature 'serving_default': input 'price' must be finite and at least 0; candidate 1 "
+        "has nan",
+    ),
+    (
+        "out of range",
+        RANK_PRECOMPUTED,
+        {**_valid(precomputed=True), "rating": [1.0, 9.0, 3.4e38]},
+        "mlpr",
+        None,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'rating' must be finite and from 0 to 5; candidate 1 has 9",
     ),
 ]
 
