@@ -88,7 +88,10 @@ def _pair_digest(key: tuple[str, str] | None) -> bytes | None:
     billions of pairs)."""
     if key is None or not key[0] or not key[1]:
         return None
-    return hashlib.blake2b(f"{key[0]}\x1f{key[1]}".encode(), digest_size=16).digest()
+    # surrogateescape: text the reader could not decode keeps its bytes here (and is
+    # dead-lettered by validation), instead of failing the digest.
+    pair = f"{key[0]}\x1f{key[1]}".encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(pair, digest_size=16).digest()
 
 
 def _pair_position(record: RawRecord, file_index: dict[str, int]):

@@ -94,6 +94,9 @@ def _text(field: str, value: Any, required: bool) -> str:
     raise _Problem(errors.MALFORMED_ROW, field, f"is not text: {_shown(value)}")
 
 
+MAX_COUNT = 2**63 - 1  # tf.Example's int64
+
+
 def _count(field: str, value: Any) -> int:
     if _is_missing(value):
         raise _Problem(errors.MISSING_VALUE, field, "is empty or missing")
@@ -117,6 +120,10 @@ def _count(field: str, value: Any) -> int:
         raise _Problem(errors.NOT_AN_INTEGER, field, f"is not an integer: {_shown(value)}")
     if number < 0:
         raise _Problem(errors.NEGATIVE_COUNT, field, f"is negative: {number}")
+    if number > MAX_COUNT:
+        raise _Problem(
+            errors.OUT_OF_RANGE, field, f"is beyond the largest count, 2^63 - 1: {_shown(value)}"
+        )
     return number
 
 

@@ -122,6 +122,27 @@ def test_undecodable_text_is_dead_lettered(latin1_csv, tmp_path):
     assert sorted(len(rows) for rows in splits.values()) == [0, 0, 1]
 
 
+def test_an_undecodable_query_or_product_id_is_dead_lettered_not_a_crash(tmp_path):
+    # The pair key of duplicate detection is built before validation: it must take the bytes.
+    path = tmp_path / "latin.csv"
+    rows = [
+        good_row(query="café mug", product_id="M1"),
+        good_row(query="coffee mug", product_id="Mé2"),
+        good_row(query="coffee mug", product_id="M3"),
+    ]
+    with path.open("w", encoding="iso-8859-1", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADER)
+        writer.writerows([[row[c] for c in HEADER] for row in rows])
+    counts = run_ingest(str(path), str(tmp_path / "out"), schema.DEMO_SCHEMA, encoding="utf-8")
+    assert (counts.rows_read, counts.rows_kept) == (3, 1)
+    dead = read_dead_letters(str(tmp_path / "out"))
+    assert [(d["row"], d["reason"], d["field"]) for d in dead] == [
+        (1, "invalid_encoding", "query"),
+        (2, "invalid_encoding", "product_id"),
+    ]
+
+
 def test_declared_encoding_reads_the_text(latin1_csv, tmp_path):
     counts = run_ingest(str(latin1_csv), str(tmp_path), schema.DEMO_SCHEMA, encoding="iso-8859-1")
     assert (counts.rows_read, counts.rows_kept, counts.rows_dead_letter) == (2, 2, 0)

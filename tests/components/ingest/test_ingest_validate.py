@@ -39,6 +39,8 @@ def test_good_row_is_typed():
         ({"clicks": "2.5"}, ("not_an_integer", "clicks")),
         ({"clicks": "1_000"}, ("not_an_integer", "clicks")),
         ({"purchases": "-1"}, ("negative_count", "purchases")),
+        ({"impressions": "9999999999999999999999"}, ("out_of_range", "impressions")),
+        ({"impressions": 1e20}, ("out_of_range", "impressions")),  # as JSONL reads it
         ({"impressions": ""}, ("missing_value", "impressions")),
         ({"product_id": "   "}, ("missing_value", "product_id")),
         ({"price": "nan"}, ("not_a_number", "price")),
