@@ -371,6 +371,11 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         ]
         trained = [m for m in ("xgboost", MLPR_TINY, "mlpr") if m in results]
         md += [table(references + trained, ref_keys, None, None), ""]
+    variants = [m for m in (MLPR_TINY, MLPR_POSITION_BIAS) if m in results]
+    if variants:
+        keys = t2_keys + (["human/ndcg@5"] if "human/ndcg@5" in metric_keys else [])
+        md += ["## MLPR variants beside MLPR (absolute)", ""]
+        md += [table([m for m in ("mlpr", *variants) if m in results], keys, None, None), ""]
     md += ["## Table 3: encoder fine-tuned vs frozen (absolute)", ""]
     md += [table(["mlp_mtl (frozen)", "mlp_mtl", "mlpr (frozen)", "mlpr"], t2_keys, None, None), ""]
     md += ["## Table 4: adding MLPR's stages to MLP_MTL (absolute)", ""]
@@ -399,7 +404,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
             default="xgboost",
         )
         mlpr = average_per_query([pq[task] for pq in results["mlpr"]["per_query"]])
-        for other in dict.fromkeys(("xgboost", best, MLPR_TINY, *references)):
+        for other in dict.fromkeys(("xgboost", best, MLPR_TINY, MLPR_POSITION_BIAS, *references)):
             if other not in results:
                 continue
             res = paired_comparison(
