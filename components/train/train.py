@@ -138,6 +138,33 @@ def run_training(
         )  # fmt: skip
 
 
+def fit_ranker(
+    transform_dir: str,
+    transformed_dir: str,
+    output_dir: str,
+    config: TrainConfig,
+    verbose: int = 2,
+) -> keras.Model:
+    """The train step's fit without its export: the trained neural ranker (for experiments
+    and checks that need the weights, not the serving model). Same seeding as
+    `run_training`, so the same config gives the same weights."""
+    keras.utils.set_random_seed(config.seed)
+    tft_output = tft.TFTransformOutput(transform_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="text-cache-") as scratch:
+        if config.text_cache_dir is None:
+            config = dataclasses.replace(config, text_cache_dir=scratch)
+        model, _, _ = _train_neural(
+            config,
+            tft_output,
+            split_files(transformed_dir, "train"),
+            split_files(transformed_dir, "eval"),
+            output_dir,
+            verbose,
+        )
+    return model
+
+
 def _train_and_export(
     config, tft_output, raw_schema, train_files, eval_files, transformed_dir, output_dir,
     verbose, start,

@@ -12,7 +12,7 @@ from components import layout
 from components import schema as S
 from components.train.config import TrainConfig
 from components.train.inputs import make_dataset, split_files
-from components.train.train import run_training
+from components.train.train import fit_ranker, run_training
 from conftest import make_raw_example, synthetic_rows, synthetic_splits, transformed_dataset
 from model.config import RankerConfig
 from model.text_preprocessor import TextPreprocessor
@@ -174,15 +174,13 @@ def test_training_is_reproducible_for_a_seed(trained, tmp_path):
     config = dataclasses.replace(CONFIG, max_epochs=1)
     weights = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        out = tmp_path / name
-        run_training(
+        model = fit_ranker(
             str(root / "tft"),
             str(root / "tx"),
-            str(out),
+            str(tmp_path / name),
             dataclasses.replace(config, seed=seed),
             verbose=0,
         )
-        model = keras.saving.load_model(str(out / layout.KERAS_MODEL_FILE), compile=False)
         weights[name] = model.get_weights()
     assert len(weights["a"]) == len(weights["b"]) > 10
     for x, y in zip(weights["a"], weights["b"], strict=True):
