@@ -196,7 +196,7 @@ class VersionManager:
 
     def _try_load(self, version: int, path: Path) -> None:
         status = self._status.get(version)
-        if status is None or status.state == END and not status.error:
+        if status is None or (status.state == END and not status.error):
             status = self._status[version] = VersionStatus(version)  # new, or back on disk
         if status.state == END or self._clock() < status.retry_at:
             return

@@ -1,9 +1,11 @@
 """Helpers of the serving tests: one small trained ranker shared by every serving test module
 (synthetic rows -> the real transform -> one epoch of training -> the serving export), rows
-whose products are in its pre-computed catalog, and request inputs built from rows."""
+whose products are in its pre-computed catalog, request inputs built from rows, and the local
+server started over a repository holding it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from components import layout
@@ -22,6 +24,9 @@ TRAIN_ROWS = (
     128  # the train split is synthetic_rows(TRAIN_ROWS, 0): its products are in the catalog
 )
 _CACHE: dict = {}
+FEATURES = list(S.DEMO_SCHEMA.feature_names)
+BLESSED = {"blessed": True, "reasons": ["test"]}
+MAX_CANDIDATES = 64
 
 
 def trained_model(tmp_path_factory) -> tuple:
@@ -65,3 +70,19 @@ def named_inputs(signature, rows: list[dict]) -> dict:
         else:
             inputs[name] = tf.constant([float(r[name]) for r in rows], tf.float32)
     return inputs
+
+
+@contextlib.contextmanager
+def local_server(saved_model_dir: str, repository, poll_seconds: float):
+    """The local server over a new repository where `saved_model_dir` is pushed as version 1:
+    yields (server, "host:port", repository) and stops it after."""
+    from components.push.push import push_model
+    from serving.server import ModelServer
+
+    push_model(saved_model_dir, str(repository), "mlpr", BLESSED)
+    server = ModelServer(str(repository), "mlpr", max_candidates=MAX_CANDIDATES, workers=8)
+    port = server.start("127.0.0.1", 0, poll_seconds=poll_seconds)
+    try:
+        yield server, f"127.0.0.1:{port}", repository
+    finally:
+        server.stop()

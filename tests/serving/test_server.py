@@ -17,7 +17,15 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serving_testlib import CONFIG, catalog_rows, trained_model
+from serving_testlib import (
+    BLESSED,
+    CONFIG,
+    FEATURES,
+    MAX_CANDIDATES,
+    catalog_rows,
+    local_server,
+    trained_model,
+)
 
 from components import layout
 from components import schema as S
@@ -31,10 +39,6 @@ from serving.requests import predict_request
 from serving.server import ModelServer
 from serving.signatures import RANK_PRECOMPUTED, SERVING_DEFAULT
 
-FEATURES = list(S.DEMO_SCHEMA.feature_names)
-BLESSED = {"blessed": True, "reasons": ["test"]}
-MAX_CANDIDATES = 64
-
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
@@ -43,12 +47,8 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
-    base = tmp_path_factory.mktemp("repository")
-    push_model(model[1], str(base), "mlpr", BLESSED)
-    server = ModelServer(str(base), "mlpr", max_candidates=MAX_CANDIDATES, workers=8)
-    port = server.start("127.0.0.1", 0, poll_seconds=0.2)
-    yield server, f"127.0.0.1:{port}", base
-    server.stop()
+    with local_server(model[1], tmp_path_factory.mktemp("repository"), poll_seconds=0.2) as s:
+        yield s
 
 
 @pytest.fixture

@@ -24,7 +24,13 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from serving_testlib import catalog_rows, trained_model
+from serving_testlib import (
+    BLESSED,
+    FEATURES,
+    catalog_rows,
+    local_server,
+    trained_model,
+)
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
@@ -41,10 +47,6 @@ from serving.server import ModelServer
 from serving.signatures import RANK_PRECOMPUTED, SCORE_EXAMPLES, SERVING_DEFAULT
 from serving.versions import AVAILABLE, END, LOADING, VersionManager, VersionPolicy
 
-FEATURES = list(S.DEMO_SCHEMA.feature_names)
-BLESSED = {"blessed": True, "reasons": ["test"]}
-MAX_CANDIDATES = 64
-
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
@@ -53,13 +55,12 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
-    base = tmp_path_factory.mktemp("repository")
-    push_model(model[1], str(base), "mlpr", BLESSED)
-    server = ModelServer(str(base), "mlpr", max_candidates=MAX_CANDIDATES, workers=8)
-    port = server.start("127.0.0.1", 0, poll_seconds=0.5)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield server, prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    server.stop()
+    repository = tmp_path_factory.mktemp("repository")
+    with (
+        local_server(model[1], repository, poll_seconds=0.5) as (served, target, _),
+        grpc.insecure_channel(target) as channel,
+    ):
+        yield served, prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
 
 def _good(precomputed=True, n=3) -> predict_pb2.PredictRequest:
