@@ -39,6 +39,8 @@ RESULT_FIELDS = ("metrics", "per_query", "groups", "speed", "seconds")
 TABLE2 = ("xgboost", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "mlpr")
 MLPR_TINY = "mlpr (tiny)"
 MLPR_POSITION_BIAS = "mlpr (position bias)"
+MLPR_ANY = "mlpr (any count)"
+XGBOOST_ANY = "xgboost (any count)"
 REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
 
 
@@ -50,6 +52,7 @@ class Variant:
     architecture: str
     changes: tuple = ()  # (field, value) pairs applied to the architecture's RankerConfig
     encoder_preset: str | None = None  # None: the run's --encoder-preset
+    train_changes: tuple = ()  # (field, value) pairs applied to the TrainConfig
 
 
 def table4_variants() -> list[Variant]:
@@ -83,6 +86,9 @@ def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
         Variant("mlp_mtl (frozen)", "mlp_mtl", (("fine_tune_layers", 0),)),
         Variant("mlpr (frozen)", "mlpr", (("fine_tune_layers", 0),)),
         Variant(MLPR_POSITION_BIAS, "mlpr", (("position_buckets", 20),)),
+        # Trained on "count > 0" (the binary label) instead of the count per impression.
+        Variant(MLPR_ANY, "mlpr", train_changes=(("targets", "any"),)),
+        Variant(XGBOOST_ANY, "xgboost", train_changes=(("targets", "any"),)),
     ]
     seen = {v.label for v in variants}
     variants += [v for v in table4_variants() if v.label not in seen and v.architecture != "mlpr"]
@@ -162,8 +168,10 @@ def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict
         ranker=ranker,
         encoder_preset=variant.encoder_preset or args["encoder_preset"],
         max_epochs=args["max_epochs"],
+        encoder_learning_rate=args.get("encoder_learning_rate"),
         seed=seed,
         text_cache_dir=os.path.join(work, "text_cache"),
+        **dict(variant.train_changes),
     )
     out = tempfile.mkdtemp(prefix="model-", dir=work)
     result = run_training(tft_dir, transformed, out, config, verbose=0)
@@ -371,7 +379,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         ]
         trained = [m for m in ("xgboost", MLPR_TINY, "mlpr") if m in results]
         md += [table(references + trained, ref_keys, None, None), ""]
-    variants = [m for m in (MLPR_TINY, MLPR_POSITION_BIAS) if m in results]
+    variants = [m for m in (MLPR_TINY, MLPR_POSITION_BIAS, MLPR_ANY, XGBOOST_ANY) if m in results]
     if variants:
         keys = t2_keys + (["human/ndcg@5"] if "human/ndcg@5" in metric_keys else [])
         md += ["## MLPR variants beside MLPR (absolute)", ""]
@@ -404,7 +412,9 @@ def write_report(results: dict, meta: dict, out: str) -> str:
             default="xgboost",
         )
         mlpr = average_per_query([pq[task] for pq in results["mlpr"]["per_query"]])
-        for other in dict.fromkeys(("xgboost", best, MLPR_TINY, MLPR_POSITION_BIAS, *references)):
+        for other in dict.fromkeys(
+            ("xgboost", best, MLPR_TINY, MLPR_POSITION_BIAS, MLPR_ANY, XGBOOST_ANY, *references)
+        ):
             if other not in results:
                 continue
             res = paired_comparison(
@@ -457,6 +467,12 @@ def write_report(results: dict, meta: dict, out: str) -> str:
     help='Encoder layers the neural models train: "all", or the top k ("0": frozen, cached). '
     "The (frozen) variants always use 0.",
 )
+@click.option(
+    "--encoder-learning-rate",
+    type=float,
+    default=None,
+    help="Learning rate of the encoder's trained layers (default: the head's, 1e-3).",
+)
 @click.option("--resume", is_flag=True, help="Keep the finished runs in <out>/runs.jsonl.")
 @click.option(
     "--work",
@@ -465,7 +481,17 @@ def write_report(results: dict, meta: dict, out: str) -> str:
     "temporary folder).",
 )
 def main(
-    dataset, queries, seeds, max_epochs, encoder_preset, models, out, fine_tune_layers, resume, work
+    dataset,
+    queries,
+    seeds,
+    max_epochs,
+    encoder_preset,
+    models,
+    out,
+    fine_tune_layers,
+    encoder_learning_rate,
+    resume,
+    work,
 ) -> None:
     from components import layout
     from components import schema as S
@@ -483,6 +509,7 @@ def main(
         "encoder_preset": encoder_preset,
         "max_epochs": max_epochs,
         "fine_tune_layers": check_fine_tune_layers(fine_tune_layers),
+        "encoder_learning_rate": encoder_learning_rate,
     }
     setup = {"dataset": dataset, "queries": queries, **args}
     os.makedirs(out, exist_ok=True)

@@ -32,12 +32,13 @@ def read_pairs(examples_dir: str, raw_schema: S.RawSchema, split: str = "test") 
     """The raw pairs of one split as ingest wrote them (in its record order, as
     evaluate.score_split reads them): query, product id, title, the ranking features,
     impressions and labels, plus `query_text` and `product_text`, the texts the model reads
-    (stripped, and the product fields joined, as the transform does)."""
+    (the query normalised and the product fields joined, as the transform does)."""
     import tensorflow as tf
 
     from components.transform.preprocessing import (
         PRODUCT_TEXT_FIELDS,
         PRODUCT_TEXT_SEPARATOR,
+        query_text,
         raw_feature_spec,
     )
 
@@ -56,7 +57,10 @@ def read_pairs(examples_dir: str, raw_schema: S.RawSchema, split: str = "test") 
     for name, feature in spec.items():
         if feature.dtype == tf.string:
             frame[name] = [v.decode("utf-8") for v in frame[name]]
-    frame["query_text"] = frame[S.QUERY].str.strip()  # as the transform gives it the model
+    # The query as the transform gives it the model (the same TensorFlow function).
+    frame["query_text"] = [
+        v.decode("utf-8") for v in query_text(tf.constant(list(frame[S.QUERY]))).numpy()
+    ]
     fields = frame[list(PRODUCT_TEXT_FIELDS)].apply(lambda c: c.str.strip())
     frame["product_text"] = [
         PRODUCT_TEXT_SEPARATOR.join(v for v in row if v) for row in fields.itertuples(index=False)

@@ -42,6 +42,18 @@ TASKS = ("click", "atc", "purchase")
 TASK_COUNT_COLUMN = {"click": CLICKS, "atc": ADD_TO_CART, "purchase": PURCHASES}
 LABEL_KEYS = TASKS
 
+
+def rate_name(task: str) -> str:
+    """The transformed column holding a task's count per impression (a training target)."""
+    return f"{task}_rate"
+
+
+# Names a ranking feature may not take: the text, the counts, the position and the targets.
+RESERVED_COLUMNS = frozenset(
+    {*TEXT_COLUMNS, *FUNNEL, POSITION, *TASKS, *(rate_name(t) for t in TASKS)}
+)
+
+
 # Pairs with this many impressions or fewer are filtered out by ingest.
 MIN_IMPRESSIONS_EXCLUSIVE = 5
 
@@ -88,7 +100,7 @@ class RankingFeature:
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
             raise ValueError(f"ranking feature name must be an identifier, got {self.name!r}")
-        if self.name in set(TEXT_COLUMNS) | set(FUNNEL) | {POSITION} | set(TASKS):
+        if self.name in RESERVED_COLUMNS:
             raise ValueError(f"ranking feature {self.name!r} clashes with a reserved column")
         if self.log1p and self.min_value is not None and self.min_value <= -1:
             raise ValueError(f"ranking feature {self.name!r} uses log1p but allows values <= -1")

@@ -22,6 +22,7 @@ from components import schema as S
 from model.config import RankerConfig
 from model.encoder import TextEncoder
 from model.multitask_loss import MultiTaskRanker
+from model.optimizer import EncoderAwareAdamW
 from model.scorer import (
     PRODUCT_EMBEDDING,
     QUERY_EMBEDDING,
@@ -268,10 +269,33 @@ class _EncoderTop(keras.layers.Layer):
         return (input_shape[0][0], input_shape[0][-1])
 
 
-def compile_ranker(model: keras.Model, learning_rate: float) -> None:
+def compile_ranker(
+    model: keras.Model,
+    learning_rate: float,
+    encoder_learning_rate: float | None = None,
+    encoder: keras.layers.Layer | None = None,
+) -> None:
     """Compiles `model` for training as the train step does: AdamW and an AUC per task. No
-    loss is given: the ranker computes its multi-task loss (model/multitask_loss.py)."""
+    loss is given: the ranker computes its multi-task loss (model/multitask_loss.py).
+
+    `encoder_learning_rate` (at most `learning_rate`; None: the same) is the rate of the
+    trained weights of `encoder` (the ranker's text encoder), the layers above keep
+    `learning_rate`."""
+    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate)
+    if encoder_learning_rate is not None and encoder_learning_rate != learning_rate:
+        if encoder is None:
+            raise ValueError("encoder_learning_rate needs the encoder whose weights it slows")
+        if not 0 < encoder_learning_rate <= learning_rate:
+            raise ValueError(
+                f"encoder_learning_rate must be in (0, learning_rate={learning_rate}], got "
+                f"{encoder_learning_rate}"
+            )
+        optimizer = EncoderAwareAdamW(
+            [v.path for v in encoder.trainable_variables],
+            encoder_learning_rate / learning_rate,
+            learning_rate=learning_rate,
+        )
     model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate),
+        optimizer=optimizer,
         metrics={t: [keras.metrics.AUC(name="auc")] for t in S.TASKS},
     )

@@ -1,4 +1,4 @@
-"""The paper's reference point: XGBoost, one binary classifier per task on the wide features.
+"""The paper's reference point: XGBoost, one logistic model per task on the wide features.
 
 Trained with the xgboost library, then turned into a Keras model of `BoostedTrees` layers
 with the same inputs and outputs as the neural rankers, so it shares the export, the
@@ -34,7 +34,8 @@ def fit_xgboost(
     config: XGBoostConfig = XGBoostConfig(),
     seed: int = 0,
 ) -> tuple[keras.Model, dict[str, int]]:
-    """One classifier per task, early-stopped on the eval split's log loss.
+    """One logistic booster per task, early-stopped on the eval split's log loss. Labels are
+    0/1 or soft (a rate in [0, 1]), as the neural rankers train on.
 
     Returns the Keras model (input `wide`, one probability output per task) and the number of
     boosting rounds kept per task.
@@ -45,8 +46,11 @@ def fit_xgboost(
     wide = keras.Input((train_wide.shape[1],), dtype="float32", name=S.WIDE)
     for task in S.TASKS:
         if len(np.unique(train_labels[task])) < 2:
-            raise ValueError(f"the train split has a single class for task {task!r}")
-        classifier = xgb.XGBClassifier(
+            raise ValueError(f"the train split has a single label value for task {task!r}")
+        # A regressor with the logistic objective: it takes soft labels, which the sklearn
+        # classifier (built for class ids) refuses.
+        classifier = xgb.XGBRegressor(
+            objective="binary:logistic",
             n_estimators=config.n_estimators,
             max_depth=config.max_depth,
             learning_rate=config.learning_rate,

@@ -16,7 +16,11 @@ _SHOWN_DEAD_LETTERS = 5
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--input", "input_pattern", required=True, help="Input file or glob (CSV, JSONL, Parquet)."
+    "--input",
+    "input_pattern",
+    required=True,
+    multiple=True,
+    help="Input file or glob (CSV, JSONL, Parquet); repeat it to read several.",
 )
 @click.option("--output", "output_dir", required=True, help="Output directory.")
 @click.option(
@@ -49,7 +53,7 @@ _SHOWN_DEAD_LETTERS = 5
 )
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def main(
-    input_pattern: str,
+    input_pattern: tuple[str, ...],
     output_dir: str,
     schema_path: str,
     input_format: str,

@@ -22,6 +22,7 @@ Output directory (names from `components.layout`):
 from __future__ import annotations
 
 import collections
+import glob
 import hashlib
 import json
 import logging
@@ -43,7 +44,7 @@ from components.ingest import counts as counts_lib
 from components.ingest import errors, examples, sources, split, statistics, validate
 from components.ingest.counts import IngestCounts
 from components.ingest.errors import IngestError
-from components.ingest.readers import RawRecord, ReadRecords
+from components.ingest.readers import RawRecord, ReadRecords, UnreadableFile
 
 _EVENTS, _DEAD = "events", "dead_letter"
 _EVENTS_FILE = ".ingest_events.json"  # the counted events, read back by the driver
@@ -52,6 +53,18 @@ DEAD_LETTER_PREFIX = "dead_letter"
 DEAD_LETTER_SUFFIX = ".jsonl"
 
 logger = logging.getLogger(__name__)
+
+
+class _KnownInputErrors(logging.Filter):
+    """Beam logs every exception of a DoFn with its traceback before re-raising it. An
+    UnreadableFile is the input's fault and run_ingest reports it in one line, so its
+    traceback is not logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _unreadable_file(record.exc_info[1]))
+
+
+logging.getLogger("apache_beam.runners.common").addFilter(_KnownInputErrors())
 
 
 def dead_letter_pattern(output_dir: str) -> str:
@@ -73,13 +86,14 @@ def read_dead_letters(output_dir: str) -> list[dict[str, Any]]:
 
 
 def _pair_key(record: RawRecord) -> tuple[str, str] | None:
-    """The (query, product_id) of a parsed row, as validation strips them; None when absent."""
+    """The (query, product_id) of a parsed row: the query normalised as for the split
+    (split.normalize_query), the id stripped as validation strips it; None when absent."""
     if record.values is None:
         return None
     query, product = record.values.get(schema_lib.QUERY), record.values.get(schema_lib.PRODUCT_ID)
     if query is None or product is None:
         return None
-    return str(query).strip(), str(product).strip()
+    return split.normalize_query(str(query)), str(product).strip()
 
 
 def _pair_digest(key: tuple[str, str] | None) -> bytes | None:
@@ -283,6 +297,20 @@ def _delete_matching(patterns: Sequence[str]) -> None:
         FileSystems.delete(paths)
 
 
+def _delete_temporary(output_dir: str) -> None:
+    """The beam-temp-* folders that the write sinks of a failed run leave behind."""
+    pattern = os.path.join(output_dir, "beam-temp-*")
+    if "://" not in output_dir:  # a local folder (empty temporary folders too)
+        found = set(glob.glob(pattern))
+    else:  # an object store: the prefixes of the temporary objects
+        found = {
+            m.path[: m.path.index("/", m.path.index("beam-temp-"))]
+            for m in FileSystems.match([os.path.join(pattern, "*")])[0].metadata_list
+        }
+    if found:
+        FileSystems.delete(sorted(found))
+
+
 def _write_text(path: str, text: str) -> None:
     with FileSystems.create(path) as fh:
         fh.write(text.encode("utf-8"))
@@ -297,7 +325,7 @@ def _ensure_split_files(output_dir: str) -> None:
 
 
 def run_ingest(
-    input_pattern: str,
+    input_pattern: str | Sequence[str],
     output_dir: str,
     schema: schema_lib.RawSchema,
     input_format: str = "auto",
@@ -306,7 +334,8 @@ def run_ingest(
     beam_args: Sequence[str] = (),
     max_bad_share: float = 1.0,
 ) -> IngestCounts:
-    """Ingest the raw engagement log at `input_pattern` (a path or glob) into `output_dir`.
+    """Ingest the raw engagement log at `input_pattern` (a path or glob, or several) into
+    `output_dir`.
 
     `beam_args` are Beam pipeline options (e.g. "--runner=DataflowRunner"); without a runner
     the job runs locally in this process. Raises IngestError (a ValueError) before the job for
@@ -335,8 +364,15 @@ def run_ingest(
         ]
     )
     logger.info("ingesting %d file(s) matching %s into %s", len(inputs), input_pattern, output_dir)
-    with make_pipeline(beam_args) as pipeline:
-        build_pipeline(pipeline, inputs, output_dir, schema, encoding, funnel_policy)
+    try:
+        with make_pipeline(beam_args) as pipeline:
+            build_pipeline(pipeline, inputs, output_dir, schema, encoding, funnel_policy)
+    except Exception as err:
+        unreadable = _unreadable_file(err)
+        if unreadable is None:
+            raise
+        _delete_temporary(output_dir)
+        raise IngestError(unreadable) from None
     with FileSystems.open(events_path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
         events = json.loads(fh.read().decode("utf-8"))
     FileSystems.delete([events_path])
@@ -355,6 +391,18 @@ def run_ingest(
     if share > max_bad_share:
         raise IngestError(_too_many_bad_rows(counts, share, max_bad_share, output_dir))
     return counts
+
+
+def _unreadable_file(err: BaseException) -> str | None:
+    """The message of the UnreadableFile behind `err`, which a runner may re-raise wrapped in
+    its own exception (or only as text, from a remote worker); None when it is no such error."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, UnreadableFile):
+            return str(err.args[0]).split("\n")[0]
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _write_statistics(output_dir: str, counts: IngestCounts) -> dict:

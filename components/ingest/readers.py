@@ -8,17 +8,21 @@ dead-letter the row that holds them instead of failing the whole file.
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
+import zlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from components.ingest import sources
+from components.ingest.errors import IngestError
 from components.schema import RawSchema
 
 _PARQUET_BATCH_ROWS = 4096
@@ -40,21 +44,95 @@ class RawRecord(NamedTuple):
     problem: str | None = None
 
 
+class _UnclosedQuote(Exception):
+    """A quoted field ran into a line that is a whole row on its own."""
+
+
+class _Lines:
+    """The physical lines of a CSV text for `csv.reader`, one record at a time, so that a
+    malformed record costs its own line only: `taken` holds the lines of the record being
+    read, and `restart_after_first()` gives the lines after its first one back."""
+
+    def __init__(self, text, width: int) -> None:
+        self._text = text
+        self._pending: collections.deque[str] = collections.deque()
+        self._width = width
+        self.taken: list[str] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self._pending:
+            line = self._pending.popleft()
+        else:
+            try:
+                line = next(self._text)
+            except StopIteration:
+                if self.taken:  # the file ends inside a quoted field
+                    raise _UnclosedQuote from None
+                raise
+        if self.taken and _is_whole_row(line, self._width):
+            # A line inside a quoted field that is itself a complete row: the quote was
+            # left open (a legal multi-line field does not hold the header's width of fields).
+            self._pending.appendleft(line)
+            raise _UnclosedQuote
+        self.taken.append(line)
+        return line
+
+    def next_record(self) -> None:
+        self.taken = []
+
+    def restart_after_first(self) -> str:
+        """The first line of the record being read; the lines after it are read again."""
+        first, rest = self.taken[0], self.taken[1:]
+        self._pending.extendleft(reversed(rest))
+        self.taken = []
+        return first
+
+
+def _is_whole_row(line: str, width: int) -> bool:
+    """Whether `line` parses on its own (balanced quotes) into exactly `width` fields."""
+    if width < 2 or line.count('"') % 2 or not line.strip():
+        return False
+    try:
+        return len(next(csv.reader([line]), [])) == width
+    except csv.Error:
+        return False
+
+
+def _excerpt(line: str, limit: int = 1000) -> str:
+    line = line.rstrip("\r\n")
+    return line if len(line) <= limit else f"{line[:limit]}... ({len(line)} characters)"
+
+
 def read_csv(path: str, encoding: str) -> Iterator[RawRecord]:
+    """Rows of a CSV file. A malformed record costs its own row only: a quote left open (its
+    field would swallow the following rows), a field over the size limit or any other CSV
+    error dead-letters that row's first line, and reading goes on at the next line."""
     with sources.open_text(path, encoding, newline="") as text:
-        reader = csv.reader(text)
-        header = sources.csv_header(reader)
+        header = sources.csv_header(csv.reader(text))  # leaves `text` at the next line
         if header is None:
             return
+        lines = _Lines(text, len(header))
+        reader = csv.reader(lines)
         row = 0
         while True:
+            lines.next_record()
             try:
                 fields = next(reader)
             except StopIteration:
                 return
-            except csv.Error as err:
+            except (_UnclosedQuote, csv.Error) as err:
                 row += 1
-                yield RawRecord(path, row, None, None, f"is not valid CSV: {err}")
+                first = lines.restart_after_first() if lines.taken else ""
+                problem = (
+                    "has a quote that is never closed (its field would run into the next rows)"
+                    if isinstance(err, _UnclosedQuote)
+                    else f"is not valid CSV: {err}"
+                )
+                yield RawRecord(path, row, None, _excerpt(first), problem)
+                reader = csv.reader(lines)  # a fresh parser state at the next line
                 continue
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue  # a blank line
@@ -120,11 +198,30 @@ class ReadRecords(beam.DoFn):
 
     def process(self, element: tuple[str, str]) -> Iterator[RawRecord]:
         path, fmt = element
-        records = read_file(path, fmt, self._encoding)
-        if self._schema is None or not self._schema.columns:
-            yield from records
-            return
-        for record in records:
-            if record.values is not None:
-                record = record._replace(values=self._schema.rename(record.values))
-            yield record
+        rename = self._schema is not None and bool(self._schema.columns)
+        row = 0
+        try:
+            for record in read_file(path, fmt, self._encoding):
+                row = record.row
+                if rename and record.values is not None:
+                    record = record._replace(values=self._schema.rename(record.values))
+                yield record
+        except _UNREADABLE as err:
+            raise UnreadableFile(path, row, err) from None
+
+
+class UnreadableFile(IngestError):
+    """A file that breaks off (a truncated .gz) or holds corrupt data (bad Parquet pages): its
+    rows past the last one read cannot be recovered, so the run stops with this one line."""
+
+    def __init__(self, path: str, last_row: int, cause: BaseException) -> None:
+        where = f"after row {last_row}" if last_row else "before its first row"
+        super().__init__(
+            f"cannot read {path} {where}: {type(cause).__name__}: {cause}. The file is "
+            "truncated or corrupt; export it again (nothing was written for this run)"
+        )
+
+
+# What reading a broken file raises: gzip/bz2 (EOFError, OSError, zlib.error), Parquet and
+# Arrow (pyarrow's ArrowException, OSError).
+_UNREADABLE = (EOFError, OSError, zlib.error, pa.ArrowException)

@@ -15,7 +15,7 @@ import gzip
 import io
 import lzma
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
@@ -76,32 +76,40 @@ def check_options(input_format: str, encoding: str) -> None:
 
 
 def resolve_inputs(
-    input_pattern: str, input_format: str, encoding: str, schema: schema_lib.RawSchema
+    input_pattern: str | Sequence[str],
+    input_format: str,
+    encoding: str,
+    schema: schema_lib.RawSchema,
 ) -> tuple[InputFile, ...]:
-    """The files `input_pattern` matches, each checked; raises IngestError on the first problem."""
+    """The files that `input_pattern` (one path or glob, or several) matches, each checked and
+    each once; raises IngestError on the first problem."""
     check_options(input_format, encoding)
-    if not input_pattern:
+    patterns = [input_pattern] if isinstance(input_pattern, str) else list(input_pattern)
+    if not any(patterns):
         raise IngestError("no input given: input_pattern is empty")
-    if "://" not in input_pattern and os.path.isdir(input_pattern):
-        raise IngestError(
-            f"{input_pattern} is a directory; give a file or a glob such as "
-            f"{os.path.join(input_pattern, '*.csv')}"
-        )
-    matched = FileSystems.match([input_pattern])[0].metadata_list
-    if not matched:
-        raise IngestError(f"no file matches the input pattern {input_pattern}")
+    matched: dict[str, int] = {}
+    for pattern in patterns:
+        if "://" not in pattern and os.path.isdir(pattern):
+            raise IngestError(
+                f"{pattern} is a directory; give a file or a glob such as "
+                f"{os.path.join(pattern, '*.csv')}"
+            )
+        found = FileSystems.match([pattern])[0].metadata_list
+        if not found:
+            raise IngestError(f"no file matches the input pattern {pattern}")
+        matched.update({m.path: m.size_in_bytes for m in found})
     inputs = []
-    for meta in sorted(matched, key=lambda m: m.path):
-        fmt = input_format if input_format != AUTO else format_of(meta.path)
+    for path, size in sorted(matched.items()):
+        fmt = input_format if input_format != AUTO else format_of(path)
         if fmt is None:
             raise IngestError(
-                f"cannot tell the format of {meta.path} from its extension; name it .csv, "
+                f"cannot tell the format of {path} from its extension; name it .csv, "
                 f".jsonl or .parquet, or set the input format (csv, jsonl, parquet)"
             )
-        if meta.size_in_bytes == 0:
-            raise IngestError(f"{meta.path} is empty (expected a {fmt.upper()} file with rows)")
-        _CHECKS[fmt](meta.path, encoding, schema)
-        inputs.append(InputFile(path=meta.path, format=fmt))
+        if size == 0:
+            raise IngestError(f"{path} is empty (expected a {fmt.upper()} file with rows)")
+        _CHECKS[fmt](path, encoding, schema)
+        inputs.append(InputFile(path=path, format=fmt))
     return tuple(inputs)
 
 

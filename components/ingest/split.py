@@ -1,7 +1,7 @@
 """Stable train/eval/test assignment by query.
 
-A query's split depends only on its normalised text (NFKC, lower-case, single spaces) through
-SHA-256, so it is the same on every machine, runner and run, and no query is in two splits.
+A query's split depends only on its normalised text (`normalize_query`) through SHA-256, so it
+is the same on every machine, runner and run, and no query is in two splits.
 """
 
 from __future__ import annotations
@@ -28,8 +28,17 @@ _BOUNDARIES = _boundaries()
 
 
 def normalize_query(query: str) -> str:
-    """NFKC-normalised, lower-cased, whitespace collapsed to single spaces."""
-    return " ".join(unicodedata.normalize("NFKC", query).lower().split())
+    """The one normalisation of a query, for the duplicate-pair key and the split hash:
+    Unicode NFKC, case-folded, format characters (zero-width joiners and spaces, byte order
+    marks, soft hyphens: category Cf) removed, control characters (Cc) as spaces, whitespace
+    collapsed to single spaces. "Blue  JEANS\u200d" and "blue jeans" are one query."""
+    text = unicodedata.normalize("NFKC", query)
+    text = "".join(
+        " " if category == "Cc" else c
+        for c in text
+        if (category := unicodedata.category(c)) != "Cf"
+    )
+    return " ".join(unicodedata.normalize("NFKC", text.casefold()).split())
 
 
 def bucket_of(query: str) -> int:

@@ -57,8 +57,21 @@ def printable(value: Any) -> Any:
 
 
 def _shown(value: Any) -> str:
+    """`value` quoted, at most _MAX_SHOWN characters; a long text is cut between characters,
+    never inside an escape such as \\xe9."""
     text = repr(printable(value))
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+    if len(text) <= _MAX_SHOWN:
+        return text
+    if not isinstance(value, str):
+        return text[: _MAX_SHOWN - 3] + "..."
+    low, high = 0, len(value)  # the longest prefix whose quoted form fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(repr(printable(value[:middle]))) <= _MAX_SHOWN - 3:
+            low = middle
+        else:
+            high = middle - 1
+    return repr(printable(value[:low])) + "..."
 
 
 def _is_missing(value: Any) -> bool:
@@ -78,7 +91,8 @@ def _check_encoding(field: str, value: Any, encoding: str) -> None:
                 errors.INVALID_ENCODING,
                 field,
                 f"is not valid {encoding} text: {_shown(value)}; the file seems to use another "
-                f"encoding, set the encoding option to it (e.g. --encoding iso-8859-1)",
+                f"encoding, set the input encoding to it (e.g. iso-8859-1: the pipeline's --input-encoding, "
+                "or --encoding of python -m components.ingest)",
             ) from err
 
 

@@ -12,6 +12,17 @@ from model.xgboost_baseline import XGBoostConfig
 
 XGBOOST = "xgboost"
 
+# What each task trains on: "rate", its count per impression (a soft label: an aggregated
+# pair stands for its impressions, as the paper trains on impressions); "any", whether the
+# count is above 0 (the binary label that evaluation uses).
+TARGETS = ("rate", "any")
+
+
+def check_targets(targets: str) -> str:
+    if targets not in TARGETS:
+        raise ValueError(f"targets must be one of {TARGETS}, got {targets!r}")
+    return targets
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -23,12 +34,19 @@ class TrainConfig:
     batch_size: examples per step.
     max_epochs: upper bound on epochs; early stopping on the eval loss usually stops sooner.
     learning_rate: AdamW learning rate.
+    encoder_learning_rate: the learning rate of the text encoder's trained layers (at most
+        `learning_rate`; the usual BERT practice is 1e-5 to 5e-5); None: `learning_rate`.
     early_stopping_patience: epochs without eval-loss improvement before stopping.
     score_weights: weights of (click, atc, purchase) probabilities in the exported ranking score.
     seed: seeds weight initialisation, shuffling and dropout.
     max_vocabulary_texts: texts sampled from the training split to learn a "tiny" vocabulary.
     ranker: overrides the named architecture's RankerConfig (ablations); None: use it.
     xgboost: settings of the "xgboost" baseline.
+    targets: what each task trains on: "rate", its count per impression as a soft label (an
+        aggregated pair stands for all its impressions, as the paper trains on impressions);
+        "any", whether the count is above 0 (evaluation's binary label). With tens of
+        impressions per pair, "any" saturates: nearly every relevant product was clicked at
+        least once, so the binary label hardly tells good from best.
     text_cache_dir: where the frozen encoder's outputs are cached and reused across runs
         (components/train/text_cache.py); None: a temporary folder, for this run only.
     """
@@ -40,6 +58,7 @@ class TrainConfig:
     batch_size: int = 128
     max_epochs: int = 8
     learning_rate: float = 1e-3
+    encoder_learning_rate: float | None = None
     early_stopping_patience: int = 2
     score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     seed: int = 0
@@ -47,13 +66,22 @@ class TrainConfig:
     ranker: RankerConfig | None = None
     xgboost: XGBoostConfig = XGBoostConfig()
     text_cache_dir: str | None = None
+    targets: str = "rate"
 
     def __post_init__(self) -> None:
+        check_targets(self.targets)
         for name in ("batch_size", "max_epochs", "query_length", "product_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.encoder_learning_rate is not None and not (
+            0 < self.encoder_learning_rate <= self.learning_rate
+        ):
+            raise ValueError(
+                f"encoder_learning_rate must be in (0, learning_rate={self.learning_rate}], "
+                f"got {self.encoder_learning_rate}"
+            )
         if len(self.score_weights) != 3 or min(self.score_weights) < 0:
             raise ValueError(
                 f"score_weights must be 3 non-negative weights (click, atc, purchase), got {self.score_weights}"

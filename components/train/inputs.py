@@ -11,6 +11,7 @@ import tensorflow_transform as tft
 
 from components import layout
 from components import schema as S
+from components.train.config import check_targets
 
 
 def split_files(transformed_dir: str, split: str) -> list[str]:
@@ -37,16 +38,27 @@ def to_model_inputs(transformed: dict, preprocessor) -> dict:
     return inputs
 
 
-def label_names(available) -> tuple[str, ...]:
-    """What the training labels hold: each task, and the logged position when the data has it
-    (for position-bias-aware training; model/position_bias.py)."""
-    return (*S.TASKS, *((S.POSITION,) if S.POSITION in available else ()))
+def label_columns(available, targets: str = "rate") -> dict[str, str]:
+    """Training label -> the transformed column it comes from: each task (its rate or its
+    binary label, by `targets`), and the logged position when the data has it (for
+    position-bias-aware training; model/position_bias.py)."""
+    check_targets(targets)
+    columns = {t: S.rate_name(t) if targets == "rate" else t for t in S.TASKS}
+    missing = [c for c in columns.values() if c not in available]
+    if missing:
+        raise ValueError(
+            f"the transformed data lacks {missing} for targets={targets!r}: transform it again "
+            "with this version (the rates are written by the transform step)"
+        )
+    if S.POSITION in available:
+        columns[S.POSITION] = S.POSITION
+    return columns
 
 
-def labels_of(transformed: dict) -> dict:
+def labels_of(transformed: dict, targets: str = "rate") -> dict:
     return {
-        t: tf.reshape(tf.cast(transformed[t], tf.float32), [-1, 1])
-        for t in label_names(transformed)
+        name: tf.reshape(tf.cast(transformed[column], tf.float32), [-1, 1])
+        for name, column in label_columns(transformed, targets).items()
     }
 
 
@@ -67,6 +79,7 @@ def make_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
+    targets: str = "rate",
 ) -> tf.data.Dataset:
     """(model inputs, labels) batches for `model.fit` / `model.predict`."""
     records = tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -76,7 +89,7 @@ def make_dataset(
 
     def parse(serialized):
         transformed = tf.io.parse_example(serialized, spec)
-        return to_model_inputs(transformed, preprocessor), labels_of(transformed)
+        return to_model_inputs(transformed, preprocessor), labels_of(transformed, targets)
 
     return (
         records.batch(batch_size)
@@ -96,20 +109,23 @@ def training_texts(files: list[str], tft_output: tft.TFTransformOutput, limit: i
     return list(itertools.islice(texts, limit))
 
 
-def wide_and_labels(files: list[str], tft_output: tft.TFTransformOutput) -> tuple:
+def wide_and_labels(
+    files: list[str], tft_output: tft.TFTransformOutput, targets: str = "rate"
+) -> tuple:
     """The whole split as numpy: the wide feature matrix and the labels per task."""
+    columns = label_columns(tft_output.transformed_feature_spec(), targets)
     wide, labels = [], {t: [] for t in S.TASKS}
     for batch in read_transformed(files, tft_output, 4096):
         wide.append(batch[S.WIDE].numpy())
         for t in S.TASKS:
-            labels[t].append(batch[t].numpy())
+            labels[t].append(batch[columns[t]].numpy())
     return np.concatenate(wide), {t: np.concatenate(v) for t, v in labels.items()}
 
 
 def read_split(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
     """A whole transformed split as numpy: the query, product id and product text (bytes), the wide
-    features, the categorical ids, the labels per task and the logged position (when the
-    transformed data has it)."""
+    features, the categorical ids, the labels and rates per task and the logged position (when
+    the transformed data has them)."""
     names = (
         S.QUERY,
         S.PRODUCT_ID,
@@ -117,7 +133,8 @@ def read_split(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
         S.WIDE,
         *(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS),
     )
-    labels = label_names(tft_output.transformed_feature_spec())
+    spec = tft_output.transformed_feature_spec()
+    labels = [c for c in (*S.TASKS, *(S.rate_name(t) for t in S.TASKS), S.POSITION) if c in spec]
     columns: dict[str, list] = {n: [] for n in (*names, *labels)}
     for batch in read_transformed(files, tft_output, 4096):
         for name in columns:
@@ -134,6 +151,7 @@ def cached_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
+    targets: str = "rate",
 ) -> tf.data.Dataset:
     """(cached-ranker inputs, labels) batches: each example's query and product rows looked
     up in the encoded texts (model/ranker.cached_ranker's inputs). `query_index` and
@@ -158,12 +176,16 @@ def cached_dataset(
         for side, encoded in (("query", encoded_queries), ("product", encoded_products))
     }
     categorical = [S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS]
+    label_map = label_columns(split, targets)
     columns = {
         "query": query_index.astype(np.int64),
         "product": product_index.astype(np.int64),
         S.WIDE: split[S.WIDE].astype(np.float32),
         **{n: split[n].astype(np.int32) for n in categorical},
-        **{t: split[t].astype(np.float32).reshape(-1, 1) for t in label_names(split)},
+        **{
+            name: split[column].astype(np.float32).reshape(-1, 1)
+            for name, column in label_map.items()
+        },
     }
 
     def rows(side: str, index: tf.Tensor):
@@ -192,7 +214,7 @@ def cached_dataset(
                     PRODUCT_MASK: product_mask,
                 }
             )
-        return inputs, {t: batch[t] for t in label_names(batch)}
+        return inputs, {name: batch[name] for name in label_map}
 
     data = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:

@@ -217,7 +217,7 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
             config, model, tft_output, train_files, eval_files, preprocessor
         )
         trained = cached_ranker(model)
-    compile_ranker(trained, config.learning_rate)
+    compile_ranker(trained, config.learning_rate, config.encoder_learning_rate, model.text_encoder)
     fitting = time.monotonic()
     history = _fit(trained, train_ds, eval_ds, config, output_dir, verbose)
     extra["fit_seconds"] = round(time.monotonic() - fitting, 1)
@@ -241,9 +241,22 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
 def _text_datasets(config, tft_output, train_files, eval_files, preprocessor):
     """Token-level batches: the whole encoder runs (and trains) on every step."""
     train_ds = make_dataset(
-        train_files, tft_output, preprocessor, config.batch_size, shuffle=True, seed=config.seed
+        train_files,
+        tft_output,
+        preprocessor,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        targets=config.targets,
     )
-    eval_ds = make_dataset(eval_files, tft_output, preprocessor, config.batch_size, shuffle=False)
+    eval_ds = make_dataset(
+        eval_files,
+        tft_output,
+        preprocessor,
+        config.batch_size,
+        shuffle=False,
+        targets=config.targets,
+    )
     counts = _count(train_ds), _count(eval_ds)
     _check_examples(*counts)
     return (
@@ -284,6 +297,7 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
             config.batch_size,
             shuffle=name == "train",
             seed=config.seed,
+            targets=config.targets,
         )  # fmt: skip
         for name, split, rows in (
             ("train", splits["train"], slice(0, cut)),
@@ -348,8 +362,8 @@ def _fit(model, train_ds, eval_ds, config, output_dir, verbose) -> dict:
 
 
 def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verbose):
-    train_wide, train_labels = wide_and_labels(train_files, tft_output)
-    eval_wide, eval_labels = wide_and_labels(eval_files, tft_output)
+    train_wide, train_labels = wide_and_labels(train_files, tft_output, config.targets)
+    eval_wide, eval_labels = wide_and_labels(eval_files, tft_output, config.targets)
     _check_examples(len(train_wide), len(eval_wide))
     fitting = time.monotonic()
     model, rounds = fit_xgboost(

@@ -5,9 +5,11 @@ training and in serving (the transform graph is exported inside the serving Save
   the statistics of the training split (the analyzers only ever see the training split).
   Optional features missing from a row are imputed with the training mean (z = 0).
 - Categorical product fields: a vocabulary each (lower-cased), one out-of-vocabulary bucket.
-- Text: the query, and one product text built from title, type, brand, color and gender
+- Text: the query (lower-cased, zero-width characters removed, whitespace collapsed:
+  `query_text`), and one product text built from title, type, brand, color and gender
   (empty fields skipped); tokenization happens in the model's input pipeline.
-- Labels pass through; serving drops them (the transform graph is pruned to its inputs).
+- Labels pass through, and each task's count per impression (`<task>_rate`, the soft
+  training target); serving drops them (the transform graph is pruned to its inputs).
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ def serving_feature_spec(raw_schema: S.RawSchema) -> dict:
     return spec
 
 
+def query_text(query: tf.Tensor) -> tf.Tensor:
+    """The query as the model reads it: ingest's normalisation (split.normalize_query) with
+    the steps core TensorFlow ops offer, so that TF Serving's stock binary runs it: lower-case
+    (Unicode), format characters (zero-width joiners and spaces, soft hyphens, byte order
+    marks) removed, control characters and whitespace runs as one space, ends stripped.
+    Unlike ingest's key it applies no NFKC, for which there is no core op."""
+    text = tf.strings.lower(query, encoding="utf-8")
+    text = tf.strings.regex_replace(text, r"\p{Cf}", "")
+    return tf.strings.strip(tf.strings.regex_replace(text, r"[\p{Cc}\s]+", " "))
+
+
 def _product_text(inputs: dict) -> tf.Tensor:
     fields = tf.stack([tf.strings.strip(inputs[c]) for c in PRODUCT_TEXT_FIELDS], axis=1)
     non_empty = tf.ragged.boolean_mask(fields, tf.strings.length(fields) > 0)
@@ -76,7 +89,7 @@ def _zscored(value: tf.Tensor | tf.SparseTensor, log1p: bool) -> tf.Tensor:
 def preprocessing_fn(inputs: dict, raw_schema: S.RawSchema) -> dict:
     """Bind `raw_schema` with functools.partial before handing it to tensorflow-transform."""
     outputs: dict = {
-        S.QUERY: tf.strings.strip(inputs[S.QUERY]),
+        S.QUERY: query_text(inputs[S.QUERY]),
         S.PRODUCT_ID: inputs[S.PRODUCT_ID],
         S.PRODUCT_TEXT: _product_text(inputs),
     }
@@ -97,4 +110,9 @@ def preprocessing_fn(inputs: dict, raw_schema: S.RawSchema) -> dict:
     for label in (*S.LABEL_KEYS, S.POSITION):
         if label in inputs:
             outputs[label] = inputs[label]
+    if S.IMPRESSIONS in inputs:
+        impressions = tf.maximum(tf.cast(inputs[S.IMPRESSIONS], tf.float32), 1.0)
+        for task in S.TASKS:
+            count = tf.cast(inputs[S.TASK_COUNT_COLUMN[task]], tf.float32)
+            outputs[S.rate_name(task)] = tf.clip_by_value(count / impressions, 0.0, 1.0)
     return outputs

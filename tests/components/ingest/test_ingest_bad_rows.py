@@ -194,18 +194,21 @@ def test_duplicated_pairs_keep_the_first_and_dead_letter_the_rest(tmp_path):
             good_row(product_id="P1", clicks="99"),  # same pair: a duplicate of row 1
             good_row(query="  red running shoes ", product_id="P2 "),  # same after stripping
             good_row(query="blue shoes", product_id="P1"),  # another query: not a duplicate
+            # The same query for the normalisation (case, inner spaces, a zero-width joiner).
+            good_row(query="Red  RUNNING shoes\u200d", product_id="P2"),
         ],
     )
     write(tmp_path / "b.csv", [good_row(product_id="P1")])  # a later file: a duplicate too
     counts = run_ingest(str(tmp_path / "*.csv"), str(tmp_path / "out"), schema.DEMO_SCHEMA)
-    assert counts.rows_read == 6
-    assert counts.dead_letter_by_reason[errors.DUPLICATE_PAIR] == 3
-    assert counts.rows_kept == 3 and counts.rows_dead_letter == 3
-    assert counts.rows_read == counts.rows_kept + counts.rows_filtered_low_impressions + 3
+    assert counts.rows_read == 7
+    assert counts.dead_letter_by_reason[errors.DUPLICATE_PAIR] == 4
+    assert counts.rows_kept == 3 and counts.rows_dead_letter == 4
+    assert counts.rows_read == counts.rows_kept + counts.rows_filtered_low_impressions + 4
     dead = read_dead_letters(str(tmp_path / "out"))
     assert [(Path(d["source"]).name, d["row"]) for d in dead] == [
         ("a.csv", 3),
         ("a.csv", 4),
+        ("a.csv", 6),
         ("b.csv", 1),
     ]
     assert dead[0]["message"] == (

@@ -99,3 +99,81 @@ def test_too_many_bad_rows_stop_with_a_summary(tmp_path):
     assert len(list((out / layout.DEAD_LETTER_DIR).glob("*.jsonl"))) >= 1
     # The default (10%) stops this file too.
     assert CliRunner().invoke(main, args).exit_code == 2
+
+
+def _demo_log(rows: int = 120):
+    from components.ingest import demo_data
+
+    return demo_data.generate(10, seed=0).head(rows)
+
+
+def _ingest_subprocess(source: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "components.ingest", "--input", str(source), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONWARNINGS": "ignore"},
+        timeout=300,
+    )
+
+
+def _stderr_lines(result) -> list[str]:
+    # TensorFlow's C++ start-up lines (I0000/W0000 ...) are not the command's own output.
+    return [
+        line
+        for line in result.stderr.strip().splitlines()
+        if not line.startswith(("I0000", "W0000", "WARNING: All log messages"))
+    ]
+
+
+def test_truncated_gzip_and_corrupt_parquet_stop_with_one_line_and_no_leftovers(tmp_path):
+    """A file that breaks off mid-way cannot be dead-lettered row by row: the run stops with
+    one line naming the file and the last row read, exit 2, no traceback, no beam-temp-*."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from components.ingest import demo_data
+
+    log = _demo_log()
+    text = tmp_path / "log.csv"
+    demo_data.write(log, str(text))
+    packed = gzip.compress(text.read_bytes())
+    truncated = tmp_path / "log.csv.gz"
+    truncated.write_bytes(packed[: len(packed) // 2])
+
+    corrupt = tmp_path / "log.parquet"
+    pq.write_table(pa.Table.from_pandas(log), corrupt, row_group_size=40, compression="snappy")
+    data = bytearray(corrupt.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = b"\xff" * 64
+    corrupt.write_bytes(bytes(data))
+
+    for source, cause in ((truncated, "EOFError"), (corrupt, "")):
+        out = tmp_path / f"out_{source.suffix}"
+        result = _ingest_subprocess(source, out)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        lines = _stderr_lines(result)
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"error: cannot read {source} ")
+        assert cause in lines[0] and "truncated or corrupt" in lines[0]
+        assert not list(out.glob("beam-temp-*"))
+
+
+def test_repeated_input_reads_every_file_once(tmp_path):
+    """--input may be repeated (each a path or glob); a file matched twice is read once."""
+    from components.ingest import demo_data
+
+    log = _demo_log()
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    demo_data.write(log.iloc[:70], str(first))
+    demo_data.write(log.iloc[70:], str(second))
+    out = tmp_path / "out"
+    args = ["--input", str(first), "--input", str(second), "--input", str(tmp_path / "*.csv")]
+    result = CliRunner().invoke(main, [*args, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith(f"read {len(log)} rows: ")
+    counts = json.loads((out / layout.COUNTS_FILE).read_text())
+    assert counts["rows_read"] == len(log)

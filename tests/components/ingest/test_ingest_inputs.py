@@ -115,7 +115,9 @@ def test_undecodable_text_is_dead_lettered(latin1_csv, tmp_path):
     assert dead["message"].startswith(
         "row 1 of latin.csv: field 'title' is not valid utf-8 text: 'Caf\\\\xe9 Luma mug'"
     )
-    assert "--encoding iso-8859-1" in dead["message"]
+    # The option's name for both ways to run ingest.
+    assert "iso-8859-1: the pipeline's --input-encoding" in dead["message"]
+    assert "--encoding of python -m components.ingest" in dead["message"]
     assert dead["raw"]["title"] == "Caf\\xe9 Luma mug"
     # Every split has a shard, even the empty ones (one query fills one split).
     splits = read_all_splits(tmp_path)

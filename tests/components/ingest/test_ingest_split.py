@@ -28,6 +28,24 @@ def test_normalisation():
         normalize_query("ｒｅｄ　ｓｈｏｅｓ") == "red shoes"
     )  # full-width letters and space (NFKC)
     assert split_of("  Leather   SOFA") == split_of("leather sofa")
+    # Zero-width and other format characters go, control characters count as spaces, case is
+    # folded (not only lowered) and composed after folding.
+    assert normalize_query("blue jeans\u200d") == "blue jeans"
+    assert normalize_query("\ufeffsoft\u00adshell\u200bjacket") == "softshelljacket"
+    assert normalize_query("rain\x00boots\x1f") == "rain boots"
+    assert normalize_query("STRASSE") == normalize_query("Straße") == "strasse"
+    assert normalize_query("Cafe\u0301") == normalize_query("CAFÉ") == "caf\u00e9"
+    assert split_of("blue jeans\u200d") == split_of("Blue Jeans")
+
+
+def test_the_model_reads_the_query_with_the_core_op_part_of_the_normalisation():
+    import tensorflow as tf
+
+    from components.transform.preprocessing import query_text
+
+    queries = ["  Blue  JEANS\u200d ", "soft\u00adshell\tjacket", "\ufeffCAFÉ lamp\n", "ÅNGSTRÖM"]
+    got = [v.decode("utf-8") for v in query_text(tf.constant(queries)).numpy()]
+    assert got == [normalize_query(q) for q in queries]
 
 
 def test_shares_are_close_to_the_declared_percentages():

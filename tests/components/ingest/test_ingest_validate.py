@@ -116,3 +116,14 @@ def test_malformed_record():
         "message": "row 9 of log.jsonl: is a JSON list, not an object",
         "raw": "[1]",
     }
+
+
+def test_a_long_bad_value_is_cut_between_characters_not_inside_an_escape():
+    for prefix in range(40, 60):  # every offset of the escapes against the cut
+        value = "x" * prefix + "\udce9" * 30
+        detail = check({**good_row(), "brand": value}).dead_letter["message"]
+        shown = detail[detail.index("text: ") + len("text: ") : detail.index("; the file")]
+        assert len(shown) <= 60 and shown.endswith("...")
+        body = shown[1:-4]  # between the opening quote and the closing quote + "..."
+        escapes = body[prefix:]
+        assert escapes == "\\\\xe9" * (len(escapes) // 5), (prefix, shown)

@@ -21,7 +21,9 @@ SCHEMA = S.RawSchema(
 )
 
 
-def _row(query, pid, lexical, reviews, rating, brand="Acme", color="", clicks=0):
+def _row(
+    query, pid, lexical, reviews, rating, brand="Acme", color="", clicks=0, carts=0, impressions=10
+):
     return {
         S.QUERY: query,
         S.PRODUCT_ID: pid,
@@ -34,9 +36,9 @@ def _row(query, pid, lexical, reviews, rating, brand="Acme", color="", clicks=0)
         "lexical_score": lexical,
         "review_count": reviews,
         "rating": rating,
-        S.IMPRESSIONS: 10,
+        S.IMPRESSIONS: impressions,
         S.CLICKS: clicks,
-        S.ADD_TO_CART: 0,
+        S.ADD_TO_CART: carts,
         S.PURCHASES: 0,
     }
 
@@ -44,7 +46,7 @@ def _row(query, pid, lexical, reviews, rating, brand="Acme", color="", clicks=0)
 TRAIN = [
     _row("red boots", "p1", 0.0, 0, 4.0, clicks=1),
     _row("red boots", "p2", 1.0, 9, None, brand="Zeta", color="Red"),
-    _row("rain boots", "p3", 2.0, 99, 2.0, brand="acme"),
+    _row("rain boots", "p3", 2.0, 99, 2.0, brand="acme", clicks=5, carts=2, impressions=40),
 ]
 # Eval/test values far from the train ones: if they leaked into the statistics, the
 # z-scores of the train rows would change.
@@ -116,8 +118,16 @@ def test_product_text_and_labels(transform_run):
     texts = dict(zip(train[S.PRODUCT_ID].numpy(), train[S.PRODUCT_TEXT].numpy(), strict=True))
     assert texts[b"p1"] == b"title p1 | Boots | Acme | women"  # empty color skipped
     assert texts[b"p2"] == b"title p2 | Boots | Zeta | Red | women"
-    clicks = dict(zip(train[S.PRODUCT_ID].numpy(), train["click"].numpy(), strict=True))
-    assert clicks == {b"p1": 1, b"p2": 0, b"p3": 0}
+
+    def by_product(column):
+        return dict(zip(train[S.PRODUCT_ID].numpy(), train[column].numpy().tolist(), strict=True))
+
+    assert by_product("click") == {b"p1": 1, b"p2": 0, b"p3": 1}
+    assert by_product("atc") == {b"p1": 0, b"p2": 0, b"p3": 1}
+    # The soft targets: each count per impression.
+    assert by_product(S.rate_name("click")) == pytest.approx({b"p1": 0.1, b"p2": 0.0, b"p3": 0.125})
+    assert by_product(S.rate_name("atc")) == pytest.approx({b"p1": 0.0, b"p2": 0.0, b"p3": 0.05})
+    assert by_product(S.rate_name("purchase")) == {b"p1": 0.0, b"p2": 0.0, b"p3": 0.0}
 
 
 def test_serving_graph_accepts_features_without_labels(transform_run):

@@ -1,0 +1,24 @@
+import pytest
+
+from components import schema as S
+from components.train.inputs import label_columns
+
+RATES = tuple(S.rate_name(t) for t in S.TASKS)
+
+
+def test_rate_targets_read_the_rate_columns_and_any_the_binary_labels():
+    available = {*S.TASKS, *RATES, S.POSITION, S.WIDE}
+    assert label_columns(available, "rate") == {
+        "click": "click_rate",
+        "atc": "atc_rate",
+        "purchase": "purchase_rate",
+        S.POSITION: S.POSITION,
+    }
+    assert label_columns(available - {S.POSITION}, "any") == {t: t for t in S.TASKS}
+
+
+def test_data_transformed_without_rates_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"lacks \['click_rate', 'atc_rate', 'purchase_rate'\]"):
+        label_columns(set(S.TASKS), "rate")
+    with pytest.raises(ValueError, match="targets must be one of"):
+        label_columns(set(S.TASKS), "clicks")
