@@ -6,7 +6,9 @@ run where no `tensorflow_model_server` binary exists:
 
 - `tensorflow.serving.PredictionService`: Predict, GetModelMetadata (signature_def);
 - `tensorflow.serving.ModelService`: GetModelStatus;
-- `grpc.health.v1.Health`: SERVING once a version is loaded.
+- `grpc.health.v1.Health`: SERVING once a version is loaded;
+- with `--rest-api-port`, TF Serving's REST API (serving/rest.py): predict in row or columnar
+  JSON, model status and metadata, errors as `{"error": ...}` with TF Serving's HTTP codes.
 
 It serves one model with TF Serving's version policy (serving/versions.py): the newest
 version by default (`--versions latest:N` or `all` keep older ones loadable by number), polls
@@ -19,7 +21,8 @@ INVALID_ARGUMENT naming the input, an unknown signature FAILED_PRECONDITION, an 
 or version NOT_FOUND, an unknown version label INVALID_ARGUMENT. Error texts are valid UTF-8
 of at most 1 KB. It binds to 127.0.0.1 unless told otherwise.
 
-    python -m serving.server --model-base runs/serving --model-name mlpr --port 8500
+    python -m serving.server --model-base runs/serving --model-name mlpr --port 8500 \
+        --rest-api-port 8501
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class ModelServer:
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port: int | None = None
+        self.rest_port: int | None = None
+        self._rest = None
 
     def start(self, host: str = "127.0.0.1", port: int = 8500, poll_seconds: float = 2.0) -> int:
         """Load the newest version, bind `host:port` (0: a free port) and serve; returns the
@@ -126,7 +131,19 @@ class ModelServer:
         log.info("serving %r on %s:%d", self.model_name, host, bound)
         return bound
 
+    def start_rest(self, host: str = "127.0.0.1", port: int = 8501) -> int:
+        """Also answer TF Serving's REST API (serving/rest.py) on `host:port` (0: a free
+        port); returns the bound port."""
+        from serving.rest import RestApi, RestServer
+
+        self._rest = RestServer(RestApi(self), host, port)
+        self.rest_port = self._rest.start()
+        log.info("REST API of %r on %s:%d", self.model_name, host, self.rest_port)
+        return self.rest_port
+
     def stop(self, grace: float = 1.0) -> None:
+        if self._rest is not None:
+            self._rest.stop()
         self.versions.stop()
         self._set_health(False)
         self._server.stop(grace).wait()
@@ -219,6 +236,58 @@ class ModelServer:
             response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key].numpy()))
         return response
 
+    def metadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        served = self.served(request.model_spec)
+        fields = list(request.metadata_field)
+        if fields != ["signature_def"]:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"metadata_field must be ['signature_def'], got {fields}",
+            )
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.model_name
+        response.model_spec.version.value = served.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature_def in served.signature_defs.items():
+            signature_map.signature_def[name].CopyFrom(signature_def)
+        response.metadata["signature_def"].Pack(signature_map)
+        return response
+
+    def model_status(self, spec) -> get_model_status_pb2.GetModelStatusResponse:
+        if spec.name != self.model_name:
+            raise RequestError(
+                grpc.StatusCode.NOT_FOUND,
+                f"Could not find any versions of model {quoted(spec.name)} (this server "
+                f"serves {self.model_name!r})",
+            )
+        statuses = self.versions.statuses()
+        if spec.HasField("version"):
+            statuses = [s for s in statuses if s.version == spec.version.value]
+        if not statuses:
+            raise RequestError(
+                grpc.StatusCode.NOT_FOUND,
+                f"Could not find version {spec.version.value} of model {self.model_name!r}"
+                if spec.HasField("version")
+                else f"Could not find any versions of model {self.model_name!r}",
+            )
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for s in statuses:
+            entry = response.model_version_status.add()
+            entry.version = s.version
+            entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(s.state)
+            entry.status.SetInParent()  # TF Serving always reports a status, OK included
+            if s.error:
+                entry.status.error_code = (
+                    error_codes_pb2.UNKNOWN if s.state == END else error_codes_pb2.UNAVAILABLE
+                )
+                entry.status.error_message = (
+                    f"load attempt {s.attempts} of {self.versions.max_load_retries + 1} "
+                    f"failed: {s.error}"
+                )
+        return response
+
     def _inputs(self, request, signature: str, specs: dict, limit: bool = True) -> dict:
         names = list(request.inputs)
         missing = sorted(n for n in specs if n not in request.inputs)
@@ -278,24 +347,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return _answer(context, lambda: self.server.predict(request))
 
     def GetModelMetadata(self, request, context):  # noqa: N802
-        def metadata():
-            served = self.server.served(request.model_spec)
-            fields = list(request.metadata_field)
-            if fields != ["signature_def"]:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"metadata_field must be ['signature_def'], got {fields}",
-                )
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = self.server.model_name
-            response.model_spec.version.value = served.version
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for name, signature_def in served.signature_defs.items():
-                signature_map.signature_def[name].CopyFrom(signature_def)
-            response.metadata["signature_def"].Pack(signature_map)
-            return response
-
-        return _answer(context, metadata)
+        return _answer(context, lambda: self.server.metadata(request))
 
 
 class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -303,41 +355,7 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.server = server
 
     def GetModelStatus(self, request, context):  # noqa: N802
-        def status():
-            spec = request.model_spec
-            if spec.name != self.server.model_name:
-                raise RequestError(
-                    grpc.StatusCode.NOT_FOUND,
-                    f"Could not find any versions of model {quoted(spec.name)} (this server "
-                    f"serves {self.server.model_name!r})",
-                )
-            statuses = self.server.versions.statuses()
-            if spec.HasField("version"):
-                statuses = [s for s in statuses if s.version == spec.version.value]
-            if not statuses:
-                raise RequestError(
-                    grpc.StatusCode.NOT_FOUND,
-                    f"Could not find version {spec.version.value} of model "
-                    f"{self.server.model_name!r}"
-                    if spec.HasField("version")
-                    else f"Could not find any versions of model {self.server.model_name!r}",
-                )
-            response = get_model_status_pb2.GetModelStatusResponse()
-            for s in statuses:
-                entry = response.model_version_status.add()
-                entry.version = s.version
-                entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(s.state)
-                if s.error:
-                    entry.status.error_code = (
-                        error_codes_pb2.UNKNOWN if s.state == END else error_codes_pb2.UNAVAILABLE
-                    )
-                    entry.status.error_message = (
-                        f"load attempt {s.attempts} of {self.server.versions.max_load_retries + 1} "
-                        f"failed: {s.error}"
-                    )
-            return response
-
-        return _answer(context, status)
+        return _answer(context, lambda: self.server.model_status(request.model_spec))
 
 
 def _answer(context, handler):
@@ -355,6 +373,13 @@ def _answer(context, handler):
 @click.option("--model-name", default="mlpr", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8500, show_default=True, type=int, help="0: any free port.")
+@click.option(
+    "--rest-api-port",
+    default=None,
+    type=int,
+    help="Also serve TF Serving's REST API on this port (8501 in TF Serving's image; 0: any "
+    "free port); off when not given.",
+)
 @click.option("--poll-seconds", default=2.0, show_default=True, type=float)
 @click.option("--max-candidates", default=DEFAULT_MAX_CANDIDATES, show_default=True, type=int)
 @click.option("--workers", default=16, show_default=True, type=int)
@@ -375,6 +400,7 @@ def main(
     model_name,
     host,
     port,
+    rest_api_port,
     poll_seconds,
     max_candidates,
     workers,
@@ -398,10 +424,15 @@ def main(
         load_retry_interval_seconds,
     )
     bound = server.start(host, port, poll_seconds)
+    rest = (
+        ""
+        if rest_api_port is None
+        else f", REST on {host}:{server.start_rest(host, rest_api_port)}"
+    )
     current = server.versions.current
     click.echo(
         f"serving {model_name!r} version {current.version if current else 'none yet'} "
-        f"on {host}:{bound}",
+        f"on {host}:{bound}{rest}",
         err=True,
     )
     stopped = threading.Event()

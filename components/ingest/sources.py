@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import gzip
 import io
+import json
 import lzma
 import os
 from collections.abc import Iterator, Sequence
@@ -163,14 +164,41 @@ def _check_csv(path: str, encoding: str, schema: schema_lib.RawSchema) -> None:
         raise IngestError(schema_lib.required_fields_message(missing, f"CSV header of {path}"))
 
 
+_JSONL_SAMPLE_ROWS = 1000  # JSON objects read up front to check the required keys
+
+
 def _check_jsonl(path: str, encoding: str, schema: schema_lib.RawSchema) -> None:
+    """A JSONL file needs a line, and its first rows must name every required key: a key that
+    none of the first 1,000 objects has is a wrong export, not bad rows to dead-letter."""
+    keys: set[str] = set()
+    objects = lines = 0
     try:
         with open_text(path, encoding) as text:
-            has_line = any(line.strip() for line in text)
+            for line in text:
+                stripped = line.strip().lstrip("\ufeff")
+                if not stripped:
+                    continue
+                lines += 1
+                try:
+                    value = json.loads(stripped)
+                except json.JSONDecodeError:
+                    continue  # dead-lettered row by row
+                if isinstance(value, dict):
+                    keys.update(value)
+                    objects += 1
+                if objects >= _JSONL_SAMPLE_ROWS:
+                    break
     except (OSError, EOFError) as err:
         raise IngestError(f"cannot read {path}: {err}") from err
-    if not has_line:
+    if not lines:
         raise IngestError(f"{path} is empty: no JSON lines")
+    missing = _missing(sorted(keys), schema) if objects else []
+    if missing:
+        raise IngestError(
+            schema_lib.required_fields_message(
+                missing, f"every one of the first {objects} JSON object(s) of {path}"
+            )
+        )
 
 
 def _check_parquet(path: str, encoding: str, schema: schema_lib.RawSchema) -> None:

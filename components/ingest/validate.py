@@ -9,6 +9,7 @@ policy, repaired. A dead-letter record is {"source", "row", "reason", "field", "
 from __future__ import annotations
 
 import contextlib
+import decimal
 import itertools
 import math
 import os
@@ -82,6 +83,14 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def _is_missing_number(value: Any) -> bool:
+    """A missing numeric value, the same in every format: absent, empty, a float NaN (Parquet,
+    JSON) or the text "NaN" (CSV exporters write it for a missing value)."""
+    if isinstance(value, str) and value.strip().lower() == "nan":
+        return True
+    return _is_missing(value)
+
+
 def _check_encoding(field: str, value: Any, encoding: str) -> None:
     if isinstance(value, str):
         try:
@@ -112,9 +121,11 @@ MAX_COUNT = 2**63 - 1  # tf.Example's int64
 
 
 def _count(field: str, value: Any) -> int:
-    if _is_missing(value):
+    if _is_missing_number(value):
         raise _Problem(errors.MISSING_VALUE, field, "is empty or missing")
     number: int | None = None
+    if isinstance(value, decimal.Decimal):  # a Parquet decimal column
+        value = float(value) if value.is_finite() else math.nan
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, float) and value.is_integer():
@@ -143,8 +154,8 @@ def _count(field: str, value: Any) -> int:
 
 def _number(field: str, value: Any) -> float:
     number = math.nan
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
+    if isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
+        number = float(value)  # Decimal: a Parquet decimal column (NaN stays NaN)
     elif isinstance(value, str) and "_" not in value:
         with contextlib.suppress(ValueError):
             number = float(value.strip())
@@ -175,13 +186,13 @@ def _parse(values: Mapping[str, Any], schema: schema_lib.RawSchema, encoding: st
     _check_encoding(schema_lib.POSITION, position, encoding)
     row[schema_lib.POSITION] = (
         0.0
-        if _is_missing(position)
+        if _is_missing_number(position)
         else _in_range(schema_lib.POSITION, _number(schema_lib.POSITION, position), 0.0, None)
     )
     for feature in schema.ranking_features:
         value = values.get(feature.name)
         _check_encoding(feature.name, value, encoding)
-        if _is_missing(value):
+        if _is_missing_number(value):
             if feature.required:
                 raise _Problem(errors.MISSING_VALUE, feature.name, "is empty or missing")
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import random
 import shutil
 import threading
@@ -428,3 +429,233 @@ def test_swap_broken_push_and_removal_under_16_threads_fail_no_request(model, tm
     # Requests sent after version 3 was unloaded went to version 2.
     assert {version for started, version in timed if started > unloaded} == {2}
     assert seen.count(2) >= 32 and seen.count(3) >= 32
+
+
+# TF Serving's REST API over the same server (serving/rest.py), with a real HTTP client.
+
+
+@pytest.fixture(scope="module")
+def rest(server):
+    served = server[0]
+    port = served.start_rest("127.0.0.1", 0)
+    return f"http://127.0.0.1:{port}"
+
+
+def _http(url: str, method: str = "GET", body=None, raw: bytes | None = None):
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def _json_inputs(n=3):
+    inputs = ranking_inputs("red boots", catalog_rows(n), FEATURES, precomputed=True)
+    return {k: list(v) for k, v in inputs.items()}
+
+
+def test_rest_predict_in_row_and_columnar_format_equals_grpc(server, rest):
+    grpc_scores = tf.make_ndarray(server[1].Predict(_good(), timeout=30).outputs["score"])
+    inputs = _json_inputs()
+    url = f"{rest}/v1/models/mlpr:predict"
+    code, columnar = _http(url, "POST", {"signature_name": RANK_PRECOMPUTED, "inputs": inputs})
+    assert code == 200, columnar
+    np.testing.assert_allclose(columnar["outputs"]["score"], grpc_scores, rtol=1e-6)
+    instances = [{k: v[i] for k, v in inputs.items()} for i in range(3)]
+    code, rows = _http(
+        f"{rest}/v1/models/mlpr/versions/1:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "instances": instances},
+    )
+    assert code == 200, rows
+    assert len(rows["predictions"]) == 3
+    np.testing.assert_allclose([p["score"] for p in rows["predictions"]], grpc_scores, rtol=1e-6)
+    assert set(rows["predictions"][0]) == set(columnar["outputs"])
+
+
+def test_rest_status_and_metadata_are_tf_servings_json(rest):
+    code, status = _http(f"{rest}/v1/models/mlpr")
+    assert code == 200
+    assert status["model_version_status"] == [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
+    code, metadata = _http(f"{rest}/v1/models/mlpr/versions/1/metadata")
+    assert code == 200
+    assert metadata["model_spec"]["name"] == "mlpr"
+    assert metadata["model_spec"]["version"] == "1"
+    signatures = metadata["metadata"]["signature_def"]["signature_def"]
+    assert {SERVING_DEFAULT, RANK_PRECOMPUTED} <= set(signatures)
+    assert "product_id" in signatures[RANK_PRECOMPUTED]["inputs"]
+
+
+REST_ERRORS = [
+    # (path, method, body or raw bytes, HTTP status, text the error holds)
+    ("/v1/models/shoes:predict", "POST", {"instances": [1]}, 404, "Servable not found"),
+    ("/v1/models/mlpr/versions/9:predict", "POST", {"instances": [1]}, 404, "Specific('mlpr', 9)"),
+    ("/v1/models/mlpr/labels/stable:predict", "POST", {"instances": [1]}, 400, "version label"),
+    ("/v1/models/mlpr:predict", "POST", b"{not json", 400, "JSON Parse error"),
+    ("/v1/models/mlpr:predict", "POST", b"[" * 100_000, 400, "JSON Parse error"),
+    ("/v1/models/mlpr:predict", "POST", [1, 2], 400, "must be a JSON object"),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": "nope", "inputs": {}},
+        400,
+        'name: "nope" not found',
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED},
+        400,
+        "Missing 'inputs' or 'instances'",
+    ),
+    ("/v1/models/mlpr:predict", "POST", {"inputs": {}, "instances": []}, 400, "only one of"),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "instances": [{"query": "a"}, {"title": "b"}]},
+        400,
+        "same inputs",
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "inputs": {"query": [[[[[[[[[["x"]]]]]]]]]]}},
+        400,
+        "nests lists",
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "inputs": {"query": [1.5]}},
+        400,
+        "takes strings",
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "inputs": {"query": [{"b64": "***"}]}},
+        400,
+        "no valid base64",
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "inputs": {"price": ["cheap"]}},
+        400,
+        "takes numbers",
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "inputs": {"price": [[1.0], [2.0, 3.0]]}},
+        400,
+        "rectangular",
+    ),
+    ("/v1/models/mlpr:classify", "POST", {"instances": [1]}, 400, "predict signatures only"),
+    (
+        "/v1/models/mlpr/versions/99999999999999999999:predict",
+        "POST",
+        {"instances": [1]},
+        400,
+        "Failed to convert version",
+    ),
+    ("/v2/models/mlpr", "GET", None, 400, "Malformed request"),
+    ("/v1/models/shoes", "GET", None, 404, "Could not find any versions"),
+    ("/v1/models/mlpr/versions/7", "GET", None, 404, "Could not find version 7"),
+]
+
+
+@pytest.mark.parametrize(("path", "method", "body", "status", "text"), REST_ERRORS)
+def test_rest_errors_are_tf_servings_codes_and_json(rest, path, method, body, status, text):
+    raw = body if isinstance(body, bytes) else None
+    code, answer = _http(rest + path, method, None if raw else body, raw=raw)
+    assert code == status, answer
+    assert set(answer) == {"error"} and text in answer["error"], answer
+    assert len(answer["error"]) <= MAX_MESSAGE_CHARS
+
+
+def test_rest_bad_values_are_refused_by_the_model_and_the_limits(rest):
+    inputs = _json_inputs()
+    inputs["price"][1] = -5.0  # outside the schema's range: the graph's own check
+    code, answer = _http(
+        f"{rest}/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "inputs": inputs},
+    )
+    assert code == 400 and "price" in answer["error"] and "candidate" in answer["error"], answer
+    many = _json_inputs()
+    many = {k: v * 100 for k, v in many.items()}  # 300 candidates, over --max-candidates
+    code, answer = _http(
+        f"{rest}/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "inputs": many},
+    )
+    assert code == 400 and "300" in answer["error"], answer
+
+
+def test_rest_fuzzing_never_answers_500_and_keeps_serving(rest):
+    rng = random.Random(1)
+    junk = [
+        None,
+        True,
+        -1,
+        1e308,
+        float("nan"),
+        "",
+        "x" * 5000,
+        [],
+        {},
+        [[1]],
+        {"b64": "AA=="},
+        "\udcff",
+    ]
+
+    def mutate(body):
+        inputs = body["inputs"]
+        kind = rng.randrange(6)
+        name = rng.choice(sorted(inputs))
+        if kind == 0:
+            inputs[name] = rng.choice(junk)
+        elif kind == 1:
+            inputs[name][rng.randrange(len(inputs[name]))] = rng.choice(junk)
+        elif kind == 2:
+            del inputs[name]
+        elif kind == 3:
+            inputs[f"extra{rng.randrange(3)}"] = inputs[name]
+        elif kind == 4:
+            inputs[name] = [inputs[name]] * rng.randint(1, 3)
+        else:
+            body[rng.choice(["signature_name", "instances", "junk"])] = rng.choice(junk)
+        return body
+
+    codes: collections.Counter = collections.Counter()
+    for i in range(1, 151):
+        body = {"signature_name": RANK_PRECOMPUTED, "inputs": _json_inputs()}
+        for _ in range(rng.choice([1, 1, 2])):
+            with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):
+                mutate(body)
+        raw = json.dumps(body, allow_nan=True).encode("utf-8", "surrogatepass")
+        code, answer = _http(f"{rest}/v1/models/mlpr:predict", "POST", raw=raw)
+        codes[code] += 1
+        assert code < 500, answer
+        assert code == 200 or (
+            set(answer) == {"error"} and len(answer["error"]) <= MAX_MESSAGE_CHARS
+        )
+        if i % 50 == 0:
+            code, good = _http(
+                f"{rest}/v1/models/mlpr:predict",
+                "POST",
+                {"signature_name": RANK_PRECOMPUTED, "inputs": _json_inputs()},
+            )
+            assert code == 200 and len(good["outputs"]["score"]) == 3
+    print(f"REST fuzz: {dict(codes)}")
+    assert codes[400] >= 100  # the run did exercise the checks

@@ -174,3 +174,22 @@ def test_optional_ranking_feature_may_be_missing(tmp_path):
     assert kept["B"]["margin"] == []  # absent from the example
     assert kept["B"]["brand"] == ""  # a contract column absent from the file is written empty
     assert kept["A"]["price"] == pytest.approx(89.5)
+
+
+def test_jsonl_without_a_required_key_in_any_row_stops_up_front(tmp_path):
+    import json as json_lib
+
+    from components.ingest import sources
+
+    path = tmp_path / "log.jsonl"
+    rows = [{k: v for k, v in good_row(product_id=f"P{i}").items() if k != "clicks"} for i in range(3)]
+    path.write_text("\n".join(json_lib.dumps(r) for r in rows) + "\nnot json\n", encoding="utf-8")
+    with pytest.raises(IngestError) as err:
+        sources.resolve_inputs(str(path), "auto", "utf-8", schema.DEMO_SCHEMA)
+    assert str(err.value) == (
+        f"every one of the first 3 JSON object(s) of {path} is missing required column(s): clicks"
+    )
+    # One row with the key is enough: the others are dead-lettered row by row.
+    rows[1]["clicks"] = 1
+    path.write_text("\n".join(json_lib.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    assert len(sources.resolve_inputs(str(path), "auto", "utf-8", schema.DEMO_SCHEMA)) == 1

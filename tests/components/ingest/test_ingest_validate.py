@@ -43,7 +43,8 @@ def test_good_row_is_typed():
         ({"impressions": 1e20}, ("out_of_range", "impressions")),  # as JSONL reads it
         ({"impressions": ""}, ("missing_value", "impressions")),
         ({"product_id": "   "}, ("missing_value", "product_id")),
-        ({"price": "nan"}, ("not_a_number", "price")),
+        ({"price": "nan"}, ("missing_value", "price")),  # NaN means missing, in every format
+        ({"price": math.nan}, ("missing_value", "price")),
         ({"price": "inf"}, ("not_a_number", "price")),
         ({"discount": "1.5"}, ("out_of_range", "discount")),
         ({"price": "-2"}, ("out_of_range", "price")),
@@ -127,3 +128,26 @@ def test_a_long_bad_value_is_cut_between_characters_not_inside_an_escape():
         body = shown[1:-4]  # between the opening quote and the closing quote + "..."
         escapes = body[prefix:]
         assert escapes == "\\\\xe9" * (len(escapes) // 5), (prefix, shown)
+
+
+def test_nan_and_decimals_read_alike_in_every_format():
+    """The text "NaN" (CSV) and a float NaN (Parquet, JSON) are both a missing value: imputed
+    for an optional feature, missing_value for a required one. A Parquet decimal is a number."""
+    import decimal
+
+    optional = schema.RawSchema(
+        ranking_features=(
+            schema.RankingFeature("price", log1p=True, min_value=0.0),
+            schema.RankingFeature("rating", required=False),
+        )
+    )
+    for nan in ("NaN", " nan ", math.nan):
+        checked = check({**good_row(), "rating": nan}, raw_schema=optional)
+        assert checked.outcome == KEPT and "rating" not in checked.row
+    checked = check(
+        {**good_row(), "price": decimal.Decimal("89.50"), "clicks": decimal.Decimal("10")},
+        raw_schema=optional,
+    )
+    assert checked.outcome == KEPT
+    assert (checked.row["price"], checked.row[schema.CLICKS]) == (89.5, 10)
+    assert reason_of({**good_row(), "price": decimal.Decimal("NaN")}) == ("not_a_number", "price")
