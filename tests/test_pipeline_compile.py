@@ -59,7 +59,9 @@ def test_dag_shape_and_gate():
     )
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert "isOptional" not in params["model_base"]  # where to push must be chosen
-    assert params["encoder_preset"]["defaultValue"] == "tiny"
+    # The pretrained encoder, frozen (its outputs cached), is the default.
+    assert params["encoder_preset"]["defaultValue"] == "all-minilm-l6-v2"
+    assert params["fine_tune_layers"]["defaultValue"] == "0"
     assert params["beam_pipeline_args"]["parameterType"] == "LIST"
     # The gate: floors and allowed drops per metric or task/metric, significance, force-push.
     assert params["metric_floors"]["parameterType"] == "STRUCT"

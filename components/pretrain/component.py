@@ -13,7 +13,7 @@ def pretrain(
     encoder: Output[Model],
     metrics: Output[Metrics],
     enabled: bool = False,
-    encoder_preset: str = "tiny",
+    encoder_preset: str = "all-minilm-l6-v2",
     epochs: int = 3,
     hard_negatives: bool = False,
     seed: int = 0,
