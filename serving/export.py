@@ -177,10 +177,10 @@ class _ServingGraph:
 
     def rank_raw(self, features: dict) -> dict:
         candidates = [n for n in features if n != S.QUERY]
-        return self.score(self._raw(_checked(features, candidates, self.raw_schema)))
+        return self.score(self._raw(checked_request(features, candidates, self.raw_schema)))
 
     def rank_precomputed(self, features: dict, table) -> dict:
-        features = _checked(features, [n for n in features if n != S.QUERY], self.raw_schema)
+        features = checked_request(features, [n for n in features if n != S.QUERY], self.raw_schema)
         size = tf.shape(features[S.PRODUCT_ID])
         raw = self._raw({**features, **{f: tf.fill(size, "") for f in PRODUCT_FIELDS}})
         transformed = self.tft_layer(raw)
@@ -193,7 +193,7 @@ class _ServingGraph:
         )
 
     def encode_products(self, features: dict) -> dict:
-        features = _checked(features, list(features), self.raw_schema)
+        features = checked_request(features, list(features), self.raw_schema)
         size = tf.shape(features[S.TITLE])
         raw = {S.QUERY: tf.fill(size, ""), S.PRODUCT_ID: tf.fill(size, ""), **features}
         for f in self.raw_schema.ranking_features:
@@ -275,7 +275,7 @@ def _trim_padding(tokens: dict, ids: str, mask: str) -> dict:
     return {ids: tf.cast(tokens[ids], tf.int32)[:, :length], mask: padding_mask[:, :length]}
 
 
-def _checked(features: dict, candidates: list[str], raw_schema: S.RawSchema) -> dict:
+def checked_request(features: dict, candidates: list[str], raw_schema: S.RawSchema) -> dict:
     """The request with its rules asserted in the graph, so that TF Serving itself refuses a
     bad request (InvalidArgument, INVALID_ARGUMENT) instead of scoring it: at least one
     candidate, every candidate input as long as the first, a query of one entry or one per
@@ -336,7 +336,7 @@ def _checked(features: dict, candidates: list[str], raw_schema: S.RawSchema) -> 
 
 
 def _examples_checked(parsed: dict, raw_schema: S.RawSchema) -> dict:
-    """Parsed tf.Examples with every ranking feature's values checked as `_checked` does
+    """Parsed tf.Examples with every ranking feature's values checked as `checked_request` does
     (the present values of an optional, sparse feature)."""
     checks = []
     for f in raw_schema.ranking_features:

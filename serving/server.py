@@ -7,7 +7,7 @@ run where no `tensorflow_model_server` binary exists:
 - `tensorflow.serving.PredictionService`: Predict, GetModelMetadata (signature_def);
 - `tensorflow.serving.ModelService`: GetModelStatus;
 - `grpc.health.v1.Health`: SERVING once a version is loaded;
-- with `--rest-api-port`, TF Serving's REST API (serving/rest.py): predict in row or columnar
+- with `--rest-port`, TF Serving's REST API (serving/rest.py): predict in row or columnar
   JSON, model status and metadata, errors as `{"error": ...}` with TF Serving's HTTP codes.
 
 It serves one model with TF Serving's version policy (serving/versions.py): the newest
@@ -22,7 +22,7 @@ or version NOT_FOUND, an unknown version label INVALID_ARGUMENT. Error texts are
 of at most 1 KB. It binds to 127.0.0.1 unless told otherwise.
 
     python -m serving.server --model-base runs/serving --model-name mlpr --port 8500 \
-        --rest-api-port 8501
+        --rest-port 8501
 """
 
 from __future__ import annotations
@@ -374,7 +374,9 @@ def _answer(context, handler):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8500, show_default=True, type=int, help="0: any free port.")
 @click.option(
+    "--rest-port",
     "--rest-api-port",
+    "rest_api_port",
     default=None,
     type=int,
     help="Also serve TF Serving's REST API on this port (8501 in TF Serving's image; 0: any "
