@@ -344,7 +344,7 @@ def format_summary(
         "  splits: "
         + ", ".join(f"{s} {v['rows']} rows / {v['queries']} queries" for s, v in splits.items())
     )
-    metric_names = ["auc", "ndcg@1", "ndcg@5", "ndcg@10"]
+    from components.evaluate.report import HEADLINE_METRICS as metric_names
     lines += ["", "Test metrics (candidate" + (" vs champion" if champion else "") + "):"]
     lines.append("  task      " + "".join(f"{m:>16}" for m in metric_names))
     for task in S.TASKS:

@@ -23,8 +23,9 @@ from components.push.repository import (
     is_saved_model,
     require_local,
 )
+from serving.signatures import SCORE_EXAMPLES
 
-SIGNATURE = "score_examples"
+SIGNATURE = SCORE_EXAMPLES  # the serving model's signature over serialized raw tf.Examples
 SIGNATURE_INPUT = "examples"
 SCORE_OUTPUT = "score"
 DEFAULT_KS = (1, 5, 10)
