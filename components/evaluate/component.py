@@ -18,7 +18,7 @@ def evaluate(
     blessing: Output[Artifact],
     model_base: str,
     model_name: str = "mlpr",
-    auc_floor: float = 0.5,
+    auc_floor: float = 0.6,
     ndcg5_floor: float = 0.0,
     metric_floors: dict = {},  # noqa: B006 (kfp parameters declare defaults this way)
     max_drop_vs_champion: float = 0.0,
