@@ -71,7 +71,7 @@ def test_first_run_applies_the_floors_only(tmp_path, dataset, models):
     for check in verdict["checks"]:
         assert check["value"] == pytest.approx(candidate[check["metric"]])
         assert check["outcome"] == "pass"
-    assert checks_by(verdict)[("floor", "click/auc")]["threshold"] == 0.5
+    assert checks_by(verdict)[("floor", "click/auc")]["threshold"] == 0.6  # the default floor
     assert verdict["reasons"] == [
         "blessed: all 6 checks passed",
         f"no champion in {os.path.join(model_base, 'mlpr')}: first run, only floors apply "

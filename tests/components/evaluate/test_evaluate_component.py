@@ -49,7 +49,7 @@ def test_interface(tmp_path):
         "force_push": "BOOLEAN",
     }
     assert "isOptional" not in params["model_base"]
-    assert params["auc_floor"]["defaultValue"] == 0.5
+    assert params["auc_floor"]["defaultValue"] == 0.6  # the pipeline's
     assert params["metric_floors"]["defaultValue"] == {}
     assert params["champion_significance"]["defaultValue"] == "better"
     assert params["force_push"]["defaultValue"] is False
