@@ -317,8 +317,8 @@ def format_summary(
 ) -> str:
     """The end-of-run summary: counts, metrics per task, blessing and reasons, the paired
     NDCG@5 tests against the champion, the report and the pushed path."""
-    from components import layout
-    from components import schema as S
+    from contract import layout
+    from contract import schema as S
 
     counts = _read_json(outputs["examples"].path, layout.COUNTS_FILE)
     blessing = _read_json(outputs["blessing"].path, layout.BLESSING_FILE)
@@ -345,6 +345,7 @@ def format_summary(
         + ", ".join(f"{s} {v['rows']} rows / {v['queries']} queries" for s, v in splits.items())
     )
     from components.evaluate.report import HEADLINE_METRICS as metric_names
+
     lines += ["", "Test metrics (candidate" + (" vs champion" if champion else "") + "):"]
     lines.append("  task      " + "".join(f"{m:>16}" for m in metric_names))
     for task in S.TASKS:
@@ -394,9 +395,9 @@ def preflight(input_data: str, input_format: str, input_encoding: str, schema_ur
     """Check the input files and schema before starting the DAG; exit 2 with the reason."""
     if not input_data:
         return
-    from components import schema as S
     from components.ingest.adapters import parse_input
     from components.ingest.sources import resolve_inputs
+    from contract import schema as S
 
     try:
         adapter, path = parse_input(input_data)

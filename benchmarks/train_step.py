@@ -68,7 +68,7 @@ def synthetic_rate(model_dir: str, mode, batch_size: int, steps: int, lengths) -
     """Examples/s of the same ranker's training step on random inputs of the step's shapes."""
     import keras
 
-    from components import schema as S
+    from contract import schema as S
     from model.ranker import cached_ranker, compile_ranker
 
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
@@ -140,8 +140,8 @@ def _mean_token_lengths(model_dir, transformed, tft_dir) -> tuple[int, int]:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components import schema as S
     from components.train.inputs import read_split, split_files
+    from contract import schema as S
     from model.text_preprocessor import TextPreprocessor
 
     tokenizer = keras_hub.models.Tokenizer.from_preset(os.path.join(model_dir, "encoder_preset"))

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from components import schema
 from components.evaluate.metrics import auc, ndcg_at_k, ndcg_at_ks, ndcg_per_query
 from components.evaluate.stats import PairedComparison, paired_comparison
+from contract import schema
 
 if TYPE_CHECKING:
     from components.evaluate.evaluate import ScoredSplit

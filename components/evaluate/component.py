@@ -74,7 +74,6 @@ def evaluate(
     import math
     import os
 
-    from components import layout
     from components.evaluate.analysis import analyse, paired_ndcg
     from components.evaluate.evaluate import compute_metrics, find_champion, score_split
     from components.evaluate.gate import decide
@@ -83,6 +82,7 @@ def evaluate(
     from components.evaluate.report import EvaluationReport
     from components.evaluate.report_html import render_html
     from components.evaluate.report_text import render_text
+    from contract import layout
 
     config = GateConfig.from_parameters(
         auc_floor=auc_floor,

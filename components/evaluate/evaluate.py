@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from components import schema
 from components.evaluate.metrics import auc, ndcg_at_ks
-from components.push.repository import (
+from contract import schema
+from serving.repository import (
     SAVED_MODEL_PB,
     champion_version,
     check_model_name,

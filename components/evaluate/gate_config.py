@@ -13,7 +13,7 @@ import math
 import types
 from collections.abc import Mapping
 
-from components import schema
+from contract import schema
 
 # How the paired per-query difference on the main task must look for the candidate to
 # displace the champion.

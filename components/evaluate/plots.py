@@ -12,9 +12,9 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
-from components import schema
 from components.evaluate.analysis import GROUP_NAMES, NDCG_CURVE_KS, ModelAnalysis
 from components.evaluate.report import EvaluationReport
+from contract import schema
 
 CANDIDATE_COLOR = "#1f6fb4"
 CHAMPION_COLOR = "#d9731a"

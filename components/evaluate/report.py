@@ -12,8 +12,8 @@ import math
 import os
 from collections.abc import Mapping
 
-from components import schema
 from components.evaluate.analysis import ModelAnalysis
+from contract import schema
 
 REPORT_FILE = "report.json"
 # The headline metrics of every task, in the order the tables show them.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 
-from components import schema
 from components.evaluate import plots
 from components.evaluate.analysis import CONFUSION_CATEGORIES, GROUP_PERCENTILES, THRESHOLD_RULE
 from components.evaluate.report import (
@@ -20,6 +19,7 @@ from components.evaluate.report import (
     signed,
     verdict_title,
 )
+from contract import schema
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px;

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from components import schema
 from components.evaluate.analysis import CONFUSION_CATEGORIES, NDCG_CURVE_KS, THRESHOLD_RULE
 from components.evaluate.report import (
     HEADLINE_METRICS,
@@ -13,6 +12,7 @@ from components.evaluate.report import (
     signed,
     verdict_title,
 )
+from contract import schema
 
 
 def _is_number(cell: str) -> bool:

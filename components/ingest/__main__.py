@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import click
 
-from components import schema as schema_lib
 from components.ingest import errors, sources
+from contract import schema as schema_lib
 
 _SHOWN_DEAD_LETTERS = 5
 

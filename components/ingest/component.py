@@ -52,8 +52,8 @@ def ingest(
     """
     import os
 
-    from components import schema as schema_lib
     from components.ingest import adapters, demo_data, job
+    from contract import schema as schema_lib
 
     os.makedirs(examples.path, exist_ok=True)
     source = input_data

@@ -11,8 +11,8 @@ import dataclasses
 import json
 from collections.abc import Mapping
 
-from components import schema
 from components.ingest import errors
+from contract import schema
 
 ROWS_READ_EVENT = "rows_read"
 KEPT_EVENT = "rows_kept"

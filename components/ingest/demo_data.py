@@ -1,7 +1,7 @@
 """The embedded demo shop: a seeded synthetic engagement log in the raw ingest format.
 
 The log has one row per (query, product) pair aggregated over a period, with the columns of
-`components.schema` and the ranking features of `DEMO_SCHEMA` (see `COLUMNS`).
+`contract.schema` and the ranking features of `DEMO_SCHEMA` (see `COLUMNS`).
 
 Catalog. Each product has a type, brand, color, gender (empty for types without one, and for some
 apparel whose gender is unknown) and up to two attributes; its title is built from them, e.g.
@@ -44,9 +44,9 @@ import click
 import numpy as np
 import pandas as pd
 
-from components import schema
 from components.ingest import demo_vocab as vocab
 from components.ingest.text_features import lexical_score, tokens  # noqa: F401 (re-exported)
+from contract import schema
 
 FEATURE_COLUMNS = schema.DEMO_SCHEMA.feature_names
 COLUMNS = (

@@ -1,6 +1,6 @@
 """The tf.train.Example written for each kept row, and the spec to parse it back.
 
-Features (names from `components.schema`):
+Features (names from `contract.schema`):
   - every TEXT_COLUMNS field: bytes (UTF-8; empty when the value was empty or absent)
   - every ranking feature of the RawSchema: float (an optional one that was missing is absent)
   - impressions, clicks, add_to_cart, purchases: int64
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components import schema as schema_lib
+from contract import schema as schema_lib
 
 
 def to_example(row: Mapping[str, Any], schema: schema_lib.RawSchema) -> bytes:

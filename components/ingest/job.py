@@ -10,7 +10,7 @@ validated as usual and every later one is dead-lettered as `duplicate_pair`, nam
 Finding them reads the files twice (the second pass keeps only the pair and its position), so
 the rows themselves stream; the per-pair state of that pass grows with the distinct pairs.
 
-Output directory (names from `components.layout`):
+Output directory (names from `contract.layout`):
     train/ eval/ test/   data-NNNNN-of-NNNNN.tfrecord.gz (gzip TFRecords of tf.train.Example)
     dead_letter/         dead_letter-NNNNN-of-NNNNN.jsonl
     schema.json          the RawSchema the rows were validated against
@@ -37,14 +37,14 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from components import layout
-from components import schema as schema_lib
 from components.beam_runner import make_pipeline
 from components.ingest import counts as counts_lib
 from components.ingest import errors, examples, sources, split, statistics, validate
 from components.ingest.counts import IngestCounts
 from components.ingest.errors import IngestError
 from components.ingest.readers import RawRecord, ReadRecords, UnreadableFile
+from contract import layout
+from contract import schema as schema_lib
 
 _EVENTS, _DEAD = "events", "dead_letter"
 _EVENTS_FILE = ".ingest_events.json"  # the counted events, read back by the driver

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from components import schema as schema_lib
 from components.ingest.errors import IngestError
+from contract import schema as schema_lib
 
 CSV, JSONL, PARQUET = "csv", "jsonl", "parquet"
 FORMATS = (CSV, JSONL, PARQUET)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
-from components import schema
+from contract import schema
 
 _BUCKETS = 100
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from components import schema as schema_lib
+from contract import schema as schema_lib
 
 STATISTICS_FILE = "statistics.json"
 REPORT_FILE = "statistics.md"

@@ -17,9 +17,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from components import schema as schema_lib
 from components.ingest import errors
 from components.ingest.readers import RawRecord
+from contract import schema as schema_lib
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _MAX_SHOWN = 60  # characters of a bad value quoted in a message

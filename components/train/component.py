@@ -59,9 +59,9 @@ def train(
     """
     import os
 
-    from components.layout import PRETRAIN_DISABLED_FILE
     from components.train.config import XGBOOST, TrainConfig
     from components.train.train import run_training
+    from contract.layout import PRETRAIN_DISABLED_FILE
     from model.architectures import architecture as named_architecture
 
     preset = encoder_preset

@@ -8,9 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 
-from components import layout
-from components import schema as S
 from components.train.config import TrainConfig
+from contract import layout
+from contract import schema as S
 from model.config import RankerConfig
 
 CONFIG = TrainConfig(

@@ -12,13 +12,13 @@ import numpy as np
 import tensorflow as tf
 from kfp import dsl
 
-from components import layout, schema
 from components.evaluate.analysis import analyse, paired_ndcg
 from components.evaluate.component import evaluate
 from components.evaluate.evaluate import ScoredSplit, compute_metrics
 from components.evaluate.gate import decide
 from components.evaluate.gate_config import GateConfig
 from components.evaluate.report import EvaluationReport
+from contract import layout, schema
 
 SIGNAL = schema.RankingFeature("lexical_score")
 DECOY = schema.RankingFeature("decoy")

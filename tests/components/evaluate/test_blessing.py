@@ -17,8 +17,8 @@ from evaluate_testlib import (
     save_scorer,
 )
 
-from components import layout, schema
 from components.push.component import push
+from contract import layout, schema
 
 FEATURES = schema.RawSchema(ranking_features=(SIGNAL, DECOY))
 MODELS = {

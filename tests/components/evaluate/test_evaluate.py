@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from evaluate_testlib import EvaluateRun, save_scorer
 from kfp import dsl
 
-from components import layout, schema
 from components.evaluate.cli import cli
 from components.evaluate.component import evaluate
 from components.evaluate.evaluate import compute_metrics, find_champion, score_split
 from components.push.component import push
+from contract import layout, schema
 
 FEATURES = schema.RawSchema(ranking_features=(schema.RankingFeature("lexical_score"),))
 LOG2_3, LOG2_4 = math.log2(3), math.log2(4)

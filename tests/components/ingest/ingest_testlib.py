@@ -10,8 +10,8 @@ import glob
 import json
 from pathlib import Path
 
-from components import layout, schema
 from components.ingest import demo_data, examples
+from contract import layout, schema
 
 # A header with every demo column plus one the contract does not know (ignored by ingest).
 EXTRA_COLUMN = "campaign"

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from components import schema
 from components.ingest import demo_data
+from contract import schema
 
 
 @pytest.fixture(scope="module")

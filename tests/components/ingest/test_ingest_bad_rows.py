@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from ingest_testlib import BAD_LOG_DEAD_LETTERS, read_all_splits, write_bad_csv, write_bad_jsonl
 
-from components import layout, schema
 from components.ingest import errors
 from components.ingest.counts import IngestCounts, SplitCounts
 from components.ingest.job import read_dead_letters, run_ingest
+from contract import layout, schema
 
 NO_DEAD_LETTERS = dict.fromkeys(errors.REASONS, 0)
 

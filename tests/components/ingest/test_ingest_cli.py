@@ -12,8 +12,8 @@ from pathlib import Path
 from click.testing import CliRunner
 from ingest_testlib import HEADER, good_row, write_bad_csv
 
-from components import layout, schema
 from components.ingest.__main__ import main
+from contract import layout, schema
 
 
 def test_missing_column_exits_2_with_one_line(tmp_path):

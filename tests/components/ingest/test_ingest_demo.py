@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from ingest_testlib import read_all_splits
 
-from components import schema
 from components.ingest import demo_data
 from components.ingest.counts import IngestCounts
 from components.ingest.job import read_dead_letters, run_ingest
 from components.ingest.split import normalize_query, split_of
+from contract import schema
 
 NUM_QUERIES = 300
 

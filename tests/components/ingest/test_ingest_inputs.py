@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from ingest_testlib import HEADER, good_row, read_all_splits, read_split
 
-from components import layout, schema
 from components.ingest import demo_data, sources
 from components.ingest.errors import IngestError
 from components.ingest.job import read_dead_letters, run_ingest
+from contract import layout, schema
 
 
 def _write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> Path:
@@ -182,7 +182,9 @@ def test_jsonl_without_a_required_key_in_any_row_stops_up_front(tmp_path):
     from components.ingest import sources
 
     path = tmp_path / "log.jsonl"
-    rows = [{k: v for k, v in good_row(product_id=f"P{i}").items() if k != "clicks"} for i in range(3)]
+    rows = [
+        {k: v for k, v in good_row(product_id=f"P{i}").items() if k != "clicks"} for i in range(3)
+    ]
     path.write_text("\n".join(json_lib.dumps(r) for r in rows) + "\nnot json\n", encoding="utf-8")
     with pytest.raises(IngestError) as err:
         sources.resolve_inputs(str(path), "auto", "utf-8", schema.DEMO_SCHEMA)

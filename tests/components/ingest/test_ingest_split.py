@@ -5,8 +5,8 @@ from __future__ import annotations
 import collections
 import hashlib
 
-from components import schema
 from components.ingest.split import bucket_of, normalize_query, split_of
+from contract import schema
 
 
 def test_known_queries_map_to_fixed_splits():

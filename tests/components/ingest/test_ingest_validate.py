@@ -7,10 +7,10 @@ import math
 import pytest
 from ingest_testlib import good_row
 
-from components import schema
 from components.ingest import errors
 from components.ingest.readers import RawRecord
 from components.ingest.validate import DEAD_LETTER, FILTERED, KEPT, check_record
+from contract import schema
 
 
 def check(values, policy="reject", raw_schema=schema.DEMO_SCHEMA, encoding="utf-8"):
