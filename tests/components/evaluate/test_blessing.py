@@ -173,3 +173,34 @@ def test_tiny_noisy_gain_does_not_displace_the_champion(tmp_path, dataset, model
     assert checks_by(milder.verdict)[("significance", "purchase/ndcg@5")]["value"] == (
         pytest.approx(paired["ci_high"])
     )
+
+
+def test_run_evaluation_is_the_step_without_kfp(tmp_path, dataset, models):
+    """The plain call behind the component: the verdict, the report and the blessing's files,
+    the same as the component's for the same inputs."""
+    import json
+
+    from components.evaluate.gate_config import GateConfig
+    from components.evaluate.run import run_evaluation
+
+    model_base = str(tmp_path / "serving")
+    install_champion(os.path.join(models["strong"], layout.SAVED_MODEL_DIR), model_base)
+    config = GateConfig.from_parameters(
+        auc_floor=0.6,
+        ndcg5_floor=0.0,
+        metric_floors={},
+        max_drop_vs_champion=0.0,
+        max_drop_by_metric={},
+    )
+    verdict, report = run_evaluation(
+        dataset, models["weak"], str(tmp_path / "blessing"), model_base, "mlpr", config
+    )
+    assert verdict.blessed is False and not verdict.first_run
+    assert report.champion_uri is not None and report.champion_metrics is not None
+    written = json.loads((tmp_path / "blessing" / layout.BLESSING_FILE).read_text())
+    assert written["blessed"] is False and written["checks"] == verdict.to_dict()["checks"]
+    component_run, _ = evaluate_against(tmp_path / "kfp", dataset, models, "weak", "strong")
+    assert [c["outcome"] for c in component_run.verdict["checks"]] == [
+        c["outcome"] for c in written["checks"]
+    ]
+    assert component_run.verdict["reasons"][0] == written["reasons"][0]
