@@ -153,19 +153,15 @@ def source_log(dataset: str, queries: int, seed: int):
 def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict:
     """Train one variant with one seed; per-pair predictions on the test split + speed."""
     from components.evaluate.evaluate import score_split
-    from components.train.config import XGBOOST, TrainConfig
+    from components.train.config import train_config
     from components.train.train import run_training
     from contract import layout
-    from model.architectures import architecture
 
     examples, tft_dir, transformed = paths
-    ranker = None
-    if variant.architecture != XGBOOST:
-        changes = {"fine_tune_layers": args["fine_tune_layers"], **dict(variant.changes)}
-        ranker = architecture(variant.architecture).replace(**changes)
-    config = TrainConfig(
-        architecture=variant.architecture,
-        ranker=ranker,
+    config = train_config(
+        variant.architecture,
+        args["fine_tune_layers"],
+        dict(variant.changes),
         encoder_preset=variant.encoder_preset or args["encoder_preset"],
         max_epochs=args["max_epochs"],
         encoder_learning_rate=args.get("encoder_learning_rate"),
