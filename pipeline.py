@@ -393,20 +393,10 @@ def format_summary(
 
 def preflight(input_data: str, input_format: str, input_encoding: str, schema_uri: str) -> None:
     """Check the input files and schema before starting the DAG; exit 2 with the reason."""
-    if not input_data:
-        return
-    from components.ingest.adapters import parse_input
-    from components.ingest.sources import resolve_inputs
-    from contract import schema as S
+    from components.ingest.resolve import resolve_input
 
     try:
-        adapter, path = parse_input(input_data)
-        if adapter is not None:
-            if not os.path.isfile(path):
-                raise ValueError(f"{adapter.name} adapter: input file {path!r} does not exist")
-            S.resolve_schema(schema_uri)
-            return
-        resolve_inputs(input_data, input_format, input_encoding, S.resolve_schema(schema_uri))
+        resolve_input(input_data, input_format, input_encoding, schema_uri)
     except ValueError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
