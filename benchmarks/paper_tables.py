@@ -152,9 +152,9 @@ def source_log(dataset: str, queries: int, seed: int):
 
 def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict:
     """Train one variant with one seed; per-pair predictions on the test split + speed."""
-    from components.evaluate.evaluate import score_split
+    from components.evaluate.scoring import score_split
     from components.train.config import train_config
-    from components.train.train import run_training
+    from components.train.training import run_training
     from contract import layout
 
     examples, tft_dir, transformed = paths

@@ -115,7 +115,7 @@ def main(
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from paper_tables import human_grades, metrics_of, prepare
 
-    from components.evaluate.evaluate import score_split
+    from components.evaluate.scoring import score_split
     from components.pretrain.pretrain import PretrainConfig
     from components.train.config import TrainConfig
     from contract import layout
@@ -285,7 +285,7 @@ def pretrained(data: tuple[str, str], preset_dir: str, config) -> dict:
 
 def trained(tft_dir: str, transformed: str, model_dir: str, config) -> None:
     """Train into `model_dir`, unless an earlier run finished it with the same configuration."""
-    from components.train.train import run_training
+    from components.train.training import run_training
     from contract import layout
 
     info_path = os.path.join(model_dir, layout.TRAIN_INFO_FILE)

@@ -111,7 +111,7 @@ def zero_shot_scores(
 
 def as_scored(pairs: pd.DataFrame, scores: np.ndarray):
     """A ScoredSplit that ranks by `scores` for every task."""
-    from components.evaluate.evaluate import ScoredSplit
+    from components.evaluate.scoring import ScoredSplit
 
     scores = np.asarray(scores, dtype=np.float32)
     return ScoredSplit(

@@ -68,9 +68,9 @@ def base_size_preset(texts, out_dir: str, size: dict, seed: int) -> str:
 
 def train_and_push(encoder: str, log, paths: tuple, work: str, seed: int) -> tuple[str, str]:
     """Train one epoch with `encoder`, push the export; returns (model_base, saved model)."""
-    from components.push.push import push_model
+    from components.push.publish import push_model
     from components.train.config import TrainConfig
-    from components.train.train import run_training
+    from components.train.training import run_training
     from contract import schema as S
     from model.architectures import architecture
     from model.presets import MINILM

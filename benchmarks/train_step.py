@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train_step.py --dataset homedepot --queries 3000 \\
         --encoder-preset all-minilm-l6-v2 --modes 0,1,2 --out benchmarks/results/train_step.md
 
-Each mode runs `components.train.train.run_training` (the pipeline's train step: tf.data from
+Each mode runs `components.train.training.run_training` (the pipeline's train step: tf.data from
 the transformed TFRecords, the text cache, model.fit with early stopping, the .keras file, the
 product table and the SavedModel) on the same splits (paper_tables.prepare), first with an
 empty text cache, then again with the cache the first run left (a later run over the same
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 def run_mode(mode, paths, preset: str, max_epochs: int, cache_dir: str, work: str) -> dict:
     from components.train.config import TrainConfig
-    from components.train.train import run_training
+    from components.train.training import run_training
     from model.architectures import architecture
 
     _, tft_dir, transformed = paths

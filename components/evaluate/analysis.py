@@ -22,7 +22,7 @@ from components.evaluate.stats import PairedComparison, paired_comparison
 from contract import schema
 
 if TYPE_CHECKING:
-    from components.evaluate.evaluate import ScoredSplit
+    from components.evaluate.scoring import ScoredSplit
 
 MAX_ROC_POINTS = 101
 NDCG_CURVE_KS = tuple(range(1, 11))

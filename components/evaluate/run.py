@@ -8,10 +8,10 @@ import math
 import os
 
 from components.evaluate.analysis import analyse, paired_ndcg
-from components.evaluate.evaluate import compute_metrics, find_champion, score_split
 from components.evaluate.gate import Blessing, decide
 from components.evaluate.gate_config import GateConfig
 from components.evaluate.report import EvaluationReport
+from components.evaluate.scoring import compute_metrics, find_champion, score_split
 from contract import layout
 
 

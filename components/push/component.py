@@ -45,7 +45,7 @@ def push(
     import shutil
     from collections import namedtuple
 
-    from components.push.push import push_model
+    from components.push.publish import push_model
     from contract import layout
 
     blessing_file = os.path.join(blessing.path, layout.BLESSING_FILE)

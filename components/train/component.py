@@ -60,7 +60,7 @@ def train(
     import os
 
     from components.train.config import train_config
-    from components.train.train import run_training
+    from components.train.training import run_training
     from contract.layout import PRETRAIN_DISABLED_FILE
 
     preset = encoder_preset

@@ -27,7 +27,7 @@ from serving_testlib import (
     trained_model,
 )
 
-from components.push.push import push_model
+from components.push.publish import push_model
 from components.train.inputs import to_model_inputs
 from contract import layout
 from contract import schema as S

@@ -14,10 +14,10 @@ from kfp import dsl
 
 from components.evaluate.analysis import analyse, paired_ndcg
 from components.evaluate.component import evaluate
-from components.evaluate.evaluate import ScoredSplit, compute_metrics
 from components.evaluate.gate import decide
 from components.evaluate.gate_config import GateConfig
 from components.evaluate.report import EvaluationReport
+from components.evaluate.scoring import ScoredSplit, compute_metrics
 from contract import layout, schema
 
 SIGNAL = schema.RankingFeature("lexical_score")

@@ -19,7 +19,7 @@ from kfp import dsl
 
 from components.evaluate.cli import cli
 from components.evaluate.component import evaluate
-from components.evaluate.evaluate import compute_metrics, find_champion, score_split
+from components.evaluate.scoring import compute_metrics, find_champion, score_split
 from components.push.component import push
 from contract import layout, schema
 

@@ -172,7 +172,7 @@ def test_train_starts_from_the_pretrained_encoder_and_projections(pretrained):
 
     from components.train.config import TrainConfig
     from components.train.inputs import split_files
-    from components.train.train import build_model
+    from components.train.training import build_model
     from model.architectures import architecture
 
     dirs, preset, _, _ = pretrained

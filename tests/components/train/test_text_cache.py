@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 from components.train.config import TrainConfig
 from components.train.inputs import read_split, split_files
 from components.train.text_cache import TextCache
-from components.train.train import run_training
+from components.train.training import run_training
 from conftest import synthetic_splits, transformed_dataset
 from contract import layout
 from contract import schema as S

@@ -10,7 +10,7 @@ import tensorflow_transform as tft
 
 from components.train.config import TrainConfig
 from components.train.inputs import make_dataset, split_files
-from components.train.train import fit_ranker, run_training
+from components.train.training import fit_ranker, run_training
 from conftest import make_raw_example, synthetic_rows, synthetic_splits, transformed_dataset
 from contract import layout
 from contract import schema as S

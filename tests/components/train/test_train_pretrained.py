@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from components.train.config import TrainConfig
-from components.train.train import run_training
+from components.train.training import run_training
 from conftest import make_raw_example, synthetic_splits, transformed_dataset
 from contract import layout
 from contract import schema as S
