@@ -1,9 +1,10 @@
-"""The Beam ingest job: read, validate, filter, split and write TFRecords.
+"""The Beam ingest job: read, validate, filter, split and write TFRecords, as named
+PTransforms (each tested on its own with Beam's TestPipeline):
 
-    files -> ReadRecords -> Validate -+-> kept -> split by query -> tf.Example -> train/eval/test
-                 ^                    +-> dead-letter JSON lines
-                 | duplicated pairs   +-> outcome events -> counted -> counts.json
-    files -> ReadRecords -> (query, product_id) -> first row and count per pair
+    files -> ReadRows -> ValidateRows -+-> kept -> WriteSplits (by query) -> train/eval/test
+                            ^          +-> dead-letter JSON lines
+                            |          +-> outcome events -> CountEvents -> counts.json
+    files -> ReadRows -> FindDuplicatePairs (first row of each pair that comes twice)
 
 A (query, product_id) pair must come once: the first occurrence (by file, then row) is
 validated as usual and every later one is dead-lettered as `duplicate_pair`, naming the first.
@@ -210,6 +211,100 @@ def _split_query(keyed: tuple[str, dict]) -> tuple[str, str]:
     return keyed[0], split.normalize_query(keyed[1][schema_lib.QUERY])
 
 
+class ReadRows(beam.PTransform):
+    """(path, format) of each input file -> a RawRecord per row, the files spread over
+    workers."""
+
+    def __init__(self, files: Sequence[tuple[str, str]], encoding: str, schema, label=None):
+        super().__init__(label)
+        self._files, self._encoding, self._schema = list(files), encoding, schema
+
+    def expand(self, pipeline):
+        return (
+            pipeline
+            | "Files" >> beam.Create(self._files)
+            | "Spread" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(ReadRecords(self._encoding, self._schema))
+        )
+
+
+class FindDuplicatePairs(beam.PTransform):
+    """RawRecords -> (pair digest, (file index, row) of its first row), for each (query,
+    product_id) pair that comes more than once (the query normalised)."""
+
+    def __init__(self, file_index: dict[str, int], label=None):
+        super().__init__(label)
+        self._file_index = file_index
+
+    def expand(self, records):
+        return (
+            records
+            | "PairPositions" >> beam.FlatMap(_pair_position, file_index=self._file_index)
+            | "FirstPerPair" >> beam.CombinePerKey(_FirstAndCount())
+            | "Duplicated" >> beam.Filter(lambda kv: kv[1][0] > 1)
+            | "FirstOfDuplicated" >> beam.Map(lambda kv: (kv[0], kv[1][1:]))
+        )
+
+
+class ValidateRows(beam.PTransform):
+    """RawRecords -> tagged outputs: "kept" ((split, typed row) of each usable row),
+    "dead_letter" (dead letters: bad rows and later copies of a duplicated pair) and "events" ((event,
+    count) per bundle). `duplicates` is FindDuplicatePairs' output."""
+
+    def __init__(self, schema, encoding: str, funnel_policy: str, files, duplicates, label=None):
+        super().__init__(label)
+        self._validate = _Validate(schema, encoding, funnel_policy, list(files))
+        self._duplicates = duplicates
+
+    def expand(self, records):
+        return records | "Validate" >> beam.ParDo(
+            self._validate, duplicates=beam.pvalue.AsDict(self._duplicates)
+        ).with_outputs(_EVENTS, _DEAD, main="kept")
+
+
+class WriteSplits(beam.PTransform):
+    """(split, row) -> one set of tf.Example TFRecord shards per split under `output_dir`."""
+
+    def __init__(self, output_dir: str, schema, label=None):
+        super().__init__(label)
+        self._output_dir, self._schema = output_dir, schema
+
+    def expand(self, kept):
+        parts = kept | "BySplit" >> beam.Partition(_split_index, len(schema_lib.SPLITS))
+        for name, part in zip(schema_lib.SPLITS, parts, strict=True):
+            _ = (
+                part
+                | f"ToExample[{name}]" >> beam.Map(_serialize, schema=self._schema)
+                | f"Write[{name}]"
+                >> beam.io.WriteToTFRecord(
+                    layout.split_prefix(self._output_dir, name),
+                    file_name_suffix=layout.RECORD_SUFFIX,
+                )
+            )
+        return kept.pipeline
+
+
+class CountEvents(beam.PTransform):
+    """The bundles' (event, count) pairs and the distinct queries of each split -> one JSON
+    object of totals (counts.json's source)."""
+
+    def expand(self, inputs):
+        events, kept = inputs
+        split_queries = (
+            kept
+            | "SplitQuery" >> beam.Map(_split_query)
+            | "DistinctQueries" >> beam.Distinct()
+            | "SplitQueries" >> beam.Map(lambda kv: (counts_lib.split_queries_event(kv[0]), 1))
+        )
+        return (
+            (events, split_queries)
+            | "AllEvents" >> beam.Flatten()
+            | "CountEvents" >> beam.CombinePerKey(sum)
+            | "EventTable" >> beam.combiners.ToDict()
+            | "EventJson" >> beam.Map(json.dumps, sort_keys=True)
+        )
+
+
 def build_pipeline(
     pipeline: beam.Pipeline,
     inputs: Sequence[sources.InputFile],
@@ -223,36 +318,17 @@ def build_pipeline(
     file_index = {f.path: i for i, f in enumerate(inputs)}  # inputs come sorted by path
     duplicates = (
         pipeline
-        | "PairFiles" >> beam.Create(files)
-        | "SpreadPairFiles" >> beam.Reshuffle()
-        | "ReadPairs" >> beam.ParDo(ReadRecords(encoding, schema))
-        | "PairPositions" >> beam.FlatMap(_pair_position, file_index=file_index)
-        | "FirstPerPair" >> beam.CombinePerKey(_FirstAndCount())
-        | "Duplicated" >> beam.Filter(lambda kv: kv[1][0] > 1)
-        | "FirstOfDuplicated" >> beam.Map(lambda kv: (kv[0], kv[1][1:]))
+        | "ReadPairs" >> ReadRows(files, encoding, schema)
+        | "FindDuplicatePairs" >> FindDuplicatePairs(file_index)
     )
     checked = (
         pipeline
-        | "Files" >> beam.Create(files)
-        | "SpreadFiles" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(ReadRecords(encoding, schema))
-        | "Validate"
-        >> beam.ParDo(
-            _Validate(schema, encoding, funnel_policy, [f.path for f in inputs]),
-            duplicates=beam.pvalue.AsDict(duplicates),
-        ).with_outputs(_EVENTS, _DEAD, main="kept")
+        | "ReadRows" >> ReadRows(files, encoding, schema)
+        | "ValidateRows"
+        >> ValidateRows(schema, encoding, funnel_policy, [f.path for f in inputs], duplicates)
     )
     kept = checked.kept
-    parts = kept | "BySplit" >> beam.Partition(_split_index, len(schema_lib.SPLITS))
-    for name, part in zip(schema_lib.SPLITS, parts, strict=True):
-        _ = (
-            part
-            | f"ToExample[{name}]" >> beam.Map(_serialize, schema=schema)
-            | f"Write[{name}]"
-            >> beam.io.WriteToTFRecord(
-                layout.split_prefix(output_dir, name), file_name_suffix=layout.RECORD_SUFFIX
-            )
-        )
+    _ = kept | "WriteSplits" >> WriteSplits(output_dir, schema)
     _ = (
         kept
         | "SplitStatistics" >> beam.CombinePerKey(statistics.SplitStatistics(schema))
@@ -263,18 +339,9 @@ def build_pipeline(
             os.path.join(output_dir, _STATISTICS_PART), shard_name_template="", num_shards=1
         )
     )
-    split_queries = (
-        kept
-        | "SplitQuery" >> beam.Map(_split_query)
-        | "DistinctQueries" >> beam.Distinct()
-        | "SplitQueries" >> beam.Map(lambda kv: (counts_lib.split_queries_event(kv[0]), 1))
-    )
     _ = (
-        (checked[_EVENTS], split_queries)
-        | "AllEvents" >> beam.Flatten()
-        | "CountEvents" >> beam.CombinePerKey(sum)
-        | "EventTable" >> beam.combiners.ToDict()
-        | "EventJson" >> beam.Map(json.dumps, sort_keys=True)
+        (checked[_EVENTS], kept)
+        | "CountEvents" >> CountEvents()
         | "WriteEvents"
         >> beam.io.WriteToText(
             os.path.join(output_dir, _EVENTS_FILE), shard_name_template="", num_shards=1
