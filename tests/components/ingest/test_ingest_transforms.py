@@ -49,7 +49,9 @@ def test_validate_rows_keeps_splits_and_dead_letters():
         kept = checked.kept | "Ids" >> beam.Map(lambda kv: (kv[0], kv[1][S.PRODUCT_ID]))
         which = split_of("red running shoes")
         assert_that(kept, equal_to([(which, "P1"), (which, "P2")]), label="kept")
-        dead = checked.dead_letter | "Reasons" >> beam.Map(lambda d: (d["source"], d["row"], d["reason"]))
+        dead = checked.dead_letter | "Reasons" >> beam.Map(
+            lambda d: (d["source"], d["row"], d["reason"])
+        )
         assert_that(
             dead,
             equal_to(
