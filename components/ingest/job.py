@@ -45,7 +45,7 @@ from components.ingest.counts import IngestCounts
 from components.ingest.errors import IngestError
 from components.ingest.readers import RawRecord, ReadRecords, UnreadableFile
 from contract import layout
-from contract import schema as schema_lib
+from contract import schema as S
 
 _EVENTS, _DEAD = "events", "dead_letter"
 _EVENTS_FILE = ".ingest_events.json"  # the counted events, read back by the driver
@@ -91,7 +91,7 @@ def _pair_key(record: RawRecord) -> tuple[str, str] | None:
     (split.normalize_query), the id stripped as validation strips it; None when absent."""
     if record.values is None:
         return None
-    query, product = record.values.get(schema_lib.QUERY), record.values.get(schema_lib.PRODUCT_ID)
+    query, product = record.values.get(S.QUERY), record.values.get(S.PRODUCT_ID)
     if query is None or product is None:
         return None
     return split.normalize_query(str(query)), str(product).strip()
@@ -144,7 +144,7 @@ class _Validate(beam.DoFn):
 
     def __init__(
         self,
-        schema: schema_lib.RawSchema,
+        schema: S.RawSchema,
         encoding: str,
         funnel_policy: str,
         files: Sequence[str] = (),
@@ -193,22 +193,22 @@ class _Validate(beam.DoFn):
         elif checked.outcome == validate.FILTERED:
             events[counts_lib.FILTERED_EVENT] += 1
         else:
-            which = split.split_of(checked.row[schema_lib.QUERY])
+            which = split.split_of(checked.row[S.QUERY])
             events[counts_lib.KEPT_EVENT] += 1
             events[counts_lib.split_rows_event(which)] += 1
             yield which, checked.row
 
 
 def _split_index(keyed: tuple[str, dict], num_partitions: int) -> int:
-    return schema_lib.SPLITS.index(keyed[0])
+    return S.SPLITS.index(keyed[0])
 
 
-def _serialize(keyed: tuple[str, dict], schema: schema_lib.RawSchema) -> bytes:
+def _serialize(keyed: tuple[str, dict], schema: S.RawSchema) -> bytes:
     return examples.to_example(keyed[1], schema)
 
 
 def _split_query(keyed: tuple[str, dict]) -> tuple[str, str]:
-    return keyed[0], split.normalize_query(keyed[1][schema_lib.QUERY])
+    return keyed[0], split.normalize_query(keyed[1][S.QUERY])
 
 
 class ReadRows(beam.PTransform):
@@ -270,8 +270,8 @@ class WriteSplits(beam.PTransform):
         self._output_dir, self._schema = output_dir, schema
 
     def expand(self, kept):
-        parts = kept | "BySplit" >> beam.Partition(_split_index, len(schema_lib.SPLITS))
-        for name, part in zip(schema_lib.SPLITS, parts, strict=True):
+        parts = kept | "BySplit" >> beam.Partition(_split_index, len(S.SPLITS))
+        for name, part in zip(S.SPLITS, parts, strict=True):
             _ = (
                 part
                 | f"ToExample[{name}]" >> beam.Map(_serialize, schema=self._schema)
@@ -309,7 +309,7 @@ def build_pipeline(
     pipeline: beam.Pipeline,
     inputs: Sequence[sources.InputFile],
     output_dir: str,
-    schema: schema_lib.RawSchema,
+    schema: S.RawSchema,
     encoding: str,
     funnel_policy: str,
 ) -> None:
@@ -385,7 +385,7 @@ def _write_text(path: str, text: str) -> None:
 
 def _ensure_split_files(output_dir: str) -> None:
     """Give every split at least one (empty) shard, so downstream globs always match."""
-    for name in schema_lib.SPLITS:
+    for name in S.SPLITS:
         if not FileSystems.match([layout.split_pattern(output_dir, name)])[0].metadata_list:
             path = f"{layout.split_prefix(output_dir, name)}-00000-of-00001{layout.RECORD_SUFFIX}"
             FileSystems.create(path, compression_type=CompressionTypes.GZIP).close()
@@ -394,7 +394,7 @@ def _ensure_split_files(output_dir: str) -> None:
 def run_ingest(
     input_pattern: str | Sequence[str],
     output_dir: str,
-    schema: schema_lib.RawSchema,
+    schema: S.RawSchema,
     input_format: str = "auto",
     encoding: str = "utf-8",
     funnel_policy: str = "reject",
@@ -419,7 +419,7 @@ def run_ingest(
     inputs = sources.resolve_inputs(input_pattern, input_format, encoding, schema)
     events_path = os.path.join(output_dir, _EVENTS_FILE)
     _delete_matching(
-        [layout.split_pattern(output_dir, s) for s in schema_lib.SPLITS]
+        [layout.split_pattern(output_dir, s) for s in S.SPLITS]
         + [
             dead_letter_pattern(output_dir),
             events_path,
