@@ -317,8 +317,8 @@ def format_summary(
 ) -> str:
     """The end-of-run summary: counts, metrics per task, blessing and reasons, the paired
     NDCG@5 tests against the champion, the report and the pushed path."""
-    from components import layout
-    from components import schema as S
+    from contract import layout
+    from contract import schema as S
 
     counts = _read_json(outputs["examples"].path, layout.COUNTS_FILE)
     blessing = _read_json(outputs["blessing"].path, layout.BLESSING_FILE)
@@ -345,6 +345,7 @@ def format_summary(
         + ", ".join(f"{s} {v['rows']} rows / {v['queries']} queries" for s, v in splits.items())
     )
     from components.evaluate.report import HEADLINE_METRICS as metric_names
+
     lines += ["", "Test metrics (candidate" + (" vs champion" if champion else "") + "):"]
     lines.append("  task      " + "".join(f"{m:>16}" for m in metric_names))
     for task in S.TASKS:
@@ -392,20 +393,10 @@ def format_summary(
 
 def preflight(input_data: str, input_format: str, input_encoding: str, schema_uri: str) -> None:
     """Check the input files and schema before starting the DAG; exit 2 with the reason."""
-    if not input_data:
-        return
-    from components import schema as S
-    from components.ingest.adapters import parse_input
-    from components.ingest.sources import resolve_inputs
+    from components.ingest.resolve import resolve_input
 
     try:
-        adapter, path = parse_input(input_data)
-        if adapter is not None:
-            if not os.path.isfile(path):
-                raise ValueError(f"{adapter.name} adapter: input file {path!r} does not exist")
-            S.resolve_schema(schema_uri)
-            return
-        resolve_inputs(input_data, input_format, input_encoding, S.resolve_schema(schema_uri))
+        resolve_input(input_data, input_format, input_encoding, schema_uri)
     except ValueError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)

@@ -42,10 +42,10 @@ def main(queries, encoder_preset, seeds, work, out) -> None:
     from paper_tables import human_grades, prepare
     from references import read_pairs, zero_shot_scores
 
-    from components import layout
-    from components import schema as S
     from components.evaluate.metrics import ndcg_per_query
     from components.evaluate.stats import paired_comparison
+    from contract import layout
+    from contract import schema as S
 
     start = time.monotonic()
     examples, _, _, log = prepare("homedepot", queries, 0, work)

@@ -63,7 +63,7 @@ WORDS = np.array(
 
 def write_log(path: str, rows: int, seed: int = 0, chunk: int = 100_000) -> None:
     """A valid synthetic log of `rows` rows, written in chunks (constant memory)."""
-    from components import schema as S
+    from contract import schema as S
 
     rng = np.random.default_rng(seed)
     first = True
@@ -108,7 +108,7 @@ def _child(stage: str, source: str, work: str, profile: bool) -> dict:
     code = f"""
 import cProfile, io, json, pstats, resource, sys, time
 sys.path.insert(0, {ROOT!r})
-from components import schema as S
+from contract import schema as S
 from components.ingest import job
 from components.transform.transform import run_transform
 stage, source, work, profile = {stage!r}, {source!r}, {work!r}, {profile!r}

@@ -30,7 +30,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from components.schema import TASKS
+from contract.schema import TASKS
 
 S_TITLE = "title"
 RUNS_FILE = "runs.jsonl"  # one finished (model, seed) run per line, so a long run can resume
@@ -127,8 +127,8 @@ def prepare(dataset: str, queries: int, seed: int, work: str) -> tuple[str, str,
 def source_log(dataset: str, queries: int, seed: int):
     """(raw log, its schema): the demo shop of `queries` queries, or `queries` Home Depot
     queries sampled with `seed`, engagement simulated with `seed`."""
-    from components import schema as S
     from components.ingest import demo_data
+    from contract import schema as S
 
     if dataset == "demo":
         log = demo_data.generate(queries, seed=seed, include_relevance=True)
@@ -152,20 +152,16 @@ def source_log(dataset: str, queries: int, seed: int):
 
 def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict:
     """Train one variant with one seed; per-pair predictions on the test split + speed."""
-    from components import layout
-    from components.evaluate.evaluate import score_split
-    from components.train.config import XGBOOST, TrainConfig
-    from components.train.train import run_training
-    from model.architectures import architecture
+    from components.evaluate.scoring import score_split
+    from components.train.config import train_config
+    from components.train.training import run_training
+    from contract import layout
 
     examples, tft_dir, transformed = paths
-    ranker = None
-    if variant.architecture != XGBOOST:
-        changes = {"fine_tune_layers": args["fine_tune_layers"], **dict(variant.changes)}
-        ranker = architecture(variant.architecture).replace(**changes)
-    config = TrainConfig(
-        architecture=variant.architecture,
-        ranker=ranker,
+    config = train_config(
+        variant.architecture,
+        args["fine_tune_layers"],
+        dict(variant.changes),
         encoder_preset=variant.encoder_preset or args["encoder_preset"],
         max_epochs=args["max_epochs"],
         encoder_learning_rate=args.get("encoder_learning_rate"),
@@ -190,7 +186,7 @@ def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict
 def human_grades(log: pd.DataFrame, dataset: str) -> dict | None:
     """{(query, product id): human relevance grade} of a Home Depot log, else None; for a
     pair that comes more than once, the grade of its first row, the one ingest keeps."""
-    from components import schema as S
+    from contract import schema as S
 
     if dataset != "homedepot" or "relevance" not in log:
         return None
@@ -493,8 +489,8 @@ def main(
     resume,
     work,
 ) -> None:
-    from components import layout
-    from components import schema as S
+    from contract import layout
+    from contract import schema as S
     from model.encoder import check_fine_tune_layers
 
     start = time.monotonic()

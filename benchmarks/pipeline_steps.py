@@ -20,13 +20,13 @@ import click
 @click.option("--encoder-preset", default="tiny", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 def main(queries: int, max_epochs: int, encoder_preset: str, seed: int) -> None:
-    from components import layout
-    from components import schema as S
-    from components.evaluate.evaluate import compute_metrics, score_split
+    from components.evaluate.scoring import compute_metrics, score_split
     from components.ingest import demo_data, job
     from components.train.config import TrainConfig
-    from components.train.train import run_training
+    from components.train.training import run_training
     from components.transform.transform import run_transform
+    from contract import layout
+    from contract import schema as S
 
     work = tempfile.mkdtemp(prefix="mlpr-bench-")
     paths = {k: os.path.join(work, k) for k in ("raw", "examples", "tft", "tx", "model")}

@@ -33,7 +33,7 @@ import tempfile
 import click
 import numpy as np
 
-from components.schema import TASKS
+from contract.schema import TASKS
 
 
 def larger_log(dataset: str, queries: int, pretrain_queries: int, log, work: str):
@@ -41,8 +41,8 @@ def larger_log(dataset: str, queries: int, pretrain_queries: int, log, work: str
     checking that none of its train queries is an eval or test query of the ranker's log."""
     from paper_tables import prepare
 
-    from components import schema as S
     from components.ingest.split import normalize_query, split_of
+    from contract import schema as S
 
     if dataset != "homedepot":
         raise click.BadParameter(
@@ -115,10 +115,10 @@ def main(
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from paper_tables import human_grades, metrics_of, prepare
 
-    from components import layout
-    from components.evaluate.evaluate import score_split
+    from components.evaluate.scoring import score_split
     from components.pretrain.pretrain import PretrainConfig
     from components.train.config import TrainConfig
+    from contract import layout
     from model.architectures import architecture
 
     work = work or tempfile.mkdtemp(prefix="mlpr-pretrain-gain-")
@@ -285,8 +285,8 @@ def pretrained(data: tuple[str, str], preset_dir: str, config) -> dict:
 
 def trained(tft_dir: str, transformed: str, model_dir: str, config) -> None:
     """Train into `model_dir`, unless an earlier run finished it with the same configuration."""
-    from components import layout
-    from components.train.train import run_training
+    from components.train.training import run_training
+    from contract import layout
 
     info_path = os.path.join(model_dir, layout.TRAIN_INFO_FILE)
     if not _finished(info_path, json.loads(config.to_json()), model_dir):

@@ -17,8 +17,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from components import layout
-from components import schema as S
+from contract import layout
+from contract import schema as S
 
 LEXICAL, BM25, ZERO_SHOT = "lexical_score", "bm25", "zero-shot"
 _TOKEN = re.compile(r"\w+")
@@ -39,8 +39,8 @@ def read_pairs(examples_dir: str, raw_schema: S.RawSchema, split: str = "test") 
         PRODUCT_TEXT_FIELDS,
         PRODUCT_TEXT_SEPARATOR,
         query_text,
-        raw_feature_spec,
     )
+    from contract.features import raw_feature_spec
 
     spec = raw_feature_spec(raw_schema, with_labels=True)
     files = sorted(tf.io.gfile.glob(layout.split_pattern(examples_dir, split)))
@@ -111,7 +111,7 @@ def zero_shot_scores(
 
 def as_scored(pairs: pd.DataFrame, scores: np.ndarray):
     """A ScoredSplit that ranks by `scores` for every task."""
-    from components.evaluate.evaluate import ScoredSplit
+    from components.evaluate.scoring import ScoredSplit
 
     scores = np.asarray(scores, dtype=np.float32)
     return ScoredSplit(

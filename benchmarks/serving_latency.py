@@ -68,10 +68,10 @@ def base_size_preset(texts, out_dir: str, size: dict, seed: int) -> str:
 
 def train_and_push(encoder: str, log, paths: tuple, work: str, seed: int) -> tuple[str, str]:
     """Train one epoch with `encoder`, push the export; returns (model_base, saved model)."""
-    from components import schema as S
-    from components.push.push import push_model
+    from components.push.publish import push_model
     from components.train.config import TrainConfig
-    from components.train.train import run_training
+    from components.train.training import run_training
+    from contract import schema as S
     from model.architectures import architecture
     from model.presets import MINILM
 
@@ -101,7 +101,7 @@ def candidate_lists(log, schema, n_requests: int, candidates: int, seed: int) ->
     """(query, candidate product dicts) per request: the query's own products first, then
     other catalog products up to `candidates`. Only rows ingest keeps are used, so every id is
     in the pre-computed catalog."""
-    from components import schema as S
+    from contract import schema as S
     from serving.signatures import PRODUCT_FIELDS
 
     kept = log[log[S.IMPRESSIONS] > S.MIN_IMPRESSIONS_EXCLUSIVE]
@@ -202,7 +202,7 @@ def in_process(
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the TF Text ops of the serving graph)
 
-    from components import schema as S
+    from contract import schema as S
     from serving.client import ranking_inputs
     from serving.export import checked_request
     from serving.signatures import RANK_PRECOMPUTED, SERVING_DEFAULT
@@ -261,8 +261,8 @@ def main(encoders, queries, candidates, concurrency, max_requests, max_seconds, 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from paper_tables import prepare
 
-    from components import layout
-    from components import schema as S
+    from contract import layout
+    from contract import schema as S
     from serving.client import RankingClient, feature_names_of
 
     names = [e.strip() for e in encoders.split(",") if e.strip()]

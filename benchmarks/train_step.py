@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train_step.py --dataset homedepot --queries 3000 \\
         --encoder-preset all-minilm-l6-v2 --modes 0,1,2 --out benchmarks/results/train_step.md
 
-Each mode runs `components.train.train.run_training` (the pipeline's train step: tf.data from
+Each mode runs `components.train.training.run_training` (the pipeline's train step: tf.data from
 the transformed TFRecords, the text cache, model.fit with early stopping, the .keras file, the
 product table and the SavedModel) on the same splits (paper_tables.prepare), first with an
 empty text cache, then again with the cache the first run left (a later run over the same
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 def run_mode(mode, paths, preset: str, max_epochs: int, cache_dir: str, work: str) -> dict:
     from components.train.config import TrainConfig
-    from components.train.train import run_training
+    from components.train.training import run_training
     from model.architectures import architecture
 
     _, tft_dir, transformed = paths
@@ -68,7 +68,7 @@ def synthetic_rate(model_dir: str, mode, batch_size: int, steps: int, lengths) -
     """Examples/s of the same ranker's training step on random inputs of the step's shapes."""
     import keras
 
-    from components import schema as S
+    from contract import schema as S
     from model.ranker import cached_ranker, compile_ranker
 
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
@@ -140,8 +140,8 @@ def _mean_token_lengths(model_dir, transformed, tft_dir) -> tuple[int, int]:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components import schema as S
     from components.train.inputs import read_split, split_files
+    from contract import schema as S
     from model.text_preprocessor import TextPreprocessor
 
     tokenizer = keras_hub.models.Tokenizer.from_preset(os.path.join(model_dir, "encoder_preset"))

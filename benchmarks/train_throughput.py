@@ -48,7 +48,7 @@ def _backbone(encoder: str, max_length: int, seed: int):
 
 
 def _batch(n: int, vocabulary: int, wide_dim: int, config, vocab_sizes: dict, rng):
-    from components import schema as S
+    from contract import schema as S
 
     def text(length):
         lengths = rng.integers(2, length + 1, size=n)
@@ -81,8 +81,8 @@ def measure(
     """(examples/second, seconds of the first, compiling, step) of `steps` timed train steps."""
     import keras
 
-    from components import schema as S
     from components.train.config import TrainConfig
+    from contract import schema as S
     from model.architectures import architecture
     from model.encoder import TextEncoder
     from model.ranker import build_ranker, compile_ranker

@@ -12,7 +12,7 @@ Deployment of k8s/overlays reads it.
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 import hashlib
 import json
 import os
@@ -100,7 +100,7 @@ def build_arguments(
     return arguments
 
 
-def version_name(package_path: str, now: datetime.datetime) -> str:
+def version_name(package_path: str, now: dt.datetime) -> str:
     """A pipeline version name unique per upload: the package's hash and the time."""
     with open(package_path, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()[:12]
@@ -126,7 +126,7 @@ def submit(
         versions = client.list_pipeline_versions(pipeline_id, page_size=1).pipeline_versions
         version_id = versions[0].pipeline_version_id
     else:
-        version = version_name(package_path, datetime.datetime.now(datetime.UTC))
+        version = version_name(package_path, dt.datetime.now(dt.UTC))
         uploaded = client.upload_pipeline_version(package_path, version, pipeline_id=pipeline_id)
         version_id = uploaded.pipeline_version_id
     experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
@@ -192,7 +192,7 @@ def main(
     import kfp
 
     client = kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=token)
-    run_name = run_name or f"{pipeline_name(package)} {datetime.datetime.now():%Y-%m-%d %H:%M}"
+    run_name = run_name or f"{pipeline_name(package)} {dt.datetime.now():%Y-%m-%d %H:%M}"
     run = submit(client, package, experiment, run_name, arguments, cache, namespace)
     click.echo(f"Run {run_name!r} started: {host.rstrip('/')}/#/runs/details/{run.run_id}")
     if wait:

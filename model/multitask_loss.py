@@ -1,6 +1,6 @@
 import keras
 
-from components import schema as S
+from contract import schema as S
 from model.losses import binary_crossentropy, calibration_penalty, uncertainty_weighted_sum
 from model.position_bias import PositionBias
 

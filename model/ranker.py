@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import keras
 
-from components import schema as S
+from contract import schema as S
 from model.config import RankerConfig
 from model.encoder import TextEncoder
 from model.multitask_loss import MultiTaskRanker

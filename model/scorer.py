@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import keras
 
-from components import schema as S
+from contract import schema as S
 from model.attention_unit import AttentionUnit
 from model.config import RankerConfig
 from model.experts import CustomizedGateExperts, MultiGateExperts

@@ -12,7 +12,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from components import schema as S
+from contract import schema as S
 from model.boosted_trees import BoostedTrees
 
 

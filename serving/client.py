@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from components import schema as S
+from contract import schema as S
 from serving.requests import decode_outputs, predict_request
 from serving.signatures import PRODUCT_FIELDS, RANK_PRECOMPUTED, SERVING_DEFAULT
 

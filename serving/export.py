@@ -34,8 +34,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import schema as S
-from components.transform.preprocessing import raw_feature_spec, serving_feature_spec
+from contract import schema as S
+from contract.features import raw_feature_spec, serving_feature_spec
 from model.ranker import categorical_input_names, scorer_input_names
 from serving.product_table import build_product_table
 from serving.signatures import (
@@ -152,7 +152,7 @@ def export_serving_model(
 
 
 def _sample_ids(files: list[str], tft_output: tft.TFTransformOutput) -> list[str]:
-    from components.train.inputs import read_transformed
+    from contract.features import read_transformed
 
     batch = next(iter(read_transformed(files, tft_output, 100)))
     return [v.decode("utf-8") for v in batch[S.PRODUCT_ID].numpy()]

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import schema as S
-from components.train.inputs import read_transformed
+from contract import schema as S
+from contract.features import read_transformed
 from model.ranker import categorical_input_names
 
 

@@ -1,7 +1,7 @@
 """Names of the serving SavedModel's signatures, inputs and outputs (one place, shared by
 the export, the warmup requests, the server, the client and the benchmarks)."""
 
-from components import schema as S
+from contract import schema as S
 
 SERVING_DEFAULT = "serving_default"  # one query, N candidates with their raw fields
 RANK_PRECOMPUTED = "rank_precomputed"  # one query, N catalog product ids

@@ -1,6 +1,6 @@
 """The local server's view of the model repository, with TF Serving's version policy.
 
-`<model_base>/<model_name>/<version>/` as TF Serving reads it (components/push/repository.py):
+`<model_base>/<model_name>/<version>/` as TF Serving reads it (serving/repository.py):
 each numeric directory is a version; anything else is ignored. As TF Serving's model server
 does (its `ServableVersionPolicy` and `AvailabilityPreservingPolicy`, and the retry options
 `max_num_load_retries` and `load_retry_interval_micros` of its ServerCore):
@@ -28,7 +28,7 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops of the serving graph)
 from tensorflow.core.protobuf import saved_model_pb2
 
-from components.push.repository import SAVED_MODEL_PB, numeric_versions
+from serving.repository import SAVED_MODEL_PB, numeric_versions
 from serving.request_checks import bounded
 from serving.warmup import read_warmup_requests
 

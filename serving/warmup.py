@@ -10,7 +10,7 @@ import os
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from components import schema as S
+from contract import schema as S
 from serving.requests import predict_request
 from serving.signatures import ENCODE_PRODUCTS, PRODUCT_FIELDS, RANK_PRECOMPUTED, SCORE_EXAMPLES
 

@@ -13,7 +13,7 @@ def make_raw_example(row: dict, raw_schema) -> bytes:
     """A tf.Example as ingest writes it, from a dict with every contract column."""
     import tensorflow as tf
 
-    from components import schema as S
+    from contract import schema as S
 
     def b(v):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode()]))
@@ -40,7 +40,7 @@ def write_raw_dataset(root: str, rows_by_split: dict, raw_schema) -> str:
     """Write `rows_by_split` as an ingest output directory (records + schema.json)."""
     import tensorflow as tf
 
-    from components import layout
+    from contract import layout
 
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, layout.SCHEMA_FILE), "w") as fh:
@@ -64,7 +64,7 @@ def synthetic_rows(n: int, seed: int, query_offset: int = 0) -> list[dict]:
     (click when lexical_score plus Gaussian noise of sd 0.15 exceeds 0.5)."""
     import numpy as np
 
-    from components import schema as S
+    from contract import schema as S
 
     rng = np.random.default_rng(seed)
     words = ["red", "blue", "boots", "sofa", "couch", "shirt", "hoodie", "lamp", "desk", "oak"]

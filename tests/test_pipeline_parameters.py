@@ -28,9 +28,9 @@ def test_every_component_default_is_the_pipelines():
     drift = []
     for component in (ingest, transform, pretrain, train, evaluate, push):
         for name, p in inspect.signature(component.python_func).parameters.items():
-            if name in defaults and p.default is not inspect.Parameter.empty:
-                if p.default != defaults[name]:
-                    drift.append((component.name, name, p.default, defaults[name]))
+            given = p.default is not inspect.Parameter.empty
+            if given and name in defaults and p.default != defaults[name]:
+                drift.append((component.name, name, p.default, defaults[name]))
     assert drift == []
 
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from components import schema
 from components.evaluate.metrics import auc, ndcg_at_k, ndcg_at_ks, ndcg_per_query
 from components.evaluate.stats import PairedComparison, paired_comparison
+from contract import schema as S
 
 if TYPE_CHECKING:
-    from components.evaluate.evaluate import ScoredSplit
+    from components.evaluate.scoring import ScoredSplit
 
 MAX_ROC_POINTS = 101
 NDCG_CURVE_KS = tuple(range(1, 11))
@@ -250,7 +250,7 @@ def impression_group_of(impressions: np.ndarray, bounds: tuple[float, float]) ->
 
 def _task_metrics(scored: ScoredSplit, rows: np.ndarray) -> dict[str, float]:
     values = {}
-    for task in schema.TASKS:
+    for task in S.TASKS:
         labels, scores = scored.labels[task][rows], scored.predictions[task][rows]
         finite = bool(np.all(np.isfinite(scores)))
         values[f"{task}/auc"] = auc(labels, scores) if finite else math.nan
@@ -288,7 +288,7 @@ def impression_groups(scored: ScoredSplit) -> tuple[ImpressionGroup, ...]:
 
 
 def _metric_keys() -> list[str]:
-    return [f"{task}/{m}" for task in schema.TASKS for m in GROUP_METRICS]
+    return [f"{task}/{m}" for task in S.TASKS for m in GROUP_METRICS]
 
 
 def analyse_task(
@@ -317,7 +317,7 @@ def analyse(scored: ScoredSplit) -> ModelAnalysis:
     return ModelAnalysis(
         tasks={
             task: analyse_task(scored.query, scored.labels[task], scored.predictions[task])
-            for task in schema.TASKS
+            for task in S.TASKS
         },
         impression_groups=impression_groups(scored),
     )
@@ -332,7 +332,7 @@ def paired_ndcg(
     predictions are not finite (either model) has no per-query values: None.
     """
     result: dict[str, PairedComparison | None] = {}
-    for task in schema.TASKS:
+    for task in S.TASKS:
         sides = []
         for scored in (candidate, champion):
             scores = scored.predictions[task]

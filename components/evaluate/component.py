@@ -70,19 +70,13 @@ def evaluate(
         Whether the candidate may be pushed (a plain bool output, so that `dsl.If` on it
         works both on Kubeflow and in kfp.local).
     """
-    import json
-    import math
     import os
 
-    from components import layout
-    from components.evaluate.analysis import analyse, paired_ndcg
-    from components.evaluate.evaluate import compute_metrics, find_champion, score_split
-    from components.evaluate.gate import decide
     from components.evaluate.gate_config import GateConfig
     from components.evaluate.kfp_outputs import log_classification, log_metrics
-    from components.evaluate.report import EvaluationReport
     from components.evaluate.report_html import render_html
     from components.evaluate.report_text import render_text
+    from components.evaluate.run import run_evaluation
 
     config = GateConfig.from_parameters(
         auc_floor=auc_floor,
@@ -95,66 +89,20 @@ def evaluate(
         confidence=significance_confidence,
         force_push=force_push,
     )
-    test_pattern = layout.split_pattern(examples.path, "test")
-    candidate_dir = os.path.join(model.path, layout.SAVED_MODEL_DIR)
-    candidate_scored = score_split(candidate_dir, test_pattern)
-    candidate = compute_metrics(candidate_scored)
-
-    champion_dir = find_champion(model_base, model_name)
-    champion = champion_scored = paired = None
-    if champion_dir is not None:
-        champion_scored = score_split(champion_dir, test_pattern)
-        champion = compute_metrics(champion_scored)
-        paired = paired_ndcg(candidate_scored, champion_scored, config.confidence)
-
-    verdict = decide(
-        candidate,
-        champion,
-        config,
-        paired,
-        champion_uri=champion_dir,
-        repository=os.path.join(model_base, model_name),
+    verdict, evaluation = run_evaluation(
+        examples.path, model.path, blessing.path, model_base, model_name, config
     )
-    evaluation = EvaluationReport(
-        split=test_pattern,
-        candidate_uri=candidate_dir,
-        champion_uri=champion_dir,
-        candidate_metrics=candidate,
-        champion_metrics=champion,
-        candidate=analyse(candidate_scored),
-        champion=None if champion_scored is None else analyse(champion_scored),
-        blessing=verdict.to_dict(),
-    )
-
-    log_metrics(metrics, candidate)
-    outputs = {
-        "click": click_classification,
-        "atc": atc_classification,
-        "purchase": purchase_classification,
-    }
+    log_metrics(metrics, evaluation.candidate_metrics)
+    outputs = {"click": click_classification, "atc": atc_classification}
+    outputs["purchase"] = purchase_classification
     for task, output in outputs.items():
         log_classification(output, task, evaluation.candidate.tasks[task])
-
-    os.makedirs(blessing.path, exist_ok=True)
-    with open(os.path.join(blessing.path, layout.BLESSING_FILE), "w", encoding="utf-8") as f:
-        f.write(verdict.to_json())
-    results = {
-        "split": test_pattern,
-        "candidate_uri": candidate_dir,
-        "champion_uri": champion_dir,
-        "candidate": {k: None if math.isnan(v) else v for k, v in candidate.items()},
-        "champion": None
-        if champion is None
-        else {k: None if math.isnan(v) else v for k, v in champion.items()},
-    }
-    with open(os.path.join(blessing.path, layout.EVAL_RESULTS_FILE), "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2, allow_nan=False)
-    evaluation.write(blessing.path)
-    blessing.metadata["blessed"] = verdict.blessed
-    blessing.metadata["forced"] = verdict.forced
-    blessing.metadata["reasons"] = list(verdict.reasons)
-    blessing.metadata["champion_uri"] = champion_dir or ""
-
+    blessing.metadata.update(
+        blessed=verdict.blessed,
+        forced=verdict.forced,
+        reasons=list(verdict.reasons),
+        champion_uri=evaluation.champion_uri or "",
+    )
     os.makedirs(os.path.dirname(report.path) or ".", exist_ok=True)
     with open(report.path, "w", encoding="utf-8") as f:
         f.write(render_html(evaluation))

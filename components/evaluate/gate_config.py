@@ -13,7 +13,7 @@ import math
 import types
 from collections.abc import Mapping
 
-from components import schema
+from contract import schema as S
 
 # How the paired per-query difference on the main task must look for the candidate to
 # displace the champion.
@@ -32,8 +32,8 @@ def split_key(key: str) -> tuple[str | None, str]:
     if "/" not in key:
         return None, key
     task, metric = key.split("/")
-    if task not in schema.TASKS:
-        raise ValueError(f"unknown task {task!r} in gate key {key!r}; tasks are {schema.TASKS}")
+    if task not in S.TASKS:
+        raise ValueError(f"unknown task {task!r} in gate key {key!r}; tasks are {S.TASKS}")
     if not metric:
         raise ValueError(f"gate key {key!r} names no metric")
     return task, metric
@@ -101,9 +101,9 @@ class GateConfig:
             raise ValueError(
                 f"significance must be one of {SIGNIFICANCE_MODES}, got {self.significance!r}"
             )
-        if self.significance_task not in schema.TASKS:
+        if self.significance_task not in S.TASKS:
             raise ValueError(
-                f"significance_task must be one of {schema.TASKS}, got {self.significance_task!r}"
+                f"significance_task must be one of {S.TASKS}, got {self.significance_task!r}"
             )
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
@@ -138,7 +138,7 @@ class GateConfig:
             metrics.setdefault(split_key(key)[1], None)
         keys = []
         for metric in metrics:
-            for task in schema.TASKS:
+            for task in S.TASKS:
                 named = {f"{task}/{metric}", metric}
                 if named & (set(self.floors) | set(self.max_drop)):
                     keys.append(f"{task}/{metric}")

@@ -12,9 +12,9 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
-from components import schema
 from components.evaluate.analysis import GROUP_NAMES, NDCG_CURVE_KS, ModelAnalysis
 from components.evaluate.report import EvaluationReport
+from contract import schema as S
 
 CANDIDATE_COLOR = "#1f6fb4"
 CHAMPION_COLOR = "#d9731a"
@@ -22,8 +22,8 @@ _PANEL = (4.2, 3.6)
 
 
 def _figure() -> tuple[Figure, list]:
-    figure = Figure(figsize=(_PANEL[0] * len(schema.TASKS), _PANEL[1]), layout="constrained")
-    axes = figure.subplots(1, len(schema.TASKS))
+    figure = Figure(figsize=(_PANEL[0] * len(S.TASKS), _PANEL[1]), layout="constrained")
+    axes = figure.subplots(1, len(S.TASKS))
     return figure, list(np.atleast_1d(axes))
 
 
@@ -46,7 +46,7 @@ def _undefined(axis, text: str = "undefined on this split") -> None:
 
 def roc_figure(report: EvaluationReport) -> str:
     figure, axes = _figure()
-    for axis, task in zip(axes, schema.TASKS, strict=True):
+    for axis, task in zip(axes, S.TASKS, strict=True):
         axis.plot([0, 1], [0, 1], color="lightgrey", linewidth=1)
         drawn = False
         for name, analysis, color, style in _models(report):
@@ -67,7 +67,7 @@ def roc_figure(report: EvaluationReport) -> str:
 
 def ndcg_figure(report: EvaluationReport) -> str:
     figure, axes = _figure()
-    for axis, task in zip(axes, schema.TASKS, strict=True):
+    for axis, task in zip(axes, S.TASKS, strict=True):
         for name, analysis, color, style in _models(report):
             curve = analysis.tasks[task].ndcg_curve
             axis.plot(
@@ -88,7 +88,7 @@ def _zoom(values: list[float]) -> tuple[float, float]:
 
 def calibration_figure(report: EvaluationReport) -> str:
     figure, axes = _figure()
-    for axis, task in zip(axes, schema.TASKS, strict=True):
+    for axis, task in zip(axes, S.TASKS, strict=True):
         predicted, observed = [], []
         for name, analysis, color, style in _models(report):
             bins = analysis.tasks[task].calibration
@@ -128,7 +128,7 @@ def impression_figure(report: EvaluationReport) -> str:
     by_model = {name: analysis for name, analysis, _, _ in _models(report)}
     width = 0.8 / len(series)
     positions = np.arange(len(GROUP_NAMES))
-    for axis, task in zip(axes, schema.TASKS, strict=True):
+    for axis, task in zip(axes, S.TASKS, strict=True):
         for i, (name, metric, color, hatch) in enumerate(series):
             groups = by_model[name].impression_groups
             values = [g.metrics.get(f"{task}/{metric}", math.nan) for g in groups]

@@ -12,8 +12,8 @@ import math
 import os
 from collections.abc import Mapping
 
-from components import schema
 from components.evaluate.analysis import ModelAnalysis
+from contract import schema as S
 
 REPORT_FILE = "report.json"
 # The headline metrics of every task, in the order the tables show them.
@@ -161,7 +161,7 @@ def impression_group_rows(
     """(metric keys, rows) of the impression-group table: group, impression span, pairs,
     queries, then one cell per key (the champion's value in brackets when there is one).
     Cells are plain text; `dash` joins the span's ends."""
-    keys = [f"{t}/{m}" for t in schema.TASKS for m in GROUP_METRICS]
+    keys = [f"{t}/{m}" for t in S.TASKS for m in GROUP_METRICS]
     champion = {g.name: g for g in (report.champion.impression_groups if report.champion else ())}
     rows = []
     for group in report.candidate.impression_groups:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 
-from components import schema
 from components.evaluate import plots
 from components.evaluate.analysis import CONFUSION_CATEGORIES, GROUP_PERCENTILES, THRESHOLD_RULE
 from components.evaluate.report import (
@@ -20,6 +19,7 @@ from components.evaluate.report import (
     signed,
     verdict_title,
 )
+from contract import schema as S
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px;
@@ -105,7 +105,7 @@ def _side_by_side(report: EvaluationReport) -> str:
     has_champion = report.champion_metrics is not None
     header = ["task", "metric", "candidate"] + (["champion", "difference"] if has_champion else [])
     rows = []
-    for task in schema.TASKS:
+    for task in S.TASKS:
         for metric in HEADLINE_METRICS:
             key = f"{task}/{metric}"
             candidate = report.metric("candidate", key)
@@ -123,7 +123,7 @@ def _paired(report: EvaluationReport) -> str:
     if not report.paired:
         return title + '<p class="note">No champion: nothing to compare with.</p>'
     rows = []
-    for task in schema.TASKS:
+    for task in S.TASKS:
         p = report.paired.get(task)
         if p is None:
             rows.append([_e(task), "n/a", "n/a", "n/a", "n/a", _e(paired_verdict(None))])
@@ -153,7 +153,7 @@ def _paired(report: EvaluationReport) -> str:
 def _confusion(report: EvaluationReport) -> str:
     negative, positive = CONFUSION_CATEGORIES
     rows = []
-    for task in schema.TASKS:
+    for task in S.TASKS:
         c = report.candidate.tasks[task].confusion
         if c is None:
             rows.append([_e(task), "n/a", "n/a", "n/a", "n/a", "n/a"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from components import schema
 from components.evaluate.analysis import CONFUSION_CATEGORIES, NDCG_CURVE_KS, THRESHOLD_RULE
 from components.evaluate.report import (
     HEADLINE_METRICS,
@@ -13,6 +12,7 @@ from components.evaluate.report import (
     signed,
     verdict_title,
 )
+from contract import schema as S
 
 
 def _is_number(cell: str) -> bool:
@@ -63,7 +63,7 @@ def _checks(report: EvaluationReport) -> list[str]:
 def _side_by_side(report: EvaluationReport) -> list[str]:
     has_champion = report.champion_metrics is not None
     rows = []
-    for task in schema.TASKS:
+    for task in S.TASKS:
         for metric in HEADLINE_METRICS:
             key = f"{task}/{metric}"
             candidate = report.metric("candidate", key)
@@ -84,7 +84,7 @@ def _paired(report: EvaluationReport) -> list[str]:
     if not report.paired:
         return [title, "  no champion: nothing to compare with"]
     rows = []
-    for task in schema.TASKS:
+    for task in S.TASKS:
         p = report.paired.get(task)
         if p is None:
             rows.append([task, "n/a", "n/a", "n/a", "n/a", paired_verdict(None)])
@@ -108,7 +108,7 @@ def _paired(report: EvaluationReport) -> list[str]:
 def _confusion(report: EvaluationReport) -> list[str]:
     negative, positive = CONFUSION_CATEGORIES
     rows = []
-    for task in schema.TASKS:
+    for task in S.TASKS:
         c = report.candidate.tasks[task].confusion
         if c is None:
             rows.append([task, "n/a", "n/a", "n/a", "n/a", "n/a"])
@@ -122,7 +122,7 @@ def _confusion(report: EvaluationReport) -> list[str]:
 
 def _ndcg_curves(report: EvaluationReport) -> list[str]:
     rows = []
-    for task in schema.TASKS:
+    for task in S.TASKS:
         rows.append(
             [task, "candidate", *(fmt(v, 3) for v in report.candidate.tasks[task].ndcg_curve)]
         )
@@ -138,7 +138,7 @@ def _calibration(report: EvaluationReport) -> list[str]:
     lines = [
         "Calibration of the candidate: mean predicted -> observed rate, by decile of the prediction"
     ]
-    for task in schema.TASKS:
+    for task in S.TASKS:
         bins = report.candidate.tasks[task].calibration
         cells = ", ".join(f"{b.mean_predicted:.3f}->{b.observed_rate:.3f}" for b in bins)
         lines.append(f"  {task:<9} {cells or 'n/a'}")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import click
 
-from components import schema as schema_lib
 from components.ingest import errors, sources
+from contract import schema as S
 
 _SHOWN_DEAD_LETTERS = 5
 
@@ -64,7 +64,7 @@ def main(
 ) -> None:
     """Validate, filter and split a raw engagement log into train/eval/test TFRecords."""
     try:
-        schema = schema_lib.resolve_schema(schema_path)
+        schema = S.resolve_schema(schema_path)
     except (OSError, ValueError) as err:
         _fail(f"cannot load the schema {schema_path}: {err}")
     from components.ingest import job  # Beam and pyarrow load only when there is work to do

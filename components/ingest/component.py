@@ -52,28 +52,28 @@ def ingest(
     """
     import os
 
-    from components import schema as schema_lib
-    from components.ingest import adapters, demo_data, job
+    from components.ingest import job
+    from components.ingest.resolve import resolve_input
 
     os.makedirs(examples.path, exist_ok=True)
-    source = input_data
-    if not source:
-        source = os.path.join(examples.path, "demo_input", "demo.csv")
-        demo_data.write(demo_data.generate(demo_queries, seed), source)
     try:
-        adapter, path = adapters.parse_input(source)
-        if adapter is not None:
-            out = os.path.join(examples.path, "adapter_input")
-            source, adapter_schema = adapters.materialize(adapter, path, out, seed)
-            schema_uri = schema_uri or adapter_schema
-            input_format, input_encoding = "csv", "utf-8"  # what the adapter wrote
-            print(f"ingest: {adapter.name} adapter wrote {source}")
+        given = resolve_input(
+            input_data,
+            input_format,
+            input_encoding,
+            schema_uri,
+            work_dir=examples.path,
+            demo_queries=demo_queries,
+            seed=seed,
+        )
+        if given.note:
+            print(f"ingest: {given.note}")
         counts = job.run_ingest(
-            input_pattern=source,
+            input_pattern=given.pattern,
             output_dir=examples.path,
-            schema=schema_lib.resolve_schema(schema_uri),
-            input_format=input_format,
-            encoding=input_encoding,
+            schema=given.schema,
+            input_format=given.input_format,
+            encoding=given.encoding,
             funnel_policy=funnel_policy,
             beam_args=list(beam_pipeline_args),
             max_bad_share=max_bad_share,

@@ -11,8 +11,8 @@ import dataclasses
 import json
 from collections.abc import Mapping
 
-from components import schema
 from components.ingest import errors
+from contract import schema as S
 
 ROWS_READ_EVENT = "rows_read"
 KEPT_EVENT = "rows_kept"
@@ -83,8 +83,8 @@ class IngestCounts:
         """Build the counts from {event name: count} as counted by the Beam job."""
         known = {ROWS_READ_EVENT, KEPT_EVENT, FILTERED_EVENT, CLIPPED_EVENT}
         known |= {dead_letter_event(r) for r in errors.REASONS}
-        known |= {split_rows_event(s) for s in schema.SPLITS}
-        known |= {split_queries_event(s) for s in schema.SPLITS}
+        known |= {split_rows_event(s) for s in S.SPLITS}
+        known |= {split_queries_event(s) for s in S.SPLITS}
         unknown = sorted(set(events) - known)
         if unknown:
             raise ValueError(f"unknown ingest events {unknown}")
@@ -101,7 +101,7 @@ class IngestCounts:
                     rows=int(events.get(split_rows_event(s), 0)),
                     queries=int(events.get(split_queries_event(s), 0)),
                 )
-                for s in schema.SPLITS
+                for s in S.SPLITS
             },
         )
 
@@ -129,7 +129,7 @@ class IngestCounts:
         """A few human-readable lines (the CLI prints them)."""
         lines = [
             f"read {self.rows_read} rows: kept {self.rows_kept}, filtered (impressions <= "
-            f"{schema.MIN_IMPRESSIONS_EXCLUSIVE}) {self.rows_filtered_low_impressions}, "
+            f"{S.MIN_IMPRESSIONS_EXCLUSIVE}) {self.rows_filtered_low_impressions}, "
             f"dead-lettered {self.rows_dead_letter}"
         ]
         reasons = [f"{r} {n}" for r, n in self.dead_letter_by_reason.items() if n]

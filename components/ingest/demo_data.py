@@ -1,7 +1,7 @@
 """The embedded demo shop: a seeded synthetic engagement log in the raw ingest format.
 
 The log has one row per (query, product) pair aggregated over a period, with the columns of
-`components.schema` and the ranking features of `DEMO_SCHEMA` (see `COLUMNS`).
+`contract.schema` and the ranking features of `DEMO_SCHEMA` (see `COLUMNS`).
 
 Catalog. Each product has a type, brand, color, gender (empty for types without one, and for some
 apparel whose gender is unknown) and up to two attributes; its title is built from them, e.g.
@@ -44,13 +44,13 @@ import click
 import numpy as np
 import pandas as pd
 
-from components import schema
 from components.ingest import demo_vocab as vocab
 from components.ingest.text_features import lexical_score, tokens  # noqa: F401 (re-exported)
+from contract import schema as S
 
-FEATURE_COLUMNS = schema.DEMO_SCHEMA.feature_names
+FEATURE_COLUMNS = S.DEMO_SCHEMA.feature_names
 COLUMNS = (
-    schema.TEXT_COLUMNS + FEATURE_COLUMNS + schema.FUNNEL + (schema.POSITION,)
+    S.TEXT_COLUMNS + FEATURE_COLUMNS + S.FUNNEL + (S.POSITION,)
 )  # the order of the written columns
 RELEVANCE = "relevance"  # the hidden graded relevance, only added with include_relevance=True
 
@@ -93,13 +93,13 @@ def _catalog(num_products: int, rng: np.random.Generator) -> pd.DataFrame:
         rating = float(np.clip(4.0 + 0.45 * quality[i] + rng.normal(0, 0.3), 1.0, 5.0))
         rows.append(
             {
-                schema.PRODUCT_ID: f"P{i:06d}",
-                schema.TITLE: title,
-                schema.PRODUCT_TYPE: ptype.noun,
-                schema.BRAND: brand,
-                schema.COLOR: color,
-                schema.GENDER: gender,
-                schema.DESCRIPTION: description,
+                S.PRODUCT_ID: f"P{i:06d}",
+                S.TITLE: title,
+                S.PRODUCT_TYPE: ptype.noun,
+                S.BRAND: brand,
+                S.COLOR: color,
+                S.GENDER: gender,
+                S.DESCRIPTION: description,
                 "price": round(price, 2),
                 "rating": round(rating, 1) if reviews else 0.0,
                 "review_count": reviews,
@@ -150,11 +150,11 @@ def _relevance(catalog: pd.DataFrame, want: dict) -> np.ndarray:
     same_type = catalog["_type"].to_numpy() == want["type"]
     misses = np.zeros(len(catalog), dtype=int)
     if want["color"] is not None:
-        misses += catalog[schema.COLOR].to_numpy() != want["color"]
+        misses += catalog[S.COLOR].to_numpy() != want["color"]
     if want["brand"] is not None:
-        misses += catalog[schema.BRAND].to_numpy() != want["brand"]
+        misses += catalog[S.BRAND].to_numpy() != want["brand"]
     if want["gender"] is not None:
-        gender = catalog[schema.GENDER].to_numpy()
+        gender = catalog[S.GENDER].to_numpy()
         fits = (gender == want["gender"]) | (gender == "")
         if want["gender"] != vocab.KIDS:
             fits |= gender == vocab.UNISEX
@@ -208,11 +208,11 @@ def _engagement(
     purchases = rng.binomial(add_to_cart, p_buy)
     jitter = rng.normal(0, 0.3 * np.sqrt(rank))
     return {
-        schema.IMPRESSIONS: impressions,
-        schema.CLICKS: clicks,
-        schema.ADD_TO_CART: add_to_cart,
-        schema.PURCHASES: purchases,
-        schema.POSITION: np.round(np.maximum(rank + jitter, 1.0), 1),
+        S.IMPRESSIONS: impressions,
+        S.CLICKS: clicks,
+        S.ADD_TO_CART: add_to_cart,
+        S.PURCHASES: purchases,
+        S.POSITION: np.round(np.maximum(rank + jitter, 1.0), 1),
     }
 
 
@@ -243,9 +243,9 @@ def generate(
         used[query].update(int(i) for i in idx)
         cands = catalog.iloc[idx].reset_index(drop=True)
         rel = relevance[idx]
-        lexical = np.array([lexical_score(query, title) for title in cands[schema.TITLE]])
+        lexical = np.array([lexical_score(query, title) for title in cands[S.TITLE]])
         frame = cands.assign(
-            **{schema.QUERY: query, "lexical_score": lexical},
+            **{S.QUERY: query, "lexical_score": lexical},
             **_engagement(cands, rel, lexical, rng),
         )
         if include_relevance:
@@ -288,7 +288,7 @@ def main(queries: int, seed: int, out: str, relevance: bool) -> None:
     """Write the demo engagement log."""
     df = generate(queries, seed, include_relevance=relevance)
     path = write(df, out)
-    click.echo(f"wrote {len(df)} rows for {df[schema.QUERY].nunique()} queries to {path}")
+    click.echo(f"wrote {len(df)} rows for {df[S.QUERY].nunique()} queries to {path}")
 
 
 if __name__ == "__main__":

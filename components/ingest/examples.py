@@ -1,6 +1,6 @@
 """The tf.train.Example written for each kept row, and the spec to parse it back.
 
-Features (names from `components.schema`):
+Features (names from `contract.schema`):
   - every TEXT_COLUMNS field: bytes (UTF-8; empty when the value was empty or absent)
   - every ranking feature of the RawSchema: float (an optional one that was missing is absent)
   - impressions, clicks, add_to_cart, purchases: int64
@@ -13,30 +13,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components import schema as schema_lib
+from contract import schema as S
 
 
-def to_example(row: Mapping[str, Any], schema: schema_lib.RawSchema) -> bytes:
+def to_example(row: Mapping[str, Any], schema: S.RawSchema) -> bytes:
     """Serialise one validated row (see `validate.Checked`) as a tf.train.Example."""
     from tensorflow.core.example import example_pb2  # heavy; only where examples are built
 
     example = example_pb2.Example()
     feature = example.features.feature
-    for column in schema_lib.TEXT_COLUMNS:
+    for column in S.TEXT_COLUMNS:
         feature[column].bytes_list.value.append(row.get(column, "").encode("utf-8"))
     for name in schema.feature_names:
         if name in row:
             feature[name].float_list.value.append(float(row[name]))
-    for column in schema_lib.FUNNEL:
+    for column in S.FUNNEL:
         feature[column].int64_list.value.append(int(row[column]))
-    feature[schema_lib.POSITION].float_list.value.append(float(row.get(schema_lib.POSITION, 0.0)))
-    counts = {column: int(row[column]) for column in schema_lib.FUNNEL}
-    for task in schema_lib.TASKS:
-        feature[task].int64_list.value.append(schema_lib.label_of(task, counts))
+    feature[S.POSITION].float_list.value.append(float(row.get(S.POSITION, 0.0)))
+    counts = {column: int(row[column]) for column in S.FUNNEL}
+    for task in S.TASKS:
+        feature[task].int64_list.value.append(S.label_of(task, counts))
     return example.SerializeToString()
 
 
-def feature_spec(schema: schema_lib.RawSchema) -> dict[str, Any]:
+def feature_spec(schema: S.RawSchema) -> dict[str, Any]:
     """A `tf.io.parse_example` spec for the written examples.
 
     Optional ranking features are VarLenFeature (they may be absent); everything else is a
@@ -44,18 +44,16 @@ def feature_spec(schema: schema_lib.RawSchema) -> dict[str, Any]:
     """
     import tensorflow as tf
 
-    spec: dict[str, Any] = {
-        c: tf.io.FixedLenFeature([], tf.string) for c in schema_lib.TEXT_COLUMNS
-    }
+    spec: dict[str, Any] = {c: tf.io.FixedLenFeature([], tf.string) for c in S.TEXT_COLUMNS}
     for feature in schema.ranking_features:
         spec[feature.name] = (
             tf.io.FixedLenFeature([], tf.float32)
             if feature.required
             else tf.io.VarLenFeature(tf.float32)
         )
-    for column in schema_lib.FUNNEL:
+    for column in S.FUNNEL:
         spec[column] = tf.io.FixedLenFeature([], tf.int64)
-    spec[schema_lib.POSITION] = tf.io.FixedLenFeature([], tf.float32)
-    for task in schema_lib.TASKS:
+    spec[S.POSITION] = tf.io.FixedLenFeature([], tf.float32)
+    for task in S.TASKS:
         spec[task] = tf.io.FixedLenFeature([], tf.int64)
     return spec

@@ -1,16 +1,17 @@
-"""The Beam ingest job: read, validate, filter, split and write TFRecords.
+"""The Beam ingest job: read, validate, filter, split and write TFRecords, as named
+PTransforms (each tested on its own with Beam's TestPipeline):
 
-    files -> ReadRecords -> Validate -+-> kept -> split by query -> tf.Example -> train/eval/test
-                 ^                    +-> dead-letter JSON lines
-                 | duplicated pairs   +-> outcome events -> counted -> counts.json
-    files -> ReadRecords -> (query, product_id) -> first row and count per pair
+    files -> ReadRows -> ValidateRows -+-> kept -> WriteSplits (by query) -> train/eval/test
+                            ^          +-> dead-letter JSON lines
+                            |          +-> outcome events -> CountEvents -> counts.json
+    files -> ReadRows -> FindDuplicatePairs (first row of each pair that comes twice)
 
 A (query, product_id) pair must come once: the first occurrence (by file, then row) is
 validated as usual and every later one is dead-lettered as `duplicate_pair`, naming the first.
 Finding them reads the files twice (the second pass keeps only the pair and its position), so
 the rows themselves stream; the per-pair state of that pass grows with the distinct pairs.
 
-Output directory (names from `components.layout`):
+Output directory (names from `contract.layout`):
     train/ eval/ test/   data-NNNNN-of-NNNNN.tfrecord.gz (gzip TFRecords of tf.train.Example)
     dead_letter/         dead_letter-NNNNN-of-NNNNN.jsonl
     schema.json          the RawSchema the rows were validated against
@@ -37,14 +38,14 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from components import layout
-from components import schema as schema_lib
 from components.beam_runner import make_pipeline
 from components.ingest import counts as counts_lib
 from components.ingest import errors, examples, sources, split, statistics, validate
 from components.ingest.counts import IngestCounts
 from components.ingest.errors import IngestError
 from components.ingest.readers import RawRecord, ReadRecords, UnreadableFile
+from contract import layout
+from contract import schema as S
 
 _EVENTS, _DEAD = "events", "dead_letter"
 _EVENTS_FILE = ".ingest_events.json"  # the counted events, read back by the driver
@@ -90,7 +91,7 @@ def _pair_key(record: RawRecord) -> tuple[str, str] | None:
     (split.normalize_query), the id stripped as validation strips it; None when absent."""
     if record.values is None:
         return None
-    query, product = record.values.get(schema_lib.QUERY), record.values.get(schema_lib.PRODUCT_ID)
+    query, product = record.values.get(S.QUERY), record.values.get(S.PRODUCT_ID)
     if query is None or product is None:
         return None
     return split.normalize_query(str(query)), str(product).strip()
@@ -143,7 +144,7 @@ class _Validate(beam.DoFn):
 
     def __init__(
         self,
-        schema: schema_lib.RawSchema,
+        schema: S.RawSchema,
         encoding: str,
         funnel_policy: str,
         files: Sequence[str] = (),
@@ -192,29 +193,123 @@ class _Validate(beam.DoFn):
         elif checked.outcome == validate.FILTERED:
             events[counts_lib.FILTERED_EVENT] += 1
         else:
-            which = split.split_of(checked.row[schema_lib.QUERY])
+            which = split.split_of(checked.row[S.QUERY])
             events[counts_lib.KEPT_EVENT] += 1
             events[counts_lib.split_rows_event(which)] += 1
             yield which, checked.row
 
 
 def _split_index(keyed: tuple[str, dict], num_partitions: int) -> int:
-    return schema_lib.SPLITS.index(keyed[0])
+    return S.SPLITS.index(keyed[0])
 
 
-def _serialize(keyed: tuple[str, dict], schema: schema_lib.RawSchema) -> bytes:
+def _serialize(keyed: tuple[str, dict], schema: S.RawSchema) -> bytes:
     return examples.to_example(keyed[1], schema)
 
 
 def _split_query(keyed: tuple[str, dict]) -> tuple[str, str]:
-    return keyed[0], split.normalize_query(keyed[1][schema_lib.QUERY])
+    return keyed[0], split.normalize_query(keyed[1][S.QUERY])
+
+
+class ReadRows(beam.PTransform):
+    """(path, format) of each input file -> a RawRecord per row, the files spread over
+    workers."""
+
+    def __init__(self, files: Sequence[tuple[str, str]], encoding: str, schema, label=None):
+        super().__init__(label)
+        self._files, self._encoding, self._schema = list(files), encoding, schema
+
+    def expand(self, pipeline):
+        return (
+            pipeline
+            | "Files" >> beam.Create(self._files)
+            | "Spread" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(ReadRecords(self._encoding, self._schema))
+        )
+
+
+class FindDuplicatePairs(beam.PTransform):
+    """RawRecords -> (pair digest, (file index, row) of its first row), for each (query,
+    product_id) pair that comes more than once (the query normalised)."""
+
+    def __init__(self, file_index: dict[str, int], label=None):
+        super().__init__(label)
+        self._file_index = file_index
+
+    def expand(self, records):
+        return (
+            records
+            | "PairPositions" >> beam.FlatMap(_pair_position, file_index=self._file_index)
+            | "FirstPerPair" >> beam.CombinePerKey(_FirstAndCount())
+            | "Duplicated" >> beam.Filter(lambda kv: kv[1][0] > 1)
+            | "FirstOfDuplicated" >> beam.Map(lambda kv: (kv[0], kv[1][1:]))
+        )
+
+
+class ValidateRows(beam.PTransform):
+    """RawRecords -> tagged outputs: "kept" ((split, typed row) of each usable row),
+    "dead_letter" (dead letters: bad rows and later copies of a duplicated pair) and "events" ((event,
+    count) per bundle). `duplicates` is FindDuplicatePairs' output."""
+
+    def __init__(self, schema, encoding: str, funnel_policy: str, files, duplicates, label=None):
+        super().__init__(label)
+        self._validate = _Validate(schema, encoding, funnel_policy, list(files))
+        self._duplicates = duplicates
+
+    def expand(self, records):
+        return records | "Validate" >> beam.ParDo(
+            self._validate, duplicates=beam.pvalue.AsDict(self._duplicates)
+        ).with_outputs(_EVENTS, _DEAD, main="kept")
+
+
+class WriteSplits(beam.PTransform):
+    """(split, row) -> one set of tf.Example TFRecord shards per split under `output_dir`."""
+
+    def __init__(self, output_dir: str, schema, label=None):
+        super().__init__(label)
+        self._output_dir, self._schema = output_dir, schema
+
+    def expand(self, kept):
+        parts = kept | "BySplit" >> beam.Partition(_split_index, len(S.SPLITS))
+        for name, part in zip(S.SPLITS, parts, strict=True):
+            _ = (
+                part
+                | f"ToExample[{name}]" >> beam.Map(_serialize, schema=self._schema)
+                | f"Write[{name}]"
+                >> beam.io.WriteToTFRecord(
+                    layout.split_prefix(self._output_dir, name),
+                    file_name_suffix=layout.RECORD_SUFFIX,
+                )
+            )
+        return kept.pipeline
+
+
+class CountEvents(beam.PTransform):
+    """The bundles' (event, count) pairs and the distinct queries of each split -> one JSON
+    object of totals (counts.json's source)."""
+
+    def expand(self, inputs):
+        events, kept = inputs
+        split_queries = (
+            kept
+            | "SplitQuery" >> beam.Map(_split_query)
+            | "DistinctQueries" >> beam.Distinct()
+            | "SplitQueries" >> beam.Map(lambda kv: (counts_lib.split_queries_event(kv[0]), 1))
+        )
+        return (
+            (events, split_queries)
+            | "AllEvents" >> beam.Flatten()
+            | "CountEvents" >> beam.CombinePerKey(sum)
+            | "EventTable" >> beam.combiners.ToDict()
+            | "EventJson" >> beam.Map(json.dumps, sort_keys=True)
+        )
 
 
 def build_pipeline(
     pipeline: beam.Pipeline,
     inputs: Sequence[sources.InputFile],
     output_dir: str,
-    schema: schema_lib.RawSchema,
+    schema: S.RawSchema,
     encoding: str,
     funnel_policy: str,
 ) -> None:
@@ -223,36 +318,17 @@ def build_pipeline(
     file_index = {f.path: i for i, f in enumerate(inputs)}  # inputs come sorted by path
     duplicates = (
         pipeline
-        | "PairFiles" >> beam.Create(files)
-        | "SpreadPairFiles" >> beam.Reshuffle()
-        | "ReadPairs" >> beam.ParDo(ReadRecords(encoding, schema))
-        | "PairPositions" >> beam.FlatMap(_pair_position, file_index=file_index)
-        | "FirstPerPair" >> beam.CombinePerKey(_FirstAndCount())
-        | "Duplicated" >> beam.Filter(lambda kv: kv[1][0] > 1)
-        | "FirstOfDuplicated" >> beam.Map(lambda kv: (kv[0], kv[1][1:]))
+        | "ReadPairs" >> ReadRows(files, encoding, schema)
+        | "FindDuplicatePairs" >> FindDuplicatePairs(file_index)
     )
     checked = (
         pipeline
-        | "Files" >> beam.Create(files)
-        | "SpreadFiles" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(ReadRecords(encoding, schema))
-        | "Validate"
-        >> beam.ParDo(
-            _Validate(schema, encoding, funnel_policy, [f.path for f in inputs]),
-            duplicates=beam.pvalue.AsDict(duplicates),
-        ).with_outputs(_EVENTS, _DEAD, main="kept")
+        | "ReadRows" >> ReadRows(files, encoding, schema)
+        | "ValidateRows"
+        >> ValidateRows(schema, encoding, funnel_policy, [f.path for f in inputs], duplicates)
     )
     kept = checked.kept
-    parts = kept | "BySplit" >> beam.Partition(_split_index, len(schema_lib.SPLITS))
-    for name, part in zip(schema_lib.SPLITS, parts, strict=True):
-        _ = (
-            part
-            | f"ToExample[{name}]" >> beam.Map(_serialize, schema=schema)
-            | f"Write[{name}]"
-            >> beam.io.WriteToTFRecord(
-                layout.split_prefix(output_dir, name), file_name_suffix=layout.RECORD_SUFFIX
-            )
-        )
+    _ = kept | "WriteSplits" >> WriteSplits(output_dir, schema)
     _ = (
         kept
         | "SplitStatistics" >> beam.CombinePerKey(statistics.SplitStatistics(schema))
@@ -263,18 +339,9 @@ def build_pipeline(
             os.path.join(output_dir, _STATISTICS_PART), shard_name_template="", num_shards=1
         )
     )
-    split_queries = (
-        kept
-        | "SplitQuery" >> beam.Map(_split_query)
-        | "DistinctQueries" >> beam.Distinct()
-        | "SplitQueries" >> beam.Map(lambda kv: (counts_lib.split_queries_event(kv[0]), 1))
-    )
     _ = (
-        (checked[_EVENTS], split_queries)
-        | "AllEvents" >> beam.Flatten()
-        | "CountEvents" >> beam.CombinePerKey(sum)
-        | "EventTable" >> beam.combiners.ToDict()
-        | "EventJson" >> beam.Map(json.dumps, sort_keys=True)
+        (checked[_EVENTS], kept)
+        | "CountEvents" >> CountEvents()
         | "WriteEvents"
         >> beam.io.WriteToText(
             os.path.join(output_dir, _EVENTS_FILE), shard_name_template="", num_shards=1
@@ -318,7 +385,7 @@ def _write_text(path: str, text: str) -> None:
 
 def _ensure_split_files(output_dir: str) -> None:
     """Give every split at least one (empty) shard, so downstream globs always match."""
-    for name in schema_lib.SPLITS:
+    for name in S.SPLITS:
         if not FileSystems.match([layout.split_pattern(output_dir, name)])[0].metadata_list:
             path = f"{layout.split_prefix(output_dir, name)}-00000-of-00001{layout.RECORD_SUFFIX}"
             FileSystems.create(path, compression_type=CompressionTypes.GZIP).close()
@@ -327,7 +394,7 @@ def _ensure_split_files(output_dir: str) -> None:
 def run_ingest(
     input_pattern: str | Sequence[str],
     output_dir: str,
-    schema: schema_lib.RawSchema,
+    schema: S.RawSchema,
     input_format: str = "auto",
     encoding: str = "utf-8",
     funnel_policy: str = "reject",
@@ -352,7 +419,7 @@ def run_ingest(
     inputs = sources.resolve_inputs(input_pattern, input_format, encoding, schema)
     events_path = os.path.join(output_dir, _EVENTS_FILE)
     _delete_matching(
-        [layout.split_pattern(output_dir, s) for s in schema_lib.SPLITS]
+        [layout.split_pattern(output_dir, s) for s in S.SPLITS]
         + [
             dead_letter_pattern(output_dir),
             events_path,

@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from components.ingest import sources
 from components.ingest.errors import IngestError
-from components.schema import RawSchema
+from contract.schema import RawSchema
 
 _PARQUET_BATCH_ROWS = 4096
 _CSV_FIELD_LIMIT = 64 * 1024 * 1024  # long product descriptions are fine

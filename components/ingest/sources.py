@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from components import schema as schema_lib
 from components.ingest.errors import IngestError
+from contract import schema as S
 
 CSV, JSONL, PARQUET = "csv", "jsonl", "parquet"
 FORMATS = (CSV, JSONL, PARQUET)
@@ -80,7 +80,7 @@ def resolve_inputs(
     input_pattern: str | Sequence[str],
     input_format: str,
     encoding: str,
-    schema: schema_lib.RawSchema,
+    schema: S.RawSchema,
 ) -> tuple[InputFile, ...]:
     """The files that `input_pattern` (one path or glob, or several) matches, each checked and
     each once; raises IngestError on the first problem."""
@@ -127,7 +127,7 @@ def open_text(path: str, encoding: str, newline: str | None = None) -> io.TextIO
     return io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline=newline)
 
 
-def _missing(columns: list[str], schema: schema_lib.RawSchema) -> list[str]:
+def _missing(columns: list[str], schema: S.RawSchema) -> list[str]:
     """The required columns absent from an export with these columns, by the export's names
     (with the log column they stand for when the schema maps them)."""
     present = set(schema.rename(dict.fromkeys(columns)))
@@ -148,7 +148,7 @@ def csv_header(reader: Iterator[list[str]]) -> list[str] | None:
     return None
 
 
-def _check_csv(path: str, encoding: str, schema: schema_lib.RawSchema) -> None:
+def _check_csv(path: str, encoding: str, schema: S.RawSchema) -> None:
     try:
         with open_text(path, encoding, newline="") as text:
             header = csv_header(csv.reader(text))
@@ -161,13 +161,13 @@ def _check_csv(path: str, encoding: str, schema: schema_lib.RawSchema) -> None:
         raise IngestError(f"CSV header of {path} names column(s) twice: {', '.join(dupes)}")
     missing = _missing(header, schema)
     if missing:
-        raise IngestError(schema_lib.required_fields_message(missing, f"CSV header of {path}"))
+        raise IngestError(S.required_fields_message(missing, f"CSV header of {path}"))
 
 
 _JSONL_SAMPLE_ROWS = 1000  # JSON objects read up front to check the required keys
 
 
-def _check_jsonl(path: str, encoding: str, schema: schema_lib.RawSchema) -> None:
+def _check_jsonl(path: str, encoding: str, schema: S.RawSchema) -> None:
     """A JSONL file needs a line, and its first rows must name every required key: a key that
     none of the first 1,000 objects has is a wrong export, not bad rows to dead-letter."""
     keys: set[str] = set()
@@ -195,13 +195,13 @@ def _check_jsonl(path: str, encoding: str, schema: schema_lib.RawSchema) -> None
     missing = _missing(sorted(keys), schema) if objects else []
     if missing:
         raise IngestError(
-            schema_lib.required_fields_message(
+            S.required_fields_message(
                 missing, f"every one of the first {objects} JSON object(s) of {path}"
             )
         )
 
 
-def _check_parquet(path: str, encoding: str, schema: schema_lib.RawSchema) -> None:
+def _check_parquet(path: str, encoding: str, schema: S.RawSchema) -> None:
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
             names = pq.ParquetFile(fh).schema_arrow.names
@@ -209,7 +209,7 @@ def _check_parquet(path: str, encoding: str, schema: schema_lib.RawSchema) -> No
         raise IngestError(f"{path} is not a readable Parquet file: {err}") from err
     missing = _missing(names, schema)
     if missing:
-        raise IngestError(schema_lib.required_fields_message(missing, f"Parquet schema of {path}"))
+        raise IngestError(S.required_fields_message(missing, f"Parquet schema of {path}"))
 
 
 _CHECKS = {CSV: _check_csv, JSONL: _check_jsonl, PARQUET: _check_parquet}

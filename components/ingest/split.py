@@ -9,17 +9,17 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
-from components import schema
+from contract import schema as S
 
 _BUCKETS = 100
 
 
 def _boundaries() -> tuple[tuple[int, str], ...]:
-    if sum(schema.SPLIT_PERCENT[s] for s in schema.SPLITS) != _BUCKETS:
-        raise ValueError(f"split percentages must add up to 100, got {schema.SPLIT_PERCENT}")
+    if sum(S.SPLIT_PERCENT[s] for s in S.SPLITS) != _BUCKETS:
+        raise ValueError(f"split percentages must add up to 100, got {S.SPLIT_PERCENT}")
     upper, bounds = 0, []
-    for split in schema.SPLITS:
-        upper += schema.SPLIT_PERCENT[split]
+    for split in S.SPLITS:
+        upper += S.SPLIT_PERCENT[split]
         bounds.append((upper, split))
     return tuple(bounds)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from components import schema as schema_lib
+from contract import schema as S
 
 STATISTICS_FILE = "statistics.json"
 REPORT_FILE = "statistics.md"
@@ -38,14 +38,14 @@ LABEL_RATE_RATIO = 1.5
 CHANCE = 3.0  # standard errors, with queries as the sample size
 
 
-def numeric_columns(schema: schema_lib.RawSchema) -> tuple[str, ...]:
-    return (*schema.feature_names, *schema_lib.FUNNEL, schema_lib.POSITION)
+def numeric_columns(schema: S.RawSchema) -> tuple[str, ...]:
+    return (*schema.feature_names, *S.FUNNEL, S.POSITION)
 
 
 class SplitStatistics(beam.CombineFn):
     """Validated rows -> the accumulated statistics of their split."""
 
-    def __init__(self, schema: schema_lib.RawSchema) -> None:
+    def __init__(self, schema: S.RawSchema) -> None:
         self._numeric = numeric_columns(schema)
 
     def create_accumulator(self) -> dict:
@@ -53,15 +53,15 @@ class SplitStatistics(beam.CombineFn):
             "rows": 0,
             # count, missing, min, max, sum, sum of squares
             "numeric": {c: [0, 0, math.inf, -math.inf, 0.0, 0.0] for c in self._numeric},
-            "positives": dict.fromkeys(schema_lib.TASKS, 0),
-            "empty_text": dict.fromkeys(schema_lib.OPTIONAL_TEXT_COLUMNS, 0),
+            "positives": dict.fromkeys(S.TASKS, 0),
+            "empty_text": dict.fromkeys(S.OPTIONAL_TEXT_COLUMNS, 0),
         }
 
     def add_input(self, acc: dict, row: Mapping[str, Any]) -> dict:
         acc["rows"] += 1
         for column, stats in acc["numeric"].items():
             value = row.get(column)
-            if column == schema_lib.POSITION and not value:
+            if column == S.POSITION and not value:
                 value = None  # 0.0 / absent: position unknown
             if value is None:
                 stats[1] += 1
@@ -72,9 +72,9 @@ class SplitStatistics(beam.CombineFn):
             stats[3] = max(stats[3], value)
             stats[4] += value
             stats[5] += value * value
-        counts = {c: int(row[c]) for c in schema_lib.FUNNEL}
-        for task in schema_lib.TASKS:
-            acc["positives"][task] += schema_lib.label_of(task, counts)
+        counts = {c: int(row[c]) for c in S.FUNNEL}
+        for task in S.TASKS:
+            acc["positives"][task] += S.label_of(task, counts)
         for column in acc["empty_text"]:
             if not row.get(column):
                 acc["empty_text"][column] += 1
@@ -187,7 +187,7 @@ def assemble(per_split: Mapping[str, dict], counts) -> dict:
     """The statistics artifact: every split (empty ones included), the input's funnel repairs
     and rejections, and the drift findings."""
     splits = {}
-    for name in schema_lib.SPLITS:
+    for name in S.SPLITS:
         stats = per_split.get(name) or {"rows": 0, "features": {}, "label_rate": {}}
         splits[name] = {**stats, "queries": counts.splits[name].queries}
     return {
@@ -225,7 +225,7 @@ def report(statistics: Mapping) -> str:
     lines.append("|---|" + "---|" * len(names))
     lines.append("| rows | " + " | ".join(str(splits[n]["rows"]) for n in names) + " |")
     lines.append("| queries | " + " | ".join(str(splits[n]["queries"]) for n in names) + " |")
-    for task in schema_lib.TASKS:
+    for task in S.TASKS:
         rates = [splits[n]["label_rate"].get(task) for n in names]
         lines.append(
             f"| {task} label rate | "

@@ -17,9 +17,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from components import schema as schema_lib
 from components.ingest import errors
 from components.ingest.readers import RawRecord
+from contract import schema as S
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _MAX_SHOWN = 60  # characters of a bad value quoted in a message
@@ -172,22 +172,22 @@ def _in_range(field: str, value: float, low: float | None, high: float | None) -
     return value
 
 
-def _parse(values: Mapping[str, Any], schema: schema_lib.RawSchema, encoding: str) -> dict:
+def _parse(values: Mapping[str, Any], schema: S.RawSchema, encoding: str) -> dict:
     row: dict[str, Any] = {}
-    for field in schema_lib.TEXT_COLUMNS:
+    for field in S.TEXT_COLUMNS:
         value = values.get(field)
         _check_encoding(field, value, encoding)
-        row[field] = _text(field, value, field in schema_lib.REQUIRED_TEXT_COLUMNS)
-    for field in schema_lib.FUNNEL:
+        row[field] = _text(field, value, field in S.REQUIRED_TEXT_COLUMNS)
+    for field in S.FUNNEL:
         value = values.get(field)
         _check_encoding(field, value, encoding)
         row[field] = _count(field, value)
-    position = values.get(schema_lib.POSITION)
-    _check_encoding(schema_lib.POSITION, position, encoding)
-    row[schema_lib.POSITION] = (
+    position = values.get(S.POSITION)
+    _check_encoding(S.POSITION, position, encoding)
+    row[S.POSITION] = (
         0.0
         if _is_missing_number(position)
-        else _in_range(schema_lib.POSITION, _number(schema_lib.POSITION, position), 0.0, None)
+        else _in_range(S.POSITION, _number(S.POSITION, position), 0.0, None)
     )
     for feature in schema.ranking_features:
         value = values.get(feature.name)
@@ -204,7 +204,7 @@ def _parse(values: Mapping[str, Any], schema: schema_lib.RawSchema, encoding: st
 def _funnel(row: dict[str, Any], funnel_policy: str) -> bool:
     """Check (and with "clip", repair) the funnel in place; True when a count was clipped."""
     clipped = False
-    for upper, lower in itertools.pairwise(schema_lib.FUNNEL):
+    for upper, lower in itertools.pairwise(S.FUNNEL):
         if row[lower] <= row[upper]:
             continue
         if funnel_policy == errors.CLIP:
@@ -215,7 +215,7 @@ def _funnel(row: dict[str, Any], funnel_policy: str) -> bool:
             errors.FUNNEL_VIOLATION,
             lower,
             f"is {row[lower]}, more than {upper} ({row[upper]}); the funnel needs "
-            f"{' >= '.join(schema_lib.FUNNEL)}",
+            f"{' >= '.join(S.FUNNEL)}",
         )
     return clipped
 
@@ -234,7 +234,7 @@ def dead_letter(record: RawRecord, reason: str, field: str | None, detail: str) 
 
 
 def check_record(
-    record: RawRecord, schema: schema_lib.RawSchema, encoding: str, funnel_policy: str
+    record: RawRecord, schema: S.RawSchema, encoding: str, funnel_policy: str
 ) -> Checked:
     """Validate one record; rows with too few impressions come back as FILTERED."""
     if record.values is None:
@@ -250,6 +250,6 @@ def check_record(
             DEAD_LETTER,
             dead_letter=dead_letter(record, problem.reason, problem.field, problem.detail),
         )
-    if row[schema_lib.IMPRESSIONS] <= schema_lib.MIN_IMPRESSIONS_EXCLUSIVE:
+    if row[S.IMPRESSIONS] <= S.MIN_IMPRESSIONS_EXCLUSIVE:
         return Checked(FILTERED, row=row, clipped=clipped)
     return Checked(KEPT, row=row, clipped=clipped)

@@ -46,7 +46,7 @@ def pretrain(
     import math
     import os
 
-    from components.layout import PRETRAIN_DISABLED_FILE
+    from contract.layout import PRETRAIN_DISABLED_FILE
 
     os.makedirs(encoder.path, exist_ok=True)
     if not enabled:

@@ -35,9 +35,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components import schema as S
 from components.pretrain.sampler import DEFAULT_RATIO, NegativeSampler
-from components.train.inputs import read_transformed, split_files
+from components.train.inputs import split_files
+from contract import schema as S
+from contract.features import read_transformed
 from model.encoder import TextEncoder
 from model.presets import TINY, load_encoder
 from model.text_preprocessor import TextPreprocessor

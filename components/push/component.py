@@ -45,8 +45,8 @@ def push(
     import shutil
     from collections import namedtuple
 
-    from components import layout
-    from components.push.push import push_model
+    from components.push.publish import push_model
+    from contract import layout
 
     blessing_file = os.path.join(blessing.path, layout.BLESSING_FILE)
     with open(blessing_file, encoding="utf-8") as f:

@@ -59,20 +59,16 @@ def train(
     """
     import os
 
-    from components.layout import PRETRAIN_DISABLED_FILE
-    from components.train.config import XGBOOST, TrainConfig
-    from components.train.train import run_training
-    from model.architectures import architecture as named_architecture
+    from components.train.config import train_config
+    from components.train.training import run_training
+    from contract.layout import PRETRAIN_DISABLED_FILE
 
     preset = encoder_preset
     if not os.path.exists(os.path.join(pretrained_encoder.path, PRETRAIN_DISABLED_FILE)):
         preset = pretrained_encoder.path  # domain-pretrained from encoder_preset
-    ranker = None
-    if architecture != XGBOOST:
-        ranker = named_architecture(architecture).replace(fine_tune_layers=fine_tune_layers)
-    config = TrainConfig(
-        architecture=architecture,
-        ranker=ranker,
+    config = train_config(
+        architecture,
+        fine_tune_layers,
         encoder_preset=preset,
         max_epochs=max_epochs,
         batch_size=batch_size,

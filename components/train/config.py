@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from model.architectures import ARCHITECTURES, architecture
+from model.architectures import ARCHITECTURES
+from model.architectures import architecture as architecture_config
 from model.config import RankerConfig
+from model.encoder import ALL_LAYERS
 from model.xgboost_baseline import XGBoostConfig
 
 XGBOOST = "xgboost"
@@ -95,7 +97,23 @@ class TrainConfig:
 
     @property
     def ranker_config(self) -> RankerConfig:
-        return self.ranker if self.ranker is not None else architecture(self.architecture)
+        return self.ranker if self.ranker is not None else architecture_config(self.architecture)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+def train_config(
+    architecture: str = "mlpr",
+    fine_tune_layers: int | str = ALL_LAYERS,
+    ranker_changes: dict | None = None,
+    **settings,
+) -> TrainConfig:
+    """The TrainConfig of a named architecture with its encoder's `fine_tune_layers` and any
+    other RankerConfig changes (ablations), and the other TrainConfig `settings`: what the
+    train step and the benchmarks build from their parameters, in one place."""
+    ranker = None
+    if architecture != XGBOOST:
+        changes = {"fine_tune_layers": fine_tune_layers, **(ranker_changes or {})}
+        ranker = architecture_config(architecture).replace(**changes)
+    return TrainConfig(architecture=architecture, ranker=ranker, **settings)

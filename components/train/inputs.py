@@ -9,9 +9,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import layout
-from components import schema as S
 from components.train.config import check_targets
+from contract import layout
+from contract import schema as S
+from contract.features import read_transformed
 
 
 def split_files(transformed_dir: str, split: str) -> list[str]:
@@ -60,16 +61,6 @@ def labels_of(transformed: dict, targets: str = "rate") -> dict:
         name: tf.reshape(tf.cast(transformed[column], tf.float32), [-1, 1])
         for name, column in label_columns(transformed, targets).items()
     }
-
-
-def read_transformed(files: list[str], tft_output: tft.TFTransformOutput, batch_size: int):
-    """Batches of parsed transformed features, in file order."""
-    spec = tft_output.transformed_feature_spec()
-    return (
-        tf.data.TFRecordDataset(files, compression_type="GZIP")
-        .batch(batch_size)
-        .map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
-    )
 
 
 def make_dataset(

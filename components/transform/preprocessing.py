@@ -17,35 +17,11 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import schema as S
+from contract import schema as S
 
 PRODUCT_TEXT_FIELDS = (S.TITLE, S.PRODUCT_TYPE, S.BRAND, S.COLOR, S.GENDER)
 PRODUCT_TEXT_SEPARATOR = " | "
 VOCAB_OOV_BUCKETS = 1
-
-
-def raw_feature_spec(raw_schema: S.RawSchema, with_labels: bool = True) -> dict:
-    """Feature spec of the tf.Examples written by ingest."""
-    spec: dict = {c: tf.io.FixedLenFeature([], tf.string) for c in S.TEXT_COLUMNS}
-    for f in raw_schema.ranking_features:
-        spec[f.name] = (
-            tf.io.FixedLenFeature([], tf.float32) if f.required else tf.io.VarLenFeature(tf.float32)
-        )
-    spec[S.POSITION] = tf.io.FixedLenFeature([], tf.float32)
-    if with_labels:
-        for c in S.FUNNEL:
-            spec[c] = tf.io.FixedLenFeature([], tf.int64)
-        for t in S.LABEL_KEYS:
-            spec[t] = tf.io.FixedLenFeature([], tf.int64)
-    return spec
-
-
-def serving_feature_spec(raw_schema: S.RawSchema) -> dict:
-    """The raw features a ranking request carries: no engagement counts, no labels."""
-    spec = raw_feature_spec(raw_schema, with_labels=False)
-    for unused in (S.POSITION, S.DESCRIPTION):
-        spec.pop(unused)
-    return spec
 
 
 def query_text(query: tf.Tensor) -> tf.Tensor:

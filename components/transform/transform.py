@@ -18,10 +18,11 @@ from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 from tfx_bsl.public import tfxio
 
-from components import layout
-from components import schema as S
 from components.beam_runner import make_pipeline
-from components.transform.preprocessing import preprocessing_fn, raw_feature_spec
+from components.transform.preprocessing import preprocessing_fn
+from contract import layout
+from contract import schema as S
+from contract.features import raw_feature_spec
 
 
 class TransformError(ValueError):

@@ -45,7 +45,7 @@ def test_no_configuration_is_trained_twice():
 def test_human_grades_map_each_home_depot_pair_to_its_grade():
     import pandas as pd
 
-    from components import schema as S
+    from contract import schema as S
 
     log = pd.DataFrame(
         {
@@ -75,7 +75,7 @@ def _result(metrics: dict, per_query: dict) -> dict:
 
 def test_report_without_xgboost_and_with_references(tmp_path):
     """--models without xgboost gives absolute tables; references get paired tests."""
-    from components.schema import TASKS
+    from contract.schema import TASKS
 
     queries = [f"q{i}" for i in range(12)]
 

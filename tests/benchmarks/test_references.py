@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from components import schema as S
+from contract import schema as S
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import references  # noqa: E402

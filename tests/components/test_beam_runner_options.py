@@ -12,10 +12,10 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from components import schema as S
 from components.beam_runner import make_pipeline
 from components.ingest import demo_data, job, sources
 from components.transform.transform import build_transform
+from contract import schema as S
 
 FLINK = ["--runner=FlinkRunner", "--flink_master=flink-jobmanager:8081", "--parallelism=16"]
 SPARK = ["--runner=SparkRunner", "--spark_master_url=spark://spark-master:7077"]

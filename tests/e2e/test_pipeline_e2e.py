@@ -35,6 +35,31 @@ def two_runs(tmp_path_factory):
     return tmp, first, second
 
 
+def _artifacts(tmp, name: str) -> list[dict]:
+    """Every `name` file the runs wrote under their pipeline root, oldest first."""
+    import json
+
+    found = sorted((tmp / "root").rglob(name), key=lambda p: p.stat().st_mtime)
+    return [json.loads(p.read_text()) for p in found]
+
+
+def test_the_runs_artifacts_say_what_happened(two_runs):
+    tmp, (code, _, err), (code2, _, err2) = two_runs
+    assert code == 0 and code2 == 0, (err + err2)[-3000:]
+    first, second = _artifacts(tmp, "blessing.json")
+    assert (first["blessed"], first["first_run"]) == (True, True)
+    assert second["blessed"] is False and second["first_run"] is False
+    failed = [c for c in second["checks"] if c["outcome"] == "fail"]
+    assert any(c["metric"] == "click/auc" and c["threshold"] == 0.99 for c in failed)
+    for counts in _artifacts(tmp, "counts.json"):
+        dead = counts["rows_dead_letter"]
+        assert (
+            counts["rows_read"]
+            == counts["rows_kept"] + counts["rows_filtered_low_impressions"] + dead
+        )
+        assert counts["rows_kept"] > 0
+
+
 def test_first_run_is_blessed_and_pushed(two_runs):
     tmp, (code, out, err), _ = two_runs
     assert code == 0, err[-3000:]

@@ -3,7 +3,7 @@ before any server is contacted."""
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 import json
 import os
 import re
@@ -102,7 +102,7 @@ def test_cli_refuses_a_gpu_parameter_for_a_cpu_package(tmp_path):
 
 
 def test_version_names_carry_the_package_hash_and_the_time(tmp_path):
-    when = datetime.datetime(2026, 11, 22, 9, 30, 5, tzinfo=datetime.UTC)
+    when = dt.datetime(2026, 11, 22, 9, 30, 5, tzinfo=dt.UTC)
     name = rp.version_name(GOLDEN, when)
     assert re.fullmatch(r"mlpr-ranking [0-9a-f]{12} 2026-11-22T09:30:05Z", name), name
     other = tmp_path / "other.yaml"

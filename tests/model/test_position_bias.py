@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from components import schema as S
+from contract import schema as S
 from model.multitask_loss import MultiTaskLoss, MultiTaskRanker, loss_layer
 from model.position_bias import PositionBias
 

@@ -3,7 +3,7 @@ import keras_hub
 import numpy as np
 import pytest
 
-from components import schema as S
+from contract import schema as S
 from model.architectures import ARCHITECTURES, architecture
 from model.config import RankerConfig
 from model.encoder import TextEncoder

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from components import schema as S
+from contract import schema as S
 from model.xgboost_baseline import XGBoostConfig, fit_xgboost
 
 

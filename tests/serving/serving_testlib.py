@@ -8,9 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 
-from components import layout
-from components import schema as S
 from components.train.config import TrainConfig
+from contract import layout
+from contract import schema as S
 from model.config import RankerConfig
 
 CONFIG = TrainConfig(
@@ -32,7 +32,7 @@ MAX_CANDIDATES = 64
 def trained_model(tmp_path_factory) -> tuple:
     """(root holding tft/ tx/ model/, the SavedModel directory), trained once per session."""
     if "model" not in _CACHE:
-        from components.train.train import run_training
+        from components.train.training import run_training
         from conftest import synthetic_splits, transformed_dataset
 
         root = tmp_path_factory.mktemp("serving_model")
@@ -76,7 +76,7 @@ def named_inputs(signature, rows: list[dict]) -> dict:
 def local_server(saved_model_dir: str, repository, poll_seconds: float):
     """The local server over a new repository where `saved_model_dir` is pushed as version 1:
     yields (server, "host:port", repository) and stops it after."""
-    from components.push.push import push_model
+    from components.push.publish import push_model
     from serving.server import ModelServer
 
     push_model(saved_model_dir, str(repository), "mlpr", BLESSED)

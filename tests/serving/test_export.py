@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from serving_testlib import catalog_rows, loaded_model, named_inputs, trained_model
 
-from components import schema as S
 from conftest import make_raw_example
+from contract import schema as S
 from serving.export import EXPORT_INFO_FILE
 from serving.signatures import (
     ENCODE_PRODUCTS,

@@ -27,11 +27,11 @@ from serving_testlib import (
     trained_model,
 )
 
-from components import layout
-from components import schema as S
-from components.push.push import push_model
+from components.push.publish import push_model
 from components.train.inputs import to_model_inputs
-from components.transform.preprocessing import serving_feature_spec
+from contract import layout
+from contract import schema as S
+from contract.features import serving_feature_spec
 from model.text_preprocessor import TextPreprocessor
 from serving import client as client_cli
 from serving.client import RankingClient, ServingError, ranking_inputs

@@ -39,8 +39,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from components import schema as S
-from components.push.push import push_model
+from components.push.publish import push_model
+from contract import schema as S
 from serving.client import RankingClient, ServingError, ranking_inputs
 from serving.request_checks import MAX_MESSAGE_CHARS
 from serving.requests import predict_request

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from components import schema as S
+from contract import schema as S
 
 
 @dataclasses.dataclass(frozen=True)

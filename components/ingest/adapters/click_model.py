@@ -28,8 +28,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from components import schema as S
 from components.ingest.text_features import lexical_score, tokens
+from contract import schema as S
 
 FEATURES = (
     S.RankingFeature("lexical_score", min_value=0.0, max_value=1.0),

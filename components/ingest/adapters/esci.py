@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components import schema as S
 from components.ingest.adapters import click_model
+from contract import schema as S
 
 RELEVANCE = "relevance"
 SCHEMA = click_model.SCHEMA

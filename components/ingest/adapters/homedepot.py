@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from components import schema as S
 from components.ingest.adapters import click_model
+from contract import schema as S
 
 RELEVANCE = "relevance"
 ENCODING = "iso-8859-1"

@@ -12,16 +12,17 @@ import numpy as np
 import tensorflow as tf
 from kfp import dsl
 
-from components import layout, schema
 from components.evaluate.analysis import analyse, paired_ndcg
 from components.evaluate.component import evaluate
-from components.evaluate.evaluate import ScoredSplit, compute_metrics
 from components.evaluate.gate import decide
 from components.evaluate.gate_config import GateConfig
 from components.evaluate.report import EvaluationReport
+from components.evaluate.scoring import ScoredSplit, compute_metrics
+from contract import layout
+from contract import schema as S
 
-SIGNAL = schema.RankingFeature("lexical_score")
-DECOY = schema.RankingFeature("decoy")
+SIGNAL = S.RankingFeature("lexical_score")
+DECOY = S.RankingFeature("decoy")
 
 
 def save_scorer(path: str, transform, features=("lexical_score",), with_signature=True) -> str:
@@ -62,15 +63,15 @@ def ranking_rows(queries: int, products: int, seed: int) -> list[dict]:
             purchases = int(carts > 0 and lexical + noise[2] > 0.6)
             rows.append(
                 {
-                    schema.QUERY: f"query {q}",
-                    schema.PRODUCT_ID: f"q{q}-p{p}",
-                    schema.TITLE: f"product {p}",
+                    S.QUERY: f"query {q}",
+                    S.PRODUCT_ID: f"q{q}-p{p}",
+                    S.TITLE: f"product {p}",
                     SIGNAL.name: lexical,
                     DECOY.name: decoy,
-                    schema.IMPRESSIONS: int(rng.integers(6, 206)),
-                    schema.CLICKS: clicks,
-                    schema.ADD_TO_CART: carts,
-                    schema.PURCHASES: purchases,
+                    S.IMPRESSIONS: int(rng.integers(6, 206)),
+                    S.CLICKS: clicks,
+                    S.ADD_TO_CART: carts,
+                    S.PURCHASES: purchases,
                 }
             )
     return rows
@@ -90,7 +91,7 @@ class EvaluateRun:
         self.metrics = dsl.Metrics(uri=os.path.join(out, "metrics"))
         self.classification = {
             task: dsl.ClassificationMetrics(uri=os.path.join(out, f"{task}_classification"))
-            for task in schema.TASKS
+            for task in S.TASKS
         }
         self.report = dsl.HTML(uri=os.path.join(out, "report"))
         self.blessing = dsl.Artifact(uri=os.path.join(out, "blessing"))
@@ -128,10 +129,10 @@ def scored_split(rows: list[dict], transform) -> ScoredSplit:
     decoy = np.array([r[DECOY.name] for r in rows])
     click = np.asarray(transform(lexical, decoy), dtype=np.float64)
     return ScoredSplit(
-        query=np.array([r[schema.QUERY] for r in rows], dtype=object),
-        product_id=np.array([r[schema.PRODUCT_ID] for r in rows], dtype=object),
-        impressions=np.array([r[schema.IMPRESSIONS] for r in rows]),
-        labels={t: np.array([schema.label_of(t, r) for r in rows]) for t in schema.TASKS},
+        query=np.array([r[S.QUERY] for r in rows], dtype=object),
+        product_id=np.array([r[S.PRODUCT_ID] for r in rows], dtype=object),
+        impressions=np.array([r[S.IMPRESSIONS] for r in rows]),
+        labels={t: np.array([S.label_of(t, r) for r in rows]) for t in S.TASKS},
         predictions={"click": click, "atc": click / 2, "purchase": click / 4},
         score=click / 4,
     )

@@ -17,16 +17,17 @@ from evaluate_testlib import (
     save_scorer,
 )
 
-from components import layout, schema
 from components.push.component import push
+from contract import layout
+from contract import schema as S
 
-FEATURES = schema.RawSchema(ranking_features=(SIGNAL, DECOY))
+FEATURES = S.RawSchema(ranking_features=(SIGNAL, DECOY))
 MODELS = {
     "strong": lambda x, d: x,
     "weak": lambda x, d: d,
     "jitter": lambda x, d: 0.92 * x + 0.08 * d,
 }
-GATED = [f"{t}/{m}" for m in ("auc", "ndcg@5") for t in schema.TASKS]
+GATED = [f"{t}/{m}" for m in ("auc", "ndcg@5") for t in S.TASKS]
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +93,8 @@ def test_better_candidate_displaces_the_champion(tmp_path, dataset, models):
     assert checks[("champion", "click/auc")]["value"] > champion_auc + 0.4
     # Paired NDCG@5 over the queries with a positive label: 40 for click, 39 atc, 37 purchase.
     paired = verdict["paired"]
-    assert [paired[t]["queries"] for t in schema.TASKS] == [40, 39, 37]
-    for task in schema.TASKS:
+    assert [paired[t]["queries"] for t in S.TASKS] == [40, 39, 37]
+    for task in S.TASKS:
         # Same queries on both sides: the mean difference is the difference of the means.
         gain = results["candidate"][f"{task}/ndcg@5"] - results["champion"][f"{task}/ndcg@5"]
         assert paired[task]["mean_difference"] == pytest.approx(gain)
@@ -111,7 +112,7 @@ def test_worse_candidate_is_refused_with_every_failed_check(tmp_path, dataset, m
     assert run.result is False and verdict["blessed"] is False and verdict["forced"] is False
     # The weak model ranks at random: AUC below 0.5 and every metric below the champion's.
     expected = (
-        [f"floor:{t}/auc" for t in schema.TASKS]
+        [f"floor:{t}/auc" for t in S.TASKS]
         + [f"champion:{k}" for k in GATED]
         + ["significance:purchase/ndcg@5"]
     )
@@ -173,3 +174,34 @@ def test_tiny_noisy_gain_does_not_displace_the_champion(tmp_path, dataset, model
     assert checks_by(milder.verdict)[("significance", "purchase/ndcg@5")]["value"] == (
         pytest.approx(paired["ci_high"])
     )
+
+
+def test_run_evaluation_is_the_step_without_kfp(tmp_path, dataset, models):
+    """The plain call behind the component: the verdict, the report and the blessing's files,
+    the same as the component's for the same inputs."""
+    import json
+
+    from components.evaluate.gate_config import GateConfig
+    from components.evaluate.run import run_evaluation
+
+    model_base = str(tmp_path / "serving")
+    install_champion(os.path.join(models["strong"], layout.SAVED_MODEL_DIR), model_base)
+    config = GateConfig.from_parameters(
+        auc_floor=0.6,
+        ndcg5_floor=0.0,
+        metric_floors={},
+        max_drop_vs_champion=0.0,
+        max_drop_by_metric={},
+    )
+    verdict, report = run_evaluation(
+        dataset, models["weak"], str(tmp_path / "blessing"), model_base, "mlpr", config
+    )
+    assert verdict.blessed is False and not verdict.first_run
+    assert report.champion_uri is not None and report.champion_metrics is not None
+    written = json.loads((tmp_path / "blessing" / layout.BLESSING_FILE).read_text())
+    assert written["blessed"] is False and written["checks"] == verdict.to_dict()["checks"]
+    component_run, _ = evaluate_against(tmp_path / "kfp", dataset, models, "weak", "strong")
+    assert [c["outcome"] for c in component_run.verdict["checks"]] == [
+        c["outcome"] for c in written["checks"]
+    ]
+    assert component_run.verdict["reasons"][0] == written["reasons"][0]

@@ -17,26 +17,27 @@ from click.testing import CliRunner
 from evaluate_testlib import EvaluateRun, save_scorer
 from kfp import dsl
 
-from components import layout, schema
 from components.evaluate.cli import cli
 from components.evaluate.component import evaluate
-from components.evaluate.evaluate import compute_metrics, find_champion, score_split
+from components.evaluate.scoring import compute_metrics, find_champion, score_split
 from components.push.component import push
+from contract import layout
+from contract import schema as S
 
-FEATURES = schema.RawSchema(ranking_features=(schema.RankingFeature("lexical_score"),))
+FEATURES = S.RawSchema(ranking_features=(S.RankingFeature("lexical_score"),))
 LOG2_3, LOG2_4 = math.log2(3), math.log2(4)
 
 
 def row(query: str, pid: str, lexical: float, clicks: int, atc: int, purchases: int) -> dict:
     return {
-        schema.QUERY: query,
-        schema.PRODUCT_ID: pid,
-        schema.TITLE: f"title {pid}",
+        S.QUERY: query,
+        S.PRODUCT_ID: pid,
+        S.TITLE: f"title {pid}",
         "lexical_score": lexical,
-        schema.IMPRESSIONS: 20,
-        schema.CLICKS: clicks,
-        schema.ADD_TO_CART: atc,
-        schema.PURCHASES: purchases,
+        S.IMPRESSIONS: 20,
+        S.CLICKS: clicks,
+        S.ADD_TO_CART: atc,
+        S.PURCHASES: purchases,
     }
 
 
@@ -101,7 +102,7 @@ class TestScoreSplit:
         )
         order = np.argsort(scored.product_id)
         assert scored.product_id[order].tolist() == ["p1", "p2", "p3", "p4", "p5", "p6"]
-        assert scored.query[order].tolist() == [r[schema.QUERY] for r in ROWS]
+        assert scored.query[order].tolist() == [r[S.QUERY] for r in ROWS]
         assert scored.impressions.tolist() == [20] * 6
         assert scored.labels["click"][order].tolist() == [1, 0, 1, 1, 0, 0]
         assert scored.labels["atc"][order].tolist() == [1, 0, 0, 1, 0, 0]
@@ -150,7 +151,7 @@ class TestComputeMetrics:
         assert m["purchase/positives"] == 1
         expected = {"examples", "queries"} | {
             f"{t}/{name}"
-            for t in schema.TASKS
+            for t in S.TASKS
             for name in (
                 "auc",
                 "ndcg@1",

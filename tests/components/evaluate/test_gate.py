@@ -6,7 +6,7 @@ import pytest
 from components.evaluate.gate import decide
 from components.evaluate.gate_config import GateConfig
 from components.evaluate.stats import PairedComparison
-from components.schema import TASKS
+from contract.schema import TASKS
 
 FLOORS = {"auc": 0.5, "ndcg@5": 0.2}
 

@@ -10,8 +10,9 @@ import glob
 import json
 from pathlib import Path
 
-from components import layout, schema
 from components.ingest import demo_data, examples
+from contract import layout
+from contract import schema as S
 
 # A header with every demo column plus one the contract does not know (ignored by ingest).
 EXTRA_COLUMN = "campaign"
@@ -20,25 +21,25 @@ HEADER = [*demo_data.COLUMNS, EXTRA_COLUMN]
 
 def good_row(**overrides: str) -> dict[str, str]:
     row = {
-        schema.QUERY: "red running shoes",
-        schema.PRODUCT_ID: "P1",
-        schema.TITLE: "Urban Stride men's running shoes, red",
-        schema.PRODUCT_TYPE: "running shoes",
-        schema.BRAND: "Urban Stride",
-        schema.COLOR: "red",
-        schema.GENDER: "men",
-        schema.DESCRIPTION: "Light shoes for daily runs.",
+        S.QUERY: "red running shoes",
+        S.PRODUCT_ID: "P1",
+        S.TITLE: "Urban Stride men's running shoes, red",
+        S.PRODUCT_TYPE: "running shoes",
+        S.BRAND: "Urban Stride",
+        S.COLOR: "red",
+        S.GENDER: "men",
+        S.DESCRIPTION: "Light shoes for daily runs.",
         "lexical_score": "1.0",
         "price": "89.5",
         "rating": "4.5",
         "review_count": "120",
         "popularity": "900",
         "discount": "0.1",
-        schema.IMPRESSIONS: "100",
-        schema.CLICKS: "10",
-        schema.ADD_TO_CART: "3",
-        schema.PURCHASES: "1",
-        schema.POSITION: "2.5",
+        S.IMPRESSIONS: "100",
+        S.CLICKS: "10",
+        S.ADD_TO_CART: "3",
+        S.PURCHASES: "1",
+        S.POSITION: "2.5",
         EXTRA_COLUMN: "spring",
     }
     row.update(overrides)
@@ -155,15 +156,15 @@ def write_bad_jsonl(path: Path) -> Path:
         if row is None:
             lines.append("[1, 2, 3]")
         else:
-            text = {c: row[c] for c in schema.TEXT_COLUMNS}
-            typed = {c: _typed(v) for c, v in row.items() if c not in schema.TEXT_COLUMNS}
+            text = {c: row[c] for c in S.TEXT_COLUMNS}
+            typed = {c: _typed(v) for c, v in row.items() if c not in S.TEXT_COLUMNS}
             lines.append(json.dumps(text | typed))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 def read_split(
-    output_dir: str | Path, split: str, raw_schema: schema.RawSchema = schema.DEMO_SCHEMA
+    output_dir: str | Path, split: str, raw_schema: S.RawSchema = S.DEMO_SCHEMA
 ) -> list[dict]:
     """Every example of a split, parsed with `examples.feature_spec`, as plain Python dicts."""
     import tensorflow as tf
@@ -190,4 +191,4 @@ def read_split(
 
 
 def read_all_splits(output_dir: str | Path) -> dict[str, list[dict]]:
-    return {split: read_split(output_dir, split) for split in schema.SPLITS}
+    return {split: read_split(output_dir, split) for split in S.SPLITS}

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from kfp import dsl
 
-from components import schema as S
 from components.ingest import adapters, job
 from components.ingest.adapters import esci
+from contract import schema as S
 
 SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "esci_sample" / "esci.csv"
 ROOT = Path(__file__).resolve().parents[3]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import schema as S
 from components.ingest.adapters import homedepot
+from contract import schema as S
 
 DATA = (
     Path(__file__).resolve().parents[3].parent / "shared" / "data" / "homedepot" / "train.csv.zip"

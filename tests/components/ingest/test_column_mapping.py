@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from components import schema as S
 from components.ingest import demo_data, job
 from components.ingest.errors import IngestError
+from contract import schema as S
 
 RENAMED = {S.QUERY: "search_term", S.PRODUCT_ID: "sku", S.CLICKS: "n_clicks", "price": "price_eur"}
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from ingest_testlib import BAD_LOG_DEAD_LETTERS, read_all_splits, write_bad_csv, write_bad_jsonl
 
-from components import layout, schema
 from components.ingest import errors
 from components.ingest.counts import IngestCounts, SplitCounts
 from components.ingest.job import read_dead_letters, run_ingest
+from contract import layout
+from contract import schema as S
 
 NO_DEAD_LETTERS = dict.fromkeys(errors.REASONS, 0)
 
@@ -24,20 +25,20 @@ def bad_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def rejected(bad_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, IngestCounts]:
     out = tmp_path_factory.mktemp("rejected")
-    return out, run_ingest(str(bad_csv), str(out), schema.DEMO_SCHEMA)
+    return out, run_ingest(str(bad_csv), str(out), S.DEMO_SCHEMA)
 
 
 @pytest.fixture(scope="module")
 def clipped(bad_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, IngestCounts]:
     out = tmp_path_factory.mktemp("clipped")
-    return out, run_ingest(str(bad_csv), str(out), schema.DEMO_SCHEMA, funnel_policy="clip")
+    return out, run_ingest(str(bad_csv), str(out), S.DEMO_SCHEMA, funnel_policy="clip")
 
 
 @pytest.fixture(scope="module")
 def from_jsonl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, IngestCounts]:
     source = write_bad_jsonl(tmp_path_factory.mktemp("input_jsonl") / "bad.jsonl")
     out = tmp_path_factory.mktemp("from_jsonl")
-    return out, run_ingest(str(source), str(out), schema.DEMO_SCHEMA)
+    return out, run_ingest(str(source), str(out), S.DEMO_SCHEMA)
 
 
 def test_counts_of_each_outcome(rejected):
@@ -68,7 +69,7 @@ def test_counts_of_each_outcome(rejected):
         counts.rows_kept + counts.rows_filtered_low_impressions + counts.rows_dead_letter
     )
     assert IngestCounts.from_json((out / layout.COUNTS_FILE).read_text()) == counts
-    assert schema.RawSchema.load(out / layout.SCHEMA_FILE) == schema.DEMO_SCHEMA
+    assert S.RawSchema.load(out / layout.SCHEMA_FILE) == S.DEMO_SCHEMA
 
 
 def test_dead_letters_name_row_field_and_reason(rejected, bad_csv):
@@ -170,7 +171,7 @@ def test_rerun_replaces_earlier_output(bad_csv, rejected, tmp_path):
     out, counts = rejected
     stale = out / "train" / f"data-00001-of-00002{layout.RECORD_SUFFIX}"
     stale.write_bytes(b"left over from an earlier run")
-    assert run_ingest(str(bad_csv), str(out), schema.DEMO_SCHEMA) == counts
+    assert run_ingest(str(bad_csv), str(out), S.DEMO_SCHEMA) == counts
     assert not stale.exists()
     assert json.loads((out / layout.COUNTS_FILE).read_text())["rows_read"] == 14
 
@@ -199,7 +200,7 @@ def test_duplicated_pairs_keep_the_first_and_dead_letter_the_rest(tmp_path):
         ],
     )
     write(tmp_path / "b.csv", [good_row(product_id="P1")])  # a later file: a duplicate too
-    counts = run_ingest(str(tmp_path / "*.csv"), str(tmp_path / "out"), schema.DEMO_SCHEMA)
+    counts = run_ingest(str(tmp_path / "*.csv"), str(tmp_path / "out"), S.DEMO_SCHEMA)
     assert counts.rows_read == 7
     assert counts.dead_letter_by_reason[errors.DUPLICATE_PAIR] == 4
     assert counts.rows_kept == 3 and counts.rows_dead_letter == 4
@@ -218,5 +219,5 @@ def test_duplicated_pairs_keep_the_first_and_dead_letter_the_rest(tmp_path):
     assert dead[0]["raw"]["clicks"] == "99"  # the rejected copy, as it was written
     # The kept copy of the pair is the first one (10 clicks, not 99).
     rows = [r for split in read_all_splits(tmp_path / "out").values() for r in split]
-    kept = [r for r in rows if r[schema.PRODUCT_ID] == "P1"]
-    assert sorted(r[schema.CLICKS] for r in kept) == [10, 10]
+    kept = [r for r in rows if r[S.PRODUCT_ID] == "P1"]
+    assert sorted(r[S.CLICKS] for r in kept) == [10, 10]

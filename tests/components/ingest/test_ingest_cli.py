@@ -12,13 +12,14 @@ from pathlib import Path
 from click.testing import CliRunner
 from ingest_testlib import HEADER, good_row, write_bad_csv
 
-from components import layout, schema
 from components.ingest.__main__ import main
+from contract import layout
+from contract import schema as S
 
 
 def test_missing_column_exits_2_with_one_line(tmp_path):
     source = tmp_path / "no_clicks.csv"
-    header = [c for c in HEADER if c != schema.CLICKS]
+    header = [c for c in HEADER if c != S.CLICKS]
     with source.open("w", newline="") as fh:
         csv.writer(fh).writerows([header, [good_row()[c] for c in header]])
     result = subprocess.run(
@@ -59,7 +60,7 @@ def test_bad_schema_file_exits_2(tmp_path):
 def test_success_prints_counts_and_first_dead_letters(tmp_path):
     source = write_bad_csv(tmp_path / "bad.csv")
     schema_file = tmp_path / "schema.json"
-    schema_file.write_text(schema.DEMO_SCHEMA.to_json())
+    schema_file.write_text(S.DEMO_SCHEMA.to_json())
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main,

@@ -8,10 +8,10 @@ import yaml
 from kfp import compiler
 from kfp.dsl import Dataset
 
-from components import layout
 from components.images import BASE_IMAGE
 from components.ingest import demo_data
 from components.ingest.component import ingest
+from contract import layout
 
 
 def test_compiles_with_documented_inputs(tmp_path):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from ingest_testlib import read_all_splits
 
-from components import schema
 from components.ingest import demo_data
 from components.ingest.counts import IngestCounts
 from components.ingest.job import read_dead_letters, run_ingest
 from components.ingest.split import normalize_query, split_of
+from contract import schema as S
 
 NUM_QUERIES = 300
 
@@ -42,33 +42,33 @@ def ingested(log, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[P
         ("parquet", inputs / "demo.parquet"),
     ):
         out = tmp_path_factory.mktemp(f"demo_{fmt}")
-        runs[fmt] = out, run_ingest(str(pattern), str(out), schema.DEMO_SCHEMA)
+        runs[fmt] = out, run_ingest(str(pattern), str(out), S.DEMO_SCHEMA)
     return runs
 
 
 def test_counts_match_the_log(log, ingested):
     out, counts = ingested["csv"]
-    low = int((log[schema.IMPRESSIONS] <= schema.MIN_IMPRESSIONS_EXCLUSIVE).sum())
+    low = int((log[S.IMPRESSIONS] <= S.MIN_IMPRESSIONS_EXCLUSIVE).sum())
     assert counts.rows_read == len(log)
     assert counts.rows_dead_letter == 0
     assert read_dead_letters(str(out)) == []
     assert counts.rows_filtered_low_impressions == low > 0
     assert counts.rows_kept == len(log) - low
-    kept = log[log[schema.IMPRESSIONS] > schema.MIN_IMPRESSIONS_EXCLUSIVE]
-    assert sum(c.queries for c in counts.splits.values()) == kept[schema.QUERY].nunique()
+    kept = log[log[S.IMPRESSIONS] > S.MIN_IMPRESSIONS_EXCLUSIVE]
+    assert sum(c.queries for c in counts.splits.values()) == kept[S.QUERY].nunique()
 
 
 def test_no_query_in_two_splits(ingested):
     out, counts = ingested["csv"]
     splits = read_all_splits(out)
-    queries = {s: {normalize_query(r[schema.QUERY]) for r in rows} for s, rows in splits.items()}
+    queries = {s: {normalize_query(r[S.QUERY]) for r in rows} for s, rows in splits.items()}
     assert not queries["train"] & queries["eval"]
     assert not queries["train"] & queries["test"]
     assert not queries["eval"] & queries["test"]
     for split, rows in splits.items():
         assert len(rows) == counts.splits[split].rows
         assert len(queries[split]) == counts.splits[split].queries
-        assert {split_of(r[schema.QUERY]) for r in rows} == {split}
+        assert {split_of(r[S.QUERY]) for r in rows} == {split}
     share = counts.splits["train"].queries / sum(c.queries for c in counts.splits.values())
     assert 0.7 < share < 0.9
 
@@ -76,7 +76,7 @@ def test_no_query_in_two_splits(ingested):
 def test_labels_follow_the_counts(ingested):
     out, _ = ingested["csv"]
     rows = [r for split_rows in read_all_splits(out).values() for r in split_rows]
-    for task, column in schema.TASK_COUNT_COLUMN.items():
+    for task, column in S.TASK_COUNT_COLUMN.items():
         assert all(r[task] == int(r[column] > 0) for r in rows)
     assert (
         0
@@ -93,8 +93,8 @@ def test_formats_read_like_csv(ingested, fmt):
     assert counts == csv_counts
 
     def by_pair(rows):
-        return sorted(rows, key=lambda r: (r[schema.QUERY], r[schema.PRODUCT_ID]))
+        return sorted(rows, key=lambda r: (r[S.QUERY], r[S.PRODUCT_ID]))
 
     expected, actual = read_all_splits(csv_out), read_all_splits(out)
-    for split in schema.SPLITS:
+    for split in S.SPLITS:
         assert by_pair(actual[split]) == by_pair(expected[split])

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from ingest_testlib import HEADER, good_row, read_all_splits, read_split
 
-from components import layout, schema
 from components.ingest import demo_data, sources
 from components.ingest.errors import IngestError
 from components.ingest.job import read_dead_letters, run_ingest
+from contract import layout
+from contract import schema as S
 
 
 def _write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> Path:
@@ -23,71 +24,71 @@ def _write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> Pat
 
 
 def test_missing_columns_are_all_named(tmp_path):
-    header = [c for c in HEADER if c not in (schema.CLICKS, "price")]
+    header = [c for c in HEADER if c not in (S.CLICKS, "price")]
     source = _write_csv(tmp_path / "partial.csv", header, [good_row()])
     with pytest.raises(IngestError) as err:
-        run_ingest(str(source), str(tmp_path / "out"), schema.DEMO_SCHEMA)
+        run_ingest(str(source), str(tmp_path / "out"), S.DEMO_SCHEMA)
     assert str(err.value) == f"CSV header of {source} is missing required column(s): clicks, price"
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
 def test_optional_columns_may_be_absent(tmp_path):
-    optional = {schema.DESCRIPTION, schema.POSITION, schema.BRAND, schema.COLOR, schema.GENDER}
+    optional = {S.DESCRIPTION, S.POSITION, S.BRAND, S.COLOR, S.GENDER}
     header = [c for c in HEADER if c not in optional]
     source = _write_csv(tmp_path / "lean.csv", header, [good_row()])
-    inputs = sources.resolve_inputs(str(source), "auto", "utf-8", schema.DEMO_SCHEMA)
+    inputs = sources.resolve_inputs(str(source), "auto", "utf-8", S.DEMO_SCHEMA)
     assert inputs == (sources.InputFile(path=str(source), format="csv"),)
 
 
 def test_missing_parquet_columns_are_named(tmp_path):
-    frame = demo_data.generate(2, seed=0).drop(columns=[schema.IMPRESSIONS, "rating"])
+    frame = demo_data.generate(2, seed=0).drop(columns=[S.IMPRESSIONS, "rating"])
     source = demo_data.write(frame, tmp_path / "log.parquet")
     with pytest.raises(
         IngestError,
         match=r"Parquet schema of .*log\.parquet is missing required column\(s\): impressions, rating",
     ):
-        run_ingest(str(source), str(tmp_path / "out"), schema.DEMO_SCHEMA)
+        run_ingest(str(source), str(tmp_path / "out"), S.DEMO_SCHEMA)
 
 
 def test_empty_file(tmp_path):
     source = tmp_path / "empty.csv"
     source.write_bytes(b"")
     with pytest.raises(IngestError, match=r"empty\.csv is empty"):
-        run_ingest(str(source), str(tmp_path / "out"), schema.DEMO_SCHEMA)
+        run_ingest(str(source), str(tmp_path / "out"), S.DEMO_SCHEMA)
     blank = tmp_path / "blank.csv"
     blank.write_text("\n\n")
     with pytest.raises(IngestError, match=r"blank\.csv is empty: no CSV header line"):
-        run_ingest(str(blank), str(tmp_path / "out"), schema.DEMO_SCHEMA)
+        run_ingest(str(blank), str(tmp_path / "out"), S.DEMO_SCHEMA)
 
 
 def test_no_matching_file(tmp_path):
     pattern = str(tmp_path / "logs" / "*.csv")
     with pytest.raises(IngestError, match="no file matches the input pattern"):
-        run_ingest(pattern, str(tmp_path / "out"), schema.DEMO_SCHEMA)
+        run_ingest(pattern, str(tmp_path / "out"), S.DEMO_SCHEMA)
 
 
 def test_bad_options(tmp_path):
     source = _write_csv(tmp_path / "log.csv", HEADER, [good_row()])
     out = str(tmp_path / "out")
     with pytest.raises(ValueError, match="funnel_policy must be one of reject, clip, got 'drop'"):
-        run_ingest(str(source), out, schema.DEMO_SCHEMA, funnel_policy="drop")
+        run_ingest(str(source), out, S.DEMO_SCHEMA, funnel_policy="drop")
     with pytest.raises(
         IngestError, match="input_format must be one of auto, csv, jsonl, parquet, got 'xlsx'"
     ):
-        run_ingest(str(source), out, schema.DEMO_SCHEMA, input_format="xlsx")
+        run_ingest(str(source), out, S.DEMO_SCHEMA, input_format="xlsx")
     with pytest.raises(IngestError, match="unknown encoding 'klingon'"):
-        run_ingest(str(source), out, schema.DEMO_SCHEMA, encoding="klingon")
+        run_ingest(str(source), out, S.DEMO_SCHEMA, encoding="klingon")
     odd = source.rename(tmp_path / "log.txt")
     with pytest.raises(IngestError, match=r"cannot tell the format of .*log\.txt"):
-        run_ingest(str(odd), out, schema.DEMO_SCHEMA)
+        run_ingest(str(odd), out, S.DEMO_SCHEMA)
     with pytest.raises(IngestError, match="is a directory"):
-        run_ingest(str(tmp_path), out, schema.DEMO_SCHEMA)
+        run_ingest(str(tmp_path), out, S.DEMO_SCHEMA)
 
 
 def test_header_without_rows(tmp_path):
     source = _write_csv(tmp_path / "header_only.csv", HEADER, [])
     with pytest.raises(IngestError, match=r"no data rows in .*header_only\.csv"):
-        run_ingest(str(source), str(tmp_path / "out"), schema.DEMO_SCHEMA)
+        run_ingest(str(source), str(tmp_path / "out"), S.DEMO_SCHEMA)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def latin1_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_undecodable_text_is_dead_lettered(latin1_csv, tmp_path):
-    counts = run_ingest(str(latin1_csv), str(tmp_path), schema.DEMO_SCHEMA, encoding="utf-8")
+    counts = run_ingest(str(latin1_csv), str(tmp_path), S.DEMO_SCHEMA, encoding="utf-8")
     assert (counts.rows_read, counts.rows_kept) == (2, 1)
     assert counts.dead_letter_by_reason["invalid_encoding"] == 1
     (dead,) = read_dead_letters(str(tmp_path))
@@ -136,7 +137,7 @@ def test_an_undecodable_query_or_product_id_is_dead_lettered_not_a_crash(tmp_pat
         writer = csv.writer(fh)
         writer.writerow(HEADER)
         writer.writerows([[row[c] for c in HEADER] for row in rows])
-    counts = run_ingest(str(path), str(tmp_path / "out"), schema.DEMO_SCHEMA, encoding="utf-8")
+    counts = run_ingest(str(path), str(tmp_path / "out"), S.DEMO_SCHEMA, encoding="utf-8")
     assert (counts.rows_read, counts.rows_kept) == (3, 1)
     dead = read_dead_letters(str(tmp_path / "out"))
     assert [(d["row"], d["reason"], d["field"]) for d in dead] == [
@@ -146,28 +147,28 @@ def test_an_undecodable_query_or_product_id_is_dead_lettered_not_a_crash(tmp_pat
 
 
 def test_declared_encoding_reads_the_text(latin1_csv, tmp_path):
-    counts = run_ingest(str(latin1_csv), str(tmp_path), schema.DEMO_SCHEMA, encoding="iso-8859-1")
+    counts = run_ingest(str(latin1_csv), str(tmp_path), S.DEMO_SCHEMA, encoding="iso-8859-1")
     assert (counts.rows_read, counts.rows_kept, counts.rows_dead_letter) == (2, 2, 0)
     titles = sorted(r["title"] for rows in read_all_splits(tmp_path).values() for r in rows)
     assert titles == ["Café Luma mug", "Luma mug"]
 
 
 def test_optional_ranking_feature_may_be_missing(tmp_path):
-    raw_schema = schema.RawSchema(
+    raw_schema = S.RawSchema(
         ranking_features=(
-            schema.RankingFeature("price", log1p=True, min_value=0.0),
-            schema.RankingFeature("margin", required=False),
+            S.RankingFeature("price", log1p=True, min_value=0.0),
+            S.RankingFeature("margin", required=False),
         )
     )
     rows = [
         good_row(query="red running shoes", product_id="A", margin="0.25"),
         good_row(query="red running shoes", product_id="B", margin=""),
     ]
-    header = [*schema.REQUIRED_TEXT_COLUMNS, *schema.FUNNEL, "price", "margin"]
+    header = [*S.REQUIRED_TEXT_COLUMNS, *S.FUNNEL, "price", "margin"]
     source = _write_csv(tmp_path / "margin.csv", header, rows)
     counts = run_ingest(str(source), str(tmp_path / "out"), raw_schema)
     assert counts.rows_kept == 2
-    assert schema.RawSchema.load(tmp_path / "out" / layout.SCHEMA_FILE) == raw_schema
+    assert S.RawSchema.load(tmp_path / "out" / layout.SCHEMA_FILE) == raw_schema
     (split,) = [s for s, c in counts.splits.items() if c.rows]
     kept = {r["product_id"]: r for r in read_split(tmp_path / "out", split, raw_schema)}
     assert kept["A"]["margin"] == [pytest.approx(0.25)]
@@ -182,14 +183,16 @@ def test_jsonl_without_a_required_key_in_any_row_stops_up_front(tmp_path):
     from components.ingest import sources
 
     path = tmp_path / "log.jsonl"
-    rows = [{k: v for k, v in good_row(product_id=f"P{i}").items() if k != "clicks"} for i in range(3)]
+    rows = [
+        {k: v for k, v in good_row(product_id=f"P{i}").items() if k != "clicks"} for i in range(3)
+    ]
     path.write_text("\n".join(json_lib.dumps(r) for r in rows) + "\nnot json\n", encoding="utf-8")
     with pytest.raises(IngestError) as err:
-        sources.resolve_inputs(str(path), "auto", "utf-8", schema.DEMO_SCHEMA)
+        sources.resolve_inputs(str(path), "auto", "utf-8", S.DEMO_SCHEMA)
     assert str(err.value) == (
         f"every one of the first 3 JSON object(s) of {path} is missing required column(s): clicks"
     )
     # One row with the key is enough: the others are dead-lettered row by row.
     rows[1]["clicks"] = 1
     path.write_text("\n".join(json_lib.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    assert len(sources.resolve_inputs(str(path), "auto", "utf-8", schema.DEMO_SCHEMA)) == 1
+    assert len(sources.resolve_inputs(str(path), "auto", "utf-8", S.DEMO_SCHEMA)) == 1

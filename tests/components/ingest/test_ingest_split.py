@@ -5,8 +5,8 @@ from __future__ import annotations
 import collections
 import hashlib
 
-from components import schema
 from components.ingest.split import bucket_of, normalize_query, split_of
+from contract import schema as S
 
 
 def test_known_queries_map_to_fixed_splits():
@@ -51,5 +51,5 @@ def test_the_model_reads_the_query_with_the_core_op_part_of_the_normalisation():
 def test_shares_are_close_to_the_declared_percentages():
     queries = [f"query {i}" for i in range(20_000)]
     shares = collections.Counter(split_of(q) for q in queries)
-    for split in schema.SPLITS:
-        assert abs(shares[split] / len(queries) - schema.SPLIT_PERCENT[split] / 100) < 0.01
+    for split in S.SPLITS:
+        assert abs(shares[split] / len(queries) - S.SPLIT_PERCENT[split] / 100) < 0.01

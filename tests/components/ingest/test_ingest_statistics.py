@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from components import schema as S
 from components.ingest import demo_data, job, split, statistics
+from contract import schema as S
 
 OPTIONAL = S.RawSchema(
     ranking_features=(

@@ -7,13 +7,13 @@ import math
 import pytest
 from ingest_testlib import good_row
 
-from components import schema
 from components.ingest import errors
 from components.ingest.readers import RawRecord
 from components.ingest.validate import DEAD_LETTER, FILTERED, KEPT, check_record
+from contract import schema as S
 
 
-def check(values, policy="reject", raw_schema=schema.DEMO_SCHEMA, encoding="utf-8"):
+def check(values, policy="reject", raw_schema=S.DEMO_SCHEMA, encoding="utf-8"):
     return check_record(RawRecord("/data/log.csv", 3, values, values), raw_schema, encoding, policy)
 
 
@@ -26,8 +26,8 @@ def reason_of(values, **kwargs):
 def test_good_row_is_typed():
     checked = check(good_row(title="  padded title  "))
     assert checked.outcome == KEPT
-    assert checked.row[schema.TITLE] == "padded title"
-    assert checked.row[schema.CLICKS] == 10 and isinstance(checked.row[schema.CLICKS], int)
+    assert checked.row[S.TITLE] == "padded title"
+    assert checked.row[S.CLICKS] == 10 and isinstance(checked.row[S.CLICKS], int)
     assert checked.row["price"] == 89.5
     assert "campaign" not in checked.row
 
@@ -75,9 +75,9 @@ def test_typed_values_from_json_and_parquet():
     values = good_row(product_id=12345, clicks=10.0, impressions=100, price=89, position=math.nan)
     checked = check(values)
     assert checked.outcome == KEPT
-    assert checked.row[schema.PRODUCT_ID] == "12345"
-    assert checked.row[schema.CLICKS] == 10
-    assert checked.row[schema.POSITION] == 0.0  # NaN from a typed column means missing
+    assert checked.row[S.PRODUCT_ID] == "12345"
+    assert checked.row[S.CLICKS] == 10
+    assert checked.row[S.POSITION] == 0.0  # NaN from a typed column means missing
     assert reason_of(good_row(price=True)) == ("not_a_number", "price")
     assert reason_of(good_row(title=["a", "b"])) == ("malformed_row", "title")
     assert reason_of(good_row(clicks=None)) == ("missing_value", "clicks")
@@ -101,14 +101,14 @@ def test_clip_policy_repairs_the_funnel_top_down():
         policy=errors.CLIP,
     )
     assert checked.outcome == KEPT and checked.clipped
-    counts = [checked.row[c] for c in schema.FUNNEL]
+    counts = [checked.row[c] for c in S.FUNNEL]
     assert counts == [20, 20, 20, 20]
     assert not check(good_row(), policy=errors.CLIP).clipped
 
 
 def test_malformed_record():
     record = RawRecord("/data/log.jsonl", 9, None, "[1]", "is a JSON list, not an object")
-    dead = check_record(record, schema.DEMO_SCHEMA, "utf-8", "reject").dead_letter
+    dead = check_record(record, S.DEMO_SCHEMA, "utf-8", "reject").dead_letter
     assert dead == {
         "source": "/data/log.jsonl",
         "row": 9,
@@ -135,10 +135,10 @@ def test_nan_and_decimals_read_alike_in_every_format():
     for an optional feature, missing_value for a required one. A Parquet decimal is a number."""
     import decimal
 
-    optional = schema.RawSchema(
+    optional = S.RawSchema(
         ranking_features=(
-            schema.RankingFeature("price", log1p=True, min_value=0.0),
-            schema.RankingFeature("rating", required=False),
+            S.RankingFeature("price", log1p=True, min_value=0.0),
+            S.RankingFeature("rating", required=False),
         )
     )
     for nan in ("NaN", " nan ", math.nan):
@@ -149,5 +149,5 @@ def test_nan_and_decimals_read_alike_in_every_format():
         raw_schema=optional,
     )
     assert checked.outcome == KEPT
-    assert (checked.row["price"], checked.row[schema.CLICKS]) == (89.5, 10)
+    assert (checked.row["price"], checked.row[S.CLICKS]) == (89.5, 10)
     assert reason_of({**good_row(), "price": decimal.Decimal("NaN")}) == ("not_a_number", "price")

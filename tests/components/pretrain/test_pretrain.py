@@ -10,8 +10,6 @@ import pytest
 import tensorflow as tf
 from kfp import dsl
 
-from components import layout
-from components import schema as S
 from components.pretrain.pretrain import (
     INFO_FILE,
     EngagementData,
@@ -23,6 +21,8 @@ from components.pretrain.pretrain import (
     training_lists,
 )
 from components.pretrain.sampler import NegativeSampler
+from contract import layout
+from contract import schema as S
 
 
 def test_sampler_draws_the_ratio_and_never_a_positive():
@@ -172,7 +172,7 @@ def test_train_starts_from_the_pretrained_encoder_and_projections(pretrained):
 
     from components.train.config import TrainConfig
     from components.train.inputs import split_files
-    from components.train.train import build_model
+    from components.train.training import build_model
     from model.architectures import architecture
 
     dirs, preset, _, _ = pretrained

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from components.push import push as push_module
-from components.push.push import push_model
+from components.push import publish as push_module
+from components.push.publish import push_model
 from serving import tfs_config
 
 BLESSED = {"blessed": True, "reasons": ["blessed: all 6 checks passed"]}

@@ -6,8 +6,8 @@ import os
 import yaml
 from kfp import compiler, dsl
 
-from components import layout
 from components.push.component import push
+from contract import layout
 
 
 def test_compiles_with_named_outputs(tmp_path):

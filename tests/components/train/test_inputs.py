@@ -1,7 +1,7 @@
 import pytest
 
-from components import schema as S
 from components.train.inputs import label_columns
+from contract import schema as S
 
 RATES = tuple(S.rate_name(t) for t in S.TASKS)
 

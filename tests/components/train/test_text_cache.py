@@ -11,13 +11,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import layout
-from components import schema as S
 from components.train.config import TrainConfig
 from components.train.inputs import read_split, split_files
 from components.train.text_cache import TextCache
-from components.train.train import run_training
+from components.train.training import run_training
 from conftest import synthetic_splits, transformed_dataset
+from contract import layout
+from contract import schema as S
 from model.config import RankerConfig
 from model.encoder import TextEncoder
 from model.ranker import cached_ranker

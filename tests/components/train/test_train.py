@@ -8,12 +8,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import layout
-from components import schema as S
 from components.train.config import TrainConfig
 from components.train.inputs import make_dataset, split_files
-from components.train.train import fit_ranker, run_training
+from components.train.training import fit_ranker, run_training
 from conftest import make_raw_example, synthetic_rows, synthetic_splits, transformed_dataset
+from contract import layout
+from contract import schema as S
 from model.config import RankerConfig
 from model.text_preprocessor import TextPreprocessor
 
@@ -144,7 +144,7 @@ def test_xgboost_baseline_exports_and_scores_raw_examples(trained, tmp_path):
     import xgboost as xgb  # noqa: F401  (the baseline's library)
     from sklearn.metrics import roc_auc_score
 
-    from components.transform.preprocessing import raw_feature_spec
+    from contract.features import raw_feature_spec
 
     root, raw, _ = trained
     config = TrainConfig(architecture="xgboost")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import layout
-from components import schema as S
 from components.train.config import TrainConfig
-from components.train.train import run_training
+from components.train.training import run_training
 from conftest import make_raw_example, synthetic_splits, transformed_dataset
+from contract import layout
+from contract import schema as S
 from model.config import RankerConfig
 from model.presets import MINILM, minilm_directory
 

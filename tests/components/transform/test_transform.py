@@ -6,11 +6,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import layout
-from components import schema as S
-from components.transform.preprocessing import preprocessing_fn, raw_feature_spec
+from components.transform.preprocessing import preprocessing_fn
 from components.transform.transform import TransformError, run_transform
 from conftest import write_raw_dataset
+from contract import layout
+from contract import schema as S
+from contract.features import raw_feature_spec
 
 SCHEMA = S.RawSchema(
     ranking_features=(

@@ -17,8 +17,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import layout
-from components import schema as S
 from components.train.config import XGBOOST, TrainConfig
 from components.train.inputs import (
     cached_dataset,
@@ -30,6 +28,8 @@ from components.train.inputs import (
 )
 from components.train.text_cache import TextCache
 from components.transform.preprocessing import VOCAB_OOV_BUCKETS
+from contract import layout
+from contract import schema as S
 from model.encoder import ALL_LAYERS, TextEncoder
 from model.losses import binary_crossentropy
 from model.presets import TINY, load_encoder

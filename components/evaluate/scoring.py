@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from components import schema
 from components.evaluate.metrics import auc, ndcg_at_ks
-from components.push.repository import (
+from contract import schema as S
+from serving.repository import (
     SAVED_MODEL_PB,
     champion_version,
     check_model_name,
@@ -31,10 +31,10 @@ SCORE_OUTPUT = "score"
 DEFAULT_KS = (1, 5, 10)
 
 _PARSE_SPEC = {
-    schema.QUERY: tf.io.FixedLenFeature([], tf.string),
-    schema.PRODUCT_ID: tf.io.FixedLenFeature([], tf.string),
-    schema.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
-    **{task: tf.io.FixedLenFeature([], tf.int64) for task in schema.TASKS},
+    S.QUERY: tf.io.FixedLenFeature([], tf.string),
+    S.PRODUCT_ID: tf.io.FixedLenFeature([], tf.string),
+    S.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
+    **{task: tf.io.FixedLenFeature([], tf.int64) for task in S.TASKS},
 }
 
 
@@ -60,10 +60,10 @@ class ScoredSplit:
 
     def __post_init__(self) -> None:
         n = self.query.shape[0]
-        for task in schema.TASKS:
+        for task in S.TASKS:
             if task not in self.labels or task not in self.predictions:
                 raise ValueError(
-                    f"a scored split needs labels and predictions for every task {schema.TASKS}, "
+                    f"a scored split needs labels and predictions for every task {S.TASKS}, "
                     f"got labels {sorted(self.labels)} and predictions {sorted(self.predictions)}"
                 )
         columns = {
@@ -99,7 +99,7 @@ def _load_scorer(saved_model_dir: str):
 
 
 def _check_outputs(outputs: Mapping[str, tf.Tensor], batch_size: int, where: str) -> None:
-    expected = (*schema.TASKS, SCORE_OUTPUT)
+    expected = (*S.TASKS, SCORE_OUTPUT)
     missing = [name for name in expected if name not in outputs]
     if missing:
         raise ValueError(
@@ -145,7 +145,7 @@ def score_split(saved_model_dir: str, file_pattern: str, batch_size: int = 1024)
         # Labels and outputs share the task names: outputs are kept under "out:<name>".
         for name, tensor in parsed.items():
             parts.setdefault(name, []).append(tensor.numpy())
-        for name in (*schema.TASKS, SCORE_OUTPUT):
+        for name in (*S.TASKS, SCORE_OUTPUT):
             parts.setdefault(f"out:{name}", []).append(outputs[name].numpy())
 
     if not parts:
@@ -155,7 +155,7 @@ def score_split(saved_model_dir: str, file_pattern: str, batch_size: int = 1024)
             name: [np.zeros([0], spec.dtype.as_numpy_dtype)] for name, spec in _PARSE_SPEC.items()
         }
         parts.update(
-            {f"out:{name}": [np.zeros([0], np.float32)] for name in (*schema.TASKS, SCORE_OUTPUT)}
+            {f"out:{name}": [np.zeros([0], np.float32)] for name in (*S.TASKS, SCORE_OUTPUT)}
         )
     columns = {key: np.concatenate(values) for key, values in parts.items()}
 
@@ -163,11 +163,11 @@ def score_split(saved_model_dir: str, file_pattern: str, batch_size: int = 1024)
         return np.array([v.decode("utf-8") for v in columns[column]], dtype=object)
 
     return ScoredSplit(
-        query=text(schema.QUERY),
-        product_id=text(schema.PRODUCT_ID),
-        impressions=columns[schema.IMPRESSIONS],
-        labels={task: columns[task] for task in schema.TASKS},
-        predictions={task: columns[f"out:{task}"].astype(np.float64) for task in schema.TASKS},
+        query=text(S.QUERY),
+        product_id=text(S.PRODUCT_ID),
+        impressions=columns[S.IMPRESSIONS],
+        labels={task: columns[task] for task in S.TASKS},
+        predictions={task: columns[f"out:{task}"].astype(np.float64) for task in S.TASKS},
         score=columns[f"out:{SCORE_OUTPUT}"].astype(np.float64),
     )
 
@@ -202,7 +202,7 @@ def compute_metrics(scored: ScoredSplit, ks: Sequence[int] = DEFAULT_KS) -> dict
         "examples": scored.num_examples,
         "queries": int(np.unique(scored.query).size),
     }
-    for task in schema.TASKS:
+    for task in S.TASKS:
         labels = scored.labels[task]
         predictions = scored.predictions[task]
         nonfinite = int(np.count_nonzero(~np.isfinite(predictions)))

@@ -16,14 +16,14 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from components.push.repository import (
+from serving import tfs_config
+from serving.repository import (
     SAVED_MODEL_PB,
     check_model_name,
     is_saved_model,
     numeric_versions,
     require_local,
 )
-from serving import tfs_config
 
 STAGING_PREFIX = ".tmp-"
 MAX_RENAME_ATTEMPTS = 100
