@@ -36,7 +36,11 @@ def test_table2_covers_every_architecture_and_xgboost():
 
 def test_no_configuration_is_trained_twice():
     configs = [
-        (v.architecture, tuple(sorted(dict(v.changes).items())))
+        (
+            v.architecture,
+            tuple(sorted(dict(v.changes).items())),
+            tuple(sorted(dict(v.train_changes).items())),
+        )
         for v in paper_tables.all_variants()
     ]
     assert len(configs) == len(set(configs))

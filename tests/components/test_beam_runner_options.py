@@ -39,9 +39,16 @@ def test_ingest_graph_is_built_for_flink_with_its_options(tmp_path):
     assert options.flink_master == "flink-jobmanager:8081" and options.parallelism == 16
     job.build_pipeline(pipeline, inputs, str(tmp_path / "out"), S.DEMO_SCHEMA, "utf-8", "reject")
     names = _transform_names(pipeline)
-    for step in ("Read", "Validate", "FirstPerPair", "SplitStatistics", "WriteDeadLetter"):
+    for step in (
+        "ReadRows",
+        "ReadRows/Read",
+        "FindDuplicatePairs/FirstPerPair",
+        "ValidateRows/Validate",
+        "SplitStatistics",
+        "WriteDeadLetter",
+    ):
         assert step in names
-    assert any(n.startswith("Write[train]") for n in names)
+    assert any(n.startswith("WriteSplits/Write[train]") for n in names)
 
 
 def test_transform_graph_is_built_for_spark(tmp_path):
