@@ -163,7 +163,7 @@ def predict_request(spec: model_pb2.ModelSpec, body: dict, input_specs: dict):
     if rows:
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
-            raise _invalid("Excepting 'instances' to be a non-empty list/array")
+            raise _invalid("Expecting 'instances' to be a non-empty list/array")
         if len(names) == 1 and not all(isinstance(i, dict) for i in instances):
             columns = {names[0]: instances}
         else:
