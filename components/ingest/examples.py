@@ -1,4 +1,5 @@
-"""The tf.train.Example written for each kept row, and the spec to parse it back.
+"""The tf.train.Example written for each kept row (contract.features.raw_feature_spec parses
+it back).
 
 Features (names from `contract.schema`):
   - every TEXT_COLUMNS field: bytes (UTF-8; empty when the value was empty or absent)
@@ -34,26 +35,3 @@ def to_example(row: Mapping[str, Any], schema: S.RawSchema) -> bytes:
     for task in S.TASKS:
         feature[task].int64_list.value.append(S.label_of(task, counts))
     return example.SerializeToString()
-
-
-def feature_spec(schema: S.RawSchema) -> dict[str, Any]:
-    """A `tf.io.parse_example` spec for the written examples.
-
-    Optional ranking features are VarLenFeature (they may be absent); everything else is a
-    scalar FixedLenFeature.
-    """
-    import tensorflow as tf
-
-    spec: dict[str, Any] = {c: tf.io.FixedLenFeature([], tf.string) for c in S.TEXT_COLUMNS}
-    for feature in schema.ranking_features:
-        spec[feature.name] = (
-            tf.io.FixedLenFeature([], tf.float32)
-            if feature.required
-            else tf.io.VarLenFeature(tf.float32)
-        )
-    for column in S.FUNNEL:
-        spec[column] = tf.io.FixedLenFeature([], tf.int64)
-    spec[S.POSITION] = tf.io.FixedLenFeature([], tf.float32)
-    for task in S.TASKS:
-        spec[task] = tf.io.FixedLenFeature([], tf.int64)
-    return spec

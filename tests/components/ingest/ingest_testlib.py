@@ -10,7 +10,7 @@ import glob
 import json
 from pathlib import Path
 
-from components.ingest import demo_data, examples
+from components.ingest import demo_data
 from contract import layout
 from contract import schema as S
 
@@ -166,12 +166,14 @@ def write_bad_jsonl(path: Path) -> Path:
 def read_split(
     output_dir: str | Path, split: str, raw_schema: S.RawSchema = S.DEMO_SCHEMA
 ) -> list[dict]:
-    """Every example of a split, parsed with `examples.feature_spec`, as plain Python dicts."""
+    """Every example of a split, parsed with `contract.features.raw_feature_spec`, as plain Python dicts."""
     import tensorflow as tf
 
     files = sorted(glob.glob(layout.split_pattern(str(output_dir), split)))
     assert files, f"no shard for split {split} in {output_dir}"
-    spec = examples.feature_spec(raw_schema)
+    from contract.features import raw_feature_spec
+
+    spec = raw_feature_spec(raw_schema)
     rows = []
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024):
         parsed = tf.io.parse_example(batch, spec)
