@@ -91,6 +91,27 @@ def larger_log(dataset: str, queries: int, pretrain_queries: int, log, work: str
     is_flag=True,
     help="Also train MLPR with the pretrained encoder frozen (not fine-tuned).",
 )
+@click.option(
+    "--fine-tune-layers",
+    default="all",
+    show_default=True,
+    help="The ranker's fine_tune_layers in every arm ('all', or the top k; 0 frozen).",
+)
+@click.option(
+    "--pretrain-fine-tune-layers",
+    default="all",
+    show_default=True,
+    help="What pretraining trains: 'all', or the top k blocks over cached lower ones "
+    "(0: the projections alone).",
+)
+@click.option(
+    "--pretrain-encoder-learning-rate",
+    type=float,
+    default=None,
+    help="Learning rate of the encoder's pretrained blocks (default: the projections' rate).",
+)
+@click.option("--pretrain-learning-rate", default=5e-4, show_default=True)
+@click.option("--pretrain-ratio", default=20, show_default=True, help="Negatives per positive.")
 @click.option("--max-epochs", default=8, show_default=True)
 @click.option(
     "--work",
@@ -108,12 +129,17 @@ def main(
     hard_negatives,
     pretrain_queries,
     frozen,
+    fine_tune_layers,
+    pretrain_fine_tune_layers,
+    pretrain_encoder_learning_rate,
+    pretrain_learning_rate,
+    pretrain_ratio,
     max_epochs,
     work,
     out,
 ) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from paper_tables import human_grades, metrics_of, prepare
+    from paper_tables import human_grades, metrics_of, prepare, reference_results, source_log
 
     from components.evaluate.scoring import score_split
     from components.pretrain.pretrain import PretrainConfig
@@ -131,6 +157,13 @@ def main(
         pretrain_data, pretrain_note = larger_log(dataset, queries, pretrain_queries, log, work)
     click.echo(f"pretraining on {pretrain_note}", err=True)
     test = layout.split_pattern(examples, "test")
+    references = reference_results(
+        examples,
+        source_log(dataset, queries, 0)[1],
+        relevance,
+        encoder_preset,
+        os.path.join(work, "text-cache"),
+    )
     arms = ["raw", "pretrained"] + (["pretrained, frozen"] if frozen else [])
     rows, retrieval, per_query = [], [], {arm: [] for arm in arms}
     for seed in [int(s) for s in seeds.split(",")]:
@@ -139,6 +172,11 @@ def main(
             encoder_preset=encoder_preset,
             epochs=pretrain_epochs,
             hard_negatives=hard_negatives,
+            fine_tune_layers=pretrain_fine_tune_layers,
+            learning_rate=pretrain_learning_rate,
+            encoder_learning_rate=pretrain_encoder_learning_rate,
+            ratio=pretrain_ratio,
+            text_cache_dir=os.path.join(work, "pretrain-cache"),
             seed=seed,
         )
         info = pretrained(pretrain_data, preset_dir, pretrain_config)
@@ -147,12 +185,11 @@ def main(
         for arm in arms:
             config = TrainConfig(
                 encoder_preset=encoder_preset if arm == "raw" else preset_dir,
-                ranker=(
-                    architecture("mlpr").replace(fine_tune_layers=0)
-                    if arm.endswith("frozen")
-                    else None  # MLPR as it is: the encoder fine-tuned
+                ranker=architecture("mlpr").replace(
+                    fine_tune_layers=0 if arm.endswith("frozen") else fine_tune_layers
                 ),
                 max_epochs=max_epochs,
+                text_cache_dir=os.path.join(work, "text-cache"),
                 seed=seed,
             )
             model_dir = os.path.join(work, f"model-{arm.replace(', ', '-')}-{seed}")
@@ -194,6 +231,8 @@ def main(
         lines += [f"- seed {r['seed']} {r['encoder']}: {r['human/ndcg@5']:.4f}" for r in rows]
     for arm in arms[1:]:
         lines += comparison(arm, rows, per_query, tasks)
+    for label, ref in references.items():
+        lines += against_reference(arms, per_query, label, ref, tasks)
     lines += [
         "",
         "Retrieval on the eval split of the pretraining data: engaged products among 100 "
@@ -259,6 +298,34 @@ def comparison(arm: str, rows: list[dict], per_query: dict, tasks) -> list[str]:
         f"{arm.capitalize()} beats raw on mean NDCG@5 for every task: "
         + ("yes" if not lost else f"no ({', '.join(lost)} not)"),
     ]
+    return lines
+
+
+def against_reference(arms, per_query: dict, label: str, reference: dict, tasks) -> list[str]:
+    """Report lines: each arm (per-query NDCG@5 averaged over seeds) against an untrained
+    reference on the same test queries, paired t-tests."""
+    from paper_tables import average_per_query
+
+    from components.evaluate.stats import paired_comparison
+
+    lines = [
+        "",
+        f"Against the untrained reference {label} (paired over test queries, NDCG@5):",
+        "",
+        "| arm | task | arm | reference | difference | p-value |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm in arms:
+        for t in tasks:
+            ours = average_per_query([q[t] for q in per_query[arm]])
+            theirs = reference["per_query"][0][t]
+            shared = set(ours) & set(theirs)
+            res = paired_comparison(ours, theirs)
+            lines.append(
+                f"| {arm} | {t} | {np.mean([ours[q] for q in shared]):.4f} | "
+                f"{np.mean([theirs[q] for q in shared]):.4f} | "
+                f"{res.mean_difference:+.4f} | {res.p_value:.3g} |"
+            )
     return lines
 
 

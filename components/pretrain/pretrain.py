@@ -4,16 +4,23 @@ A query tower and a product tower share the encoder backbone (initialised from t
 preset: "tiny" is a DistilBERT-architecture encoder trained from scratch with a WordPiece
 vocabulary learned from the catalog and the queries, fully offline; "all-minilm-l6-v2" or any
 local keras-hub / Hugging Face directory; a hub preset where one is reachable) and each has
-its own 256-d projection, shaped like MLPR's query and product projections.
+its own 256-d projection, shaped like MLPR's query and product projections; both start from
+one random projection, so the untrained score is close to the encoder's own cosine.
 
 Training lists, one per query of the train split and epoch: up to `max_positives` products
 engaged with the query (clicked; grade 1 click, 2 add-to-cart, 3 purchase) and `ratio`
 negatives per engaged product, never one engaged with the query: products drawn at random from
 the catalog, or with `hard_negatives` first the query's own shown-but-not-engaged products
-(then random ones up to the same ratio). The scores are scaled cosine similarities, and the
-loss is the softmax cross-entropy against the target distribution proportional to the gains
+(then random ones up to the same ratio). With `in_batch_negatives` (the default) each query
+is also scored against the other lists' products of its batch. The scores are scaled cosine
+similarities, and the loss is the softmax cross-entropy against the target distribution proportional to the gains
 2^grade - 1 (ListNet): engaged products above negatives, purchased above added-to-cart above
 clicked.
+
+What trains: every encoder weight (`fine_tune_layers="all"`, as for "tiny" from scratch), or
+only the top k transformer blocks and the projections, with the frozen blocks' token vectors
+computed once per distinct text and cached (components/train/text_cache.py), so a pretrained
+MiniLM is domain-pretrained at a fraction of the cost; k = 0 trains the projections alone.
 
 Output, a keras-hub preset directory the train step loads as its encoder preset: the backbone
 and tokenizer (`save_to_preset`), `projections.npz` (the two projections, which the train step
@@ -28,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from collections import defaultdict
 
@@ -37,9 +45,11 @@ import tensorflow as tf
 
 from components.pretrain.sampler import DEFAULT_RATIO, NegativeSampler
 from components.train.inputs import split_files
+from components.train.text_cache import TextCache
 from contract import schema as S
 from contract.features import read_transformed
-from model.encoder import TextEncoder
+from model.encoder import ALL_LAYERS, TextEncoder, check_fine_tune_layers
+from model.optimizer import EncoderAwareAdamW
 from model.presets import TINY, load_encoder
 from model.text_preprocessor import TextPreprocessor
 
@@ -57,7 +67,17 @@ class PretrainConfig:
     ratio: negatives per engaged product.
     hard_negatives: take the query's shown-but-not-engaged products as negatives first.
     projection_dim: width of both projections (MLPR's projection_dim).
-    learning_rate: AdamW learning rate.
+    learning_rate: AdamW learning rate (projections; the encoder too unless
+        `encoder_learning_rate` is set).
+    encoder_learning_rate: the learning rate of the encoder's trained blocks (at most
+        `learning_rate`); None: `learning_rate`.
+    fine_tune_layers: "all" (every encoder weight trains), or how many top transformer blocks
+        train (0: only the projections); below them the encoder's outputs are computed once
+        per distinct text and cached.
+    in_batch_negatives: every query is also scored against the other lists' products of
+        its batch (never one it was engaged with): many more negatives at no encoding cost.
+    text_cache_dir: where the frozen part's outputs are kept for a later run; None: a
+        temporary folder.
     query_length, product_length: token lengths, as in training.
     eval_negatives: random products ranked with each eval query's engaged ones.
     seed: seeds sampling and initialisation.
@@ -71,6 +91,10 @@ class PretrainConfig:
     hard_negatives: bool = False
     projection_dim: int = 256
     learning_rate: float = 5e-4
+    encoder_learning_rate: float | None = None
+    fine_tune_layers: int | str = ALL_LAYERS
+    in_batch_negatives: bool = True
+    text_cache_dir: str | None = None
     query_length: int = 16
     product_length: int = 48
     eval_negatives: int = 100
@@ -80,6 +104,13 @@ class PretrainConfig:
         for name in ("epochs", "queries_per_batch", "max_positives", "ratio", "projection_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        object.__setattr__(self, "fine_tune_layers", check_fine_tune_layers(self.fine_tune_layers))
+        rate = self.encoder_learning_rate
+        if rate is not None and not 0 < rate <= self.learning_rate:
+            raise ValueError(
+                f"encoder_learning_rate must be in (0, learning_rate={self.learning_rate}], "
+                f"got {rate}"
+            )
 
 
 @dataclasses.dataclass
@@ -154,7 +185,8 @@ def training_lists(data: EngagementData, config: PretrainConfig, sampler, rng):
 
 
 class TwoTower(keras.Model):
-    """Shared encoder, a projection per tower, scaled cosine scores over each list."""
+    """Shared encoder, a projection per tower, scaled cosine scores of each query against
+    every product of the batch (the mask decides which of them count)."""
 
     def __init__(self, encoder: TextEncoder, projection_dim: int, **kwargs):
         super().__init__(**kwargs)
@@ -164,41 +196,123 @@ class TwoTower(keras.Model):
         self.log_scale = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(np.log(20.0)), name="log_scale"
         )
+        # Both towers start from one random projection, so the untrained score is (close to)
+        # the encoder's own cosine similarity, as MLPR's tied_projection_init does.
+        for projection in (self.query_projection, self.product_projection):
+            projection.build((None, encoder.output_dim))
+        self.product_projection.kernel.assign(self.query_projection.kernel)
 
-    def embed_queries(self, tokens: dict) -> tf.Tensor:
-        vec = self.encoder(
-            {"token_ids": tokens["query_token_ids"], "padding_mask": tokens["query_padding_mask"]}
-        )
-        return tf.math.l2_normalize(self.query_projection(vec), axis=-1)
+    def encode(self, inputs: dict, training=None) -> tf.Tensor:
+        """One vector per text, from what `EncoderInputs` gives: token ids (the whole
+        encoder runs), the frozen part's token vectors (only the trained blocks run) or its
+        pooled vectors (a frozen encoder: nothing runs)."""
+        if "token_ids" in inputs:
+            return self.encoder(inputs, training=training)
+        if "hidden" in inputs:
+            return self.encoder.encode_top(
+                inputs["hidden"], inputs["padding_mask"], training=training
+            )
+        return inputs["vectors"]
 
-    def embed_products(self, tokens: dict) -> tf.Tensor:
-        vec = self.encoder(
-            {
-                "token_ids": tokens["product_token_ids"],
-                "padding_mask": tokens["product_padding_mask"],
-            }
-        )
-        return tf.math.l2_normalize(self.product_projection(vec), axis=-1)
+    def embed_queries(self, inputs: dict, training=None) -> tf.Tensor:
+        vec = self.query_projection(self.encode(inputs, training))
+        return tf.math.l2_normalize(vec, axis=-1)
 
-    def call(self, inputs):
-        q = self.embed_queries(inputs["query"])
-        p = self.embed_products(inputs["products"])
-        width = tf.shape(inputs["mask"])[1]
-        p = tf.reshape(p, [-1, width, p.shape[-1]])
-        logits = tf.exp(self.log_scale) * tf.einsum("bd,bkd->bk", q, p)
+    def embed_products(self, inputs: dict, training=None) -> tf.Tensor:
+        vec = self.product_projection(self.encode(inputs, training))
+        return tf.math.l2_normalize(vec, axis=-1)
+
+    def call(self, inputs, training=None):
+        """Logits [B, M] of B queries against the batch's M products."""
+        q = self.embed_queries(inputs["query"], training)
+        p = self.embed_products(inputs["products"], training)
+        logits = tf.exp(self.log_scale) * tf.matmul(q, p, transpose_b=True)
         return tf.where(inputs["mask"] > 0, logits, tf.fill(tf.shape(logits), -1e9))
 
 
-def _tokenize(preprocessor: TextPreprocessor, queries, product_texts) -> tuple[dict, dict]:
-    tokens = preprocessor(queries, product_texts)
-    cast = {k: tf.cast(v, tf.int32) for k, v in tokens.items()}
-    return (
-        {k: v for k, v in cast.items() if k.startswith("query")},
-        {k: v for k, v in cast.items() if k.startswith("product")},
-    )
+class EncoderInputs:
+    """What the trained part of the encoder reads for a batch of texts.
+
+    With every layer trained (`fine_tune_layers="all"`) that is token ids. Otherwise the
+    frozen part's outputs are computed once per distinct text (components/train/text_cache.py:
+    sorted by length, padded per batch, kept in `cache_dir`) and a batch is looked up:
+    the token vectors entering the first trained block, padded to the batch's longest text,
+    or with a frozen encoder the pooled vectors.
+
+    Args:
+        encoder: the `TextEncoder`; its trained blocks decide what is read.
+        preprocessor: the `TextPreprocessor`.
+        cache_dir: the text cache's root.
+        texts: {"query": [...], "product": [...]} every text a batch may ask for (bytes).
+    """
+
+    def __init__(self, encoder: TextEncoder, preprocessor, cache_dir: str, texts: dict):
+        self.preprocessor = preprocessor
+        self.cached = encoder.trained_blocks < encoder.num_blocks
+        self.cache_stats: dict = {}
+        self._rows: dict = {}
+        if self.cached:
+            cache = TextCache(cache_dir, encoder, preprocessor)
+            for side, side_texts in texts.items():
+                unique = sorted(set(side_texts))
+                self._rows[side] = ({t: i for i, t in enumerate(unique)}, cache.get(side, unique))
+            self.cache_stats = {**cache.stats, "fingerprint": cache.fingerprint}
+
+    def batch(self, side: str, texts: list[bytes]) -> dict:
+        if not self.cached:
+            query, product = _sides(side, tf.constant(texts, dtype=tf.string))
+            tokens = self.preprocessor(query, product)
+            return {
+                "token_ids": tf.cast(tokens[f"{side}_token_ids"], tf.int32),
+                "padding_mask": tf.cast(tokens[f"{side}_padding_mask"], tf.int32),
+            }
+        index, encoded = self._rows[side]
+        rows = np.array([index[t] for t in texts], dtype=np.int64)
+        if encoded.pooled:
+            return {"vectors": tf.constant(encoded.values[rows])}
+        starts, ends = encoded.offsets[rows], encoded.offsets[rows + 1]
+        width = int((ends - starts).max())
+        hidden = np.zeros([len(rows), width, encoded.values.shape[1]], np.float32)
+        mask = np.zeros([len(rows), width], np.int32)
+        for j, (s, e) in enumerate(zip(starts, ends, strict=True)):
+            hidden[j, : e - s] = encoded.values[s:e]
+            mask[j, : e - s] = 1
+        return {"hidden": tf.constant(hidden), "padding_mask": tf.constant(mask)}
 
 
-def retrieval_metrics(model: TwoTower, preprocessor, data: EngagementData, config, k=10) -> dict:
+def _sides(side: str, texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    empty = tf.zeros([0], tf.string)
+    return (texts, empty) if side == "query" else (empty, texts)
+
+
+def embed_all(model: TwoTower, inputs: EncoderInputs, side: str, texts, batch=256) -> np.ndarray:
+    """The projected, normalised vectors of `texts` (bytes) on `side`, [n, projection_dim]."""
+    embed = model.embed_queries if side == "query" else model.embed_products
+    out = [
+        embed(inputs.batch(side, list(texts[i : i + batch])), training=False).numpy()
+        for i in range(0, len(texts), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros([0, model.query_projection.units], np.float32)
+
+
+def batch_mask(lists: list, engaged: list[dict], in_batch_negatives: bool) -> np.ndarray:
+    """[B, B*K]: which of the batch's products each query is scored against. Its own list's
+    filled slots always; with `in_batch_negatives` also the other lists' products, except
+    any the query was engaged with (a product engaged with it is never its negative)."""
+    width = len(lists[0][1])
+    products = np.concatenate([b[1] for b in lists])
+    filled = np.concatenate([b[3] for b in lists]) > 0
+    mask = np.zeros([len(lists), len(products)], np.float32)
+    for i, (_, _, _, own) in enumerate(lists):
+        if in_batch_negatives:
+            mask[i] = filled & ~np.isin(products, list(engaged[i]))
+        mask[i, i * width : (i + 1) * width] = own
+    return mask
+
+
+def retrieval_metrics(
+    model: TwoTower, inputs: EncoderInputs, data: EngagementData, config, k=10
+) -> dict:
     """Per eval query, averaged over queries: recall@k and NDCG@k (the gains) of its engaged
     products among `eval_negatives` random catalog products, and `shown_ndcg@5`: NDCG@5 of
     the order the encoder's cosine gives the query's own shown products (engaged and not),
@@ -206,22 +320,17 @@ def retrieval_metrics(model: TwoTower, preprocessor, data: EngagementData, confi
     from components.evaluate.metrics import ndcg_at_k
 
     sampler = NegativeSampler(len(data.product_ids), seed=config.seed + 1)
-    texts = np.array(data.product_texts, dtype=object)
+    queries = sorted(data.engaged)
+    catalog = embed_all(model, inputs, "product", [t.encode() for t in data.product_texts])
+    query_vectors = embed_all(model, inputs, "query", [q.encode() for q in queries])
     recalls, query_ids, labels, scores = [], [], [], []
     shown_ids, shown_labels, shown_scores = [], [], []
-    for query in sorted(data.engaged):
+    for query, q in zip(queries, query_vectors, strict=True):
         gains = data.engaged[query]
         positives = np.array(sorted(gains), dtype=np.int64)
         negatives = sampler.sample(gains, count=config.eval_negatives)
         unengaged = np.array(data.shown.get(query, []), dtype=np.int64)
-        candidates = np.concatenate([positives, negatives, unengaged])
-        query_tokens, _ = _tokenize(preprocessor, tf.constant([query]), tf.zeros([0], tf.string))
-        _, product_tokens = _tokenize(
-            preprocessor, tf.zeros([0], tf.string), tf.constant(list(texts[candidates]))
-        )
-        q = model.embed_queries(query_tokens)
-        p = model.embed_products(product_tokens)
-        score = tf.linalg.matvec(p, q[0]).numpy()
+        score = catalog[np.concatenate([positives, negatives, unengaged])] @ q
         sampled = len(positives) + len(negatives)
         top = set(np.argsort(-score[:sampled], kind="stable")[:k])
         recalls.append(len(top & set(range(len(positives)))) / min(len(positives), k))
@@ -243,6 +352,17 @@ def retrieval_metrics(model: TwoTower, preprocessor, data: EngagementData, confi
     }
 
 
+def _optimizer(model: TwoTower, config: PretrainConfig) -> keras.optimizers.Optimizer:
+    """AdamW; the encoder's trained blocks at `encoder_learning_rate` when it is set."""
+    rate = config.learning_rate
+    encoder_rate = config.encoder_learning_rate or rate
+    return EncoderAwareAdamW(
+        [v.path for v in model.encoder.trainable_variables],
+        encoder_rate / rate,
+        learning_rate=rate,
+    )
+
+
 def run_pretrain(
     transform_dir: str, transformed_dir: str, output_dir: str, config: PretrainConfig
 ) -> dict:
@@ -261,41 +381,24 @@ def run_pretrain(
         texts = list(train.engaged) + train.product_texts
     backbone, tokenizer = load_encoder(config.encoder_preset, texts=texts, seed=config.seed)
     preprocessor = TextPreprocessor(tokenizer, config.query_length, config.product_length)
-    model = TwoTower(TextEncoder(backbone), config.projection_dim)
-    before = retrieval_metrics(model, preprocessor, evaluation, config)
-
-    sampler = NegativeSampler(len(train.product_ids), config.ratio, seed=config.seed)
-    rng = np.random.default_rng(config.seed)
-    texts_array = np.array(train.product_texts, dtype=object)
-    optimizer = keras.optimizers.AdamW(learning_rate=config.learning_rate)
-    loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
-
-    @tf.function(reduce_retracing=True)
-    def step(query, products, target, mask):
-        query_tokens, _ = _tokenize(preprocessor, query, tf.zeros([0], tf.string))
-        _, product_tokens = _tokenize(preprocessor, tf.zeros([0], tf.string), products)
-        with tf.GradientTape() as tape:
-            logits = model(
-                {"query": query_tokens, "products": product_tokens, "mask": mask}, training=True
-            )
-            loss = loss_fn(target, logits)
-        variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        return loss
-
-    history = []
-    for _epoch in range(config.epochs):
-        losses = []
-        lists = list(training_lists(train, config, sampler, rng))
-        for start_index in range(0, len(lists), config.queries_per_batch):
-            batch = lists[start_index : start_index + config.queries_per_batch]
-            query = tf.constant([b[0] for b in batch])
-            products = tf.constant([texts_array[i] for b in batch for i in b[1]], dtype=tf.string)
-            target = tf.constant(np.stack([b[2] for b in batch]))
-            mask = tf.constant(np.stack([b[3] for b in batch]))
-            losses.append(float(step(query, products, target, mask)))
-        history.append(float(np.mean(losses)))
-    after = retrieval_metrics(model, preprocessor, evaluation, config)
+    encoder = TextEncoder(backbone, fine_tune_layers=config.fine_tune_layers)
+    model = TwoTower(encoder, config.projection_dim)
+    with tempfile.TemporaryDirectory(prefix="pretrain-cache-") as scratch:
+        inputs = EncoderInputs(
+            encoder,
+            preprocessor,
+            config.text_cache_dir or scratch,
+            {
+                "query": [q.encode() for q in (*train.engaged, *evaluation.engaged)],
+                "product": [t.encode() for t in evaluation.product_texts],
+            },
+        )
+        cache_seconds = time.monotonic() - start
+        before = retrieval_metrics(model, inputs, evaluation, config)
+        train_start = time.monotonic()
+        history, lists_seen = _train(model, inputs, train, config)
+        train_seconds = time.monotonic() - train_start
+        after = retrieval_metrics(model, inputs, evaluation, config)
 
     os.makedirs(output_dir, exist_ok=True)
     backbone.save_to_preset(output_dir)
@@ -315,11 +418,56 @@ def run_pretrain(
         "loss_by_epoch": history,
         "eval_before": before,
         "eval_after": after,
+        "text_cache": inputs.cache_stats,
+        "lists_per_second": round(lists_seen / max(train_seconds, 1e-9), 2),
         "seconds": round(time.monotonic() - start, 1),
+        "cache_seconds": round(cache_seconds, 1),
     }
     with open(os.path.join(output_dir, INFO_FILE), "w", encoding="utf-8") as fh:
         json.dump(info, fh, indent=2)
     return info
+
+
+def _train(model: TwoTower, inputs: EncoderInputs, train: EngagementData, config):
+    """The epochs; returns (mean loss per epoch, lists trained on)."""
+    sampler = NegativeSampler(len(train.product_ids), config.ratio, seed=config.seed)
+    rng = np.random.default_rng(config.seed)
+    product_texts = [t.encode() for t in train.product_texts]
+    optimizer = _optimizer(model, config)
+    loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
+
+    @tf.function(reduce_retracing=True)
+    def step(batch, target):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(target, model(batch, training=True))
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    history, seen = [], 0
+    for _epoch in range(config.epochs):
+        losses = []
+        lists = list(training_lists(train, config, sampler, rng))
+        for first in range(0, len(lists), config.queries_per_batch):
+            chunk = lists[first : first + config.queries_per_batch]
+            mask = batch_mask(
+                chunk, [train.engaged[b[0]] for b in chunk], config.in_batch_negatives
+            )
+            target = np.zeros_like(mask)
+            width = len(chunk[0][1])
+            for i, b in enumerate(chunk):
+                target[i, i * width : (i + 1) * width] = b[2]
+            batch = {
+                "query": inputs.batch("query", [b[0].encode() for b in chunk]),
+                "products": inputs.batch(
+                    "product", [product_texts[p] for b in chunk for p in b[1]]
+                ),
+                "mask": tf.constant(mask),
+            }
+            losses.append(float(step(batch, tf.constant(target))))
+            seen += len(chunk)
+        history.append(float(np.mean(losses)))
+    return history, seen
 
 
 def load_projections(preset_dir: str) -> dict[str, np.ndarray] | None:

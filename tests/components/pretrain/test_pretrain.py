@@ -12,8 +12,11 @@ from kfp import dsl
 
 from components.pretrain.pretrain import (
     INFO_FILE,
+    EncoderInputs,
     EngagementData,
     PretrainConfig,
+    TwoTower,
+    batch_mask,
     gains_of,
     load_projections,
     read_engagement,
@@ -92,6 +95,93 @@ def test_training_lists_rank_engaged_products_by_grade_above_negatives():
     assert sorted(hard["boots"][0][2:4].tolist()) == [30, 31]
     assert not set(hard["boots"][0][4:12].tolist()) & {0, 1, 2}
     assert hard["lamp"][0][1] == 32
+
+
+def test_in_batch_negatives_never_include_a_product_the_query_was_engaged_with():
+    # Two lists of width 3: boots (engaged 1, negatives 4 and 2; 2 is lamp's positive) and
+    # lamp (engaged 2, one negative 1, one padded slot).
+    lists = [
+        ("boots", np.array([1, 4, 2]), np.array([1.0, 0, 0]), np.array([1.0, 1, 1])),
+        ("lamp", np.array([2, 1, 0]), np.array([1.0, 0, 0]), np.array([1.0, 1, 0])),
+    ]
+    engaged = [{1: 1.0}, {2: 3.0}]
+    mask = batch_mask(lists, engaged, in_batch_negatives=True)
+    # boots: its own list, and lamp's products except boots' own product 1 and the pad.
+    np.testing.assert_array_equal(mask[0], [1, 1, 1, 1, 0, 0])
+    # lamp: boots' 1 and 4 are negatives, boots' 2 is lamp's own engaged product.
+    np.testing.assert_array_equal(mask[1], [1, 1, 0, 1, 1, 0])
+    alone = batch_mask(lists, engaged, in_batch_negatives=False)
+    np.testing.assert_array_equal(alone, [[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0]])
+
+
+def test_fine_tune_layers_is_checked():
+    with pytest.raises(ValueError, match="fine_tune_layers must be 'all' or a whole number"):
+        PretrainConfig(fine_tune_layers="top")
+    assert PretrainConfig(fine_tune_layers="1").fine_tune_layers == 1
+    with pytest.raises(ValueError, match="encoder_learning_rate must be in"):
+        PretrainConfig(learning_rate=1e-3, encoder_learning_rate=1e-2)
+
+
+@pytest.mark.parametrize("layers", [0, 1])
+def test_cached_inputs_give_the_encoders_own_vectors(tmp_path, layers):
+    """The cached path (the frozen part computed once, padded per batch) embeds every text as
+    the whole encoder does from its tokens."""
+    from model.encoder import TextEncoder
+    from model.presets import tiny_encoder
+    from model.text_preprocessor import TextPreprocessor
+
+    texts = [b"red boots", b"oak lamp with a long shade and a brass base", b"", b"boots"]
+    backbone, tokenizer = tiny_encoder([t.decode() for t in texts] * 5, seed=3)
+    preprocessor = TextPreprocessor(tokenizer, 8, 12)
+    model = TwoTower(TextEncoder(backbone, fine_tune_layers=layers), 16)
+    cached = EncoderInputs(model.encoder, preprocessor, str(tmp_path), {"product": texts})
+    assert cached.cached and cached.cache_stats["texts_encoded"] == len(texts)
+    tokens = preprocessor(tf.zeros([0], tf.string), tf.constant(texts))
+    whole = model.embed_products(
+        {"token_ids": tokens["product_token_ids"], "padding_mask": tokens["product_padding_mask"]}
+    )
+    order = [3, 1, 0, 2]  # any order and any batch: rows are padded to the batch's longest
+    looked_up = model.embed_products(cached.batch("product", [texts[i] for i in order]))
+    np.testing.assert_allclose(looked_up.numpy(), whole.numpy()[order], atol=1e-5)
+    assert ("hidden" in cached.batch("product", texts[:1])) == (layers > 0)
+    # Untrained, both towers project alike: a short text scores its own copy at cosine 1.
+    short = [0, 2, 3]
+    query_side = EncoderInputs(model.encoder, preprocessor, str(tmp_path), {"query": texts})
+    queries = model.embed_queries(query_side.batch("query", [texts[i] for i in short]))
+    same = np.sum(queries.numpy() * whole.numpy()[short], axis=1)
+    np.testing.assert_allclose(same, 1.0, atol=1e-5)
+
+
+def test_partial_pretraining_changes_only_the_top_blocks(pretrained, tmp_path):
+    """fine_tune_layers=1: the top block and the projections learn; the embeddings and the
+    blocks below are the preset's own, to the bit."""
+    from model.presets import load_encoder
+
+    dirs, preset, _, _ = pretrained
+    config = PretrainConfig(
+        encoder_preset=str(preset),
+        epochs=1,
+        queries_per_batch=4,
+        ratio=3,
+        projection_dim=16,
+        fine_tune_layers=1,
+        encoder_learning_rate=1e-4,
+    )
+    info = run_pretrain(dirs["tft"], dirs["tx"], str(tmp_path / "top"), config)
+    assert info["text_cache"]["texts_encoded"] > 240  # the catalog and the queries, once
+    before, _ = load_encoder(str(preset))
+    after, _ = load_encoder(str(tmp_path / "top"))
+    top = {w.path for w in after.transformer_layers[-1].weights}
+    changed = set()
+    for old, new in zip(before.weights, after.weights, strict=True):
+        if not np.array_equal(np.asarray(old), np.asarray(new)):
+            changed.add(new.path)
+    assert changed and changed <= top
+    projections = load_projections(str(tmp_path / "top"))
+    assert not np.array_equal(
+        projections["query_kernel"], load_projections(str(preset))["query_kernel"]
+    )
+    assert info["eval_after"]["queries"] == info["eval_before"]["queries"] > 0
 
 
 def test_gains_come_from_the_funnel_depth():
