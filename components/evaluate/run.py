@@ -1,18 +1,97 @@
 """The evaluate step as one plain call: score the candidate (and the champion, when the
-repository has one) on the test split, decide the gate, write the blessing's files."""
+repository has one) on the test split, decide the gate, write the blessing's files.
+
+For every task (click, add-to-cart, purchase) it computes AUC and NDCG@1/5/10 of the
+candidate's probabilities, grouped by query, and the same for the model in production
+(the champion: the highest numeric version under model_base/model_name), if any.
+
+The gate. Floors: every task's AUC must reach auc_floor and its NDCG@5 ndcg5_floor;
+metric_floors adds or overrides floors, keyed "metric" (every task) or "task/metric".
+With a champion, every gated metric must also stay within its allowed drop of the
+champion's value (max_drop_vs_champion, overridden per "metric" or "task/metric" by
+max_drop_by_metric), and the per-query paired NDCG@5 difference on significance_task must
+be significantly positive (champion_significance "better": a tiny noisy gain does not
+displace the champion), not significantly negative ("not_worse"), or is not tested
+("off"). On the first run only the floors apply. force_push blesses the candidate even
+when checks fail; the blessing records that it was forced and which checks failed.
+
+`evaluate_step` is the kfp component's body: it also fills the step's visual outputs (the
+metrics, a ROC curve and confusion matrix per task, the HTML report) and returns the verdict
+as a plain bool, so that `dsl.If` on it works both on Kubeflow and in kfp.local.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Mapping, MutableMapping
 
 from components.evaluate.analysis import analyse, paired_ndcg
 from components.evaluate.gate import Blessing, decide
 from components.evaluate.gate_config import GateConfig
+from components.evaluate.kfp_outputs import log_classification, log_metrics
 from components.evaluate.report import EvaluationReport
+from components.evaluate.report_html import render_html
+from components.evaluate.report_text import render_text
 from components.evaluate.scoring import compute_metrics, find_champion, score_split
 from contract import layout
+
+
+def evaluate_step(
+    examples_dir: str,
+    model_dir: str,
+    model_base: str,
+    model_name: str,
+    metrics,
+    classification: Mapping,
+    report_path: str,
+    blessing_dir: str,
+    blessing_metadata: MutableMapping,
+    *,
+    auc_floor: float,
+    ndcg5_floor: float,
+    metric_floors: Mapping,
+    max_drop_vs_champion: float,
+    max_drop_by_metric: Mapping,
+    champion_significance: str,
+    significance_task: str,
+    significance_confidence: float,
+    force_push: bool,
+) -> bool:
+    """`run_evaluation` with the gate of the step's parameters, then the step's outputs: every
+    candidate metric into `metrics` (kfp Metrics), each task's ROC curve and confusion matrix
+    into `classification[task]` (kfp ClassificationMetrics), the verdict into
+    `blessing_metadata` (blessed, forced, reasons, champion_uri), the HTML report at
+    `report_path`, and the text report printed. Returns whether the candidate is blessed."""
+    config = GateConfig.from_parameters(
+        auc_floor=auc_floor,
+        ndcg5_floor=ndcg5_floor,
+        metric_floors=metric_floors,
+        max_drop_vs_champion=max_drop_vs_champion,
+        max_drop_by_metric=max_drop_by_metric,
+        significance=champion_significance,
+        significance_task=significance_task,
+        confidence=significance_confidence,
+        force_push=force_push,
+    )
+    verdict, evaluation = run_evaluation(
+        examples_dir, model_dir, blessing_dir, model_base, model_name, config
+    )
+    log_metrics(metrics, evaluation.candidate_metrics)
+    for task, output in classification.items():
+        log_classification(output, task, evaluation.candidate.tasks[task])
+    blessing_metadata.update(
+        blessed=verdict.blessed,
+        forced=verdict.forced,
+        reasons=list(verdict.reasons),
+        champion_uri=evaluation.champion_uri or "",
+    )
+    os.makedirs(os.path.dirname(report_path) or ".", exist_ok=True)
+    with open(report_path, "w", encoding="utf-8") as f:
+        f.write(render_html(evaluation))
+    print(render_text(evaluation))
+    return verdict.blessed
 
 
 def run_evaluation(

@@ -18,11 +18,7 @@ def push(
     serving_base: str = "/models",
     serving_batching: str = "gpu",
 ) -> NamedTuple("PushOutputs", [("pushed", bool), ("pushed_uri", str), ("reason", str)]):
-    """Copies the blessed model into model_base/model_name/<next version>/ for TF Serving.
-
-    The new version is written under a hidden name and renamed into place, so TF Serving never
-    loads a half-copied model. A model whose blessing is not positive is refused and nothing is
-    written.
+    """Pushes a blessed model as the next TF Serving version; see components/push/publish.py.
 
     Args:
         model: the trained candidate; its SavedModel is in model/saved_model.
@@ -40,31 +36,14 @@ def push(
         pushed_uri: the new version directory, or "" when nothing was pushed.
         reason: what happened and why.
     """
-    import json
-    import os
-    import shutil
-    from collections import namedtuple
+    from components.push.publish import push_step
 
-    from components.push.publish import push_model
-    from contract import layout
-
-    blessing_file = os.path.join(blessing.path, layout.BLESSING_FILE)
-    with open(blessing_file, encoding="utf-8") as f:
-        verdict = json.load(f)
-    result = push_model(
-        os.path.join(model.path, layout.SAVED_MODEL_DIR),
+    return push_step(
+        model.path,
+        blessing.path,
+        serving_config.path,
         model_base,
         model_name,
-        verdict,
-        serving_base=serving_base,
-        batching_profile=serving_batching,
+        serving_base,
+        serving_batching,
     )
-    print(result.reason)
-    os.makedirs(serving_config.path, exist_ok=True)
-    if result.config_dir:
-        for name in sorted(os.listdir(result.config_dir)):
-            if not name.startswith("."):
-                shutil.copy2(os.path.join(result.config_dir, name), serving_config.path)
-        print(f"TF Serving config: {result.config_dir}")
-    outputs = namedtuple("PushOutputs", ["pushed", "pushed_uri", "reason"])
-    return outputs(result.pushed, result.uri or "", result.reason)

@@ -3,19 +3,26 @@
 The copy is staged in a hidden sibling of the version directories and renamed into place, so
 TF Serving (which ignores non-numeric entries) never sees a half-written version. A version
 number taken by a concurrent pusher between listing and renaming is detected by the rename
-failing, and the next number is tried.
+failing, and the next number is tried. A model whose blessing is not positive is refused and
+nothing is written.
+
+`push_step` is the push step of the pipeline around `push_model`: it reads the evaluate step's
+blessing, pushes, and keeps the TF Serving config files of the push as the step's artifact.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
+from contract import layout
 from serving import tfs_config
 from serving.repository import (
     SAVED_MODEL_PB,
@@ -145,3 +152,43 @@ def push_model(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+class PushOutputs(NamedTuple):
+    """The push step's outputs, named as the component declares them."""
+
+    pushed: bool
+    pushed_uri: str
+    reason: str
+
+
+def push_step(
+    model_dir: str,
+    blessing_dir: str,
+    serving_config_dir: str,
+    model_base: str,
+    model_name: str,
+    serving_base: str,
+    batching_profile: str,
+) -> PushOutputs:
+    """Push the SavedModel in `model_dir` (its saved_model/) if the blessing.json in
+    `blessing_dir` says so, and copy the TF Serving config files written with the push into
+    `serving_config_dir` (left empty when nothing is pushed). Prints what happened."""
+    with open(os.path.join(blessing_dir, layout.BLESSING_FILE), encoding="utf-8") as f:
+        verdict = json.load(f)
+    result = push_model(
+        os.path.join(model_dir, layout.SAVED_MODEL_DIR),
+        model_base,
+        model_name,
+        verdict,
+        serving_base=serving_base,
+        batching_profile=batching_profile,
+    )
+    print(result.reason)
+    os.makedirs(serving_config_dir, exist_ok=True)
+    if result.config_dir:
+        for name in sorted(os.listdir(result.config_dir)):
+            if not name.startswith("."):
+                shutil.copy2(os.path.join(result.config_dir, name), serving_config_dir)
+        print(f"TF Serving config: {result.config_dir}")
+    return PushOutputs(result.pushed, result.uri or "", result.reason)

@@ -19,6 +19,7 @@ from kfp import dsl
 
 from components.evaluate.cli import cli
 from components.evaluate.component import evaluate
+from components.evaluate.run import evaluate_step
 from components.evaluate.scoring import compute_metrics, find_champion, score_split
 from components.push.component import push
 from contract import layout
@@ -265,6 +266,59 @@ def test_evaluate_then_push_flow(tmp_path, dataset, models):
     assert pushed.pushed_uri == os.path.join(model_base, "mlpr", "2")
     served = tf.saved_model.load(pushed.pushed_uri)
     assert "score_examples" in served.signatures
+
+
+# The gate parameters as the pipeline defaults them.
+GATE = dict(
+    auc_floor=0.6,
+    ndcg5_floor=0.0,
+    metric_floors={},
+    max_drop_vs_champion=0.0,
+    max_drop_by_metric={},
+    champion_significance="better",
+    significance_task="purchase",
+    significance_confidence=0.95,
+    force_push=False,
+)
+
+
+def test_evaluate_step_fills_every_output(tmp_path, dataset, models, capsys):
+    out = tmp_path / "out"
+    metrics = dsl.Metrics(uri=str(out / "metrics"))
+    classification = {t: dsl.ClassificationMetrics(uri=str(out / t)) for t in S.TASKS}
+    blessing = {"given": "kept"}
+    report = out / "evaluate" / "report.html"  # its directory does not exist yet
+    blessed = evaluate_step(
+        dataset,
+        models["flipped"],
+        str(tmp_path / "serving"),
+        "mlpr",
+        metrics,
+        classification,
+        str(report),
+        str(out / "blessing"),
+        blessing,
+        **(GATE | {"force_push": True}),
+    )
+    # The flipped model fails the AUC floors; force_push blesses it and says so.
+    assert blessed is True
+    assert blessing.keys() == {"given", "blessed", "forced", "reasons", "champion_uri"}
+    assert (blessing["blessed"], blessing["forced"], blessing["champion_uri"]) == (True, True, "")
+    verdict = json.loads((out / "blessing" / layout.BLESSING_FILE).read_text())
+    assert blessing["reasons"] == verdict["reasons"]
+    assert verdict["reasons"][0].startswith("blessed because force_push is set")
+    assert sorted(os.listdir(out / "blessing")) == sorted(
+        [layout.BLESSING_FILE, layout.EVAL_RESULTS_FILE, "report.json"]
+    )
+    assert metrics.metadata["click_auc"] == pytest.approx(1 - GOOD_CLICK_AUC)
+    for task in S.TASKS:
+        assert classification[task].metadata["task"] == task
+        assert classification[task].metadata["confusionMatrix"]["annotationSpecs"] == [
+            {"displayName": f"no {task}"},
+            {"displayName": task},
+        ]
+    assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert "Verdict: BLESSED (FORCED)" in capsys.readouterr().out
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 import errno
+import json
 import os
 import shutil
 
 import pytest
 
 from components.push import publish as push_module
-from components.push.publish import push_model
+from components.push.publish import PushOutputs, push_model, push_step
+from contract import layout
 from serving import tfs_config
 
 BLESSED = {"blessed": True, "reasons": ["blessed: all 6 checks passed"]}
@@ -182,3 +184,49 @@ def test_refused_or_misconfigured_push_writes_no_configs(tmp_path, saved_model):
         push_model(saved_model, str(base), "mlpr", BLESSED, serving_base="models")
     assert not (base / tfs_config.CONFIG_DIR).exists()
     assert not (base / "mlpr").exists() or entries(str(base)) == []
+
+
+def _blessing_dir(path, blessing: dict) -> str:
+    os.makedirs(path)
+    with open(os.path.join(path, layout.BLESSING_FILE), "w", encoding="utf-8") as f:
+        json.dump(blessing, f)
+    return str(path)
+
+
+def test_push_step_reads_the_blessing_and_keeps_the_configs(tmp_path, saved_model, capsys):
+    model_dir = os.path.dirname(saved_model)  # the model artifact: its SavedModel in saved_model/
+    base = tmp_path / "serving"
+    refused = push_step(
+        model_dir,
+        _blessing_dir(tmp_path / "no", {"blessed": False, "reasons": ["x < y"]}),
+        str(tmp_path / "config_refused"),
+        str(base),
+        "mlpr",
+        "/models",
+        "gpu",
+    )
+    assert refused == PushOutputs(False, "", refused.reason)
+    assert "x < y" in refused.reason and refused.reason in capsys.readouterr().out
+    assert os.listdir(tmp_path / "config_refused") == [] and not base.exists()
+
+    # A hidden file beside the configs (an editor's or a copier's) is not part of the artifact.
+    (base / tfs_config.CONFIG_DIR).mkdir(parents=True)
+    (base / tfs_config.CONFIG_DIR / ".models.config.swp").write_text("x")
+    pushed = push_step(
+        model_dir,
+        _blessing_dir(tmp_path / "yes", BLESSED),
+        str(tmp_path / "config"),
+        str(base),
+        "ranker",
+        "/srv",
+        "cpu",
+    )
+    assert pushed == PushOutputs(True, str(base / "ranker" / "1"), pushed.reason)
+    assert "as version 1 of 'ranker'" in pushed.reason
+    assert f"TF Serving config: {base / tfs_config.CONFIG_DIR}" in capsys.readouterr().out
+    copied = sorted(os.listdir(tmp_path / "config"))
+    assert copied == ["batching.config", "models.config", "monitoring.config"]
+    models = (tmp_path / "config" / "models.config").read_text()
+    assert 'base_path: "/srv/ranker"' in models
+    batching = (tmp_path / "config" / "batching.config").read_text()
+    assert tfs_config.parse(batching, "BatchingParameters").max_batch_size.value == 1024  # cpu
