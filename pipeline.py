@@ -69,6 +69,7 @@ def mlpr_dag(
     fine_tune_layers: str = "0",
     text_cache_dir: str = "",
     pretrain_encoder: bool = False,
+    pretrain_fine_tune_layers: str = "1",
     pretrain_epochs: int = 3,
     pretrain_hard_negatives: bool = False,
     max_epochs: int = 8,
@@ -126,6 +127,9 @@ def mlpr_dag(
         pretrain_encoder: first pretrain the encoder on the log (two towers, 20 negatives
             per engaged product; components/pretrain), starting from encoder_preset; the step
             is cached while its inputs do not change.
+        pretrain_fine_tune_layers: what that pretraining trains: the top k transformer
+            layers and the projections, over the lower layers' outputs computed once per
+            distinct text ("0": the projections alone), or "all" (needed by "tiny").
         pretrain_epochs: passes of that pretraining over the train queries.
         pretrain_hard_negatives: the pretraining takes each query's shown-but-not-engaged
             products as its first negatives (False: all drawn at random from the catalog).
@@ -196,6 +200,7 @@ def mlpr_dag(
         transformed_examples=transformed.outputs["transformed_examples"],
         enabled=pretrain_encoder,
         encoder_preset=encoder_preset,
+        fine_tune_layers=pretrain_fine_tune_layers,
         epochs=pretrain_epochs,
         hard_negatives=pretrain_hard_negatives,
         seed=seed,
@@ -391,12 +396,24 @@ def format_summary(
     return "\n".join(lines)
 
 
-def preflight(input_data: str, input_format: str, input_encoding: str, schema_uri: str) -> None:
-    """Check the input files and schema before starting the DAG; exit 2 with the reason."""
+def preflight(params: dict) -> None:
+    """Check the input files, the schema and the pretraining settings before starting the
+    DAG; exit 2 with the reason."""
     from components.ingest.resolve import resolve_input
+    from components.pretrain.pretrain import PretrainConfig
 
     try:
-        resolve_input(input_data, input_format, input_encoding, schema_uri)
+        resolve_input(
+            params["input_data"],
+            params["input_format"],
+            params["input_encoding"],
+            params["schema_uri"],
+        )
+        if params["pretrain_encoder"]:
+            PretrainConfig(
+                encoder_preset=params["encoder_preset"],
+                fine_tune_layers=params["pretrain_fine_tune_layers"],
+            )
     except ValueError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
@@ -488,6 +505,13 @@ def compile_command(output: str, gpus: int) -> None:
     is_flag=True,
     help="Pretrain the text encoder on the log (two towers) before training the ranker.",
 )
+@click.option(
+    "--pretrain-fine-tune-layers",
+    default="1",
+    show_default=True,
+    help="What pretraining trains: the top k transformer layers and the projections "
+    "('0': the projections alone), or 'all' (needed by --encoder-preset tiny).",
+)
 @click.option("--pretrain-epochs", default=3, show_default=True, type=int)
 @click.option(
     "--pretrain-hard-negatives",
@@ -573,9 +597,7 @@ def run_command(
     """Run the whole DAG locally through kfp.local (SubprocessRunner) and print a summary."""
     from kfp import local
 
-    preflight(
-        params["input_data"], params["input_format"], params["input_encoding"], params["schema_uri"]
-    )
+    preflight(params)
     model_base = os.path.abspath(model_base)
     pipeline_root = os.path.abspath(pipeline_root)
     params["serving_base"] = serving_base or model_base

@@ -1,6 +1,7 @@
 """One default per parameter: the pipeline's, its components' and `pipeline.py run`'s agree."""
 
 import inspect
+import os
 
 import pipeline
 from components.evaluate.component import evaluate
@@ -23,15 +24,43 @@ def _pipeline_defaults() -> dict:
     }
 
 
+def _wiring() -> list[tuple[str, str, str]]:
+    """(component, its parameter, the pipeline parameter feeding it), from the compiled
+    pipeline.yaml (tests/test_pipeline_compile.py holds it to the code)."""
+    import yaml
+
+    with open(os.path.join(os.path.dirname(pipeline.__file__), "pipeline.yaml")) as fh:
+        spec = next(yaml.safe_load_all(fh))  # the pipeline spec; then its platform spec
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    wired = []
+    for dag in dags:
+        for task in dag["tasks"].values():
+            component = task["componentRef"]["name"].removeprefix("comp-")
+            for name, given in task.get("inputs", {}).get("parameters", {}).items():
+                source = given.get("componentInputParameter", "")
+                if source:
+                    wired.append((component, name, source.removeprefix("pipelinechannel--")))
+    return wired
+
+
 def test_every_component_default_is_the_pipelines():
+    """Each component parameter fed by a pipeline parameter defaults to that one's default
+    (the pretrain step's fine_tune_layers is the pipeline's pretrain_fine_tune_layers)."""
     defaults = _pipeline_defaults()
-    drift = []
-    for component in (ingest, transform, pretrain, train, evaluate, push):
-        for name, p in inspect.signature(component.python_func).parameters.items():
-            given = p.default is not inspect.Parameter.empty
-            if given and name in defaults and p.default != defaults[name]:
-                drift.append((component.name, name, p.default, defaults[name]))
+    components = {c.name: c for c in (ingest, transform, pretrain, train, evaluate, push)}
+    drift, checked = [], 0
+    for component, name, source in _wiring():
+        if component not in components or source not in defaults:
+            continue
+        p = inspect.signature(components[component].python_func).parameters.get(name)
+        if p is None or p.default is inspect.Parameter.empty:  # e.g. a GPU count for resources
+            continue
+        checked += 1
+        if p.default != defaults[source]:
+            drift.append((component, name, p.default, source, defaults[source]))
     assert drift == []
+    assert checked >= 25
+    assert ("pretrain", "fine_tune_layers", "pretrain_fine_tune_layers") in _wiring()
 
 
 def test_every_local_run_option_defaults_to_the_pipelines():

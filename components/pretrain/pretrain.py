@@ -70,7 +70,8 @@ class PretrainConfig:
     learning_rate: AdamW learning rate (projections; the encoder too unless
         `encoder_learning_rate` is set).
     encoder_learning_rate: the learning rate of the encoder's trained blocks (at most
-        `learning_rate`); None: `learning_rate`.
+        `learning_rate`); None: `learning_rate` for "tiny", which learns from scratch, and a
+        tenth of it for a pretrained preset (the usual BERT practice).
     fine_tune_layers: "all" (every encoder weight trains), or how many top transformer blocks
         train (0: only the projections); below them the encoder's outputs are computed once
         per distinct text and cached.
@@ -105,6 +106,11 @@ class PretrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         object.__setattr__(self, "fine_tune_layers", check_fine_tune_layers(self.fine_tune_layers))
+        if self.encoder_preset == TINY and self.fine_tune_layers != ALL_LAYERS:
+            raise ValueError(
+                "the 'tiny' encoder is random and learns from scratch: pretraining it needs "
+                f"fine_tune_layers='all', got {self.fine_tune_layers!r}"
+            )
         rate = self.encoder_learning_rate
         if rate is not None and not 0 < rate <= self.learning_rate:
             raise ValueError(
@@ -353,9 +359,11 @@ def retrieval_metrics(
 
 
 def _optimizer(model: TwoTower, config: PretrainConfig) -> keras.optimizers.Optimizer:
-    """AdamW; the encoder's trained blocks at `encoder_learning_rate` when it is set."""
+    """AdamW; the encoder's trained blocks at `encoder_learning_rate` (see PretrainConfig)."""
     rate = config.learning_rate
-    encoder_rate = config.encoder_learning_rate or rate
+    encoder_rate = config.encoder_learning_rate
+    if encoder_rate is None:
+        encoder_rate = rate if config.encoder_preset == TINY else rate / 10
     return EncoderAwareAdamW(
         [v.path for v in model.encoder.trainable_variables],
         encoder_rate / rate,

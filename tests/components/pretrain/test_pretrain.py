@@ -24,6 +24,7 @@ from components.pretrain.pretrain import (
     training_lists,
 )
 from components.pretrain.sampler import NegativeSampler
+from components.pretrain.step import pretrain_step
 from contract import layout
 from contract import schema as S
 
@@ -117,9 +118,13 @@ def test_in_batch_negatives_never_include_a_product_the_query_was_engaged_with()
 def test_fine_tune_layers_is_checked():
     with pytest.raises(ValueError, match="fine_tune_layers must be 'all' or a whole number"):
         PretrainConfig(fine_tune_layers="top")
-    assert PretrainConfig(fine_tune_layers="1").fine_tune_layers == 1
+    assert PretrainConfig(encoder_preset="./minilm", fine_tune_layers="1").fine_tune_layers == 1
     with pytest.raises(ValueError, match="encoder_learning_rate must be in"):
         PretrainConfig(learning_rate=1e-3, encoder_learning_rate=1e-2)
+    with pytest.raises(
+        ValueError, match="'tiny' encoder is random .* needs fine_tune_layers='all'"
+    ):
+        PretrainConfig(encoder_preset="tiny", fine_tune_layers=1)
 
 
 @pytest.mark.parametrize("layers", [0, 1])
@@ -159,13 +164,12 @@ def test_partial_pretraining_changes_only_the_top_blocks(pretrained, tmp_path):
 
     dirs, preset, _, _ = pretrained
     config = PretrainConfig(
-        encoder_preset=str(preset),
+        encoder_preset=str(preset),  # a pretrained preset: the blocks at a tenth of the rate
         epochs=1,
         queries_per_batch=4,
         ratio=3,
         projection_dim=16,
         fine_tune_layers=1,
-        encoder_learning_rate=1e-4,
     )
     info = run_pretrain(dirs["tft"], dirs["tx"], str(tmp_path / "top"), config)
     assert info["text_cache"]["texts_encoded"] > 240  # the catalog and the queries, once
@@ -200,10 +204,28 @@ def pretrained(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
     rows = synthetic_splits(160, 60, 20)
     dirs = transformed_dataset(root, rows, S.DEMO_SCHEMA)
-    config = PretrainConfig(
-        epochs=2, queries_per_batch=4, ratio=3, projection_dim=16, hard_negatives=True
+    metadata, logged = {}, {}
+
+    class Metrics:  # what the step needs of a kfp Metrics artifact
+        def log_metric(self, name, value):
+            logged[name] = value
+
+    info = pretrain_step(
+        dirs["tft"],
+        dirs["tx"],
+        str(root / "preset"),
+        metadata,
+        Metrics(),
+        enabled=True,
+        epochs=2,
+        queries_per_batch=4,
+        ratio=3,
+        projection_dim=16,
+        hard_negatives=True,
     )
-    info = run_pretrain(dirs["tft"], dirs["tx"], str(root / "preset"), config)
+    assert metadata["enabled"] is True and metadata["fine_tune_layers"] == "all"
+    assert logged["eval_recall@10_after"] == round(info["eval_after"]["recall@10"], 5)
+    assert {n.rsplit("_", 1)[1] for n in logged} == {"before", "after"}
     return dirs, root / "preset", info, rows
 
 
