@@ -220,3 +220,16 @@ def test_compile_cli_sets_the_default_gpu_count(tmp_path):
     assert spec["root"]["inputDefinitions"]["parameters"]["accelerator_count"]["defaultValue"] == 2
     refused = CliRunner().invoke(cli, ["compile", "--gpus", "-1", "--output", str(out)])
     assert refused.exit_code == 2 and "-1 is not in the range x>=0" in refused.output
+
+
+def test_run_refuses_pretraining_tiny_on_its_top_layer_before_any_step(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline import cli
+
+    root = tmp_path / "root"
+    args = ["run", "--encoder-preset", "tiny", "--pretrain-encoder", "--pipeline-root", str(root)]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2
+    assert "'tiny' encoder is random" in refused.output and "got 1" in refused.output
+    assert not root.exists()  # no step ran
