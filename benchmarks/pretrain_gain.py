@@ -212,10 +212,19 @@ def main(
         f"--seeds {seeds} --encoder-preset {encoder_preset} --pretrain-epochs {pretrain_epochs}"
         + (" --hard-negatives" if hard_negatives else "")
         + (f" --pretrain-queries {pretrain_queries}" if pretrain_queries else "")
-        + (" --frozen" if frozen else ""),
+        + (" --frozen" if frozen else "")
+        + f" --fine-tune-layers {fine_tune_layers}"
+        + f" --pretrain-fine-tune-layers {pretrain_fine_tune_layers}"
+        + (
+            f" --pretrain-encoder-learning-rate {pretrain_encoder_learning_rate}"
+            if pretrain_encoder_learning_rate
+            else ""
+        )
+        + f" --pretrain-learning-rate {pretrain_learning_rate} --pretrain-ratio {pretrain_ratio}",
         "",
-        f"Pretraining data: {pretrain_note}. The encoder is fine-tuned inside MLPR "
-        "(MLPR's default) unless the row says frozen.",
+        f"Pretraining data: {pretrain_note}; it trains {pretrain_fine_tune_layers!s} top "
+        f"encoder layer(s) and the projections. In MLPR the encoder's fine_tune_layers is "
+        f"{fine_tune_layers!s} (0: frozen) unless the row says frozen.",
         "",
         "| seed | encoder | " + " | ".join(f"{t} AUC | {t} NDCG@5" for t in TASKS) + " |",
         "|---|---|" + "---|---|" * len(TASKS),

@@ -129,14 +129,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_base: str, port: int, log_path: str) -> subprocess.Popen:
-    """`python -m serving.server` as a user starts it; returns once gRPC health says SERVING."""
+def start_server(model_base: str, port: int, log_path: str, *options: str) -> subprocess.Popen:
+    """`python -m serving.server` as a user starts it (with any more `options`); returns once
+    gRPC health says SERVING."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the server)
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving.server", "--model-base", model_base, "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "serving.server",
+            "--model-base",
+            model_base,
+            "--port",
+            str(port),
+            *options,
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
