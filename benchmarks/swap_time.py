@@ -5,8 +5,8 @@ repository to the first Predict answered by the new version, through the real se
 
 A ranker is trained for one epoch on the demo shop with the pipeline's own code (the
 pipeline's default encoder, MiniLM frozen, unless `--encoder tiny`) and pushed as version 1;
-`python -m serving.server` is started on the repository as a user starts it (its default
-`--poll-seconds 2`); then the same export is pushed again `--pushes` times with the push
+`python -m serving.server` is started on the repository as a user starts it (its defaults:
+`latest:1`, a look at the repository every second, as TF Serving); then the same export is pushed again `--pushes` times with the push
 step's own `push_model` (copied to a hidden staging folder, renamed into place). After each
 rename a client sends an unversioned pre-computed ranking request every 50 ms and records
 when the answer first comes from the new version, and GetModelStatus's states on the way.
@@ -40,6 +40,7 @@ def main(encoder: str, pushes: int, queries: int, seed: int, out: str | None) ->
     from contract import schema as S
     from serving.client import RankingClient, ServingError, feature_names_of, ranking_inputs
     from serving.signatures import RANK_PRECOMPUTED
+    from serving.versions import POLL_SECONDS
 
     work = tempfile.mkdtemp(prefix="mlpr-swap-bench-")
     examples, tft_dir, transformed, log = prepare("demo", queries, seed, work)
@@ -84,7 +85,8 @@ def main(encoder: str, pushes: int, queries: int, seed: int, out: str | None) ->
         "",
         f"    .venv/bin/python benchmarks/swap_time.py --encoder {encoder} --pushes {pushes}",
         "",
-        f"Server: `python -m serving.server` with its defaults (poll every 2 s, `latest:1`); "
+        "Server: `python -m serving.server` with its defaults (`--versions latest:1`, "
+        f"`--poll-seconds {POLL_SECONDS:g}`); "
         f"first version {first}. One unversioned pre-computed request (100 candidates) every "
         "50 ms after each push.",
         "",

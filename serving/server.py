@@ -54,6 +54,7 @@ from serving.versions import (
     END,
     LATEST,
     MAX_LOAD_RETRIES,
+    POLL_SECONDS,
     RETRY_INTERVAL_S,
     ServedVersion,
     VersionManager,
@@ -118,7 +119,9 @@ class ModelServer:
         self.rest_port: int | None = None
         self._rest = None
 
-    def start(self, host: str = "127.0.0.1", port: int = 8500, poll_seconds: float = 2.0) -> int:
+    def start(
+        self, host: str = "127.0.0.1", port: int = 8500, poll_seconds: float = POLL_SECONDS
+    ) -> int:
         """Load the newest version, bind `host:port` (0: a free port) and serve; returns the
         bound port. Raises when the port cannot be bound."""
         self._set_health(self.versions.poll() is not None)
@@ -382,7 +385,15 @@ def _answer(context, handler):
     help="Also serve TF Serving's REST API on this port (8501 in TF Serving's image; 0: any "
     "free port); off when not given.",
 )
-@click.option("--poll-seconds", default=2.0, show_default=True, type=float)
+@click.option(
+    "--poll-seconds",
+    "--file-system-poll-wait-seconds",
+    "poll_seconds",
+    default=POLL_SECONDS,
+    show_default=True,
+    type=float,
+    help="Seconds between looks at the repository for new or removed versions.",
+)
 @click.option("--max-candidates", default=DEFAULT_MAX_CANDIDATES, show_default=True, type=int)
 @click.option("--workers", default=16, show_default=True, type=int)
 @click.option(

@@ -35,9 +35,10 @@ from serving.warmup import read_warmup_requests
 log = logging.getLogger(__name__)
 
 # TF Serving's defaults (model_servers/server.cc: --max_num_load_retries=5,
-# --load_retry_interval_micros=60s).
+# --load_retry_interval_micros=60s; model_servers/server.h: file_system_poll_wait_seconds = 1).
 MAX_LOAD_RETRIES = 5
 RETRY_INTERVAL_S = 60.0
+POLL_SECONDS = 1.0
 LOADING, AVAILABLE, END = "LOADING", "AVAILABLE", "END"
 
 
