@@ -171,6 +171,7 @@ def test_xgboost_baseline_exports_and_scores_raw_examples(trained, tmp_path):
     assert roc_auc_score(labels, out["click"].numpy()) > 0.8
 
 
+@pytest.mark.large  # three trainings; test_text_cache's second run already compares two
 def test_training_is_reproducible_for_a_seed(trained, tmp_path):
     """Same inputs and seed: the same weights, to the bit (the input order, the dropout and
     the initialisation are all seeded); another seed gives another model."""
