@@ -125,10 +125,9 @@ def main(work: str, queries: int, preset: str, out: str | None) -> None:
         f"p = {test.p_value:.3g})",
     ]
     report = "\n".join(lines) + "\n"
-    click.echo(report)
-    if out:
-        with open(out, "w", encoding="utf-8") as fh:
-            fh.write(report)
+    from reports import print_and_save
+
+    print_and_save(report, out)
 
 
 if __name__ == "__main__":

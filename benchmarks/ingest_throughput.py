@@ -216,10 +216,9 @@ def main(rows: str, profile: bool, out: str | None) -> None:
             "```",
         ]
     report = "\n".join(lines) + "\n"
-    click.echo(report)
-    if out:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(report)
+    from reports import print_and_save
+
+    print_and_save(report, out)
 
 
 if __name__ == "__main__":

@@ -257,10 +257,10 @@ def main(
             f"({seconds:.0f} s)"
         )
     report = "\n".join(lines) + "\n"
-    click.echo(report)
+    from reports import print_and_save
+
+    print_and_save(report, out)
     if out:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(report)
         with open(os.path.splitext(out)[0] + ".json", "w", encoding="utf-8") as f:
             json.dump({"rows": rows, "retrieval": retrieval}, f, indent=2, default=float)
 

@@ -395,11 +395,9 @@ def main(encoders, queries, candidates, concurrency, max_requests, max_seconds, 
             verdict = "met" if p99 <= goal else "MISSED"
             lines.append(f"- {encoder}: p99 {p99:.1f} ms, goal <= {goal:.0f} ms: {verdict}")
     report = "\n".join(lines) + "\n"
-    click.echo(report)
-    if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(report)
+    from reports import print_and_save
+
+    print_and_save(report, out)
 
 
 if __name__ == "__main__":

@@ -98,10 +98,9 @@ def main(encoder: str, pushes: int, queries: int, seed: int, out: str | None) ->
         f"{failed} failed requests.",
     ]
     report = "\n".join(lines) + "\n"
-    click.echo(report)
-    if out:
-        with open(out, "w", encoding="utf-8") as fh:
-            fh.write(report)
+    from reports import print_and_save
+
+    print_and_save(report, out)
 
 
 if __name__ == "__main__":

@@ -128,10 +128,9 @@ def main(dataset, queries, encoder_preset, modes, max_epochs, synthetic_steps, w
             click.echo(json.dumps({k: v for k, v in run.items() if k != "model_dir"}), err=True)
             rows.append(run)
     report = _report(rows, dataset, queries, encoder_preset, max_epochs, start)
-    click.echo(report)
-    if out:
-        with open(out, "w", encoding="utf-8") as fh:
-            fh.write(report)
+    from reports import print_and_save
+
+    print_and_save(report, out)
 
 
 def _mean_token_lengths(model_dir, transformed, tft_dir) -> tuple[int, int]:

@@ -184,10 +184,9 @@ def main(encoders, models, batch_size, steps, warmup, seed, out) -> None:
             click.echo(row, err=True)
             lines.append(row)
     report = "\n".join(lines) + "\n"
-    click.echo(report)
-    if out:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(report)
+    from reports import print_and_save
+
+    print_and_save(report, out)
 
 
 if __name__ == "__main__":
