@@ -103,14 +103,47 @@ def write_log(path: str, rows: int, seed: int = 0, chunk: int = 100_000) -> None
         first = False
 
 
-def _child(stage: str, source: str, work: str, profile: bool) -> dict:
-    """Run one stage in a fresh interpreter; its seconds and peak RSS."""
+FLOOR = """
+def floor(source, target):
+    # The least any ingest of this file can do: pyarrow reads it in blocks (every column as
+    # text, as ingest reads CSV), casts the numbers, checks the required text and the
+    # funnel, and writes the rows as Parquet. No Beam, no splits, no dead letters.
+    import pyarrow as pa, pyarrow.compute as pc, pyarrow.csv as pa_csv, pyarrow.parquet as pq
+    from contract import schema as S
+    numeric = [*S.DEMO_SCHEMA.feature_names, S.POSITION]
+    reader = pa_csv.open_csv(source, convert_options=pa_csv.ConvertOptions(
+        column_types={c: pa.string() for c in [*S.TEXT_COLUMNS, *S.FUNNEL, *numeric]},
+        strings_can_be_null=False))
+    writer, rows = None, 0
+    for batch in reader:
+        columns = {n: batch.column(n) for n in batch.schema.names}
+        for c in S.FUNNEL:
+            columns[c] = pc.cast(columns[c], pa.int64())
+        for c in numeric:
+            columns[c] = pc.cast(pc.if_else(pc.equal(columns[c], ""), None, columns[c]), pa.float64())
+        ok = pc.and_(pc.greater_equal(columns[S.IMPRESSIONS], columns[S.CLICKS]),
+                     pc.greater_equal(columns[S.CLICKS], columns[S.ADD_TO_CART]))
+        for c in S.REQUIRED_TEXT_COLUMNS:
+            ok = pc.and_(ok, pc.not_equal(pc.utf8_trim_whitespace(columns[c]), ""))
+        table = pa.Table.from_pydict(columns).filter(ok)
+        writer = writer or pq.ParquetWriter(target, table.schema)
+        writer.write_table(table)
+        rows += batch.num_rows
+    writer.close()
+    return rows
+"""
+
+
+def _child(stage: str, source: str, work: str, profile: bool, tree: str = ROOT) -> dict:
+    """Run one stage in a fresh interpreter with the project at `tree`; its seconds and peak
+    RSS."""
     code = f"""
 import cProfile, io, json, pstats, resource, sys, time
-sys.path.insert(0, {ROOT!r})
+sys.path.insert(0, {tree!r})
 from contract import schema as S
 from components.ingest import job
 from components.transform.transform import run_transform
+{FLOOR}
 stage, source, work, profile = {stage!r}, {source!r}, {work!r}, {profile!r}
 profiler = cProfile.Profile() if profile else None
 start = time.perf_counter()
@@ -118,6 +151,8 @@ if profiler: profiler.enable()
 if stage == "ingest":
     counts = job.run_ingest(source, work + "/examples", S.DEMO_SCHEMA)
     rows = counts.rows_read
+elif stage == "floor":
+    rows = floor(source, work + "/floor.parquet")
 else:
     run_transform(work + "/examples", work + "/tft", work + "/tx", temp_dir=work + "/tmp")
     rows = json.load(open(work + "/examples/counts.json"))["rows_kept"]
@@ -131,8 +166,14 @@ if profiler:
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print("RESULT " + json.dumps({{"seconds": seconds, "rows": rows, "peak_mb": peak, "profile": top}}))
 """
+    env = dict(os.environ, PYTHONPATH=tree)
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tree,
+        check=False,
+        env=env,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
@@ -143,8 +184,15 @@ print("RESULT " + json.dumps({{"seconds": seconds, "rows": rows, "peak_mb": peak
 @click.command()
 @click.option("--rows", default="100000,1000000", show_default=True, help="Sizes to run.")
 @click.option("--profile", is_flag=True, help="Profile ingest at the smallest size.")
+@click.option(
+    "--reference-tree",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="A checkout of an earlier commit (git worktree add DIR COMMIT): its ingest runs on "
+    "the same files in this run, and the report gives the speed-up against it.",
+)
 @click.option("--out", default=None, help="Also write the report (Markdown) here.")
-def main(rows: str, profile: bool, out: str | None) -> None:
+def main(rows: str, profile: bool, reference_tree: str | None, out: str | None) -> None:
     sizes = sorted(int(r) for r in rows.split(","))
     results = []
     profiles = []
@@ -159,8 +207,13 @@ def main(rows: str, profile: bool, out: str | None) -> None:
             err=True,
         )
         steps = {}
-        for stage in ("ingest", "transform"):
-            result = _child(stage, source, work, False)
+        stages = [("floor", ROOT), ("ingest", ROOT), ("transform", ROOT)]
+        if reference_tree:
+            stages.append(("reference ingest", reference_tree))
+        for stage, tree in stages:
+            result = _child(
+                stage.split()[-1], source, work + ("-ref" if tree != ROOT else ""), False, tree
+            )
             steps[stage] = result
             click.echo(
                 f"[{size}] {stage}: {result['seconds']:.0f} s, "
@@ -171,10 +224,19 @@ def main(rows: str, profile: bool, out: str | None) -> None:
         if profile and size == sizes[0]:  # a separate run: profiling slows the timed one down
             profiles.append(_child("ingest", source, work, True)["profile"])
 
+    command = f"    .venv/bin/python benchmarks/ingest_throughput.py --rows {rows}"
+    if reference_tree:
+        reference = subprocess.run(
+            ["git", "-C", reference_tree, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        command += f" --reference-tree DIR  # DIR: git worktree add DIR {reference}"
     lines = [
         f"# Ingest + transform throughput, local Beam runner, {os.cpu_count()} CPUs",
         "",
-        f"    .venv/bin/python benchmarks/ingest_throughput.py --rows {rows}",
+        command,
         "",
         "| rows | step | seconds | rows/s | peak MiB |",
         "|---|---|---|---|---|",
@@ -185,8 +247,16 @@ def main(rows: str, profile: bool, out: str | None) -> None:
                 f"| {size:,} | {stage} | {r['seconds']:.1f} | {r['rows'] / r['seconds']:,.0f} | "
                 f"{r['peak_mb']:.0f} |"
             )
-        total = sum(r["seconds"] for r in steps.values())
+        total = steps["ingest"]["seconds"] + steps["transform"]["seconds"]
         lines.append(f"| {size:,} | ingest + transform | {total:.1f} | {size / total:,.0f} | |")
+    lines += ["", "Ratios in this run (seconds of ingest over seconds of the other):", ""]
+    for size, steps in results:
+        ingest = steps["ingest"]["seconds"]
+        parts = [f"{ingest / steps['floor']['seconds']:.1f}x the pyarrow floor"]
+        if "reference ingest" in steps:
+            old = steps["reference ingest"]["seconds"]
+            parts.append(f"{old / ingest:.1f}x faster than the reference tree's ingest")
+        lines.append(f"- {size:,} rows: ingest takes " + ", ".join(parts))
     if len(results) > 1:
         (small, a), (large, b) = results[0], results[-1]
         lines += [
@@ -196,11 +266,12 @@ def main(rows: str, profile: bool, out: str | None) -> None:
                 f"{stage} {a[stage]['peak_mb']:.0f} -> {b[stage]['peak_mb']:.0f} MiB "
                 f"({b[stage]['peak_mb'] / a[stage]['peak_mb']:.2f}x)"
                 for stage in a
+                if stage != "floor"
             ),
         ]
     goal = 20_000
     largest, steps = results[-1]
-    rate = largest / sum(r["seconds"] for r in steps.values())
+    rate = largest / (steps["ingest"]["seconds"] + steps["transform"]["seconds"])
     lines += [
         "",
         f"Goal: ingest + transform >= {goal:,} rows/s at {largest:,} rows: "

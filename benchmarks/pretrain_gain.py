@@ -167,7 +167,10 @@ def main(
     arms = ["raw", "pretrained"] + (["pretrained, frozen"] if frozen else [])
     rows, retrieval, per_query = [], [], {arm: [] for arm in arms}
     for seed in [int(s) for s in seeds.split(",")]:
-        preset_dir = os.path.join(work, f"pretrained-{seed}")
+        # The pretraining data is part of the name: a preset (and the models over it) is
+        # reused only for the same log.
+        log_tag = f"-log{pretrain_queries}" if pretrain_queries else ""
+        preset_dir = os.path.join(work, f"pretrained{log_tag}-{seed}")
         pretrain_config = PretrainConfig(
             encoder_preset=encoder_preset,
             epochs=pretrain_epochs,
@@ -192,7 +195,8 @@ def main(
                 text_cache_dir=os.path.join(work, "text-cache"),
                 seed=seed,
             )
-            model_dir = os.path.join(work, f"model-{arm.replace(', ', '-')}-{seed}")
+            tag = "" if arm == "raw" else log_tag
+            model_dir = os.path.join(work, f"model-{arm.replace(', ', '-')}{tag}-{seed}")
             trained(tft_dir, transformed, model_dir, config)
             scored = score_split(os.path.join(model_dir, layout.SAVED_MODEL_DIR), test)
             metrics, query_values = metrics_of(scored, relevance)

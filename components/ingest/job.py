@@ -6,10 +6,15 @@ PTransforms (each tested on its own with Beam's TestPipeline):
                             |          +-> outcome events -> CountEvents -> counts.json
     files -> ReadRows -> FindDuplicatePairs (first row of each pair that comes twice)
 
+Rows travel in blocks of a few thousand (`blocks.RowBlock`: Arrow tables from pyarrow's CSV
+and Parquet readers, or the row reader's records), so Beam's cost per element is paid per
+block; validation (`columnar`), the tf.Example encoding (tfx_bsl's C++ encoder) and the
+statistics run over columns.
+
 A (query, product_id) pair must come once: the first occurrence (by file, then row) is
 validated as usual and every later one is dead-lettered as `duplicate_pair`, naming the first.
-Finding them reads the files twice (the second pass keeps only the pair and its position), so
-the rows themselves stream; the per-pair state of that pass grows with the distinct pairs.
+Finding them reads the files twice (the second pass keeps only the pair's 16-byte digest and
+its position, in numpy arrays, ~28 bytes per row), so the rows themselves stream.
 
 Output directory (names from `contract.layout`):
     train/ eval/ test/   data-NNNNN-of-NNNNN.tfrecord.gz (gzip TFRecords of tf.train.Example)
@@ -24,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindow
@@ -39,11 +44,12 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from components.beam_runner import make_pipeline
+from components.ingest import columnar, errors, examples, sources, statistics, tfrecords
 from components.ingest import counts as counts_lib
-from components.ingest import errors, examples, sources, split, statistics, validate
+from components.ingest.blocks import ReadBlocks, RowBlock
 from components.ingest.counts import IngestCounts
 from components.ingest.errors import IngestError
-from components.ingest.readers import RawRecord, ReadRecords, UnreadableFile
+from components.ingest.readers import UnreadableFile
 from contract import layout
 from contract import schema as S
 
@@ -86,61 +92,74 @@ def read_dead_letters(output_dir: str) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r["source"], r["row"]))
 
 
-def _pair_key(record: RawRecord) -> tuple[str, str] | None:
-    """The (query, product_id) of a parsed row: the query normalised as for the split
-    (split.normalize_query), the id stripped as validation strips it; None when absent."""
-    if record.values is None:
-        return None
-    query, product = record.values.get(S.QUERY), record.values.get(S.PRODUCT_ID)
-    if query is None or product is None:
-        return None
-    return split.normalize_query(str(query)), str(product).strip()
-
-
-def _pair_digest(key: tuple[str, str] | None) -> bytes | None:
-    """A 16-byte digest of a (query, product_id) pair: the state kept per distinct pair while
-    duplicates are found is this and three integers, not the strings (collisions: ~2^-64 for
-    billions of pairs)."""
-    if key is None or not key[0] or not key[1]:
-        return None
-    # surrogateescape: text the reader could not decode keeps its bytes here (and is
-    # dead-lettered by validation), instead of failing the digest.
-    pair = f"{key[0]}\x1f{key[1]}".encode("utf-8", "surrogateescape")
-    return hashlib.blake2b(pair, digest_size=16).digest()
-
-
-def _pair_position(record: RawRecord, file_index: dict[str, int]):
-    digest = _pair_digest(_pair_key(record))
-    if digest is not None:
-        yield digest, (1, file_index[record.source], record.row)
-
-
-class _FirstAndCount(beam.CombineFn):
-    """(1, file index, row) values -> (count, first file index, first row)."""
+class _DuplicatedPairs(beam.CombineFn):
+    """Pair tables (digest halves, file index, row: one numpy array each, a row per pair
+    occurrence) -> [(digest, (file index, row) of its first row)] for each pair that comes
+    more than once. The accumulator is a list of such tables: about 28 bytes per pair."""
 
     def create_accumulator(self):
-        return (0, -1, -1)
+        return []
 
-    def add_input(self, acc, value):
-        return self.merge_accumulators([acc, value])
+    def add_input(self, acc, table):
+        acc.append(table)
+        return acc
 
     def merge_accumulators(self, accumulators):
-        count, first = 0, None
-        for n, index, row in accumulators:
-            count += n
-            if index >= 0 and (first is None or (index, row) < first):
-                first = (index, row)
-        return (count, *first) if first else (count, -1, -1)
+        merged = [t for acc in accumulators for t in acc]
+        return [_concatenate(merged)] if len(merged) > 1 else merged
 
     def extract_output(self, acc):
-        return acc
+        if not acc:
+            return []
+        high, low, index, row = _concatenate(acc)
+        order = np.lexsort((row, index, low, high))  # by pair, then position
+        high, low, index, row = high[order], low[order], index[order], row[order]
+        starts = np.flatnonzero(
+            np.concatenate(([True], (high[1:] != high[:-1]) | (low[1:] != low[:-1]), [True]))
+        )
+        repeated = starts[:-1][np.diff(starts) > 1]
+        return [
+            (
+                int(high[i]).to_bytes(8, "big") + int(low[i]).to_bytes(8, "big"),
+                (int(index[i]), int(row[i])),
+            )
+            for i in repeated
+        ]
+
+
+def _concatenate(tables):
+    return tuple(np.concatenate(parts) for parts in zip(*tables, strict=True))
+
+
+_PAIR_SHARDS = 64  # keys of the duplicate search, so that runners can spread it
+
+
+def _pair_tables(block: RowBlock, file_index: dict[str, int], schema: S.RawSchema):
+    """A block -> (shard, pair table) per shard: the rows' digests split in two uint64 halves,
+    with their file index and row."""
+    digests = columnar.pair_digests(block, schema)
+    rows = (
+        [block.first_row + i for i in range(len(block))]
+        if block.table is not None
+        else [r.row for r in block.records]
+    )
+    present = [i for i, d in enumerate(digests) if d is not None]
+    if not present:
+        return
+    packed = np.frombuffer(b"".join(digests[i] for i in present), dtype=">u8").reshape(-1, 2)
+    high, low = packed[:, 0].astype(np.uint64), packed[:, 1].astype(np.uint64)
+    row = np.asarray([rows[i] for i in present], np.int64)
+    index = np.full(len(present), file_index[block.source], np.int32)
+    shard = high % _PAIR_SHARDS
+    for key in np.unique(shard):
+        mask = shard == key
+        yield int(key), (high[mask], low[mask], index[mask], row[mask])
 
 
 class _Validate(beam.DoFn):
-    """RawRecord -> (split, row) for kept rows; dead letters on a side output, and the outcome
-    counts of each bundle as (event, count) pairs on another (counted per bundle, not emitted
-    per row: the counting then costs a few elements per bundle instead of several per row).
-    `duplicates` maps each pair that comes more than once to its first (source, row)."""
+    """RowBlock -> `columnar.KeptRows` per split; dead letters on a side output, and the
+    outcome counts of each bundle as (event, count) pairs on another. `duplicates` maps each
+    pair that comes more than once to its first (file index, row)."""
 
     def __init__(
         self,
@@ -153,7 +172,6 @@ class _Validate(beam.DoFn):
         self._encoding = encoding
         self._funnel_policy = funnel_policy
         self._files = list(files)
-        self._file_index = {path: i for i, path in enumerate(self._files)}
         self._events: collections.Counter = collections.Counter()
 
     def start_bundle(self) -> None:
@@ -166,104 +184,82 @@ class _Validate(beam.DoFn):
             )
         self._events = collections.Counter()
 
-    def process(self, record: RawRecord, duplicates: dict) -> Iterator[Any]:
-        events = self._events
-        events[counts_lib.ROWS_READ_EVENT] += 1
-        key = _pair_key(record) if duplicates else None
-        first = duplicates.get(_pair_digest(key)) if key else None
-        here = (self._file_index.get(record.source, -1), record.row)
-        if first is not None and tuple(first) != here:
-            query, product = key
-            detail = (
-                f"the pair (query {query!r}, product_id {product!r}) already came in row "
-                f"{first[1]} of {os.path.basename(self._files[first[0]])}"
-            )
-            reason = errors.DUPLICATE_PAIR
-            events[counts_lib.dead_letter_event(reason)] += 1
-            yield beam.pvalue.TaggedOutput(
-                _DEAD, validate.dead_letter(record, reason, None, detail)
-            )
-            return
-        checked = validate.check_record(record, self._schema, self._encoding, self._funnel_policy)
-        if checked.clipped:
-            events[counts_lib.CLIPPED_EVENT] += 1
-        if checked.outcome == validate.DEAD_LETTER:
-            events[counts_lib.dead_letter_event(checked.dead_letter["reason"])] += 1
-            yield beam.pvalue.TaggedOutput(_DEAD, checked.dead_letter)
-        elif checked.outcome == validate.FILTERED:
-            events[counts_lib.FILTERED_EVENT] += 1
-        else:
-            which = split.split_of(checked.row[S.QUERY])
-            events[counts_lib.KEPT_EVENT] += 1
-            events[counts_lib.split_rows_event(which)] += 1
-            yield which, checked.row
+    def process(self, block: RowBlock, duplicates: dict) -> Iterator[Any]:
+        outcome = columnar.check_block(
+            block, self._schema, self._encoding, self._funnel_policy, duplicates, self._files
+        )
+        self._events.update(outcome.events)
+        for letter in outcome.dead_letters:
+            yield beam.pvalue.TaggedOutput(_DEAD, letter)
+        yield from outcome.kept
 
 
-def _split_index(keyed: tuple[str, dict], num_partitions: int) -> int:
-    return S.SPLITS.index(keyed[0])
+def _split_index(kept: columnar.KeptRows, num_partitions: int) -> int:
+    return S.SPLITS.index(kept.split)
 
 
-def _serialize(keyed: tuple[str, dict], schema: S.RawSchema) -> bytes:
-    return examples.to_example(keyed[1], schema)
+def _framed_examples(kept: columnar.KeptRows, schema: S.RawSchema) -> bytes:
+    return tfrecords.frame(examples.to_examples(kept, schema))
 
 
-def _split_query(keyed: tuple[str, dict]) -> tuple[str, str]:
-    return keyed[0], split.normalize_query(keyed[1][S.QUERY])
+def _split_queries(kept: columnar.KeptRows) -> Iterator[tuple[str, str]]:
+    return ((kept.split, query) for query in kept.queries)
 
 
 class ReadRows(beam.PTransform):
-    """(path, format) of each input file -> a RawRecord per row, the files spread over
-    workers."""
+    """(path, format) of each input file -> its rows in `blocks.RowBlock`s, the files spread
+    over workers."""
 
-    def __init__(self, files: Sequence[tuple[str, str]], encoding: str, schema, label=None):
+    def __init__(self, files: Sequence[tuple[str, str]], encoding: str, label=None):
         super().__init__(label)
-        self._files, self._encoding, self._schema = list(files), encoding, schema
+        self._files, self._encoding = list(files), encoding
 
     def expand(self, pipeline):
         return (
             pipeline
             | "Files" >> beam.Create(self._files)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(ReadRecords(self._encoding, self._schema))
+            | "Read" >> beam.ParDo(ReadBlocks(self._encoding))
         )
 
 
 class FindDuplicatePairs(beam.PTransform):
-    """RawRecords -> (pair digest, (file index, row) of its first row), for each (query,
+    """RowBlocks -> (pair digest, (file index, row) of its first row), for each (query,
     product_id) pair that comes more than once (the query normalised)."""
 
-    def __init__(self, file_index: dict[str, int], label=None):
+    def __init__(self, file_index: dict[str, int], schema: S.RawSchema, label=None):
         super().__init__(label)
-        self._file_index = file_index
+        self._file_index, self._schema = file_index, schema
 
-    def expand(self, records):
+    def expand(self, blocks):
         return (
-            records
-            | "PairPositions" >> beam.FlatMap(_pair_position, file_index=self._file_index)
-            | "FirstPerPair" >> beam.CombinePerKey(_FirstAndCount())
-            | "Duplicated" >> beam.Filter(lambda kv: kv[1][0] > 1)
-            | "FirstOfDuplicated" >> beam.Map(lambda kv: (kv[0], kv[1][1:]))
+            blocks
+            | "PairTables"
+            >> beam.FlatMap(_pair_tables, file_index=self._file_index, schema=self._schema)
+            | "FirstPerPair" >> beam.CombinePerKey(_DuplicatedPairs())
+            | "Duplicated" >> beam.FlatMap(lambda kv: kv[1])
         )
 
 
 class ValidateRows(beam.PTransform):
-    """RawRecords -> tagged outputs: "kept" ((split, typed row) of each usable row),
-    "dead_letter" (dead letters: bad rows and later copies of a duplicated pair) and "events" ((event,
-    count) per bundle). `duplicates` is FindDuplicatePairs' output."""
+    """RowBlocks -> tagged outputs: "kept" (`columnar.KeptRows`, the usable rows of a block
+    for one split), "dead_letter" (dead letters: bad rows and later copies of a duplicated
+    pair) and "events" ((event, count) per bundle). `duplicates` is FindDuplicatePairs'
+    output."""
 
     def __init__(self, schema, encoding: str, funnel_policy: str, files, duplicates, label=None):
         super().__init__(label)
         self._validate = _Validate(schema, encoding, funnel_policy, list(files))
         self._duplicates = duplicates
 
-    def expand(self, records):
-        return records | "Validate" >> beam.ParDo(
+    def expand(self, blocks):
+        return blocks | "Validate" >> beam.ParDo(
             self._validate, duplicates=beam.pvalue.AsDict(self._duplicates)
         ).with_outputs(_EVENTS, _DEAD, main="kept")
 
 
 class WriteSplits(beam.PTransform):
-    """(split, row) -> one set of tf.Example TFRecord shards per split under `output_dir`."""
+    """KeptRows -> one set of tf.Example TFRecord shards per split under `output_dir`."""
 
     def __init__(self, output_dir: str, schema, label=None):
         super().__init__(label)
@@ -274,11 +270,10 @@ class WriteSplits(beam.PTransform):
         for name, part in zip(S.SPLITS, parts, strict=True):
             _ = (
                 part
-                | f"ToExample[{name}]" >> beam.Map(_serialize, schema=self._schema)
+                | f"ToExamples[{name}]" >> beam.Map(_framed_examples, schema=self._schema)
                 | f"Write[{name}]"
-                >> beam.io.WriteToTFRecord(
-                    layout.split_prefix(self._output_dir, name),
-                    file_name_suffix=layout.RECORD_SUFFIX,
+                >> tfrecords.WriteTFRecordBlocks(
+                    layout.split_prefix(self._output_dir, name), layout.RECORD_SUFFIX
                 )
             )
         return kept.pipeline
@@ -292,7 +287,7 @@ class CountEvents(beam.PTransform):
         events, kept = inputs
         split_queries = (
             kept
-            | "SplitQuery" >> beam.Map(_split_query)
+            | "SplitQuery" >> beam.FlatMap(_split_queries)
             | "DistinctQueries" >> beam.Distinct()
             | "SplitQueries" >> beam.Map(lambda kv: (counts_lib.split_queries_event(kv[0]), 1))
         )
@@ -318,12 +313,12 @@ def build_pipeline(
     file_index = {f.path: i for i, f in enumerate(inputs)}  # inputs come sorted by path
     duplicates = (
         pipeline
-        | "ReadPairs" >> ReadRows(files, encoding, schema)
-        | "FindDuplicatePairs" >> FindDuplicatePairs(file_index)
+        | "ReadPairs" >> ReadRows(files, encoding)
+        | "FindDuplicatePairs" >> FindDuplicatePairs(file_index, schema)
     )
     checked = (
         pipeline
-        | "ReadRows" >> ReadRows(files, encoding, schema)
+        | "ReadRows" >> ReadRows(files, encoding)
         | "ValidateRows"
         >> ValidateRows(schema, encoding, funnel_policy, [f.path for f in inputs], duplicates)
     )
@@ -331,6 +326,7 @@ def build_pipeline(
     _ = kept | "WriteSplits" >> WriteSplits(output_dir, schema)
     _ = (
         kept
+        | "BySplitName" >> beam.Map(lambda k: (k.split, k))
         | "SplitStatistics" >> beam.CombinePerKey(statistics.SplitStatistics(schema))
         | "StatisticsTable" >> beam.combiners.ToDict()
         | "StatisticsJson" >> beam.Map(json.dumps)

@@ -25,8 +25,8 @@ from components.ingest import sources
 from components.ingest.errors import IngestError
 from contract.schema import RawSchema
 
-_PARQUET_BATCH_ROWS = 4096
-_CSV_FIELD_LIMIT = 64 * 1024 * 1024  # long product descriptions are fine
+PARQUET_BATCH_ROWS = 4096
+CSV_FIELD_LIMIT = 64 * 1024 * 1024  # long product descriptions are fine
 
 
 class RawRecord(NamedTuple):
@@ -167,7 +167,7 @@ def read_parquet(path: str, encoding: str) -> Iterator[RawRecord]:
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
         parquet = pq.ParquetFile(fh)
         row = 0
-        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
             for values in batch.to_pylist():
                 row += 1
                 for key, value in values.items():
@@ -194,7 +194,7 @@ class ReadRecords(beam.DoFn):
         self._schema = schema
 
     def setup(self) -> None:
-        csv.field_size_limit(_CSV_FIELD_LIMIT)
+        csv.field_size_limit(CSV_FIELD_LIMIT)
 
     def process(self, element: tuple[str, str]) -> Iterator[RawRecord]:
         path, fmt = element
@@ -206,7 +206,7 @@ class ReadRecords(beam.DoFn):
                 if rename and record.values is not None:
                     record = record._replace(values=self._schema.rename(record.values))
                 yield record
-        except _UNREADABLE as err:
+        except UNREADABLE as err:
             raise UnreadableFile(path, row, err) from None
 
 
@@ -224,4 +224,4 @@ class UnreadableFile(IngestError):
 
 # What reading a broken file raises: gzip/bz2 (EOFError, OSError, zlib.error), Parquet and
 # Arrow (pyarrow's ArrowException, OSError).
-_UNREADABLE = (EOFError, OSError, zlib.error, pa.ArrowException)
+UNREADABLE = (EOFError, OSError, zlib.error, pa.ArrowException)

@@ -114,17 +114,23 @@ def resolve_inputs(
     return tuple(inputs)
 
 
+def open_binary(path: str):
+    """A binary stream of a CSV or JSONL file, decompressed by suffix, on any Beam file system."""
+    stream = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    for suffix, decompress in _DECOMPRESS.items():
+        if path.lower().endswith(suffix):
+            return decompress(stream)
+    return stream
+
+
 def open_text(path: str, encoding: str, newline: str | None = None) -> io.TextIOWrapper:
     """A text stream of a CSV or JSONL file (decompressed by suffix), on any Beam file system.
 
     Bytes invalid in `encoding` become surrogate escapes instead of raising.
     """
-    stream = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    for suffix, decompress in _DECOMPRESS.items():
-        if path.lower().endswith(suffix):
-            stream = decompress(stream)
-            break
-    return io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline=newline)
+    return io.TextIOWrapper(
+        open_binary(path), encoding=encoding, errors="surrogateescape", newline=newline
+    )
 
 
 def _missing(columns: list[str], schema: S.RawSchema) -> list[str]:

@@ -32,6 +32,14 @@ def normalize_query(query: str) -> str:
     Unicode NFKC, case-folded, format characters (zero-width joiners and spaces, byte order
     marks, soft hyphens: category Cf) removed, control characters (Cc) as spaces, whitespace
     collapsed to single spaces. "Blue  JEANS\u200d" and "blue jeans" are one query."""
+    if query.isascii() and query.isprintable():
+        # The same result, quicker: NFKC leaves printable ASCII as it is, case-folding it is
+        # lower-casing, and it holds no format or control character.
+        return " ".join(query.lower().split())
+    return _normalize_any(query)
+
+
+def _normalize_any(query: str) -> str:
     text = unicodedata.normalize("NFKC", query)
     text = "".join(
         " " if category == "Cc" else c
@@ -43,13 +51,22 @@ def normalize_query(query: str) -> str:
 
 def bucket_of(query: str) -> int:
     """The query's bucket in [0, 100): the first 8 bytes of SHA-256 of the normalised query."""
-    digest = hashlib.sha256(normalize_query(query).encode("utf-8")).digest()
+    return _bucket_of_normalised(normalize_query(query))
+
+
+def _bucket_of_normalised(normalised: str) -> int:
+    digest = hashlib.sha256(normalised.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % _BUCKETS
 
 
 def split_of(query: str) -> str:
     """The split ('train', 'eval' or 'test') every row of this query goes to."""
-    bucket = bucket_of(query)
+    return split_of_normalised(normalize_query(query))
+
+
+def split_of_normalised(normalised: str) -> str:
+    """`split_of` for a query already normalised (`normalize_query`)."""
+    bucket = _bucket_of_normalised(normalised)
     for upper, split in _BOUNDARIES:
         if bucket < upper:
             return split

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 
 from contract import schema as S
 
@@ -57,7 +58,33 @@ class SplitStatistics(beam.CombineFn):
             "empty_text": dict.fromkeys(S.OPTIONAL_TEXT_COLUMNS, 0),
         }
 
-    def add_input(self, acc: dict, row: Mapping[str, Any]) -> dict:
+    def add_input(self, acc: dict, rows: Any) -> dict:
+        """Add a block of rows (`columnar.KeptRows`), or one row (a mapping)."""
+        if isinstance(rows, Mapping):
+            return self._add_row(acc, rows)
+        columns = rows.columns
+        acc["rows"] += len(rows)
+        for column, stats in acc["numeric"].items():
+            values = np.asarray(columns[column], np.float64)
+            present = ~np.isnan(values)
+            if column == S.POSITION:
+                present &= values != 0.0  # 0.0: position unknown
+            values = values[present]
+            stats[1] += int(len(present) - len(values))
+            if len(values):
+                stats[0] += len(values)
+                stats[2] = min(stats[2], float(values.min()))
+                stats[3] = max(stats[3], float(values.max()))
+                stats[4] += float(values.sum())
+                stats[5] += float(np.dot(values, values))
+        for task in S.TASKS:
+            count = np.asarray(columns[S.TASK_COUNT_COLUMN[task]])
+            acc["positives"][task] += int((count > 0).sum())
+        for column in acc["empty_text"]:
+            acc["empty_text"][column] += sum(1 for v in columns[column] if not v)
+        return acc
+
+    def _add_row(self, acc: dict, row: Mapping[str, Any]) -> dict:
         acc["rows"] += 1
         for column, stats in acc["numeric"].items():
             value = row.get(column)

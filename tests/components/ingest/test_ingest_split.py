@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import random
+import string
 
-from components.ingest.split import bucket_of, normalize_query, split_of
+from components.ingest.split import _normalize_any, bucket_of, normalize_query, split_of
 from contract import schema as S
 
 
@@ -36,6 +38,15 @@ def test_normalisation():
     assert normalize_query("STRASSE") == normalize_query("Straße") == "strasse"
     assert normalize_query("Cafe\u0301") == normalize_query("CAFÉ") == "caf\u00e9"
     assert split_of("blue jeans\u200d") == split_of("Blue Jeans")
+
+
+def test_the_quick_path_for_printable_ascii_normalises_as_the_full_one():
+    rng = random.Random(0)
+    alphabet = string.printable  # letters, digits, punctuation and every ASCII whitespace
+    texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 30))) for _ in range(5000)]
+    texts += ["Mixed CASE  Query", " a\tb ", "x\x0by", "", "   "]
+    for text in texts:
+        assert normalize_query(text) == _normalize_any(text), repr(text)
 
 
 def test_the_model_reads_the_query_with_the_core_op_part_of_the_normalisation():

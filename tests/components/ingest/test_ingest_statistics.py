@@ -3,9 +3,11 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from components.ingest import demo_data, job, split, statistics
+from components.ingest.columnar import KeptRows
 from contract import schema as S
 
 OPTIONAL = S.RawSchema(
@@ -55,6 +57,29 @@ def test_split_statistics_are_exact_and_merge():
     for r in rows:
         acc = fn.add_input(acc, r)
     assert fn.extract_output(acc) == whole
+    # A block of rows (as the ingest job adds them) gives the same, one at position 0 unknown.
+    rows.append(row(7.0, position=0.0))
+    block = KeptRows(
+        "train",
+        {
+            c: [r.get(c, "") for r in rows]
+            if c in S.TEXT_COLUMNS
+            else np.asarray([r.get(c, np.nan) for r in rows], float)
+            for c in (*S.TEXT_COLUMNS, *OPTIONAL.feature_names, *S.FUNNEL, S.POSITION)
+        },
+        set(),
+    )
+    by_rows = fn.create_accumulator()
+    for r in rows:
+        by_rows = fn.add_input(by_rows, r)
+    by_block = fn.extract_output(fn.add_input(fn.create_accumulator(), block))
+    expected = fn.extract_output(by_rows)
+    for column, stats in expected["features"].items():
+        assert by_block["features"][column] == pytest.approx(stats), column
+    for key in ("rows", "label_rate", "empty_text_share"):
+        assert by_block[key] == pytest.approx(expected[key])
+    assert by_block["features"][S.POSITION]["missing"] == 1
+    assert by_block["features"]["rating"]["count"] == 2
 
 
 def _stats(mean, std, missing_share=0.0, click=0.5):

@@ -1,0 +1,222 @@
+"""Rows read in blocks: the unit the ingest job passes between its Beam steps.
+
+A block holds up to a few thousand consecutive rows of one file, so Beam's per-element cost
+is paid per block and validation, encoding and statistics run over columns:
+
+- CSV is read by pyarrow's streaming CSV reader (every column as text), Parquet by pyarrow
+  batch by batch; such a block is an Arrow table with the export's column names.
+- Anything pyarrow's reader does not take exactly as `readers.read_csv` reads it switches that
+  file to the row reader from the first row not yet passed on: a quote left open, a field that
+  spans lines, a wrong number of fields, bytes invalid in the encoding, a header that is not
+  the first line, a broken file. The row reader's blocks hold `RawRecord`s, numbered as that
+  reader numbers them; so a malformed row still costs that row only, with the same dead
+  letter as before. JSONL is always read by the row reader (`json.loads` keeps integers of any
+  size and the exact text of each line).
+
+Row numbers are the row reader's: CSV by data record (header excluded), Parquet by position,
+JSONL by line.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from components.ingest import readers, sources
+from components.ingest.readers import RawRecord
+from contract.schema import RawSchema
+
+BLOCK_ROWS = 8192  # rows per block from the row reader and from Parquet
+_CSV_BLOCK_BYTES = 1 << 20  # pyarrow's CSV block: about 5,000 rows of a typical log
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RowBlock:
+    """Consecutive rows of one file: an Arrow `table` (rows `first_row`, `first_row` + 1, ...)
+    or a list of `records` from the row reader."""
+
+    source: str
+    first_row: int = 1
+    table: pa.Table | None = None
+    records: list[RawRecord] | None = None
+    encoding: str = "utf-8"  # how a Parquet binary column is decoded, as read_parquet does
+
+    def __len__(self) -> int:
+        return self.table.num_rows if self.table is not None else len(self.records)
+
+    def record(self, index: int) -> RawRecord:
+        """Row `index` of the block as the row reader gives it (values by the export's names)."""
+        if self.records is not None:
+            return self.records[index]
+        values = self.table.slice(index, 1).to_pylist()[0]
+        for key, value in values.items():
+            if isinstance(value, bytes):  # a binary (not string) Parquet column
+                values[key] = value.decode(self.encoding, errors="surrogateescape")
+        return RawRecord(self.source, self.first_row + index, values, values)
+
+
+class Progress:
+    """The last row read from a file (the row reader's number), for the message of a file
+    that breaks off."""
+
+    def __init__(self) -> None:
+        self.row = 0
+
+
+def _records_in_blocks(
+    records: Iterator[RawRecord], source: str, progress: Progress
+) -> Iterator[RowBlock]:
+    def counted():
+        for record in records:
+            progress.row = record.row
+            yield record
+
+    rows = counted()
+    while chunk := list(itertools.islice(rows, BLOCK_ROWS)):
+        yield RowBlock(source, chunk[0].row, records=chunk)
+
+
+def _first_line_header(path: str, encoding: str) -> list[str] | None:
+    """The header when it is the file's first physical line with balanced quotes (what the
+    fast reader assumes); None otherwise (then the row reader finds it)."""
+    with sources.open_text(path, encoding, newline="") as text:
+        line = text.readline()
+    if line.count('"') % 2 or "\ufffd" in line:
+        return None
+    try:
+        fields = next(csv.reader([line]), [])
+    except csv.Error:
+        return None
+    if not any(f.strip() for f in fields):
+        return None
+    return sources.csv_header(iter([fields]))
+
+
+def _arrow_csv(path: str, encoding: str, header: list[str]) -> Iterator[pa.RecordBatch]:
+    stream = sources.open_binary(path)
+    try:
+        reader = pa_csv.open_csv(
+            stream,
+            read_options=pa_csv.ReadOptions(
+                column_names=header,
+                skip_rows=1,
+                block_size=_CSV_BLOCK_BYTES,
+                encoding=encoding,
+            ),
+            # A field spanning lines or a row of the wrong width raises: the row reader
+            # takes over there.
+            parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        for batch in reader:
+            for name, column in zip(batch.schema.names, batch.columns, strict=True):
+                # pyarrow lets a quoted field run on over a line end even so: one that did is
+                # a quote left open (or a field that spans lines), the row reader's case.
+                if pc.any(pc.match_substring_regex(column, "[\r\n]")).as_py():
+                    raise _SpansLines(f"a field of column {name!r} runs over a line end")
+            yield batch
+    finally:
+        stream.close()
+
+
+class _SpansLines(ValueError):
+    """A CSV field that runs over a line end (for the row reader to read)."""
+
+
+def read_csv_blocks(path: str, encoding: str, progress: Progress) -> Iterator[RowBlock]:
+    done = 0
+    header = _first_line_header(path, encoding)
+    if header is not None:
+        try:
+            for batch in _arrow_csv(path, encoding, header):
+                if batch.num_rows:
+                    yield RowBlock(path, done + 1, table=pa.Table.from_batches([batch]))
+                    done += batch.num_rows
+                    progress.row = done
+            return
+        except Exception as err:  # noqa: BLE001 (any problem: the row reader decides)
+            logger.info(
+                "%s: the row reader takes over after row %d (%s: %s)",
+                path,
+                done,
+                type(err).__name__,
+                str(err).split("\n")[0][:200],
+            )
+    rest = (r for r in readers.read_csv(path, encoding) if r.row > done)
+    yield from _records_in_blocks(rest, path, progress)
+
+
+def read_parquet_blocks(path: str, encoding: str, progress: Progress) -> Iterator[RowBlock]:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        # Batches of the row reader's size, so a corrupt page is reported after the same row.
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=readers.PARQUET_BATCH_ROWS):
+            if batch.num_rows:
+                table = pa.Table.from_batches([batch])
+                yield RowBlock(path, progress.row + 1, table=table, encoding=encoding)
+                progress.row += batch.num_rows
+
+
+def read_blocks(
+    path: str, fmt: str, encoding: str, progress: Progress | None = None
+) -> Iterator[RowBlock]:
+    """Every row of one file, in blocks; `progress` follows the last row read."""
+    progress = progress or Progress()
+    if fmt == sources.CSV:
+        return read_csv_blocks(path, encoding, progress)
+    if fmt == sources.PARQUET:
+        return read_parquet_blocks(path, encoding, progress)
+    return _records_in_blocks(readers.read_jsonl(path, encoding), path, progress)
+
+
+def renamed_columns(block: RowBlock, schema: RawSchema | None) -> dict[str, Any]:
+    """The block's columns by the log's names (`schema.columns` maps the export's)."""
+    if block.table is None:
+        raise ValueError("a block of records has no columns")
+    names = block.table.column_names
+    if schema is not None and schema.columns:
+        names = list(schema.rename(dict.fromkeys(names)))
+        kept = set(schema.rename({n: n for n in block.table.column_names}).values())
+        return {
+            new: block.table.column(old)
+            for old, new in zip(
+                [n for n in block.table.column_names if n in kept], names, strict=True
+            )
+        }
+    return {name: block.table.column(name) for name in names}
+
+
+class ReadBlocks(beam.DoFn):
+    """(path, format) -> the RowBlocks of that file, streamed. A file that breaks off or holds
+    corrupt data stops the run with `readers.UnreadableFile`, naming the last row read."""
+
+    def __init__(self, encoding: str) -> None:
+        self._encoding = encoding
+
+    def setup(self) -> None:
+        csv.field_size_limit(readers.CSV_FIELD_LIMIT)
+
+    def process(self, element: tuple[str, str]) -> Iterator[RowBlock]:
+        path, fmt = element
+        progress = Progress()
+        try:
+            yield from read_blocks(path, fmt, self._encoding, progress)
+        except readers.UNREADABLE as err:
+            raise readers.UnreadableFile(path, progress.row, err) from None
