@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -43,8 +44,9 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from components import tfrecords
 from components.beam_runner import make_pipeline
-from components.ingest import columnar, errors, examples, sources, statistics, tfrecords
+from components.ingest import columnar, errors, examples, sources, statistics
 from components.ingest import counts as counts_lib
 from components.ingest.blocks import ReadBlocks, RowBlock
 from components.ingest.counts import IngestCounts
@@ -202,8 +204,37 @@ def _framed_examples(kept: columnar.KeptRows, schema: S.RawSchema) -> bytes:
     return tfrecords.frame(examples.to_examples(kept, schema))
 
 
-def _split_queries(kept: columnar.KeptRows) -> Iterator[tuple[str, str]]:
-    return ((kept.split, query) for query in kept.queries)
+def _query_digests(kept: columnar.KeptRows) -> tuple[str, np.ndarray]:
+    """(split, 16-byte digests of the block's distinct normalised queries as uint64 pairs)."""
+    packed = b"".join(
+        hashlib.blake2b(q.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+        for q in kept.queries
+    )
+    return kept.split, np.frombuffer(packed, dtype=">u8").astype(np.uint64).reshape(-1, 2)
+
+
+def _distinct(digests: list[np.ndarray]) -> np.ndarray:
+    rows = np.ascontiguousarray(np.concatenate(digests)) if digests else np.zeros((0, 2), np.uint64)
+    whole = rows.view(np.dtype((np.void, 16))).ravel()  # one 16-byte value per row
+    return np.unique(whole).view(np.uint64).reshape(-1, 2)
+
+
+class _DistinctCount(beam.CombineFn):
+    """Arrays of uint64 pairs -> how many distinct pairs. The accumulator is a list of arrays,
+    made distinct when accumulators merge (16 bytes of state per distinct pair)."""
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, digests):
+        acc.append(digests)
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        return [_distinct([d for acc in accumulators for d in acc])]
+
+    def extract_output(self, acc):
+        return len(_distinct(acc))
 
 
 class ReadRows(beam.PTransform):
@@ -287,9 +318,9 @@ class CountEvents(beam.PTransform):
         events, kept = inputs
         split_queries = (
             kept
-            | "SplitQuery" >> beam.FlatMap(_split_queries)
-            | "DistinctQueries" >> beam.Distinct()
-            | "SplitQueries" >> beam.Map(lambda kv: (counts_lib.split_queries_event(kv[0]), 1))
+            | "QueryDigests" >> beam.Map(_query_digests)
+            | "DistinctQueries" >> beam.CombinePerKey(_DistinctCount())
+            | "SplitQueries" >> beam.MapTuple(lambda s, n: (counts_lib.split_queries_event(s), n))
         )
         return (
             (events, split_queries)

@@ -18,6 +18,7 @@ from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 from tfx_bsl.public import tfxio
 
+from components import tfrecords
 from components.beam_runner import make_pipeline
 from components.transform.preprocessing import preprocessing_fn
 from contract import layout
@@ -45,8 +46,8 @@ def _check_inputs(examples_dir: str) -> None:
             )
 
 
-def _encode(record_batch, _unary, encoder=None):
-    return encoder.encode(record_batch)
+def _framed(record_batch, _unary, encoder=None) -> bytes:
+    return tfrecords.frame(encoder.encode(record_batch))
 
 
 def run_transform(
@@ -92,8 +93,14 @@ def build_transform(
             schema=schema_proto,
         )
 
+    def read(split: str, label: str):
+        # The records are read a file at a time and decoded in batches with the decoder and
+        # schema of the split's TFXIO (its TensorAdapterConfig describes the batches).
+        pattern = layout.split_pattern(examples_dir, split)
+        return pipeline | label >> tfrecords.ReadExampleBatches(pattern, schema_proto)
+
     train = source("train")
-    raw_train = pipeline | "ReadTrain" >> train.BeamSource()
+    raw_train = read("train", "ReadTrain")
     transform_fn = (raw_train, train.TensorAdapterConfig()) | "Analyze" >> (
         tft_beam.AnalyzeDataset(fn)
     )
@@ -104,7 +111,7 @@ def build_transform(
         # train PCollection would make the local runner hold all of it in memory until the
         # analysis (the transform's side input) is done.
         split_source = train if split == "train" else source(split)
-        raw = pipeline | f"Read{split}" >> split_source.BeamSource()
+        raw = read(split, f"Read{split}")
         transformed, metadata = (
             (raw, split_source.TensorAdapterConfig()),
             transform_fn,
@@ -114,11 +121,9 @@ def build_transform(
         )
         _ = (
             transformed
-            | f"Encode{split}"
-            >> beam.FlatMapTuple(_encode, encoder=beam.pvalue.AsSingleton(encoder))
+            | f"Encode{split}" >> beam.MapTuple(_framed, encoder=beam.pvalue.AsSingleton(encoder))
             | f"Write{split}"
-            >> beam.io.WriteToTFRecord(
-                layout.split_prefix(transformed_examples_dir, split),
-                file_name_suffix=layout.RECORD_SUFFIX,
+            >> tfrecords.WriteTFRecordBlocks(
+                layout.split_prefix(transformed_examples_dir, split), layout.RECORD_SUFFIX
             )
         )

@@ -1,0 +1,94 @@
+"""TFRecords framed a block at a time read back as TensorFlow writes and reads them."""
+
+from __future__ import annotations
+
+import glob
+
+import apache_beam as beam
+import pyarrow as pa
+import pytest
+import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from components.tfrecords import (
+    CorruptRecord,
+    ReadExampleBatches,
+    WriteTFRecordBlocks,
+    frame,
+    read_records,
+)
+
+
+def test_framing_is_tensorflows(tmp_path):
+    records = [b"", b"a", b"x" * 300, bytes(range(256))]
+    path = tmp_path / "tf.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    assert frame(records) == path.read_bytes()
+
+
+def test_blocks_are_written_as_gzip_shards(tmp_path):
+    blocks = [[b"one", b"two"], [], [b"three"]]
+    with TestPipeline() as pipeline:
+        _ = (
+            pipeline
+            | beam.Create([frame(b) for b in blocks])
+            | WriteTFRecordBlocks(str(tmp_path / "data"), ".tfrecord.gz")
+        )
+    files = sorted(glob.glob(str(tmp_path / "data-*-of-*.tfrecord.gz")))
+    assert files
+    read = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert sorted(read) == [b"one", b"three", b"two"]
+
+
+def test_records_read_back_as_tensorflow_wrote_them(tmp_path):
+    records = [f"record {i}".encode() * (i % 7) for i in range(1000)]
+    path = str(tmp_path / "data.tfrecord.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for record in records:
+            writer.write(record)
+    assert list(read_records(path)) == records
+    plain = tmp_path / "data.tfrecord"
+    plain.write_bytes(frame(records[:3]))
+    assert list(read_records(str(plain))) == records[:3]
+    plain.write_bytes(frame(records[:3])[:-2])  # cut inside the last record's checksum
+    with pytest.raises(CorruptRecord, match="record 2 is cut short"):
+        list(read_records(str(plain)))
+    damaged = bytearray(frame(records[1:4]))
+    damaged[14] ^= 0xFF  # a byte of the first record's data
+    plain.write_bytes(bytes(damaged))
+    with pytest.raises(CorruptRecord, match="record 0 fails its checksum"):
+        list(read_records(str(plain)))
+
+
+def test_example_batches_decode_as_tfxio_does(tmp_path):
+    from tensorflow_transform.tf_metadata import schema_utils
+    from tfx_bsl.public import tfxio
+
+    spec = {"q": tf.io.FixedLenFeature([], tf.string), "x": tf.io.VarLenFeature(tf.float32)}
+    schema = schema_utils.schema_from_feature_spec(spec)
+    path = str(tmp_path / "data-00000-of-00001.tfrecord.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for i in range(10):
+            example = tf.train.Example()
+            example.features.feature["q"].bytes_list.value.append(f"q{i}".encode())
+            if i % 3:
+                example.features.feature["x"].float_list.value.append(i / 2)
+            writer.write(example.SerializeToString())
+    source = tfxio.TFExampleRecord(file_pattern=path, schema=schema)
+    expected = pa.Table.from_batches(
+        list(
+            source.RecordBatches(
+                tfxio.RecordBatchesOptions(batch_size=10, shuffle=False, num_epochs=1)
+            )
+        )
+    )
+    rows = expected.to_pylist()
+    with TestPipeline() as pipeline:
+        batches = pipeline | ReadExampleBatches(str(tmp_path / "data-*"), schema, batch_size=4)
+        assert_that(
+            batches | beam.Map(lambda b: (b.schema == source.ArrowSchema(), b.to_pylist())),
+            equal_to([(True, rows[:4]), (True, rows[4:8]), (True, rows[8:])]),
+        )
