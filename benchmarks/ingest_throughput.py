@@ -7,7 +7,10 @@ the demo schema) is written as CSV (not timed), then ingest and transform each r
 child process exactly as the pipeline runs them (`job.run_ingest`, `run_transform`, local
 runner), so each step's peak resident memory is its own. Prints seconds, rows per second and
 peak memory per step, measured in this run, and the peak memory's growth between sizes (flat:
-the rows stream). `--profile` adds the functions where ingest spends its time (cProfile, one more
+the rows stream). In the same run it times the floor, a minimal pyarrow read + check + Parquet
+write of the same file without Beam, and with `--reference-tree DIR` (a checkout of an earlier
+commit: `git worktree add DIR COMMIT`) that tree's ingest on the same file; the report gives
+ingest's ratio to both. `--profile` adds the functions where ingest spends its time (cProfile, one more
 ingest run at the smallest size, apart from the timed ones).
 
 The same jobs run on Dataflow, Flink or Spark with Beam options only (the pipeline's
