@@ -49,15 +49,42 @@ def frame(records: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
+GZIP_LEVEL = 1  # zlib's fastest: several times quicker than its default 6, files ~15% larger
+
+
+class _GzipOver:
+    """A gzip stream over a file that it closes too (gzip.GzipFile leaves a given file open)."""
+
+    def __init__(self, raw) -> None:
+        self._raw = raw
+        self._gzip = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
+
+    def write(self, data: bytes) -> None:
+        self._gzip.write(data)
+
+    def close(self) -> None:
+        self._gzip.close()
+        self._raw.close()
+
+
 class _FramedRecordsSink(FileBasedSink):
+    """Beam's file sink for blocks of framed records; a file whose name ends in .gz is
+    compressed at `GZIP_LEVEL` (Beam's own gzip writer has no level), with mtime 0 in its
+    header so that the same records give the same bytes."""
+
     def __init__(self, file_path_prefix: str, file_name_suffix: str) -> None:
         super().__init__(
             file_path_prefix,
             coder=coders.BytesCoder(),
             file_name_suffix=file_name_suffix,
             mime_type="application/octet-stream",
-            compression_type=CompressionTypes.AUTO,
+            compression_type=CompressionTypes.UNCOMPRESSED,
         )
+        self._gzip = file_name_suffix.endswith(".gz")
+
+    def open(self, temp_path: str):
+        raw = super().open(temp_path)
+        return _GzipOver(raw) if self._gzip else raw
 
     def write_encoded_record(self, file_handle, encoded_value: bytes) -> None:
         file_handle.write(encoded_value)
