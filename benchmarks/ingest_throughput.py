@@ -212,7 +212,10 @@ def main(rows: str, profile: bool, reference_tree: str | None, out: str | None) 
         steps = {}
         stages = [("floor", ROOT), ("ingest", ROOT), ("transform", ROOT)]
         if reference_tree:
-            stages.append(("reference ingest", reference_tree))
+            stages += [
+                ("reference ingest", reference_tree),
+                ("reference transform", reference_tree),
+            ]
         for stage, tree in stages:
             result = _child(
                 stage.split()[-1], source, work + ("-ref" if tree != ROOT else ""), False, tree
@@ -252,6 +255,11 @@ def main(rows: str, profile: bool, reference_tree: str | None, out: str | None) 
             )
         total = steps["ingest"]["seconds"] + steps["transform"]["seconds"]
         lines.append(f"| {size:,} | ingest + transform | {total:.1f} | {size / total:,.0f} | |")
+        if "reference transform" in steps:
+            old = steps["reference ingest"]["seconds"] + steps["reference transform"]["seconds"]
+            lines.append(
+                f"| {size:,} | reference ingest + transform | {old:.1f} | {size / old:,.0f} | |"
+            )
     lines += ["", "Ratios in this run (seconds of ingest over seconds of the other):", ""]
     for size, steps in results:
         ingest = steps["ingest"]["seconds"]
@@ -260,6 +268,13 @@ def main(rows: str, profile: bool, reference_tree: str | None, out: str | None) 
             old = steps["reference ingest"]["seconds"]
             parts.append(f"{old / ingest:.1f}x faster than the reference tree's ingest")
         lines.append(f"- {size:,} rows: ingest takes " + ", ".join(parts))
+        if "reference transform" in steps:
+            new = ingest + steps["transform"]["seconds"]
+            old = steps["reference ingest"]["seconds"] + steps["reference transform"]["seconds"]
+            lines.append(
+                f"- {size:,} rows: ingest + transform {old / new:.1f}x faster than the reference "
+                f"tree's (transform alone {steps['reference transform']['seconds'] / steps['transform']['seconds']:.1f}x)"
+            )
     if len(results) > 1:
         (small, a), (large, b) = results[0], results[-1]
         lines += [
