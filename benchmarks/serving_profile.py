@@ -15,8 +15,9 @@ does the same (`tf.compat.v1.saved_model.loader.load`), on the export's own warm
   shapes) and what they would take at this CPU's measured matmul rate (a 1024 x 1024 float32
   MatMul timed in the same run): the compute floor of the request.
 
-Without `--saved-model`, the pipeline's default ranker (MLPR) with the `tiny` encoder is
-trained for one epoch on the demo shop and exported, as `serving_latency.py` does.
+Without `--saved-model`, the pipeline's default ranker (MLPR) with `--encoder` ("tiny" or
+"minilm", the pipeline's default) is trained for one epoch on the demo shop and exported, as
+`serving_latency.py` does.
 """
 
 from __future__ import annotations
@@ -189,11 +190,12 @@ def profile(version_dir: str, signature: str, size: int, runs: int) -> dict:
 
 @click.command()
 @click.option("--saved-model", default=None, help="A SavedModel version directory to profile.")
+@click.option("--encoder", default="tiny", show_default=True, type=click.Choice(["tiny", "minilm"]))
 @click.option("--signature", default="rank_precomputed", show_default=True)
 @click.option("--candidates", default=100, show_default=True)
 @click.option("--runs", default=200, show_default=True)
 @click.option("--out", default=None, help="Also write the report (Markdown) here.")
-def main(saved_model, signature, candidates, runs, out) -> None:
+def main(saved_model, encoder, signature, candidates, runs, out) -> None:
     from reports import print_and_save
 
     what = saved_model
@@ -202,10 +204,10 @@ def main(saved_model, signature, candidates, runs, out) -> None:
         from serving_latency import train_and_push
 
         work = tempfile.mkdtemp(prefix="mlpr-serving-profile-")
-        click.echo(f"training MLPR (tiny) on the demo shop in {work}", err=True)
+        click.echo(f"training MLPR ({encoder}) on the demo shop in {work}", err=True)
         paths = prepare("demo", 200, 0, work)
-        _, saved_model = train_and_push("tiny", paths[3], paths[:3], work, 0)
-        what = "MLPR, tiny encoder, one epoch on the demo shop (200 queries)"
+        _, saved_model = train_and_push(encoder, paths[3], paths[:3], work, 0)
+        what = f"MLPR, {encoder} encoder, one epoch on the demo shop (200 queries)"
     found = profile(saved_model, signature, candidates, runs)
     rate = matmul_rate()
     floor_ms = 1000 * found["flops"] / rate
@@ -213,7 +215,7 @@ def main(saved_model, signature, candidates, runs, out) -> None:
         f"# Inside a ranking request: {signature}, {candidates} candidates, {os.cpu_count()} CPUs",
         "",
         "    .venv/bin/python benchmarks/serving_profile.py"
-        + (f" --saved-model {saved_model}" if what == saved_model else ""),
+        + (f" --saved-model {saved_model}" if what == saved_model else f" --encoder {encoder}"),
         "",
         f"Model: {what}.",
         "",
