@@ -3,7 +3,8 @@ it back).
 
 Features (names from `contract.schema`):
   - every TEXT_COLUMNS field: bytes (UTF-8; empty when the value was empty or absent)
-  - every ranking feature of the RawSchema: float (an optional one that was missing is absent)
+  - every ranking feature of the RawSchema: float (an optional one that was missing is an
+    empty feature, which parses as absent)
   - impressions, clicks, add_to_cart, purchases: int64
   - position: float (0.0 = unknown)
   - the task labels click, atc, purchase: int64 0/1 (`schema.label_of`)
@@ -11,8 +12,7 @@ Features (names from `contract.schema`):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -23,39 +23,17 @@ if TYPE_CHECKING:
     from components.ingest.columnar import KeptRows
 
 
-def to_example(row: Mapping[str, Any], schema: S.RawSchema) -> bytes:
-    """Serialise one validated row (see `validate.Checked`) as a tf.train.Example."""
-    from tensorflow.core.example import example_pb2  # heavy; only where examples are built
-
-    example = example_pb2.Example()
-    feature = example.features.feature
-    for column in S.TEXT_COLUMNS:
-        feature[column].bytes_list.value.append(row.get(column, "").encode("utf-8"))
-    for name in schema.feature_names:
-        if name in row:
-            feature[name].float_list.value.append(float(row[name]))
-    for column in S.FUNNEL:
-        feature[column].int64_list.value.append(int(row[column]))
-    feature[S.POSITION].float_list.value.append(float(row.get(S.POSITION, 0.0)))
-    counts = {column: int(row[column]) for column in S.FUNNEL}
-    for task in S.TASKS:
-        feature[task].int64_list.value.append(S.label_of(task, counts))
-    return example.SerializeToString()
-
-
 def _lists(values: pa.Array, absent: np.ndarray | None = None) -> pa.LargeListArray:
     """One value per row as a list column (a null list where `absent`)."""
     offsets = pa.array(np.arange(len(values) + 1, dtype=np.int64))
     if absent is not None and absent.any():
-        lists = pa.LargeListArray.from_arrays(offsets, values, mask=pa.array(absent))
-        return lists
+        return pa.LargeListArray.from_arrays(offsets, values, mask=pa.array(absent))
     return pa.LargeListArray.from_arrays(offsets, values)
 
 
 def to_examples(kept: KeptRows, schema: S.RawSchema) -> list[bytes]:
     """Serialise a block of validated rows (`columnar.KeptRows`) as tf.Examples with tfx_bsl's
-    C++ encoder: the same features and values as `to_example`, except that an absent optional
-    feature is an empty feature (it parses as absent)."""
+    C++ encoder, one per row, with the features above."""
     from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 
     columns, names = [], []

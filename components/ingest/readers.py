@@ -15,7 +15,6 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
@@ -23,7 +22,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from components.ingest import sources
 from components.ingest.errors import IngestError
-from contract.schema import RawSchema
 
 PARQUET_BATCH_ROWS = 4096
 CSV_FIELD_LIMIT = 64 * 1024 * 1024  # long product descriptions are fine
@@ -182,32 +180,6 @@ _READERS = {sources.CSV: read_csv, sources.JSONL: read_jsonl, sources.PARQUET: r
 def read_file(path: str, fmt: str, encoding: str) -> Iterator[RawRecord]:
     """Every row of one file in the given format."""
     return _READERS[fmt](path, encoding)
-
-
-class ReadRecords(beam.DoFn):
-    """(path, format) -> RawRecord for every row of that file, streamed, with the export's
-    column names mapped to the log's when the schema declares `columns` (the dead-letter
-    output keeps the row as the export wrote it)."""
-
-    def __init__(self, encoding: str, schema: RawSchema | None = None) -> None:
-        self._encoding = encoding
-        self._schema = schema
-
-    def setup(self) -> None:
-        csv.field_size_limit(CSV_FIELD_LIMIT)
-
-    def process(self, element: tuple[str, str]) -> Iterator[RawRecord]:
-        path, fmt = element
-        rename = self._schema is not None and bool(self._schema.columns)
-        row = 0
-        try:
-            for record in read_file(path, fmt, self._encoding):
-                row = record.row
-                if rename and record.values is not None:
-                    record = record._replace(values=self._schema.rename(record.values))
-                yield record
-        except UNREADABLE as err:
-            raise UnreadableFile(path, row, err) from None
 
 
 class UnreadableFile(IngestError):
