@@ -57,7 +57,9 @@ class _GzipOver:
 
     def __init__(self, raw) -> None:
         self._raw = raw
-        self._gzip = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
+        self._gzip = gzip.GzipFile(
+            filename="", fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0
+        )
 
     def write(self, data: bytes) -> None:
         self._gzip.write(data)
