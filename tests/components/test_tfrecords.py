@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from pathlib import Path
 
 import apache_beam as beam
 import pyarrow as pa
@@ -41,7 +42,7 @@ def test_blocks_are_written_as_gzip_shards(tmp_path):
     assert files
     read = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     assert sorted(read) == [b"one", b"three", b"two"]
-    header = open(files[0], "rb").read(10)
+    header = Path(files[0]).read_bytes()[:10]
     # No file name (flags 0) and mtime 0: the same records give the same bytes.
     assert header[3] == 0 and header[4:8] == b"\0\0\0\0"
 
