@@ -58,6 +58,12 @@ class RowBlock:
     def __len__(self) -> int:
         return self.table.num_rows if self.table is not None else len(self.records)
 
+    def rows(self) -> list[int]:
+        """The row number of each row of the block."""
+        if self.table is not None:
+            return list(range(self.first_row, self.first_row + len(self)))
+        return [r.row for r in self.records]
+
     def record(self, index: int) -> RawRecord:
         """Row `index` of the block as the row reader gives it (values by the export's names)."""
         if self.records is not None:

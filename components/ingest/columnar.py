@@ -259,11 +259,7 @@ def check_block(
     dead_letters = []
     if duplicates:
         here = files.index(block.source) if block.source in files else -1
-        first_rows = (
-            [block.first_row + i for i in range(n)]
-            if block.table is not None
-            else [r.row for r in block.records]
-        )
+        first_rows = block.rows()
         for i, digest in enumerate(pair_digests(block, schema)):
             first = duplicates.get(digest) if digest is not None else None
             if first is not None and tuple(first) != (here, first_rows[i]):

@@ -94,17 +94,22 @@ def read_dead_letters(output_dir: str) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r["source"], r["row"]))
 
 
-class _DuplicatedPairs(beam.CombineFn):
-    """Pair tables (digest halves, file index, row: one numpy array each, a row per pair
-    occurrence) -> [(digest, (file index, row) of its first row)] for each pair that comes
-    more than once. The accumulator is a list of such tables: about 28 bytes per pair."""
+class _ArrayLists(beam.CombineFn):
+    """A combiner whose accumulator is a list of its numpy inputs, gathered as they come;
+    subclasses merge and read them."""
 
     def create_accumulator(self):
         return []
 
-    def add_input(self, acc, table):
-        acc.append(table)
+    def add_input(self, acc, arrays):
+        acc.append(arrays)
         return acc
+
+
+class _DuplicatedPairs(_ArrayLists):
+    """Pair tables (digest halves, file index, row: one numpy array each, a row per pair
+    occurrence) -> [(digest, (file index, row) of its first row)] for each pair that comes
+    more than once. The accumulator is a list of such tables: about 28 bytes per pair."""
 
     def merge_accumulators(self, accumulators):
         merged = [t for acc in accumulators for t in acc]
@@ -140,11 +145,7 @@ def _pair_tables(block: RowBlock, file_index: dict[str, int], schema: S.RawSchem
     """A block -> (shard, pair table) per shard: the rows' digests split in two uint64 halves,
     with their file index and row."""
     digests = columnar.pair_digests(block, schema)
-    rows = (
-        [block.first_row + i for i in range(len(block))]
-        if block.table is not None
-        else [r.row for r in block.records]
-    )
+    rows = block.rows()
     present = [i for i, d in enumerate(digests) if d is not None]
     if not present:
         return
@@ -219,16 +220,9 @@ def _distinct(digests: list[np.ndarray]) -> np.ndarray:
     return np.unique(whole).view(np.uint64).reshape(-1, 2)
 
 
-class _DistinctCount(beam.CombineFn):
+class _DistinctCount(_ArrayLists):
     """Arrays of uint64 pairs -> how many distinct pairs. The accumulator is a list of arrays,
     made distinct when accumulators merge (16 bytes of state per distinct pair)."""
-
-    def create_accumulator(self):
-        return []
-
-    def add_input(self, acc, digests):
-        acc.append(digests)
-        return acc
 
     def merge_accumulators(self, accumulators):
         return [_distinct([d for acc in accumulators for d in acc])]
