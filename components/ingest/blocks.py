@@ -38,7 +38,8 @@ from components.ingest import readers, sources
 from components.ingest.readers import RawRecord
 from contract.schema import RawSchema
 
-BLOCK_ROWS = 8192  # rows per block from the row reader and from Parquet
+BLOCK_ROWS = 8192  # rows per block from the row reader
+PARQUET_BATCH_ROWS = 4096  # rows per Parquet block: a corrupt page is reported as before
 _CSV_BLOCK_BYTES = 1 << 20  # pyarrow's CSV block: about 5,000 rows of a typical log
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,9 @@ class RowBlock:
     first_row: int = 1
     table: pa.Table | None = None
     records: list[RawRecord] | None = None
-    encoding: str = "utf-8"  # how a Parquet binary column is decoded, as read_parquet does
+    encoding: str = (
+        "utf-8"  # how a Parquet binary column is decoded (invalid bytes kept as escapes)
+    )
 
     def __len__(self) -> int:
         return self.table.num_rows if self.table is not None else len(self.records)
@@ -172,8 +175,7 @@ def read_csv_blocks(path: str, encoding: str, progress: Progress) -> Iterator[Ro
 
 def read_parquet_blocks(path: str, encoding: str, progress: Progress) -> Iterator[RowBlock]:
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-        # Batches of the row reader's size, so a corrupt page is reported after the same row.
-        for batch in pq.ParquetFile(fh).iter_batches(batch_size=readers.PARQUET_BATCH_ROWS):
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=PARQUET_BATCH_ROWS):
             if batch.num_rows:
                 table = pa.Table.from_batches([batch])
                 yield RowBlock(path, progress.row + 1, table=table, encoding=encoding)

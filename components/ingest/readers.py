@@ -1,7 +1,8 @@
-"""Streaming readers: every row of every input file, with its source and 1-based row number.
+"""The row readers of CSV and JSONL: every row of a file, with its source and 1-based row
+number (Parquet is read in blocks by `blocks`, its rows numbered by position).
 
 CSV rows are numbered by data record (header excluded; a quoted field may span lines), JSONL
-rows by line number, Parquet rows by position. Text is decoded with errors="surrogateescape",
+rows by line number. Text is decoded with errors="surrogateescape",
 so bytes that are invalid in the declared encoding survive as surrogates and validation can
 dead-letter the row that holds them instead of failing the whole file.
 """
@@ -16,14 +17,10 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from components.ingest import sources
 from components.ingest.errors import IngestError
 
-PARQUET_BATCH_ROWS = 4096
 CSV_FIELD_LIMIT = 64 * 1024 * 1024  # long product descriptions are fine
 
 
@@ -159,27 +156,6 @@ def read_jsonl(path: str, encoding: str) -> Iterator[RawRecord]:
                 yield RawRecord(path, line_no, None, stripped, problem)
             else:
                 yield RawRecord(path, line_no, value, value)
-
-
-def read_parquet(path: str, encoding: str) -> Iterator[RawRecord]:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-        parquet = pq.ParquetFile(fh)
-        row = 0
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            for values in batch.to_pylist():
-                row += 1
-                for key, value in values.items():
-                    if isinstance(value, bytes):  # a binary (not string) column
-                        values[key] = value.decode(encoding, errors="surrogateescape")
-                yield RawRecord(path, row, values, values)
-
-
-_READERS = {sources.CSV: read_csv, sources.JSONL: read_jsonl, sources.PARQUET: read_parquet}
-
-
-def read_file(path: str, fmt: str, encoding: str) -> Iterator[RawRecord]:
-    """Every row of one file in the given format."""
-    return _READERS[fmt](path, encoding)
 
 
 class UnreadableFile(IngestError):
