@@ -1,13 +1,26 @@
+"""The expert stages of MLPR: multi-gate experts (MMoE) and customized-gate experts (PLE's
+CGC). The experts of a stage run as one `ExpertStack` (stacked weights, one matrix product
+per block), and the gates of a stage as one matrix product.
+
+Both layers also give their first matrix products on their own (`first_layer_parts`,
+`from_first_layer`; `call(x) == from_first_layer([x @ k + b for k, b in
+first_layer_parts()])` when every input is x): serving splits those products by which part
+of the input each term depends on (serving/first_layer.py).
+"""
+
 import keras
 from keras import ops
 
-from model.mlp import MLP
+from model.expert_stack import ExpertStack, glorot_bounds
 
 
 def _mix(gate_logits, expert_outputs):
-    """Softmax-weighted sum of stacked expert outputs [B, E, D] with gate logits [B, E]."""
+    """Softmax-weighted sums of expert outputs [B, (G,) E, D] by gate logits [B, G, E] ->
+    [B, G, D]."""
     weights = ops.softmax(gate_logits, axis=-1)
-    return ops.sum(ops.expand_dims(weights, -1) * expert_outputs, axis=1)
+    if len(expert_outputs.shape) == 3:
+        return ops.einsum("bge,bed->bgd", weights, expert_outputs)
+    return ops.einsum("bge,bged->bgd", weights, expert_outputs)
 
 
 @keras.saving.register_keras_serializable(package="mlpr")
@@ -45,19 +58,31 @@ class MultiGateExperts(keras.layers.Layer):
         self.expert_units = tuple(int(u) for u in expert_units)
         self.dropout = float(dropout)
         self.shared_output = bool(shared_output)
-        self.experts = [
-            MLP(self.expert_units, dropout=dropout, name=f"expert_{i}") for i in range(num_experts)
-        ]
-        num_gates = self.num_tasks + int(self.shared_output)
-        self.gates = [keras.layers.Dense(num_experts, name=f"gate_{g}") for g in range(num_gates)]
+        self.num_gates = self.num_tasks + int(self.shared_output)
+        self.experts = ExpertStack(num_experts, self.expert_units, dropout=dropout, name="experts")
+        self.gates = keras.layers.Dense(self.num_gates * num_experts, name="gates")
 
     def build(self, input_shape):
-        for layer in self.experts + self.gates:
-            layer.build(input_shape)
+        self.experts.build(input_shape)
+        self.gates.build(input_shape)
 
     def call(self, inputs, training=None):
-        stacked = ops.stack([e(inputs, training=training) for e in self.experts], axis=1)
-        return [_mix(gate(inputs), stacked) for gate in self.gates]
+        return self.from_first_layer(
+            [self.experts.first_layer(inputs), self.gates(inputs)], training=training
+        )
+
+    def first_layer_parts(self):
+        """The linear maps of the input that start the layer, `[(kernel [in, w], bias or
+        None)]`: the experts' first block, then the gates."""
+        return [self.experts.first_layer_kernel(), (self.gates.kernel, self.gates.bias)]
+
+    def from_first_layer(self, parts, training=None):
+        """The layer's outputs from `x @ kernel + bias` of each of `first_layer_parts()`."""
+        experts_pre, gate_logits = parts
+        stacked = self.experts.after_first_layer(experts_pre, training=training)
+        logits = ops.reshape(gate_logits, (-1, self.num_gates, self.num_experts))
+        mixed = _mix(logits, stacked)
+        return [mixed[:, g] for g in range(self.num_gates)]
 
     def compute_output_shape(self, input_shape):
         shape = (*input_shape[:-1], self.expert_units[-1])
@@ -121,39 +146,75 @@ class CustomizedGateExperts(keras.layers.Layer):
         self.num_shared_experts = int(num_shared_experts)
         self.expert_units = tuple(int(u) for u in expert_units)
         self.dropout = float(dropout)
-        self.specific = [
-            [
-                MLP(self.expert_units, dropout=dropout, name=f"task_{k}_expert_{i}")
-                for i in range(self.num_specific_experts)
-            ]
-            for k in range(self.num_tasks)
-        ]
-        self.shared = [
-            MLP(self.expert_units, dropout=dropout, name=f"shared_expert_{i}")
-            for i in range(self.num_shared_experts)
-        ]
-        width = self.num_specific_experts + self.num_shared_experts
-        self.gates = [keras.layers.Dense(width, name=f"gate_{k}") for k in range(self.num_tasks)]
+        # Expert k * S + i is task k's i-th specific expert.
+        self.specific = ExpertStack(
+            self.num_tasks * self.num_specific_experts,
+            self.expert_units,
+            dropout=dropout,
+            name="specific_experts",
+        )
+        self.shared = (
+            ExpertStack(
+                self.num_shared_experts, self.expert_units, dropout=dropout, name="shared_experts"
+            )
+            if self.num_shared_experts
+            else None
+        )
+        self.gate_width = self.num_specific_experts + self.num_shared_experts
 
     def build(self, input_shape):
         if len(input_shape) != self.num_tasks + 1:
             raise ValueError(
                 f"expected {self.num_tasks} task inputs and 1 shared input, got {len(input_shape)}"
             )
-        for k in range(self.num_tasks):
-            for layer in [*self.specific[k], self.gates[k]]:
-                layer.build(input_shape[k])
-        for layer in self.shared:
-            layer.build(input_shape[-1])
+        width = input_shape[0][-1]
+        if any(shape[-1] != width for shape in input_shape[: self.num_tasks]):
+            raise ValueError(f"the task inputs must have one width, got {input_shape}")
+        self.specific.build((None, self.specific.num_experts, width))
+        if self.shared is not None:
+            self.shared.build(input_shape[-1])
+        # Task k's gate: [in, S + shared] and its bias, stacked over the tasks.
+        self.gate_kernel = self.add_weight(
+            shape=(self.num_tasks, width, self.gate_width),
+            initializer=keras.initializers.RandomUniform(*glorot_bounds(width, self.gate_width)),
+            name="gate_kernel",
+        )
+        self.gate_bias = self.add_weight(
+            shape=(self.num_tasks * self.gate_width,), initializer="zeros", name="gate_bias"
+        )
 
     def call(self, inputs, training=None):
-        shared_in = inputs[-1]
-        shared = [e(shared_in, training=training) for e in self.shared]
-        outputs = []
-        for k in range(self.num_tasks):
-            own = [e(inputs[k], training=training) for e in self.specific[k]]
-            outputs.append(_mix(self.gates[k](inputs[k]), ops.stack(own + shared, axis=1)))
-        return outputs
+        tasks = ops.stack(inputs[: self.num_tasks], axis=1)  # [B, T, in]
+        parts = [self.specific.first_layer(ops.repeat(tasks, self.num_specific_experts, axis=1))]
+        if self.shared is not None:
+            parts.append(self.shared.first_layer(inputs[-1]))
+        logits = ops.einsum("bti,tio->bto", tasks, self.gate_kernel)
+        parts.append(ops.reshape(logits, (-1, self.num_tasks * self.gate_width)) + self.gate_bias)
+        return self.from_first_layer(parts, training=training)
+
+    def first_layer_parts(self):
+        """The linear maps that start the layer, `[(kernel [in, w], bias or None)]`, when
+        every input is the same tensor: the specific experts' first block, the shared
+        experts' (if any), then the gates."""
+        gates = ops.reshape(
+            ops.transpose(self.gate_kernel, (1, 0, 2)), (self.gate_kernel.shape[1], -1)
+        )
+        shared = [self.shared.first_layer_kernel()] if self.shared is not None else []
+        return [self.specific.first_layer_kernel(), *shared, (gates, self.gate_bias)]
+
+    def from_first_layer(self, parts, training=None):
+        """The layer's outputs from `x @ kernel + bias` of each of `first_layer_parts()`."""
+        own = self.specific.after_first_layer(parts[0], training=training)
+        experts = ops.reshape(
+            own, (-1, self.num_tasks, self.num_specific_experts, self.expert_units[-1])
+        )
+        if self.shared is not None:
+            common = self.shared.after_first_layer(parts[1], training=training)
+            common = ops.repeat(ops.expand_dims(common, 1), self.num_tasks, axis=1)
+            experts = ops.concatenate([experts, common], axis=2)
+        logits = ops.reshape(parts[-1], (-1, self.num_tasks, self.gate_width))
+        mixed = _mix(logits, experts)
+        return [mixed[:, k] for k in range(self.num_tasks)]
 
     def compute_output_shape(self, input_shape):
         return [(*input_shape[k][:-1], self.expert_units[-1]) for k in range(self.num_tasks)]

@@ -44,9 +44,19 @@ class MLP(keras.layers.Layer):
                 shape = layer.compute_output_shape(shape)
 
     def call(self, inputs, training=None):
-        x = inputs
-        for block in self._blocks:
-            for layer in block:
+        return self.from_first_layer([self._blocks[0][0](inputs)], training=training)
+
+    def first_layer_parts(self):
+        """The linear map of the input that starts the MLP, `[(kernel [in, w], bias or
+        None)]`: the first Dense (serving splits it by input part, serving/first_layer.py)."""
+        dense = self._blocks[0][0]
+        return [(dense.kernel, dense.bias)]
+
+    def from_first_layer(self, parts, training=None):
+        """The MLP's output from `x @ kernel + bias` of its first Dense."""
+        (x,) = parts
+        for i, block in enumerate(self._blocks):
+            for layer in block[1:] if i == 0 else block:
                 x = layer(x, training=training)
         return x
 

@@ -22,6 +22,8 @@ from model.probability_transfer import ProbabilityTransfer
 QUERY_EMBEDDING = "query_embedding"
 PRODUCT_EMBEDDING = "product_embedding"
 SCORER = "scorer"
+# The concatenated features that the first networks of the scorer read.
+FEATURES = "deep_and_wide"
 
 
 def categorical_input_names() -> tuple[str, ...]:
@@ -65,7 +67,7 @@ def build_scorer(
         )(inputs[S.vocab_id_name(c)])
         for c in S.CATEGORICAL_COLUMNS
     ]
-    features = keras.layers.Concatenate(name="deep_and_wide")([deep, inputs[S.WIDE], *embedded])
+    features = keras.layers.Concatenate(name=FEATURES)([deep, inputs[S.WIDE], *embedded])
     task_inputs = _task_inputs(config, features)
 
     heads, previous = [], None
@@ -93,6 +95,26 @@ def build_scorer(
         for task, head in zip(S.TASKS, heads, strict=True)
     }
     return MultiTaskRanker(inputs=inputs, outputs=outputs, name=SCORER)
+
+
+def feature_segments(scorer: keras.Model) -> list[tuple[str, int]]:
+    """The parts of the scorer's features (the `FEATURES` concatenation) in order, as
+    `(name, width)`: the interactions (`cosine`, `hadamard`, then `query` and `product` for
+    `concat`), the wide features (`S.WIDE`) and each categorical column's embedding."""
+    interactions = scorer.get_layer("interactions")
+    dim = scorer.get_layer(QUERY_EMBEDDING).output.shape[-1]
+    segments = []
+    for kind in interactions.kinds:
+        if kind == "cosine":
+            segments.append(("cosine", 1))
+        elif kind == "hadamard":
+            segments.append(("hadamard", dim))
+        else:
+            segments += [("query", dim), ("product", dim)]
+    segments.append((S.WIDE, scorer.get_layer(S.WIDE).output.shape[-1]))
+    for column in S.CATEGORICAL_COLUMNS:
+        segments.append((column, scorer.get_layer(f"{column}_embedding").output_dim))
+    return segments
 
 
 def _task_inputs(config: RankerConfig, features) -> list:

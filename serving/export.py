@@ -36,8 +36,9 @@ import tensorflow_transform as tft
 
 from contract import schema as S
 from contract.features import raw_feature_spec, serving_feature_spec
-from model.ranker import categorical_input_names, scorer_input_names
-from serving.product_table import build_product_table
+from model.ranker import categorical_input_names
+from serving.first_layer import SplitScorer
+from serving.product_table import CATEGORY_IDS, PRODUCT_TERMS, build_product_table
 from serving.signatures import (
     ENCODE_PRODUCTS,
     OUTPUT_KEYS,
@@ -79,6 +80,7 @@ def export_serving_model(
     score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     catalog_files: list[str] | None = None,
     product_vectors=None,
+    product_terms: bool = True,
 ) -> str:
     """Write the serving SavedModel (with its warmup requests) to `export_dir`; return it.
 
@@ -86,6 +88,10 @@ def export_serving_model(
     catalog of `rank_precomputed` (text rankers only; None: no pre-computed signatures).
     `product_vectors`: product texts -> psi(i), when the train step has them cheaper than
     the product encoder (the frozen encoder's cached outputs); None: the product encoder.
+    `product_terms`: also store each catalog product's first-layer terms of the scorer
+    (serving/first_layer.py; about 2,000 floats per product for MLPR's default experts),
+    so that `rank_precomputed` computes only the query's and the pair's; False: store psi(i)
+    and the categorical ids only (256 floats and 4 ids per product), for large catalogs.
     """
     if len(score_weights) != len(S.TASKS):
         raise ValueError(f"score_weights needs {len(S.TASKS)} values, got {score_weights}")
@@ -93,7 +99,8 @@ def export_serving_model(
     table = None
     if preprocessor is not None and catalog_files:
         encode = product_vectors or graph.encode_catalog_texts
-        table = build_product_table(catalog_files, tft_output, encode)
+        terms = graph.catalog_terms if product_terms else None
+        table = build_product_table(catalog_files, tft_output, encode, terms)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -104,6 +111,8 @@ def export_serving_model(
     archive.track(graph.tft_layer)
     if table is not None:
         archive.track(table)
+    if preprocessor is not None:
+        archive.track(graph.split)
 
     names = list(_raw_dtypes(raw_schema))
     parse_spec = raw_feature_spec(raw_schema, with_labels=False)
@@ -143,6 +152,8 @@ def export_serving_model(
         "ranking_features": list(raw_schema.feature_names),
         "optional_features": graph.optional,
         "catalog_products": table.size if table is not None else 0,
+        "catalog_columns": sorted(table.columns) if table is not None else [],
+        "catalog_bytes": table.nbytes if table is not None else 0,
     }
     with tf.io.gfile.GFile(os.path.join(export_dir, EXPORT_INFO_FILE), "w") as fh:
         fh.write(json.dumps(info, indent=2))
@@ -171,7 +182,7 @@ class _ServingGraph:
         if preprocessor is not None:
             self.query_encoder = model.query_encoder
             self.product_encoder = model.product_encoder
-            self.scorer = model.scorer
+            self.split = SplitScorer(model.scorer)
 
     # Signatures.
 
@@ -184,13 +195,14 @@ class _ServingGraph:
         size = tf.shape(features[S.PRODUCT_ID])
         raw = self._raw({**features, **{f: tf.fill(size, "") for f in PRODUCT_FIELDS}})
         transformed = self.tft_layer(raw)
-        embeddings, category_ids = table.lookup(features[S.PRODUCT_ID])
-        categories = tf.unstack(category_ids, num=len(categorical_input_names()), axis=1)
-        return self._finish(
-            self._score(
-                self._encode_queries(transformed[S.QUERY]), embeddings, transformed, categories
+        product = table.lookup(features[S.PRODUCT_ID])
+        terms = product.get(PRODUCT_TERMS)
+        if terms is None:
+            categories = tf.unstack(
+                product[CATEGORY_IDS], num=len(categorical_input_names()), axis=1
             )
-        )
+            terms = self.split.product_terms(product[PRODUCT_EMBEDDING], categories)
+        return self._finish(self._score(transformed, product[PRODUCT_EMBEDDING], terms))
 
     def encode_products(self, features: dict) -> dict:
         features = checked_request(features, list(features), self.raw_schema)
@@ -207,16 +219,31 @@ class _ServingGraph:
         """Raw features (optional ones sparse) -> probabilities and score."""
         transformed = self.tft_layer(raw)
         wide = tf.cast(transformed[S.WIDE], tf.float32)
-        categories = [tf.cast(transformed[n], tf.int32) for n in categorical_input_names()]
         if self.preprocessor is None:
             return self._finish(self.model({S.WIDE: wide}, training=False))
-        phi = self._encode_queries(transformed[S.QUERY])
+        categories = [transformed[n] for n in categorical_input_names()]
         psi = self._encode_products(transformed[S.PRODUCT_TEXT])
-        return self._finish(self._score(phi, psi, transformed, categories))
+        return self._finish(
+            self._score(transformed, psi, self.split.product_terms(psi, categories))
+        )
 
-    def _score(self, phi, psi, transformed: dict, categories: list) -> dict:
-        values = [phi, psi, tf.cast(transformed[S.WIDE], tf.float32), *categories]
-        return self.scorer(dict(zip(scorer_input_names(), values, strict=True)), training=False)
+    def _score(self, transformed: dict, psi, product_terms) -> dict:
+        """The scorer on each candidate's psi(i) and product terms: the query's part once
+        per distinct query of the request (serving/first_layer.py)."""
+        unique, index = tf.unique(transformed[S.QUERY])
+        phi = self._encode_queries(unique)
+        return self.split.score(
+            tf.gather(phi, index),
+            psi,
+            tf.gather(self.split.query_terms(phi), index),
+            product_terms,
+            tf.cast(transformed[S.WIDE], tf.float32),
+        )
+
+    def catalog_terms(self, psi: np.ndarray, category_ids: np.ndarray) -> np.ndarray:
+        """First-layer terms [n, W] of catalog products at export."""
+        columns = [tf.constant(category_ids[:, c]) for c in range(category_ids.shape[1])]
+        return self.split.product_terms(tf.constant(psi), columns).numpy()
 
     def encode_catalog_texts(self, texts: list[bytes]) -> np.ndarray:
         """psi(i) of product texts at export, in batches of similar length."""
@@ -241,13 +268,11 @@ class _ServingGraph:
         return raw
 
     def _encode_queries(self, queries: tf.Tensor) -> tf.Tensor:
-        """phi(q) per candidate, each distinct query encoded once."""
-        unique, index = tf.unique(queries)
-        tokens = self.preprocessor(unique, tf.zeros([0], tf.string))
-        phi = self.query_encoder(
+        """phi(q) of distinct queries."""
+        tokens = self.preprocessor(queries, tf.zeros([0], tf.string))
+        return self.query_encoder(
             _trim_padding(tokens, "query_token_ids", "query_padding_mask"), training=False
         )
-        return tf.gather(phi, index)
 
     def _encode_products(self, texts: tf.Tensor) -> tf.Tensor:
         tokens = self.preprocessor(tf.zeros([0], tf.string), texts)

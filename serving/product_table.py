@@ -4,7 +4,9 @@ looked up by product id, so a ranking request needs only the query and the produ
 
 The catalog is the distinct products of the transformed splits (train, eval and test); the
 first record of a product id wins. Embeddings are computed once, at export, with the trained
-ranker's product encoder, so they equal what the raw path computes from the same fields.
+ranker's product encoder, so they equal what the raw path computes from the same fields. So
+are the product's first-layer terms of the scorer (serving/first_layer.py), when exported
+with them.
 """
 
 from __future__ import annotations
@@ -16,29 +18,50 @@ import tensorflow_transform as tft
 from contract import schema as S
 from contract.features import read_transformed
 from model.ranker import categorical_input_names
+from serving.signatures import PRODUCT_EMBEDDING
+
+TERMS_BATCH = 4096
+
+
+# The table's columns, as `ProductTable.lookup` names them.
+CATEGORY_IDS = "category_ids"
+PRODUCT_TERMS = "first_layer_terms"
 
 
 class ProductTable(tf.Module):
-    """product_id -> row of the pre-computed embeddings and categorical ids.
+    """product_id -> row of the pre-computed columns.
 
     Args:
         product_ids: the catalog's ids, one per row (distinct).
         embeddings: float32 [P, d], psi(i) per product.
         category_ids: int32 [P, C], the vocabulary ids of `categorical_input_names()`.
+        terms: float32 [P, W] or None, each product's first-layer terms of the scorer
+            (serving/first_layer.py).
     """
 
-    def __init__(self, product_ids: list[bytes], embeddings: np.ndarray, category_ids: np.ndarray):
+    def __init__(
+        self,
+        product_ids: list[bytes],
+        embeddings: np.ndarray,
+        category_ids: np.ndarray,
+        terms: np.ndarray | None = None,
+    ):
         super().__init__(name="product_table")
         if not product_ids:
             raise ValueError("the product catalog is empty: no products to pre-compute")
         if len(set(product_ids)) != len(product_ids):
             raise ValueError("product_ids must be distinct")
-        if embeddings.shape[0] != len(product_ids) or category_ids.shape[0] != len(product_ids):
-            raise ValueError(
-                f"{len(product_ids)} product ids but {embeddings.shape[0]} embeddings and "
-                f"{category_ids.shape[0]} categorical rows"
-            )
+        columns = {PRODUCT_EMBEDDING: embeddings.astype(np.float32)}
+        columns[CATEGORY_IDS] = category_ids.astype(np.int32)
+        if terms is not None:
+            columns[PRODUCT_TERMS] = terms.astype(np.float32)
+        for name, values in columns.items():
+            if values.shape[0] != len(product_ids):
+                raise ValueError(
+                    f"{len(product_ids)} product ids but {values.shape[0]} {name} rows"
+                )
         self.size = len(product_ids)
+        self.nbytes = sum(values.nbytes for values in columns.values())
         self.table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(product_ids, tf.string),
@@ -46,12 +69,15 @@ class ProductTable(tf.Module):
             ),
             default_value=-1,
         )
-        self.embeddings = tf.Variable(embeddings.astype(np.float32), trainable=False)
-        self.category_ids = tf.Variable(category_ids.astype(np.int32), trainable=False)
+        self.columns = {
+            name: tf.Variable(values, trainable=False, name=name)
+            for name, values in columns.items()
+        }
 
-    def lookup(self, product_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """(embeddings [N, d], category ids [N, C]); an id outside the catalog fails the
-        request with InvalidArgument naming the unknown ids (INVALID_ARGUMENT in TF Serving)."""
+    def lookup(self, product_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Each column's rows for `product_ids` ([N, ...]); an id outside the catalog fails
+        the request with InvalidArgument naming the unknown ids (INVALID_ARGUMENT in TF
+        Serving)."""
         rows = self.table.lookup(product_ids)
         unknown = rows < 0
         check = tf.debugging.Assert(
@@ -65,7 +91,7 @@ class ProductTable(tf.Module):
         )
         with tf.control_dependencies([check]):
             rows = tf.identity(rows)
-        return tf.gather(self.embeddings, rows), tf.gather(self.category_ids, rows)
+        return {name: tf.gather(values, rows) for name, values in self.columns.items()}
 
 
 def _printable(ids: tf.Tensor) -> tf.Tensor:
@@ -99,9 +125,24 @@ def read_catalog(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
 
 
 def build_product_table(
-    files: list[str], tft_output: tft.TFTransformOutput, product_vectors
+    files: list[str], tft_output: tft.TFTransformOutput, product_vectors, product_terms=None
 ) -> ProductTable:
-    """The catalog of `files` with psi(i) from `product_vectors` (product texts -> [P, d])."""
+    """The catalog of `files` with psi(i) from `product_vectors` (product texts -> [P, d])
+    and, given `product_terms` (psi(i) [n, d], category ids [n, C] -> [n, W]), each
+    product's first-layer terms, computed in batches."""
     catalog = read_catalog(files, tft_output)
     embeddings = np.asarray(product_vectors(catalog["texts"]), dtype=np.float32)
-    return ProductTable(catalog["ids"], embeddings, catalog["category_ids"])
+    category_ids = catalog["category_ids"]
+    terms = None
+    if product_terms is not None:
+        terms = np.concatenate(
+            [
+                np.asarray(
+                    product_terms(
+                        embeddings[i : i + TERMS_BATCH], category_ids[i : i + TERMS_BATCH]
+                    )
+                )
+                for i in range(0, len(embeddings), TERMS_BATCH)
+            ]
+        )
+    return ProductTable(catalog["ids"], embeddings, category_ids, terms)

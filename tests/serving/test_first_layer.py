@@ -1,0 +1,107 @@
+"""The split scorer (serving/first_layer.py) gives the trained scorer's probabilities, for
+every architecture: query terms once per query, product terms once per product, pair terms
+per candidate."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from contract import schema as S
+from model.architectures import ARCHITECTURES
+from model.scorer import (
+    FEATURES,
+    PRODUCT_EMBEDDING,
+    QUERY_EMBEDDING,
+    build_scorer,
+    categorical_input_names,
+    feature_segments,
+)
+from serving.first_layer import SplitScorer
+
+DIM, WIDE, VOCABULARY = 8, 6, 7
+SMALL = dict(
+    projection_dim=DIM,
+    expert_units=(16, 8),
+    tower_units=(4,),
+    num_shared_experts=2,
+    categorical_embedding_dim=3,
+)
+
+
+def _scorer(config):
+    scorer = build_scorer(config, WIDE, {c: VOCABULARY for c in S.CATEGORICAL_COLUMNS})
+    rng = np.random.default_rng(0)
+    for v in scorer.weights:  # kernels as drawn, x2; random biases and batch-norm statistics
+        if "kernel" in v.path:
+            v.assign(2 * np.asarray(v))
+            continue
+        value = rng.normal(scale=0.3, size=v.shape)
+        v.assign(np.abs(value) + 0.5 if "variance" in v.path else value)
+    return scorer
+
+
+def _inputs(n, rng):
+    return {
+        QUERY_EMBEDDING: rng.normal(scale=3, size=(n, DIM)).astype("float32"),
+        PRODUCT_EMBEDDING: rng.normal(scale=3, size=(n, DIM)).astype("float32"),
+        S.WIDE: rng.normal(size=(n, WIDE)).astype("float32"),
+        **{c: rng.integers(0, VOCABULARY, n).astype("int32") for c in categorical_input_names()},
+    }
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize(
+    "interactions", [("cosine", "hadamard", "concat"), ("cosine",), ("hadamard",)]
+)
+def test_split_scorer_equals_the_scorer(name, interactions):
+    config = ARCHITECTURES[name].replace(**SMALL, interactions=interactions)
+    if config.num_specific_experts and config.specific_experts:
+        config = config.replace(num_specific_experts=2)
+    scorer = _scorer(config)
+    split = SplitScorer(scorer)
+    x = _inputs(50, np.random.default_rng(1))
+    expected = scorer(x, training=False)
+    # The query terms of one query, as serving computes them once and gathers.
+    query_terms = split.query_terms(tf.constant(x[QUERY_EMBEDDING]))
+    product_terms = split.product_terms(
+        tf.constant(x[PRODUCT_EMBEDDING]), [x[c] for c in categorical_input_names()]
+    )
+    got = split.score(
+        x[QUERY_EMBEDDING], x[PRODUCT_EMBEDDING], query_terms, product_terms, x[S.WIDE]
+    )
+    # The candidates' scores differ: the comparison can fail.
+    assert max(np.ptp(np.asarray(expected[t])) for t in S.TASKS) > 1e-3
+    for task in S.TASKS:
+        np.testing.assert_allclose(
+            np.asarray(got[task]), np.asarray(expected[task]), rtol=0, atol=1e-5
+        )
+
+
+def test_the_parts_of_the_features_cover_them_in_order():
+    scorer = _scorer(ARCHITECTURES["mlpr"].replace(**SMALL))
+    segments = feature_segments(scorer)
+    assert [n for n, _ in segments] == [
+        "cosine",
+        "hadamard",
+        "query",
+        "product",
+        S.WIDE,
+        *S.CATEGORICAL_COLUMNS,
+    ]
+    assert sum(w for _, w in segments) == scorer.get_layer(FEATURES).output.shape[-1]
+    # MMoE reads the features: its experts' first block and gates are the split's width.
+    split = SplitScorer(scorer)
+    assert [layer.name for layer in split.consumers] == ["multi_gate_experts"]
+    assert split.width == 2 * 16 + 4 * 2  # 2 experts x 16 units, 3 task gates + 1 shared
+
+
+def test_a_layer_reading_the_features_and_more_is_refused():
+    features = keras.Input((5,), name="f")
+    other = keras.Input((5,), name="o")
+    joined = keras.layers.Add()([features, other])
+    from serving.first_layer import _reads
+
+    layer = keras.Model([features, other], joined).get_layer("add")
+    with pytest.raises(ValueError, match="other inputs"):
+        _reads(layer, features)
