@@ -13,6 +13,12 @@ Prints p50/p95/p99 latency and throughput per cell, measured in this run, and th
 requests timed in-process on the loaded SavedModel at concurrency 1 (no gRPC, no
 serialization), which splits each end-to-end figure into model time and serving overhead.
 The paper's Table 5 (V100) is printed beside. Client and server share this machine's CPUs.
+
+Each model's compute is reported too: the matrix-product FLOPs of a request from the graph
+(benchmarks/serving_profile.py), the time they take at this CPU's measured matmul rate, and
+the TF Session's p50 (TF Serving's way of running a SavedModel). With `--reference-tree DIR`
+(a checkout of an earlier commit) that tree trains and exports its own graph on the same
+data, and this tree's server serves it to the same requests: the report gives the ratios.
 """
 
 from __future__ import annotations
@@ -95,6 +101,30 @@ def train_and_push(encoder: str, log, paths: tuple, work: str, seed: int) -> tup
         saved_model, model_base, "mlpr", {"blessed": True, "reasons": ["benchmark"]}
     )
     return model_base, pushed.uri
+
+
+def train_and_push_reference(
+    tree: str, encoder: str, paths: tuple, work: str, seed: int
+) -> tuple[str, str]:
+    """`train_and_push` of the checkout `tree` (an earlier commit: today's graph), run by that
+    tree's own code in a subprocess on the same transformed data."""
+    import json
+
+    _, tft_dir, transformed = paths
+    code = (
+        "import json, sys\n"
+        f"sys.path[:0] = [{tree!r}, {os.path.join(tree, 'benchmarks')!r}]\n"
+        "from serving_latency import train_and_push\n"
+        f"print(json.dumps(train_and_push({encoder!r}, None, (None, {tft_dir!r}, "
+        f"{transformed!r}), {work!r}, {seed})))\n"
+    )
+    os.makedirs(work, exist_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise click.ClickException(f"the reference tree failed to train:\n{done.stderr[-3000:]}")
+    return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def candidate_lists(log, schema, n_requests: int, candidates: int, seed: int) -> list[tuple]:
@@ -244,6 +274,60 @@ def in_process(
     return results
 
 
+def reference_note(tree: str) -> str:
+    """The command's reference-tree argument, naming the commit it was."""
+    commit = subprocess.run(
+        ["git", "-C", tree, "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return f" --reference-tree DIR  # DIR: git worktree add DIR {commit}"
+
+
+def reference_lines(rows, model_rows, compute, names, levels) -> list[str]:
+    """The report's comparison with the reference tree's graph, measured in the same run."""
+    labels = {r["encoder"] for r in rows}
+    pairs = [(e, f"{e} (reference)") for e in names if f"{e} (reference)" in labels]
+    if not pairs:
+        return []
+
+    def cell(table, label, mode, concurrency, key):
+        return next(
+            r[key]
+            for r in table
+            if (r["encoder"], r["mode"], r["concurrency"]) == (label, mode, concurrency)
+        )
+
+    top = max(levels)
+    lines = [
+        "## Against the reference tree's graph (same run, same server, same requests)",
+        "",
+        "Reference / this tree (above 1: this tree is faster).",
+        "",
+        "| encoder | products | model alone p50 | Session p50 | end-to-end p50 | end-to-end p99 | "
+        f"throughput at concurrency {top} (this / reference) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for new, old in pairs:
+        for mode in ("precomputed", "raw"):
+            model = cell(model_rows, old, mode, 1, "p50") / cell(model_rows, new, mode, 1, "p50")
+            session = compute[old, mode][1] / compute[new, mode][1]
+            parts = [f"{model:.2f}x", f"{session:.2f}x"]
+            if 1 in levels:
+                parts += [
+                    f"{cell(rows, old, mode, 1, k) / cell(rows, new, mode, 1, k):.2f}x"
+                    for k in ("p50", "p99")
+                ]
+            else:
+                parts += ["", ""]
+            throughput = cell(rows, new, mode, top, "throughput") / cell(
+                rows, old, mode, top, "throughput"
+            )
+            lines.append(f"| {new} | {mode} | " + " | ".join(parts) + f" | {throughput:.2f}x |")
+    return [*lines, ""]
+
+
 def table(rows: list[dict]) -> str:
     head = (
         "| encoder | products | concurrency | requests | p50 ms | p95 ms | p99 ms | req/s |\n"
@@ -266,10 +350,18 @@ def table(rows: list[dict]) -> str:
     "--max-seconds", default=30.0, show_default=True, help="Per cell (after >=2 per thread)."
 )
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--reference-tree",
+    default=None,
+    help="A checkout of an earlier commit: its graph is trained, exported and measured too.",
+)
 @click.option("--out", default=None, help="Also write the Markdown report here.")
-def main(encoders, queries, candidates, concurrency, max_requests, max_seconds, seed, out) -> None:
+def main(
+    encoders, queries, candidates, concurrency, max_requests, max_seconds, seed, reference_tree, out
+) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from paper_tables import prepare
+    from serving_profile import matmul_rate, profile
 
     from contract import layout
     from contract import schema as S
@@ -286,14 +378,23 @@ def main(encoders, queries, candidates, concurrency, max_requests, max_seconds, 
     schema = S.RawSchema.load(os.path.join(tft_dir, layout.SCHEMA_FILE))
     requests = candidate_lists(log, schema, 64, candidates, seed)
 
-    rows, model_rows = [], []
-    for encoder in names:
-        click.echo(f"[{encoder}] training one epoch and exporting", err=True)
+    rows, model_rows, compute = [], [], {}
+    if reference_tree and "base" in names:
+        raise click.BadParameter("--reference-tree measures tiny and minilm only")
+    trees = [(e, e, None) for e in names]
+    if reference_tree:
+        trees = [t for e in names for t in ((e, e, None), (e, f"{e} (reference)", reference_tree))]
+    for encoder, label, tree in trees:
+        click.echo(f"[{label}] training one epoch and exporting", err=True)
         t0 = time.perf_counter()
-        model_base, version_dir = train_and_push(
-            encoder, log, (examples, tft_dir, transformed), work, seed
-        )
-        click.echo(f"[{encoder}] trained and pushed in {time.perf_counter() - t0:.0f} s", err=True)
+        paths = (examples, tft_dir, transformed)
+        if tree is None:
+            model_base, version_dir = train_and_push(encoder, log, paths, work, seed)
+        else:
+            model_base, version_dir = train_and_push_reference(
+                tree, encoder, paths, os.path.join(work, "reference"), seed
+            )
+        click.echo(f"[{label}] trained and pushed in {time.perf_counter() - t0:.0f} s", err=True)
         port = free_port()
         server = start_server(model_base, port, os.path.join(work, f"server_{encoder}.log"))
         try:
@@ -311,11 +412,9 @@ def main(encoders, queries, candidates, concurrency, max_requests, max_seconds, 
                             max_requests,
                             max_seconds,
                         )
-                        rows.append(
-                            {"encoder": encoder, "mode": mode, "concurrency": level, **cell}
-                        )
+                        rows.append({"encoder": label, "mode": mode, "concurrency": level, **cell})
                         click.echo(
-                            f"[{encoder}] {mode:<11} c={level:<3} p50 {cell['p50']:.1f} ms  "
+                            f"[{label}] {mode:<11} c={level:<3} p50 {cell['p50']:.1f} ms  "
                             f"p99 {cell['p99']:.1f} ms  {cell['throughput']:.1f} req/s",
                             err=True,
                         )
@@ -324,7 +423,11 @@ def main(encoders, queries, candidates, concurrency, max_requests, max_seconds, 
             server.wait(30)
         local = in_process(version_dir, requests, schema, max_requests, max_seconds)
         for mode, cell in local.items():
-            model_rows.append({"encoder": encoder, "mode": mode, "concurrency": 1, **cell})
+            model_rows.append({"encoder": label, "mode": mode, "concurrency": 1, **cell})
+        for mode, signature in (("raw", "serving_default"), ("precomputed", "rank_precomputed")):
+            found = profile(version_dir, signature, candidates, runs=100)
+            compute[label, mode] = (found["flops"], found["session_p50_ms"])
+    rate = matmul_rate()
 
     lines = [
         f"# Serving latency: {candidates} candidates per request, {os.cpu_count()} CPUs, "
@@ -333,8 +436,14 @@ def main(encoders, queries, candidates, concurrency, max_requests, max_seconds, 
         "    .venv/bin/python benchmarks/serving_latency.py "
         + " ".join(
             f"--{k} {v}"
-            for k, v in (("encoders", encoders), ("queries", queries), ("concurrency", concurrency))
-        ),
+            for k, v in (
+                ("encoders", encoders),
+                ("queries", queries),
+                ("concurrency", concurrency),
+                ("max-requests", max_requests),
+            )
+        )
+        + (reference_note(reference_tree) if reference_tree else ""),
         "",
         "Encoders: " + "; ".join(f"{e}: {ENCODERS[e][0]}" for e in names),
         "",
@@ -363,6 +472,24 @@ def main(encoders, queries, candidates, concurrency, max_requests, max_seconds, 
             if (c["encoder"], c["mode"], m["encoder"], m["mode"]) == (e, "checks", e, "precomputed")
         ),
         "",
+        f"## Compute per request ({candidates} candidates): FLOPs from the graph, against "
+        "this CPU's matmul rate",
+        "",
+        "One traced TF Session run of the export's warmup request (TF Serving runs a "
+        "SavedModel in a Session): the matrix products' FLOPs, the time they would take at "
+        f"this CPU's float32 rate (a 1024^2 MatMul, {rate / 1e9:.0f} GFLOP/s in this run), "
+        "and the Session's p50 over 100 runs.",
+        "",
+        "| model | products | FLOPs per request | FLOP bound ms | Session p50 ms | "
+        "Session / bound |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {label} | {mode} | {flops / 1e6:,.0f} M | {1000 * flops / rate:.2f} | "
+            f"{p50:.2f} | {p50 / (1000 * flops / rate):.1f}x |"
+            for (label, mode), (flops, p50) in compute.items()
+        ),
+        "",
+        *reference_lines(rows, model_rows, compute, names, levels),
         "## The paper's Table 5 (V100 GPU, BERT-size encoders), beside the p99 above",
         "",
         "| products | paper p99 ms | " + " | ".join(f"{e} p99 ms (c=1)" for e in names) + " |",

@@ -45,7 +45,7 @@ def warmup_feed(version_dir: str, signature: str, size: int):
         if request.model_spec.signature_name != signature:
             continue
         arrays = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        if len(next(iter(arrays.values()))) == size:
+        if max(a.size for a in arrays.values()) == size:
             return arrays
     raise click.ClickException(f"no warmup request of {size} for {signature} in {version_dir}")
 
@@ -84,8 +84,8 @@ _EINSUMS = {"Einsum", "_MklEinsum"}
 
 def matmul_flops(run_metadata) -> tuple[int, collections.Counter]:
     """Floating-point operations of the matrix products the traced run executed (2 per
-    multiply-add), from the executed graph (the Session's partition graphs, functions
-    inlined) and the shapes the trace recorded; elementwise ops are left out (a few percent
+    multiply-add), from the executed graphs (the Session's partition graphs and those of the
+    functions it ran) and the shapes the trace recorded; elementwise ops are left out (a few percent
     of a dense network's FLOPs). Also by part of the ranker."""
     shapes = {}
     for device in run_metadata.step_stats.dev_stats:
@@ -100,25 +100,27 @@ def matmul_flops(run_metadata) -> tuple[int, collections.Counter]:
         return found[int(index or 0)] if found and len(found) > int(index or 0) else None
 
     total, by_scope = 0, collections.Counter()
-    for graph in run_metadata.partition_graphs:
-        for node in graph.node:
-            if node.op not in _MATMULS | _BATCH_MATMULS | _EINSUMS:
-                continue
-            a, b = (shape_of(t) for t in node.input[:2])
-            if not a or not b:
-                continue
-            if node.op in _EINSUMS:
-                left, right = node.attr["equation"].s.decode().split("->")[0].split(",")
-                sizes = dict(zip(left, a, strict=False)) | dict(zip(right, b, strict=False))
-                flops = 2 * int(np.prod(list(sizes.values())))
-            else:
-                k = a[-2] if node.attr["transpose_a"].b or node.attr["adj_x"].b else a[-1]
-                n = b[-2] if node.attr["transpose_b"].b or node.attr["adj_y"].b else b[-1]
-                m = a[-1] if node.attr["transpose_a"].b or node.attr["adj_x"].b else a[-2]
-                batch = int(np.prod(a[:-2])) if len(a) > 2 else 1
-                flops = 2 * batch * m * k * n
-            total += flops
-            by_scope[scope_of(node.name)] += flops
+    graphs = list(run_metadata.partition_graphs)
+    for function in run_metadata.function_graphs:  # functions the runtime did not inline
+        graphs += list(function.partition_graphs)
+    for node in (node for graph in graphs for node in graph.node):
+        if node.op not in _MATMULS | _BATCH_MATMULS | _EINSUMS:
+            continue
+        a, b = (shape_of(t) for t in node.input[:2])
+        if not a or not b:
+            continue
+        if node.op in _EINSUMS:
+            left, right = node.attr["equation"].s.decode().split("->")[0].split(",")
+            sizes = dict(zip(left, a, strict=False)) | dict(zip(right, b, strict=False))
+            flops = 2 * int(np.prod(list(sizes.values())))
+        else:
+            k = a[-2] if node.attr["transpose_a"].b or node.attr["adj_x"].b else a[-1]
+            n = b[-2] if node.attr["transpose_b"].b or node.attr["adj_y"].b else b[-1]
+            m = a[-1] if node.attr["transpose_a"].b or node.attr["adj_x"].b else a[-2]
+            batch = int(np.prod(a[:-2])) if len(a) > 2 else 1
+            flops = 2 * batch * m * k * n
+        total += flops
+        by_scope[scope_of(node.name)] += flops
     return total, by_scope
 
 
@@ -137,6 +139,12 @@ def _timed(call) -> float:
     start = time.perf_counter()
     call()
     return time.perf_counter() - start
+
+
+def request_flops(version_dir: str, signature: str, size: int) -> int:
+    """Matrix-product FLOPs of one request of `size` candidates to `signature`, from one
+    traced Session run of the export's warmup request."""
+    return profile(version_dir, signature, size, runs=0)["flops"]
 
 
 def profile(version_dir: str, signature: str, size: int, runs: int) -> dict:
@@ -170,6 +178,8 @@ def profile(version_dir: str, signature: str, size: int, runs: int) -> dict:
                 by_scope[scope_of(name)] += micros
                 kernels += 1
         flops, flops_by_scope = matmul_flops(run_metadata)
+    if not runs:
+        return {"flops": flops, "flops_by_scope": flops_by_scope}
     model = tf.saved_model.load(version_dir)
     fn = model.signatures[signature]
     tensors = {k: tf.constant(v) for k, v in feed_arrays.items()}

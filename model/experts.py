@@ -37,6 +37,8 @@ class MultiGateExperts(keras.layers.Layer):
         num_experts: number of shared experts.
         expert_units: each expert's MLP widths, e.g. `(512, 256, 128)`.
         dropout: dropout inside the experts.
+        batch_norm: batch normalization in the experts (False: serving's folded form, see
+            `fold_from`).
         shared_output: also return the shared mixture as the last output.
 
     Example:
@@ -46,7 +48,14 @@ class MultiGateExperts(keras.layers.Layer):
     """
 
     def __init__(
-        self, num_tasks, num_experts, expert_units, dropout=0.0, shared_output=False, **kwargs
+        self,
+        num_tasks,
+        num_experts,
+        expert_units,
+        dropout=0.0,
+        shared_output=False,
+        batch_norm=True,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if num_tasks < 1 or num_experts < 1:
@@ -59,7 +68,10 @@ class MultiGateExperts(keras.layers.Layer):
         self.dropout = float(dropout)
         self.shared_output = bool(shared_output)
         self.num_gates = self.num_tasks + int(self.shared_output)
-        self.experts = ExpertStack(num_experts, self.expert_units, dropout=dropout, name="experts")
+        self.batch_norm = bool(batch_norm)
+        self.experts = ExpertStack(
+            num_experts, self.expert_units, dropout, self.batch_norm, name="experts"
+        )
         self.gates = keras.layers.Dense(self.num_gates * num_experts, name="gates")
 
     def build(self, input_shape):
@@ -75,6 +87,12 @@ class MultiGateExperts(keras.layers.Layer):
         """The linear maps of the input that start the layer, `[(kernel [in, w], bias or
         None)]`: the experts' first block, then the gates."""
         return [self.experts.first_layer_kernel(), (self.gates.kernel, self.gates.bias)]
+
+    def fold_from(self, other: "MultiGateExperts") -> None:
+        """This layer without batch norm set to compute what `other` (with it) computes at
+        inference (ExpertStack.fold_from)."""
+        self.experts.fold_from(other.experts)
+        self.gates.set_weights(other.gates.get_weights())
 
     def from_first_layer(self, parts, training=None):
         """The layer's outputs from `x @ kernel + bias` of each of `first_layer_parts()`."""
@@ -97,6 +115,7 @@ class MultiGateExperts(keras.layers.Layer):
                 "expert_units": list(self.expert_units),
                 "dropout": self.dropout,
                 "shared_output": self.shared_output,
+                "batch_norm": self.batch_norm,
             }
         )
         return config
@@ -118,6 +137,8 @@ class CustomizedGateExperts(keras.layers.Layer):
         num_shared_experts: experts shared by all tasks.
         expert_units: each expert's MLP widths.
         dropout: dropout inside the experts.
+        batch_norm: batch normalization in the experts (False: serving's folded form, see
+            `fold_from`).
 
     Example:
     >>> layer = CustomizedGateExperts(2, 1, 1, expert_units=(4,))
@@ -133,6 +154,7 @@ class CustomizedGateExperts(keras.layers.Layer):
         num_shared_experts,
         expert_units,
         dropout=0.0,
+        batch_norm=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -146,16 +168,22 @@ class CustomizedGateExperts(keras.layers.Layer):
         self.num_shared_experts = int(num_shared_experts)
         self.expert_units = tuple(int(u) for u in expert_units)
         self.dropout = float(dropout)
+        self.batch_norm = bool(batch_norm)
         # Expert k * S + i is task k's i-th specific expert.
         self.specific = ExpertStack(
             self.num_tasks * self.num_specific_experts,
             self.expert_units,
-            dropout=dropout,
+            dropout,
+            self.batch_norm,
             name="specific_experts",
         )
         self.shared = (
             ExpertStack(
-                self.num_shared_experts, self.expert_units, dropout=dropout, name="shared_experts"
+                self.num_shared_experts,
+                self.expert_units,
+                dropout,
+                self.batch_norm,
+                name="shared_experts",
             )
             if self.num_shared_experts
             else None
@@ -202,6 +230,15 @@ class CustomizedGateExperts(keras.layers.Layer):
         shared = [self.shared.first_layer_kernel()] if self.shared is not None else []
         return [self.specific.first_layer_kernel(), *shared, (gates, self.gate_bias)]
 
+    def fold_from(self, other: "CustomizedGateExperts") -> None:
+        """This layer without batch norm set to compute what `other` (with it) computes at
+        inference (ExpertStack.fold_from)."""
+        self.specific.fold_from(other.specific)
+        if self.shared is not None:
+            self.shared.fold_from(other.shared)
+        self.gate_kernel.assign(other.gate_kernel)
+        self.gate_bias.assign(other.gate_bias)
+
     def from_first_layer(self, parts, training=None):
         """The layer's outputs from `x @ kernel + bias` of each of `first_layer_parts()`."""
         own = self.specific.after_first_layer(parts[0], training=training)
@@ -228,6 +265,7 @@ class CustomizedGateExperts(keras.layers.Layer):
                 "num_shared_experts": self.num_shared_experts,
                 "expert_units": list(self.expert_units),
                 "dropout": self.dropout,
+                "batch_norm": self.batch_norm,
             }
         )
         return config

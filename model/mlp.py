@@ -52,6 +52,18 @@ class MLP(keras.layers.Layer):
         dense = self._blocks[0][0]
         return [(dense.kernel, dense.bias)]
 
+    def fold_from(self, other: "MLP") -> None:
+        """Set this MLP (without batch norm) to compute what `other` (with batch norm, same
+        widths) computes at inference: each batch norm folded into its Dense's kernel and
+        bias (serving's form, serving/first_layer.py)."""
+        if self.batch_norm or not other.batch_norm:
+            raise ValueError("fold_from folds an MLP with batch norm into one without")
+        for mine, theirs in zip(self._blocks, other._blocks, strict=True):
+            dense, norm = theirs[0], theirs[1]
+            scale, shift = inference_affine(norm)
+            mine[0].kernel.assign(dense.kernel * scale)
+            mine[0].bias.assign(shift)
+
     def from_first_layer(self, parts, training=None):
         """The MLP's output from `x @ kernel + bias` of its first Dense."""
         (x,) = parts
@@ -69,3 +81,14 @@ class MLP(keras.layers.Layer):
             {"units": list(self.units), "dropout": self.dropout, "batch_norm": self.batch_norm}
         )
         return config
+
+
+def inference_affine(norm: keras.layers.BatchNormalization):
+    """(scale, shift) with `norm(x) == x * scale + shift` at inference."""
+    scale = keras.ops.rsqrt(norm.moving_variance + norm.epsilon)
+    if norm.scale:
+        scale = scale * norm.gamma
+    shift = -norm.moving_mean * scale
+    if norm.center:
+        shift = shift + norm.beta
+    return scale, shift

@@ -43,10 +43,15 @@ def feature_inputs(wide_dim: int) -> dict:
 
 
 def build_scorer(
-    config: RankerConfig, wide_dim: int, vocabulary_sizes: dict[str, int]
+    config: RankerConfig,
+    wide_dim: int,
+    vocabulary_sizes: dict[str, int],
+    batch_norm: bool = True,
 ) -> MultiTaskRanker:
     """The upper network as a functional model named `scorer`; its inputs are named by
-    `scorer_input_names()` and its outputs are one probability [N, 1] per task."""
+    `scorer_input_names()` and its outputs are one probability [N, 1] per task.
+
+    `batch_norm=False` builds serving's folded form (`folded_scorer`), not a model to train."""
     missing = [c for c in S.CATEGORICAL_COLUMNS if c not in vocabulary_sizes]
     if missing:
         raise ValueError(f"vocabulary_sizes lacks {missing}; got {sorted(vocabulary_sizes)}")
@@ -68,11 +73,11 @@ def build_scorer(
         for c in S.CATEGORICAL_COLUMNS
     ]
     features = keras.layers.Concatenate(name=FEATURES)([deep, inputs[S.WIDE], *embedded])
-    task_inputs = _task_inputs(config, features)
+    task_inputs = _task_inputs(config, features, batch_norm)
 
     heads, previous = [], None
     for k, task in enumerate(S.TASKS):
-        tower = MLP(config.tower_units, dropout=config.dropout, name=f"{task}_tower")(
+        tower = MLP(config.tower_units, config.dropout, batch_norm, name=f"{task}_tower")(
             task_inputs[k]
         )
         if config.attention_units and previous is not None:
@@ -97,6 +102,27 @@ def build_scorer(
     return MultiTaskRanker(inputs=inputs, outputs=outputs, name=SCORER)
 
 
+def folded_scorer(
+    scorer: keras.Model,
+    config: RankerConfig,
+    wide_dim: int,
+    vocabulary_sizes: dict[str, int],
+) -> MultiTaskRanker:
+    """A scorer that computes what the trained `scorer` computes at inference, with every
+    batch normalization folded into the kernel and bias before it: fewer ops per request, and
+    the experts' products fuse with their bias and ReLU. Serving's form (serving/first_layer.py);
+    it equals `scorer(x, training=False)` up to float rounding."""
+    folded = build_scorer(config, wide_dim, vocabulary_sizes, batch_norm=False)
+    for mine, theirs in zip(folded.layers, scorer.layers, strict=True):
+        if mine.name != theirs.name:
+            raise ValueError(f"the scorers differ: layer {mine.name!r} vs {theirs.name!r}")
+        if hasattr(mine, "fold_from"):
+            mine.fold_from(theirs)
+        else:
+            mine.set_weights(theirs.get_weights())
+    return folded
+
+
 def feature_segments(scorer: keras.Model) -> list[tuple[str, int]]:
     """The parts of the scorer's features (the `FEATURES` concatenation) in order, as
     `(name, width)`: the interactions (`cosine`, `hadamard`, then `query` and `product` for
@@ -117,18 +143,18 @@ def feature_segments(scorer: keras.Model) -> list[tuple[str, int]]:
     return segments
 
 
-def _task_inputs(config: RankerConfig, features) -> list:
+def _task_inputs(config: RankerConfig, features, batch_norm: bool) -> list:
     """One input per task for the towers: separate networks, a shared bottom, and/or the
     expert stages (MMoE, then customized-gate experts)."""
     tasks = len(S.TASKS)
     if config.separate_task_networks:
         return [
-            MLP(config.expert_units, dropout=config.dropout, name=f"{task}_network")(features)
+            MLP(config.expert_units, config.dropout, batch_norm, name=f"{task}_network")(features)
             for task in S.TASKS
         ]
     shared = features
     if config.shared_bottom_units:
-        shared = MLP(config.shared_bottom_units, dropout=config.dropout, name="shared_bottom")(
+        shared = MLP(config.shared_bottom_units, config.dropout, batch_norm, name="shared_bottom")(
             features
         )
     per_task = [shared] * tasks
@@ -139,6 +165,7 @@ def _task_inputs(config: RankerConfig, features) -> list:
             config.expert_units,
             dropout=config.dropout,
             shared_output=config.specific_experts,
+            batch_norm=batch_norm,
             name="multi_gate_experts",
         )(shared)
         per_task = mixed[:tasks]
@@ -150,6 +177,7 @@ def _task_inputs(config: RankerConfig, features) -> list:
             config.num_shared_experts,
             config.expert_units,
             dropout=config.dropout,
+            batch_norm=batch_norm,
             name="specific_experts",
         )([*per_task, shared])
     return per_task

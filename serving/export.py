@@ -37,6 +37,7 @@ import tensorflow_transform as tft
 from contract import schema as S
 from contract.features import raw_feature_spec, serving_feature_spec
 from model.ranker import categorical_input_names
+from model.scorer import folded_scorer
 from serving.first_layer import SplitScorer
 from serving.product_table import CATEGORY_IDS, PRODUCT_TERMS, build_product_table
 from serving.signatures import (
@@ -182,7 +183,11 @@ class _ServingGraph:
         if preprocessor is not None:
             self.query_encoder = model.query_encoder
             self.product_encoder = model.product_encoder
-            self.split = SplitScorer(model.scorer)
+            self.split = SplitScorer(
+                folded_scorer(
+                    model.scorer, model.ranker_config, model.wide_dim, model.vocabulary_sizes
+                )
+            )
 
     # Signatures.
 
@@ -195,9 +200,11 @@ class _ServingGraph:
         size = tf.shape(features[S.PRODUCT_ID])
         raw = self._raw({**features, **{f: tf.fill(size, "") for f in PRODUCT_FIELDS}})
         transformed = self.tft_layer(raw)
-        product = table.lookup(features[S.PRODUCT_ID])
-        terms = product.get(PRODUCT_TERMS)
-        if terms is None:
+        if PRODUCT_TERMS in table.columns:
+            product = table.lookup(features[S.PRODUCT_ID], [PRODUCT_EMBEDDING, PRODUCT_TERMS])
+            terms = product[PRODUCT_TERMS]
+        else:
+            product = table.lookup(features[S.PRODUCT_ID], [PRODUCT_EMBEDDING, CATEGORY_IDS])
             categories = tf.unstack(
                 product[CATEGORY_IDS], num=len(categorical_input_names()), axis=1
             )

@@ -14,8 +14,10 @@ product is a sum of one term per part, `part @ K[rows of part]`:
 - only the terms that mix the two (the cosine, the Hadamard product) and the per-pair
   ranking features are computed per candidate (`score`).
 
-The rest of the scorer, from those networks' outputs on, is the trained scorer's own layers
-(a sub-model of it). `score` equals the scorer up to float rounding (tested to 1e-5).
+The rest of the scorer, from those networks' outputs on, is the scorer's own layers (a
+sub-model of it). Serving splits the folded scorer (model/scorer.py `folded_scorer`: batch
+norm folded into the weights). `score` equals the trained scorer up to float rounding
+(tested to 1e-5).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class SplitScorer(tf.Module):
     feature part multiplies), saved with the SavedModel.
 
     Args:
-        scorer: the trained scorer (model/scorer.py).
+        scorer: a scorer (model/scorer.py), serving's folded form or as trained.
     """
 
     def __init__(self, scorer: keras.Model):

@@ -74,10 +74,11 @@ class ProductTable(tf.Module):
             for name, values in columns.items()
         }
 
-    def lookup(self, product_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Each column's rows for `product_ids` ([N, ...]); an id outside the catalog fails
+    def lookup(self, product_ids: tf.Tensor, columns: list[str]) -> dict[str, tf.Tensor]:
+        """The rows of `columns` for `product_ids` ([N, ...]); an id outside the catalog fails
         the request with InvalidArgument naming the unknown ids (INVALID_ARGUMENT in TF
-        Serving)."""
+        Serving). Only the columns asked for are read: a read whose result goes unused keeps
+        TF Serving's graph optimizer from inlining the signature's function."""
         rows = self.table.lookup(product_ids)
         unknown = rows < 0
         check = tf.debugging.Assert(
@@ -91,7 +92,7 @@ class ProductTable(tf.Module):
         )
         with tf.control_dependencies([check]):
             rows = tf.identity(rows)
-        return {name: tf.gather(values, rows) for name, values in self.columns.items()}
+        return {name: tf.gather(self.columns[name], rows) for name in columns}
 
 
 def _printable(ids: tf.Tensor) -> tf.Tensor:

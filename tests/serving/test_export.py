@@ -244,6 +244,40 @@ def test_every_op_is_in_the_stock_tf_serving_binary(model):
     assert {"LookupTableFindV2", "ParseExampleV2", "MatMul", "Unique"} <= set(found["core"])
 
 
+@pytest.mark.parametrize("signature", [SERVING_DEFAULT, RANK_PRECOMPUTED])
+def test_a_session_inlines_the_signature(model, signature):
+    """TF Serving runs the SavedModel in a TF Session, whose graph optimizer inlines the
+    signature's function, unless a stateful op's result goes unused (a table read nobody
+    needs): the function then runs as one opaque call, unoptimised. The ranker's matrix
+    products must be in the graph the Session executed."""
+    path, _ = model
+    request = next(
+        r
+        for r in read_warmup_requests(path)
+        if r.model_spec.signature_name == signature
+        and r.inputs[S.PRODUCT_ID].tensor_shape.dim
+        and r.inputs[S.PRODUCT_ID].tensor_shape.dim[0].size > 1
+    )
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+        sig = meta.signature_def[signature]
+        feed = {
+            graph.get_tensor_by_name(sig.inputs[k].name): tf.make_ndarray(v)
+            for k, v in request.inputs.items()
+        }
+        fetch = {k: graph.get_tensor_by_name(v.name) for k, v in sig.outputs.items()}
+        metadata = tf.compat.v1.RunMetadata()
+        session.run(
+            fetch,
+            feed,
+            options=tf.compat.v1.RunOptions(output_partition_graphs=True),
+            run_metadata=metadata,
+        )
+    executed = {node.op for g in metadata.partition_graphs for node in g.node}
+    assert executed & {"MatMul", "_MklMatMul", "_MklNativeFusedMatMul", "_FusedMatMul"}, executed
+
+
 def test_padding_is_trimmed_to_the_longest_text_of_the_batch():
     from serving.export import _trim_padding
 

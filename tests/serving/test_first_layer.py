@@ -16,10 +16,12 @@ from model.scorer import (
     build_scorer,
     categorical_input_names,
     feature_segments,
+    folded_scorer,
 )
 from serving.first_layer import SplitScorer
 
 DIM, WIDE, VOCABULARY = 8, 6, 7
+SIZES = {c: VOCABULARY for c in S.CATEGORICAL_COLUMNS}
 SMALL = dict(
     projection_dim=DIM,
     expert_units=(16, 8),
@@ -30,7 +32,7 @@ SMALL = dict(
 
 
 def _scorer(config):
-    scorer = build_scorer(config, WIDE, {c: VOCABULARY for c in S.CATEGORICAL_COLUMNS})
+    scorer = build_scorer(config, WIDE, SIZES)
     rng = np.random.default_rng(0)
     for v in scorer.weights:  # kernels as drawn, x2; random biases and batch-norm statistics
         if "kernel" in v.path:
@@ -59,7 +61,8 @@ def test_split_scorer_equals_the_scorer(name, interactions):
     if config.num_specific_experts and config.specific_experts:
         config = config.replace(num_specific_experts=2)
     scorer = _scorer(config)
-    split = SplitScorer(scorer)
+    folded = folded_scorer(scorer, config, WIDE, SIZES)
+    split = SplitScorer(folded)
     x = _inputs(50, np.random.default_rng(1))
     expected = scorer(x, training=False)
     # The query terms of one query, as serving computes them once and gathers.
@@ -72,9 +75,13 @@ def test_split_scorer_equals_the_scorer(name, interactions):
     )
     # The candidates' scores differ: the comparison can fail.
     assert max(np.ptp(np.asarray(expected[t])) for t in S.TASKS) > 1e-3
+    unsplit = folded(x, training=False)
     for task in S.TASKS:
         np.testing.assert_allclose(
             np.asarray(got[task]), np.asarray(expected[task]), rtol=0, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            np.asarray(unsplit[task]), np.asarray(expected[task]), rtol=0, atol=1e-5
         )
 
 
