@@ -23,6 +23,7 @@ Without `--saved-model`, the pipeline's default ranker (MLPR) with `--encoder` (
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import sys
 import tempfile
@@ -141,10 +142,34 @@ def _timed(call) -> float:
     return time.perf_counter() - start
 
 
-def request_flops(version_dir: str, signature: str, size: int) -> int:
-    """Matrix-product FLOPs of one request of `size` candidates to `signature`, from one
-    traced Session run of the export's warmup request."""
-    return profile(version_dir, signature, size, runs=0)["flops"]
+def interleaved_session_p50(models: dict, size: int, rounds: int, runs: int) -> dict:
+    """Session p50 (ms) of each `{key: (version_dir, signature)}` on its warmup request of
+    `size` candidates, the models timed in turn, `runs` requests each per round, so that the
+    machine's drift over the measurement reaches every model alike."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the TF Text ops of the serving graph)
+
+    sessions = {}
+    for key, (version_dir, signature) in models.items():
+        feed_arrays = warmup_feed(version_dir, signature, size)
+        graph = tf.Graph()
+        session = tf.compat.v1.Session(graph=graph)
+        with graph.as_default():
+            meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], version_dir)
+        sig = meta.signature_def[signature]
+        feed = {graph.get_tensor_by_name(sig.inputs[k].name): v for k, v in feed_arrays.items()}
+        fetch = {k: graph.get_tensor_by_name(v.name) for k, v in sig.outputs.items()}
+        for _ in range(5):
+            session.run(fetch, feed)
+        sessions[key] = (session, fetch, feed)
+    times = {key: [] for key in models}
+    for _ in range(rounds):
+        for key, (session, fetch, feed) in sessions.items():
+            run = functools.partial(session.run, fetch, feed)
+            times[key] += [_timed(run) for _ in range(runs)]
+    for session, _, _ in sessions.values():
+        session.close()
+    return {key: 1000 * float(np.median(t)) for key, t in times.items()}
 
 
 def profile(version_dir: str, signature: str, size: int, runs: int) -> dict:

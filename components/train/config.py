@@ -51,6 +51,10 @@ class TrainConfig:
         least once, so the binary label hardly tells good from best.
     text_cache_dir: where the frozen encoder's outputs are cached and reused across runs
         (components/train/text_cache.py); None: a temporary folder, for this run only.
+    catalog_terms: the serving export's catalog also holds each product's first-layer terms
+        of the scorer (about 2,000 floats per product with MLPR's default experts), so
+        `rank_precomputed` computes only the query's and the pair's; False: psi(i) and the
+        categorical ids only (256 floats and 4 ids per product), for a catalog too large.
     """
 
     architecture: str = "mlpr"
@@ -69,6 +73,7 @@ class TrainConfig:
     xgboost: XGBoostConfig = XGBoostConfig()
     text_cache_dir: str | None = None
     targets: str = "rate"
+    catalog_terms: bool = True
 
     def __post_init__(self) -> None:
         check_targets(self.targets)

@@ -190,6 +190,7 @@ def _train_and_export(
             for f in sorted(tf.io.gfile.glob(layout.split_pattern(transformed_dir, split)))
         ],
         product_vectors=product_vectors,
+        product_terms=config.catalog_terms,
     )
     result = TrainResult(
         seconds=round(time.monotonic() - start, 1),

@@ -13,6 +13,7 @@ import tensorflow as tf
 from serving_testlib import catalog_rows, loaded_model, named_inputs, trained_model
 
 from conftest import make_raw_example
+from contract import layout
 from contract import schema as S
 from serving.export import EXPORT_INFO_FILE
 from serving.signatures import (
@@ -294,3 +295,44 @@ def test_padding_is_trimmed_to_the_longest_text_of_the_batch():
         {"ids": tf.zeros([2, 4], tf.int32), "mask": tf.zeros([2, 4])}, "ids", "mask"
     )
     assert empty["ids"].shape == (2, 1)
+
+
+def test_a_catalog_without_first_layer_terms_ranks_the_same(model, tmp_path_factory, tmp_path):
+    """`product_terms=False` (a catalog too large for the terms): rank_precomputed computes
+    the product terms from psi(i) and the categorical ids, with the same scores."""
+    import keras
+    import keras_hub
+    import tensorflow_transform as tft
+    from serving_testlib import CONFIG
+
+    from model.text_preprocessor import TextPreprocessor
+    from serving.export import export_serving_model
+
+    root, _ = trained_model(tmp_path_factory)
+    tokenizer = keras_hub.models.Tokenizer.from_preset(str(root / "model" / "encoder_preset"))
+    preprocessor = TextPreprocessor(tokenizer, CONFIG.query_length, CONFIG.product_length)
+    ranker = keras.saving.load_model(str(root / "model" / layout.KERAS_MODEL_FILE))
+    files = [
+        f
+        for split in S.SPLITS
+        for f in sorted(tf.io.gfile.glob(layout.split_pattern(str(root / "tx"), split)))
+    ]
+    plain = export_serving_model(
+        ranker,
+        preprocessor,
+        tft.TFTransformOutput(str(root / "tft")),
+        S.DEMO_SCHEMA,
+        str(tmp_path / "plain"),
+        catalog_files=files,
+        product_terms=False,
+    )
+    with open(os.path.join(plain, EXPORT_INFO_FILE)) as fh:
+        assert json.load(fh)["catalog_columns"] == ["category_ids", PRODUCT_EMBEDDING]
+    rows = catalog_rows(30, query="red boots")
+    _, loaded = model
+    pre = loaded.signatures[RANK_PRECOMPUTED]
+    expected = pre(**named_inputs(pre, rows))
+    other = tf.saved_model.load(plain).signatures[RANK_PRECOMPUTED]
+    got = other(**named_inputs(other, rows))
+    for key in OUTPUT_KEYS:
+        np.testing.assert_allclose(got[key].numpy(), expected[key].numpy(), rtol=0, atol=1e-5)
