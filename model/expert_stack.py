@@ -130,16 +130,7 @@ class ExpertStack(keras.layers.Layer):
         serving batch sizes that beats the stacked product (measured in
         benchmarks/results/serving_profile_tiny.md)."""
         if not training and not self.norms:
-            hidden = ops.split(ops.relu(pre), self.num_experts, axis=-1)
-            for i, units in enumerate(self.units[1:], start=1):
-                hidden = [
-                    ops.relu(
-                        ops.matmul(h, self.kernels[i][e])
-                        + self.biases[i][e * units : (e + 1) * units]
-                    )
-                    for e, h in enumerate(hidden)
-                ]
-            return ops.stack(hidden, axis=1)
+            return ops.stack(self._folded_blocks(ops.split(ops.relu(pre), self.num_experts, -1)), 1)
         x = pre
         for i, units in enumerate(self.units):
             if i > 0:
@@ -157,6 +148,31 @@ class ExpertStack(keras.layers.Layer):
             if self.dropouts:
                 x = self.dropouts[i](x, training=training)
         return ops.reshape(x, (-1, self.num_experts, self.units[-1]))
+
+    def folded_experts(self, inputs: list) -> list:
+        """Inference in the folded form (no batch norm): expert e on `inputs[e]` ([B, in]
+        each), its own fused product, bias and ReLU per block; a list of E [B, units[-1]]."""
+        if self.norms:
+            raise ValueError("folded_experts runs the folded form (batch_norm=False)")
+        units = self.units[0]
+        hidden = [
+            ops.relu(
+                ops.matmul(x, self.kernels[0][e]) + self.biases[0][e * units : (e + 1) * units]
+            )
+            for e, x in enumerate(inputs)
+        ]
+        return self._folded_blocks(hidden)
+
+    def _folded_blocks(self, hidden: list) -> list:
+        """The blocks after the first, expert by expert (folded form)."""
+        for i, units in enumerate(self.units[1:], start=1):
+            hidden = [
+                ops.relu(
+                    ops.matmul(h, self.kernels[i][e]) + self.biases[i][e * units : (e + 1) * units]
+                )
+                for e, h in enumerate(hidden)
+            ]
+        return hidden
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_experts, self.units[-1])

@@ -212,6 +212,8 @@ class CustomizedGateExperts(keras.layers.Layer):
         )
 
     def call(self, inputs, training=None):
+        if not training and not self.batch_norm:
+            return self._folded_call(inputs)
         tasks = ops.stack(inputs[: self.num_tasks], axis=1)  # [B, T, in]
         parts = [self.specific.first_layer(ops.repeat(tasks, self.num_specific_experts, axis=1))]
         if self.shared is not None:
@@ -219,6 +221,25 @@ class CustomizedGateExperts(keras.layers.Layer):
         logits = ops.einsum("bti,tio->bto", tasks, self.gate_kernel)
         parts.append(ops.reshape(logits, (-1, self.num_tasks * self.gate_width)) + self.gate_bias)
         return self.from_first_layer(parts, training=training)
+
+    def _folded_call(self, inputs):
+        """Inference in serving's folded form: every expert and gate as its own product on
+        its own input, which oneDNN fuses with the bias and ReLU (ExpertStack.after_first_layer)."""
+        s, width = self.num_specific_experts, self.gate_width
+        own = self.specific.folded_experts(
+            [inputs[k] for k in range(self.num_tasks) for _ in range(s)]
+        )
+        common = []
+        if self.shared is not None:
+            stacked = self.shared(inputs[-1], training=False)
+            common = [stacked[:, e] for e in range(self.num_shared_experts)]
+        outputs = []
+        for k in range(self.num_tasks):
+            logits = ops.matmul(inputs[k], self.gate_kernel[k])
+            logits = logits + self.gate_bias[k * width : (k + 1) * width]
+            experts = ops.stack(own[k * s : (k + 1) * s] + common, axis=1)  # [B, S + shared, D]
+            outputs.append(_mix(ops.expand_dims(logits, 1), experts)[:, 0])
+        return outputs
 
     def first_layer_parts(self):
         """The linear maps that start the layer, `[(kernel [in, w], bias or None)]`, when
