@@ -18,7 +18,9 @@ Each model's compute is reported too: the matrix-product FLOPs of a request from
 (benchmarks/serving_profile.py), the time they take at this CPU's measured matmul rate, and
 the TF Session's p50 (TF Serving's way of running a SavedModel). With `--reference-tree DIR`
 (a checkout of an earlier commit) that tree trains and exports its own graph on the same
-data, and this tree's server serves it to the same requests: the report gives the ratios.
+data, and this tree's server serves it to the same requests: the two are served side by side
+and take turns in every measured cell (6 rounds), so the machine's drift reaches both alike;
+the report gives the ratios.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import numpy as np
 
 CONCURRENCY = (1, 4, 16)
 SIGNATURES = {"raw": "serving_default", "precomputed": "rank_precomputed"}
+# A model and its reference take turns this many times in every measured cell.
+ROUNDS = 6
 # The paper's Table 5: p99 latency of ranking a query's candidates on a V100.
 PAPER_TABLE5_P99_MS = {"raw": 171.0, "precomputed": 112.0}
 GOALS_P99_MS = {
@@ -209,9 +213,11 @@ def summarize(latencies_s: list[float], wall_s: float) -> dict:
     }
 
 
-def run_cell(call, requests: list, concurrency: int, max_requests: int, max_seconds: float) -> dict:
+def measure(
+    call, requests: list, concurrency: int, max_requests: int, max_seconds: float
+) -> tuple[list[float], float]:
     """`call(request)` from `concurrency` threads until `max_requests` are done or
-    `max_seconds` have passed (at least 2 requests per thread); latency of each call."""
+    `max_seconds` have passed (at least 2 requests per thread): (each call's latency, wall)."""
     latencies: list[float] = []
     counter = iter(range(10**9))
     start = time.perf_counter()
@@ -231,27 +237,52 @@ def run_cell(call, requests: list, concurrency: int, max_requests: int, max_seco
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         for future in [pool.submit(worker) for _ in range(concurrency)]:
             future.result()
-    return summarize(latencies, time.perf_counter() - start)
+    return latencies, time.perf_counter() - start
+
+
+def run_cell(call, requests: list, concurrency: int, max_requests: int, max_seconds: float) -> dict:
+    return summarize(*measure(call, requests, concurrency, max_requests, max_seconds))
+
+
+def run_in_turn(
+    calls: dict, requests: list, concurrency: int, max_requests: int, max_seconds: float
+) -> dict:
+    """Like `run_cell` for each `{label: call}`, the labels taking turns over `ROUNDS` rounds
+    (a share of the requests and seconds each), so that the machine's drift reaches all alike."""
+    latencies = {label: [] for label in calls}
+    walls = dict.fromkeys(calls, 0.0)
+    for _ in range(ROUNDS if len(calls) > 1 else 1):
+        for label, call in calls.items():
+            share = ROUNDS if len(calls) > 1 else 1
+            found, wall = measure(
+                call,
+                requests,
+                concurrency,
+                max(max_requests // share, 2 * concurrency),
+                max_seconds / share,
+            )
+            latencies[label] += found
+            walls[label] += wall
+    return {label: summarize(latencies[label], walls[label]) for label in calls}
 
 
 def in_process(
-    saved_model: str, requests: list, raw_schema, max_requests: int, max_seconds: float
+    saved_models: dict, requests: list, raw_schema, max_requests: int, max_seconds: float
 ) -> dict:
-    """The same requests on the SavedModel's signatures in this process, concurrency 1; and,
-    as "checks", the model's input checks alone (serving/export.checked_request) on the
-    pre-computed requests, whose share of the model time is their cost."""
+    """The same requests on each `{label: SavedModel}`'s signatures in this process,
+    concurrency 1, the models taking turns; and, as "checks", the model's input checks alone
+    (serving/export.checked_request) on the pre-computed requests, whose share of the model
+    time is their cost. Returns {(label, mode): cell}."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the TF Text ops of the serving graph)
 
     from contract import schema as S
     from serving.client import ranking_inputs
     from serving.export import checked_request
-    from serving.signatures import RANK_PRECOMPUTED, SERVING_DEFAULT
 
-    model = tf.saved_model.load(saved_model)
+    models = {label: tf.saved_model.load(path) for label, path in saved_models.items()}
     results = {}
-    for mode, signature in (("raw", SERVING_DEFAULT), ("precomputed", RANK_PRECOMPUTED)):
-        fn = model.signatures[signature]
+    for mode, signature in SIGNATURES.items():
         tensors = []
         for query, products in requests:
             inputs = ranking_inputs(
@@ -263,15 +294,23 @@ def in_process(
                     for k, v in inputs.items()
                 }
             )
-        for t in tensors[:3]:
-            fn(**t)
-        results[mode] = run_cell(lambda t, fn=fn: fn(**t), tensors, 1, max_requests, max_seconds)
+        calls = {}
+        for label, model in models.items():
+            fn = model.signatures[signature]
+            for t in tensors[:3]:
+                fn(**t)
+            calls[label] = lambda t, fn=fn: fn(**t)
+        for label, cell in run_in_turn(calls, tensors, 1, max_requests, max_seconds).items():
+            results[label, mode] = cell
         if mode == "precomputed":
             candidates = [n for n in tensors[0] if n != S.QUERY]
             checks = tf.function(lambda t, c=candidates: checked_request(t, c, raw_schema))
             for t in tensors[:3]:
                 checks(t)
-            results["checks"] = run_cell(checks, tensors, 1, max_requests, max_seconds)
+            # This tree's checks: timed once, beside the first model (this tree's).
+            results[next(iter(models)), "checks"] = run_cell(
+                checks, tensors, 1, max_requests, max_seconds
+            )
     return results
 
 
@@ -385,34 +424,41 @@ def main(
     trees = [(e, e, None) for e in names]
     if reference_tree:
         trees = [t for e in names for t in ((e, e, None), (e, f"{e} (reference)", reference_tree))]
+    exported = {}
     for encoder, label, tree in trees:
         click.echo(f"[{label}] training one epoch and exporting", err=True)
         t0 = time.perf_counter()
         paths = (examples, tft_dir, transformed)
         if tree is None:
-            model_base, version_dir = train_and_push(encoder, log, paths, work, seed)
+            exported[label] = train_and_push(encoder, log, paths, work, seed)
         else:
-            model_base, version_dir = train_and_push_reference(
+            exported[label] = train_and_push_reference(
                 tree, encoder, paths, os.path.join(work, "reference"), seed
             )
         click.echo(f"[{label}] trained and pushed in {time.perf_counter() - t0:.0f} s", err=True)
-        port = free_port()
-        server = start_server(model_base, port, os.path.join(work, f"server_{encoder}.log"))
+    for encoder in names:
+        # The encoder's model and its reference, served side by side and measured in turn.
+        labels = [label for e, label, _ in trees if e == encoder]
+        servers, clients = {}, {}
         try:
-            with RankingClient(f"127.0.0.1:{port}", timeout_s=60.0) as client:
-                for mode in ("precomputed", "raw"):
-                    precomputed = mode == "precomputed"
+            for label in labels:
+                port = free_port()
+                log_path = os.path.join(work, f"server_{label.replace(' ', '_')}.log")
+                servers[label] = start_server(exported[label][0], port, log_path)
+                clients[label] = RankingClient(f"127.0.0.1:{port}", timeout_s=60.0)
+            for mode in ("precomputed", "raw"):
+                precomputed = mode == "precomputed"
+                calls = {}
+                for label, client in clients.items():
                     features = feature_names_of(client, precomputed)
                     for query, products in requests[:3]:  # warm the channel and the graph
                         client.rank(query, products, features, precomputed)
-                    for level in levels:
-                        cell = run_cell(
-                            lambda r, f=features, p=precomputed: client.rank(r[0], r[1], f, p),
-                            requests,
-                            level,
-                            max_requests,
-                            max_seconds,
-                        )
+                    calls[label] = lambda r, c=client, f=features, p=precomputed: c.rank(
+                        r[0], r[1], f, p
+                    )
+                for level in levels:
+                    cells = run_in_turn(calls, requests, level, max_requests, max_seconds)
+                    for label, cell in cells.items():
                         rows.append({"encoder": label, "mode": mode, "concurrency": level, **cell})
                         click.echo(
                             f"[{label}] {mode:<11} c={level:<3} p50 {cell['p50']:.1f} ms  "
@@ -420,14 +466,25 @@ def main(
                             err=True,
                         )
         finally:
-            server.terminate()
-            server.wait(30)
-        local = in_process(version_dir, requests, schema, max_requests, max_seconds)
-        for mode, cell in local.items():
+            for client in clients.values():
+                client.close()
+            for server in servers.values():
+                server.terminate()
+                server.wait(30)
+        local = in_process(
+            {label: exported[label][1] for label in labels},
+            requests,
+            schema,
+            max_requests,
+            max_seconds,
+        )
+        for (label, mode), cell in local.items():
             model_rows.append({"encoder": label, "mode": mode, "concurrency": 1, **cell})
-        for mode, signature in SIGNATURES.items():
-            flops[label, mode] = profile(version_dir, signature, candidates, runs=0)["flops"]
-            exports[label, mode] = (version_dir, signature)
+        for label in labels:
+            for mode, signature in SIGNATURES.items():
+                version_dir = exported[label][1]
+                flops[label, mode] = profile(version_dir, signature, candidates, runs=0)["flops"]
+                exports[label, mode] = (version_dir, signature)
     click.echo("timing every model's Session in turn", err=True)
     session_p50 = interleaved_session_p50(exports, candidates, rounds=10, runs=20)
     compute = {key: (flops[key], session_p50[key]) for key in exports}
