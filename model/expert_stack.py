@@ -127,8 +127,7 @@ class ExpertStack(keras.layers.Layer):
 
         At inference without batch norm (serving's folded form) each expert runs as its own
         matrix product, bias and ReLU, which oneDNN fuses into one kernel: on a CPU at
-        serving batch sizes that beats the stacked product (measured in
-        benchmarks/results/serving_profile_tiny.md)."""
+        serving batch sizes that beats the stacked product."""
         if not training and not self.norms:
             return ops.stack(self._folded_blocks(ops.split(ops.relu(pre), self.num_experts, -1)), 1)
         x = pre

@@ -37,9 +37,9 @@ class MultiGateExperts(keras.layers.Layer):
         num_experts: number of shared experts.
         expert_units: each expert's MLP widths, e.g. `(512, 256, 128)`.
         dropout: dropout inside the experts.
+        shared_output: also return the shared mixture as the last output.
         batch_norm: batch normalization in the experts (False: serving's folded form, see
             `fold_from`).
-        shared_output: also return the shared mixture as the last output.
 
     Example:
     >>> layer = MultiGateExperts(num_tasks=3, num_experts=2, expert_units=(4,))
