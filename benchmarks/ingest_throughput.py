@@ -196,6 +196,8 @@ print("RESULT " + json.dumps({{"seconds": seconds, "rows": rows, "peak_mb": peak
 )
 @click.option("--out", default=None, help="Also write the report (Markdown) here.")
 def main(rows: str, profile: bool, reference_tree: str | None, out: str | None) -> None:
+    from reports import print_and_save, reference_tree_argument
+
     sizes = sorted(int(r) for r in rows.split(","))
     results = []
     profiles = []
@@ -232,13 +234,7 @@ def main(rows: str, profile: bool, reference_tree: str | None, out: str | None) 
 
     command = f"    .venv/bin/python benchmarks/ingest_throughput.py --rows {rows}"
     if reference_tree:
-        reference = subprocess.run(
-            ["git", "-C", reference_tree, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        command += f" --reference-tree DIR  # DIR: git worktree add DIR {reference}"
+        command += reference_tree_argument(reference_tree)
     lines = [
         f"# Ingest + transform throughput, local Beam runner, {os.cpu_count()} CPUs",
         "",
@@ -305,8 +301,6 @@ def main(rows: str, profile: bool, reference_tree: str | None, out: str | None) 
             "```",
         ]
     report = "\n".join(lines) + "\n"
-    from reports import print_and_save
-
     print_and_save(report, out)
 
 

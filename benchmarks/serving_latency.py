@@ -314,17 +314,6 @@ def in_process(
     return results
 
 
-def reference_note(tree: str) -> str:
-    """The command's reference-tree argument, naming the commit it was."""
-    commit = subprocess.run(
-        ["git", "-C", tree, "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    return f" --reference-tree DIR  # DIR: git worktree add DIR {commit}"
-
-
 def reference_lines(rows, model_rows, compute, names, levels) -> list[str]:
     """The report's comparison with the reference tree's graph, measured in the same run."""
     labels = {r["encoder"] for r in rows}
@@ -401,6 +390,7 @@ def main(
 ) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from paper_tables import prepare
+    from reports import print_and_save, reference_tree_argument
     from serving_profile import interleaved_session_p50, matmul_rate, profile
 
     from contract import layout
@@ -504,7 +494,7 @@ def main(
                 ("max-requests", max_requests),
             )
         )
-        + (reference_note(reference_tree) if reference_tree else ""),
+        + (reference_tree_argument(reference_tree) if reference_tree else ""),
         "",
         "Encoders: " + "; ".join(f"{e}: {ENCODERS[e][0]}" for e in names),
         "",
@@ -584,7 +574,6 @@ def main(
             verdict = "met" if p99 <= goal else "MISSED"
             lines.append(f"- {encoder}: p99 {p99:.1f} ms, goal <= {goal:.0f} ms: {verdict}")
     report = "\n".join(lines) + "\n"
-    from reports import print_and_save
 
     print_and_save(report, out)
 

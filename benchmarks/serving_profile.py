@@ -146,22 +146,10 @@ def interleaved_session_p50(models: dict, size: int, rounds: int, runs: int) -> 
     """Session p50 (ms) of each `{key: (version_dir, signature)}` on its warmup request of
     `size` candidates, the models timed in turn, `runs` requests each per round, so that the
     machine's drift over the measurement reaches every model alike."""
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the TF Text ops of the serving graph)
-
-    sessions = {}
-    for key, (version_dir, signature) in models.items():
-        feed_arrays = warmup_feed(version_dir, signature, size)
-        graph = tf.Graph()
-        session = tf.compat.v1.Session(graph=graph)
-        with graph.as_default():
-            meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], version_dir)
-        sig = meta.signature_def[signature]
-        feed = {graph.get_tensor_by_name(sig.inputs[k].name): v for k, v in feed_arrays.items()}
-        fetch = {k: graph.get_tensor_by_name(v.name) for k, v in sig.outputs.items()}
-        for _ in range(5):
-            session.run(fetch, feed)
-        sessions[key] = (session, fetch, feed)
+    sessions = {
+        key: session_request(version_dir, signature, size)
+        for key, (version_dir, signature) in models.items()
+    }
     times = {key: [] for key in models}
     for _ in range(rounds):
         for key, (session, fetch, feed) in sessions.items():
@@ -172,19 +160,30 @@ def interleaved_session_p50(models: dict, size: int, rounds: int, runs: int) -> 
     return {key: 1000 * float(np.median(t)) for key, t in times.items()}
 
 
-def profile(version_dir: str, signature: str, size: int, runs: int) -> dict:
+def session_request(version_dir: str, signature: str, size: int) -> tuple:
+    """The SavedModel loaded into a TF Session as TF Serving loads it, and its warmup request
+    of `size` candidates to `signature`, run 5 times: (session, fetch, feed)."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the TF Text ops of the serving graph)
 
     feed_arrays = warmup_feed(version_dir, signature, size)
     graph = tf.Graph()
-    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+    session = tf.compat.v1.Session(graph=graph)
+    with graph.as_default():
         meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], version_dir)
-        sig = meta.signature_def[signature]
-        feed = {graph.get_tensor_by_name(sig.inputs[k].name): v for k, v in feed_arrays.items()}
-        fetch = {k: graph.get_tensor_by_name(v.name) for k, v in sig.outputs.items()}
-        for _ in range(5):
-            session.run(fetch, feed)
+    sig = meta.signature_def[signature]
+    feed = {graph.get_tensor_by_name(sig.inputs[k].name): v for k, v in feed_arrays.items()}
+    fetch = {k: graph.get_tensor_by_name(v.name) for k, v in sig.outputs.items()}
+    for _ in range(5):
+        session.run(fetch, feed)
+    return session, fetch, feed
+
+
+def profile(version_dir: str, signature: str, size: int, runs: int) -> dict:
+    import tensorflow as tf
+
+    session, fetch, feed = session_request(version_dir, signature, size)
+    with session:
         times = [_timed(lambda: session.run(fetch, feed)) for _ in range(runs)]
         options = tf.compat.v1.RunOptions(
             trace_level=tf.compat.v1.RunOptions.FULL_TRACE, output_partition_graphs=True
@@ -207,7 +206,7 @@ def profile(version_dir: str, signature: str, size: int, runs: int) -> dict:
         return {"flops": flops, "flops_by_scope": flops_by_scope}
     model = tf.saved_model.load(version_dir)
     fn = model.signatures[signature]
-    tensors = {k: tf.constant(v) for k, v in feed_arrays.items()}
+    tensors = {k: tf.constant(v) for k, v in warmup_feed(version_dir, signature, size).items()}
     for _ in range(5):
         fn(**tensors)
     function_times = [_timed(lambda: fn(**tensors)) for _ in range(runs)]
