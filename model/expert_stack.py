@@ -3,7 +3,7 @@ import math
 import keras
 from keras import ops
 
-from model.mlp import inference_affine
+from model.mlp import SYNCHRONIZED, inference_affine
 
 
 @keras.saving.register_keras_serializable(package="mlpr")
@@ -46,7 +46,10 @@ class ExpertStack(keras.layers.Layer):
         self.dropout = float(dropout)
         self.batch_norm = bool(batch_norm)
         self.norms = (
-            [keras.layers.BatchNormalization(name=f"batch_norm_{i}") for i in range(len(units))]
+            [
+                keras.layers.BatchNormalization(name=f"batch_norm_{i}", synchronized=SYNCHRONIZED)
+                for i in range(len(units))
+            ]
             if batch_norm
             else []
         )

@@ -22,12 +22,18 @@ def calibration_penalty(probabilities):
     """
     total = 0.0
     for previous, current in zip(probabilities[:-1], probabilities[1:], strict=True):
-        total = total + ops.mean(ops.relu(current - previous))
+        total = total + _mean(ops.relu(current - previous))
     return total
 
 
+def _mean(x):
+    """The mean of `x`, 0 for no elements: a replica can get an empty share of a last,
+    partial batch, and its loss must not be NaN."""
+    return ops.sum(x) / ops.maximum(ops.cast(ops.size(x), x.dtype), 1.0)
+
+
 def binary_crossentropy(y_true, y_pred, epsilon=1e-7):
-    """Mean binary cross-entropy of probabilities (clipped away from 0 and 1)."""
+    """Mean binary cross-entropy of probabilities (clipped away from 0 and 1); 0 for none."""
     y_true = ops.cast(y_true, y_pred.dtype)
     p = ops.clip(y_pred, epsilon, 1.0 - epsilon)
-    return -ops.mean(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+    return -_mean(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))

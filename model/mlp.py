@@ -1,5 +1,10 @@
 import keras
 
+# Batch norm takes its statistics over the global batch when training runs on several
+# replicas (tf.distribute), so that they are what one device would compute. Keras offers
+# this on the TensorFlow backend only; outside a strategy it changes nothing.
+SYNCHRONIZED = keras.backend.backend() == "tensorflow"
+
 
 @keras.saving.register_keras_serializable(package="mlpr")
 class MLP(keras.layers.Layer):
@@ -30,7 +35,11 @@ class MLP(keras.layers.Layer):
         for i, width in enumerate(units):
             block = [keras.layers.Dense(width, use_bias=not batch_norm, name=f"dense_{i}")]
             if batch_norm:
-                block.append(keras.layers.BatchNormalization(name=f"batch_norm_{i}"))
+                block.append(
+                    keras.layers.BatchNormalization(
+                        name=f"batch_norm_{i}", synchronized=SYNCHRONIZED
+                    )
+                )
             block.append(keras.layers.ReLU(name=f"relu_{i}"))
             if dropout > 0:
                 block.append(keras.layers.Dropout(dropout, name=f"dropout_{i}"))

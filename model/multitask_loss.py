@@ -119,7 +119,21 @@ class MultiTaskRanker(keras.Model):
         total = loss_layer(self).total(y, y_pred)
         if self.losses:
             total = total + sum(self.losses)
-        return total
+        return total / replicas_in_sync()
+
+
+def replicas_in_sync() -> int:
+    """How many replicas each compute a share of the global batch: the number of devices of
+    the enclosing `tf.distribute` strategy (1 outside one, and on other backends).
+
+    A replica's loss is its share's mean divided by this number, so that the gradients the
+    strategy sums over replicas are those of the global batch's mean, as on one device. Keras
+    scales its own compiled losses the same way; `compute_loss` here replaces them."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def loss_layer(model: keras.Model) -> MultiTaskLoss:

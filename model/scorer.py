@@ -85,18 +85,22 @@ def build_scorer(
                 [tower, previous]
             )
         previous = tower
-        heads.append(keras.layers.Dense(1, activation="sigmoid", name=f"{task}_head")(tower))
+        # The probabilities and the loss in float32 under a mixed-precision policy too.
+        heads.append(
+            keras.layers.Dense(1, activation="sigmoid", dtype="float32", name=f"{task}_head")(tower)
+        )
     if config.probability_transfer:
-        heads = ProbabilityTransfer(name="probability_transfer")(heads)
+        heads = ProbabilityTransfer(dtype="float32", name="probability_transfer")(heads)
     heads = MultiTaskLoss(
         S.TASKS,
         uncertainty_weighting=config.uncertainty_loss,
         calibration_weight=config.calibration_weight,
         position_buckets=config.position_buckets,
+        dtype="float32",
         name=MultiTaskRanker.LOSS_LAYER,
     )(heads)
     outputs = {
-        task: keras.layers.Identity(name=task)(head)
+        task: keras.layers.Identity(dtype="float32", name=task)(head)
         for task, head in zip(S.TASKS, heads, strict=True)
     }
     return MultiTaskRanker(inputs=inputs, outputs=outputs, name=SCORER)

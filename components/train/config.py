@@ -19,6 +19,9 @@ XGBOOST = "xgboost"
 # count is above 0 (the binary label that evaluation uses).
 TARGETS = ("rate", "any")
 
+# The precisions training can compute in (TrainConfig.precision; distribute.resolve_precision).
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
 
 def check_targets(targets: str) -> str:
     if targets not in TARGETS:
@@ -55,6 +58,10 @@ class TrainConfig:
         of the scorer (about 2,000 floats per product with MLPR's default experts), so
         `rank_precomputed` computes only the query's and the pair's; False: psi(i) and the
         categorical ids only (256 floats and 4 ids per product), for a catalog too large.
+    precision: the Keras dtype policy training computes under: "float32", "mixed_bfloat16",
+        "mixed_float16", or "auto" (mixed_bfloat16 on GPUs of compute capability 8.0 and up,
+        mixed_float16 on older GPUs, float32 on CPUs). Weights, the heads' sigmoids and the
+        loss stay float32, and the exported model computes in float32.
     """
 
     architecture: str = "mlpr"
@@ -74,9 +81,12 @@ class TrainConfig:
     text_cache_dir: str | None = None
     targets: str = "rate"
     catalog_terms: bool = True
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_targets(self.targets)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("batch_size", "max_epochs", "query_length", "product_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

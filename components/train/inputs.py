@@ -71,22 +71,43 @@ def make_dataset(
     shuffle: bool,
     seed: int = 0,
     targets: str = "rate",
+    epochs: int = 1,
 ) -> tf.data.Dataset:
-    """(model inputs, labels) batches for `model.fit` / `model.predict`."""
+    """(model inputs, labels) batches for `model.fit` / `model.predict`; with `shuffle`,
+    `epochs` passes over the files, each in its own order (`shuffled_epochs`)."""
     records = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    if shuffle:
-        records = records.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    batches = (
+        shuffled_epochs(records, batch_size, seed, epochs, buffer=10_000)
+        if shuffle
+        else records.batch(batch_size)
+    )
     spec = tft_output.transformed_feature_spec()
 
     def parse(serialized):
         transformed = tf.io.parse_example(serialized, spec)
         return to_model_inputs(transformed, preprocessor), labels_of(transformed, targets)
 
-    return (
-        records.batch(batch_size)
-        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def shuffled_epochs(
+    data: tf.data.Dataset, batch_size: int, seed: int, epochs: int, buffer: int
+) -> tf.data.Dataset:
+    """`epochs` passes over `data` in batches, each pass shuffled (through a buffer of
+    `buffer` elements) by a fixed seed of its own, one after the other in one dataset: train
+    with `steps_per_epoch`. Fixed seeds give the same order under a tf.distribute strategy as
+    on one device: a reshuffling dataset starts from another state once a strategy copies
+    it. Batches do not straddle passes."""
+    passes = [
+        data.shuffle(buffer, seed=seed * 1_000 + epoch, reshuffle_each_iteration=False).batch(
+            batch_size
+        )
+        for epoch in range(epochs)
+    ]
+    out = passes[0]
+    for one in passes[1:]:
+        out = out.concatenate(one)
+    return out
 
 
 def training_texts(files: list[str], tft_output: tft.TFTransformOutput, limit: int) -> list[str]:
@@ -143,11 +164,13 @@ def cached_dataset(
     shuffle: bool,
     seed: int = 0,
     targets: str = "rate",
+    epochs: int = 1,
 ) -> tf.data.Dataset:
     """(cached-ranker inputs, labels) batches: each example's query and product rows looked
     up in the encoded texts (model/ranker.cached_ranker's inputs). `query_index` and
     `product_index` give each example's row in `encoded_queries` / `encoded_products`
-    (text_cache.EncodedTexts): one vector per text, or token vectors padded per batch."""
+    (text_cache.EncodedTexts): one vector per text, or token vectors padded per batch. With
+    `shuffle`, `epochs` shuffled passes (`shuffled_epochs`)."""
     from model.ranker import (
         PRODUCT_HIDDEN,
         PRODUCT_MASK,
@@ -208,6 +231,9 @@ def cached_dataset(
         return inputs, {name: batch[name] for name in label_map}
 
     data = tf.data.Dataset.from_tensor_slices(columns)
-    if shuffle:
-        data = data.shuffle(len(query_index), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).map(to_inputs).prefetch(tf.data.AUTOTUNE)
+    batches = (
+        shuffled_epochs(data, batch_size, seed, epochs, buffer=len(query_index))
+        if shuffle
+        else data.batch(batch_size)
+    )
+    return batches.map(to_inputs).prefetch(tf.data.AUTOTUNE)

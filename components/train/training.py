@@ -1,6 +1,7 @@
 """The training loop around model/: data from the transformed splits, early stopping and
 checkpointing on the eval split, then the Keras model, the encoder preset and the serving
-SavedModel written into the output directory."""
+SavedModel written into the output directory. One device or many: the model, its optimizer
+and metrics are built in the placement's `tf.distribute` strategy (distribute.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from components.train import loop
 from components.train.config import XGBOOST, TrainConfig
+from components.train.distribute import (
+    Placement,
+    learning_rate_scale,
+    output_dir_for,
+    placement,
+    resolve_precision,
+    sharded,
+)
 from components.train.inputs import (
     cached_dataset,
     make_dataset,
@@ -54,14 +64,31 @@ class TrainResult:
     text_cache: dict | None = None  # the frozen encoder's cache: texts encoded / reused, seconds
     fit_seconds: float = 0.0  # model.fit (or XGBoost's boosting) alone
     export_seconds: float = 0.0  # the .keras file, the product table and the SavedModel
+    replicas: int = 1  # replicas in sync; the global batch is batch_size x replicas
+    precision: str = "float32"  # the Keras dtype policy the model trained under
 
 
 def _count(dataset: tf.data.Dataset) -> int:
     return int(sum(int(tf.shape(labels["click"])[0]) for _, labels in dataset))
 
 
-def build_model(config: TrainConfig, tft_output: tft.TFTransformOutput, train_files: list[str]):
-    """(ranker, preprocessor, backbone, tokenizer) for the configured encoder preset."""
+def build_model(
+    config: TrainConfig,
+    tft_output: tft.TFTransformOutput,
+    train_files: list[str],
+    precision: str = "float32",
+):
+    """(ranker, preprocessor, backbone, tokenizer) for the configured encoder preset, its
+    layers computing under the Keras dtype policy `precision` (their weights stay float32)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return _build_model(config, tft_output, train_files)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_model(config, tft_output, train_files):
     texts = None
     if config.encoder_preset == TINY:
         texts = training_texts(train_files, tft_output, config.max_vocabulary_texts)
@@ -120,21 +147,31 @@ def run_training(
     output_dir: str,
     config: TrainConfig,
     verbose: int = 2,
+    where: Placement | None = None,
 ) -> TrainResult:
-    """Train on the transformed train split, stop early on the eval split, write the model."""
+    """Train on the transformed train split, stop early on the eval split, write the model.
+    `where`: the strategy and this process's role (default: `distribute.placement()`, from
+    TF_CONFIG and the local GPUs); only the chief writes into `output_dir`."""
+    where = where if where is not None else placement()
     start = time.monotonic()
     keras.utils.set_random_seed(config.seed)
     tft_output = tft.TFTransformOutput(transform_dir)
     raw_schema = S.RawSchema.load(os.path.join(transform_dir, layout.SCHEMA_FILE))
     train_files = split_files(transformed_dir, "train")
     eval_files = split_files(transformed_dir, "eval")
-    os.makedirs(output_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="text-cache-") as scratch:
+    if verbose and (where.replicas > 1 or where.workers > 1):
+        print(f"training on {where.describe()}", flush=True)
+    verbose = verbose if where.is_chief else 0  # one progress report per job
+    with (
+        output_dir_for(output_dir, where) as output_dir,
+        tempfile.TemporaryDirectory(prefix="text-cache-") as scratch,
+    ):
+        os.makedirs(output_dir, exist_ok=True)
         if config.text_cache_dir is None:  # a cache for this run only
             config = dataclasses.replace(config, text_cache_dir=scratch)
         return _train_and_export(
             config, tft_output, raw_schema, train_files, eval_files, transformed_dir,
-            output_dir, verbose, start,
+            output_dir, verbose, start, where,
         )  # fmt: skip
 
 
@@ -144,10 +181,12 @@ def fit_ranker(
     output_dir: str,
     config: TrainConfig,
     verbose: int = 2,
+    where: Placement | None = None,
 ) -> keras.Model:
     """The train step's fit without its export: the trained neural ranker (for experiments
     and checks that need the weights, not the serving model). Same seeding as
     `run_training`, so the same config gives the same weights."""
+    where = where if where is not None else placement()
     keras.utils.set_random_seed(config.seed)
     tft_output = tft.TFTransformOutput(transform_dir)
     os.makedirs(output_dir, exist_ok=True)
@@ -161,17 +200,18 @@ def fit_ranker(
             split_files(transformed_dir, "eval"),
             output_dir,
             verbose,
+            where,
         )
     return model
 
 
 def _train_and_export(
     config, tft_output, raw_schema, train_files, eval_files, transformed_dir, output_dir,
-    verbose, start,
+    verbose, start, where,
 ) -> TrainResult:  # fmt: skip
     train = _train_xgboost if config.architecture == XGBOOST else _train_neural
     model, preprocessor, fit = train(
-        config, tft_output, train_files, eval_files, output_dir, verbose
+        config, tft_output, train_files, eval_files, output_dir, verbose, where
     )
     product_vectors = fit.pop("product_vectors", None)
     exporting = time.monotonic()
@@ -206,22 +246,48 @@ def _train_and_export(
     return result
 
 
-def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbose):
-    model, preprocessor, backbone, tokenizer = build_model(config, tft_output, train_files)
+def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbose, where):
+    precision = resolve_precision(config.precision)
+    # The model, its optimizer and metrics live in the strategy; the datasets outside it.
+    with where.strategy.scope():
+        model, preprocessor, backbone, tokenizer = build_model(
+            config, tft_output, train_files, precision
+        )
+    batch_size = config.batch_size * where.replicas  # the global batch
     if config.ranker_config.fine_tune_layers == ALL_LAYERS:
         train_ds, eval_ds, counts = _text_datasets(
-            config, tft_output, train_files, eval_files, preprocessor
+            config, tft_output, train_files, eval_files, preprocessor, batch_size
         )
-        trained, extra = model, {}
+        extra = {}
     else:
         train_ds, eval_ds, counts, extra = _cached_datasets(
-            config, model, tft_output, train_files, eval_files, preprocessor
+            config, model, tft_output, train_files, eval_files, preprocessor, batch_size
         )
-        trained = cached_ranker(model)
-    compile_ranker(trained, config.learning_rate, config.encoder_learning_rate, model.text_encoder)
+    scale = learning_rate_scale(where.replicas)
+    with where.strategy.scope():
+        trained = (
+            model if config.ranker_config.fine_tune_layers == ALL_LAYERS else cached_ranker(model)
+        )
+        compile_ranker(
+            trained,
+            config.learning_rate * scale,
+            None if config.encoder_learning_rate is None else config.encoder_learning_rate * scale,
+            model.text_encoder,
+        )
+        optimizer = trained.optimizer
+        if precision == "mixed_float16":  # float16 gradients need a scaled loss
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     fitting = time.monotonic()
-    history = _fit(trained, train_ds, eval_ds, config, output_dir, verbose)
+    history = _fit(
+        trained, optimizer, sharded(train_ds), sharded(eval_ds), counts, batch_size, config,
+        output_dir, verbose, where,
+    )  # fmt: skip
     extra["fit_seconds"] = round(time.monotonic() - fitting, 1)
+    extra["replicas"] = where.replicas
+    extra["precision"] = precision
+    if precision != "float32":
+        # Serve in float32, as before: the same weights in a model that computes in float32.
+        model = _float32_copy(model, config, tft_output, train_files)
     val_loss = history["val_loss"]
     best = int(min(range(len(val_loss)), key=val_loss.__getitem__))
     preset_dir = os.path.join(output_dir, ENCODER_PRESET_DIR)
@@ -239,35 +305,46 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
     return model, preprocessor, fit
 
 
-def _text_datasets(config, tft_output, train_files, eval_files, preprocessor):
+def _float32_copy(model, config, tft_output, train_files):
+    """`model`'s weights in the same ranker built to compute in float32."""
+    copy = build_model(config, tft_output, train_files, "float32")[0]
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _text_datasets(config, tft_output, train_files, eval_files, preprocessor, batch_size):
     """Token-level batches: the whole encoder runs (and trains) on every step."""
-    train_ds = make_dataset(
-        train_files,
-        tft_output,
-        preprocessor,
-        config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        targets=config.targets,
-    )
     eval_ds = make_dataset(
         eval_files,
         tft_output,
         preprocessor,
-        config.batch_size,
+        batch_size,
         shuffle=False,
         targets=config.targets,
     )
-    counts = _count(train_ds), _count(eval_ds)
+    counts = (
+        _count(make_dataset(train_files, tft_output, preprocessor, batch_size, shuffle=False)),
+        _count(eval_ds),
+    )
     _check_examples(*counts)
+    train_ds = make_dataset(
+        train_files,
+        tft_output,
+        preprocessor,
+        batch_size,
+        shuffle=True,
+        seed=config.seed,
+        targets=config.targets,
+        epochs=config.max_epochs,
+    )
     return (
-        _with_cardinality(train_ds, counts[0], config),
-        _with_cardinality(eval_ds, counts[1], config),
+        _with_cardinality(train_ds, counts[0], batch_size, config.max_epochs),
+        _with_cardinality(eval_ds, counts[1], batch_size),
         counts,
     )
 
 
-def _cached_datasets(config, model, tft_output, train_files, eval_files, preprocessor):
+def _cached_datasets(config, model, tft_output, train_files, eval_files, preprocessor, batch_size):
     """Batches of cached encoder outputs (components/train/text_cache.py): each distinct
     query and product text of the splits is encoded once by the frozen part."""
     cache = TextCache(config.text_cache_dir, model.text_encoder, preprocessor)
@@ -295,10 +372,11 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
             product_index[rows],
             encoded_queries,
             encoded_products,
-            config.batch_size,
+            batch_size,
             shuffle=name == "train",
             seed=config.seed,
             targets=config.targets,
+            epochs=config.max_epochs,
         )  # fmt: skip
         for name, split, rows in (
             ("train", splits["train"], slice(0, cut)),
@@ -323,21 +401,23 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
 
         extra["product_vectors"] = product_vectors
     return (
-        _with_cardinality(datasets[0], counts[0], config),
-        _with_cardinality(datasets[1], counts[1], config),
+        _with_cardinality(datasets[0], counts[0], batch_size, config.max_epochs),
+        _with_cardinality(datasets[1], counts[1], batch_size),
         counts,
         extra,
     )
 
 
-def _with_cardinality(dataset, examples: int, config) -> tf.data.Dataset:
-    # Known epoch lengths: progress bars and callbacks see whole epochs.
+def _with_cardinality(dataset, examples: int, batch_size: int, epochs: int = 1):
+    # Known lengths: progress bars and callbacks see whole epochs.
     return dataset.apply(
-        tf.data.experimental.assert_cardinality(math.ceil(examples / config.batch_size))
+        tf.data.experimental.assert_cardinality(math.ceil(examples / batch_size) * epochs)
     )
 
 
-def _fit(model, train_ds, eval_ds, config, output_dir, verbose) -> dict:
+def _fit(
+    model, optimizer, train_ds, eval_ds, counts, batch_size, config, output_dir, verbose, where
+) -> dict:
     os.makedirs(os.path.join(output_dir, os.path.dirname(CHECKPOINT_FILE)), exist_ok=True)
     callbacks = [
         keras.callbacks.ModelCheckpoint(
@@ -352,17 +432,21 @@ def _fit(model, train_ds, eval_ds, config, output_dir, verbose) -> dict:
             restore_best_weights=True,
         ),
     ]
-    return model.fit(
+    return loop.fit(
+        model,
+        optimizer,
         train_ds,
-        validation_data=eval_ds,
+        eval_ds,
+        strategy=where.strategy,
         epochs=config.max_epochs,
+        steps_per_epoch=math.ceil(counts[0] / batch_size),
+        eval_steps=math.ceil(counts[1] / batch_size),
         callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles
         verbose=verbose,
-    ).history
+    )
 
 
-def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verbose):
+def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verbose, where):
     train_wide, train_labels = wide_and_labels(train_files, tft_output, config.targets)
     eval_wide, eval_labels = wide_and_labels(eval_files, tft_output, config.targets)
     _check_examples(len(train_wide), len(eval_wide))

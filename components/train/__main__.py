@@ -1,0 +1,104 @@
+"""Command line: one training process, `python -m components.train --transform-dir T
+--transformed-dir X --model-dir M [options]`.
+
+What each worker of a multi-worker job runs (components/train/multiworker.py submits it to
+Kubeflow Trainer): with TF_CONFIG naming a cluster, the processes train together under
+MultiWorkerMirroredStrategy and only the chief writes `--model-dir`. Without TF_CONFIG it
+trains alone, on every local GPU. On a bad argument it prints "error: <message>" to stderr
+and exits with status 2; when training fails (a worker lost, say), it names the error and
+exits with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+
+import click
+
+from components.train.config import PRECISIONS
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--transform-dir", required=True, help="The transform step's graph directory.")
+@click.option("--transformed-dir", required=True, help="The transformed splits.")
+@click.option("--model-dir", required=True, help="Where the chief writes the model.")
+@click.option(
+    "--pretrained-dir",
+    default="",
+    help="The pretrain step's output; empty: start from --encoder-preset.",
+)
+@click.option("--architecture", default="mlpr", show_default=True)
+@click.option("--encoder-preset", default="all-minilm-l6-v2", show_default=True)
+@click.option("--fine-tune-layers", default="0", show_default=True)
+@click.option("--text-cache-dir", default="", help="Reusable text cache; empty: this run's.")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Examples per replica and step.",
+)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+def main(
+    transform_dir: str,
+    transformed_dir: str,
+    model_dir: str,
+    pretrained_dir: str,
+    architecture: str,
+    encoder_preset: str,
+    fine_tune_layers: str,
+    text_cache_dir: str,
+    max_epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    precision: str,
+) -> None:
+    from components.train.distribute import failure_reason, placement
+
+    try:
+        where = placement()  # first: a multi-worker strategy must precede other TF work
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+    from components.train.config import train_config
+    from components.train.step import starting_preset
+    from components.train.training import run_training
+
+    preset = starting_preset(pretrained_dir, encoder_preset) if pretrained_dir else encoder_preset
+    try:
+        config = train_config(
+            architecture,
+            fine_tune_layers,
+            encoder_preset=preset,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            text_cache_dir=text_cache_dir or None,
+            precision=precision,
+        )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        result = run_training(transform_dir, transformed_dir, model_dir, config, where=where)
+    except Exception as e:  # noqa: BLE001 (the job's reason, on the last line, for the launcher)
+        traceback.print_exc()
+        click.echo(f"training failed on {where.describe()}: {failure_reason(e)}", err=True)
+        sys.exit(1)
+    summary = {
+        "chief": where.is_chief,
+        "replicas": result.replicas,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+    }
+    click.echo(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The training loop: epochs of steps under a `tf.distribute` strategy, driven through Keras
+callbacks (history, progress bar, early stopping, checkpoints).
+
+Keras 3's `Model.fit` does not run under `MultiWorkerMirroredStrategy`: its symbolic build
+reduces the dict of input tensors in one call, which the collective strategy rejects
+(keras-team/keras#20329), and it reduces the per-step scalar logs along an axis they do not
+have (keras-team/keras#20585). So training runs this loop on every placement: one device,
+mirrored GPUs and many workers run the same code. It is built from public parts only: the
+strategy's `run` and distributed datasets, the model's `compute_loss`, the optimizer's
+`apply_gradients` (which sums gradients over replicas), Keras metrics (their variables sum
+over replicas when read) and a `keras.callbacks.CallbackList`.
+
+Logged names are those `fit` logs for the ranker: `loss` and `<task>_auc`, and `val_` before
+each for the eval split. Losses are per-example means over the whole split, AUCs are over
+the whole split (not averages of per-replica or per-batch values).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from contract import schema as S
+
+
+class _Tracked:
+    """The loss and per-task AUCs of one pass, created in the strategy's scope."""
+
+    def __init__(self, tasks):
+        self.loss = keras.metrics.Mean(name="loss")
+        self.aucs = {t: keras.metrics.AUC(name=f"{t}_auc") for t in tasks}
+
+    def update(self, loss, y, y_pred, replicas: int):
+        examples = tf.shape(y[next(iter(self.aucs))])[0]
+        # The replica's loss is its share divided by the replicas (for the gradient sum);
+        # the tracked value is the share's own mean, weighted by its examples.
+        self.loss.update_state(loss * replicas, sample_weight=examples)
+        for task, auc in self.aucs.items():
+            auc.update_state(y[task], y_pred[task])
+
+    def reset(self):
+        for metric in (self.loss, *self.aucs.values()):
+            metric.reset_state()
+
+    def results(self, prefix: str = "") -> dict[str, float]:
+        # Read outside `strategy.run`: each value sums over every replica and worker.
+        metrics = {"loss": self.loss, **{f"{t}_auc": m for t, m in self.aucs.items()}}
+        return {prefix + name: float(m.result()) for name, m in metrics.items()}
+
+
+def fit(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    train_ds: tf.data.Dataset,
+    eval_ds: tf.data.Dataset,
+    *,
+    strategy: tf.distribute.Strategy,
+    epochs: int,
+    steps_per_epoch: int,
+    eval_steps: int,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int = 2,
+    tasks=S.TASKS,
+) -> dict[str, list[float]]:
+    """Train `model` (built in `strategy`'s scope) on `train_ds`, which holds every epoch's
+    batches one after the other (`inputs.shuffled_epochs`), `steps_per_epoch` at a time, and
+    evaluate on `eval_ds` (`eval_steps` batches) after each epoch. Batches are global: the
+    strategy splits each over its replicas. `callbacks` see what `fit` would show them,
+    and may stop training (`model.stop_training`). Returns the history, as `fit` does."""
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        optimizer.build(model.trainable_variables)
+        train_metrics, eval_metrics = _Tracked(tasks), _Tracked(tasks)
+
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+            scaled = optimizer.scale_loss(loss)  # mixed_float16: a loss-scale optimizer
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        train_metrics.update(loss, y, y_pred, replicas)
+
+    def eval_step(x, y):
+        y_pred = model(x, training=False)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+        eval_metrics.update(loss, y, y_pred, replicas)
+
+    @tf.function
+    def train_on(iterator):
+        strategy.run(train_step, args=next(iterator))
+
+    @tf.function
+    def eval_on(iterator):
+        strategy.run(eval_step, args=next(iterator))
+
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList(
+        [*callbacks, history],
+        add_progbar=verbose != 0,
+        model=model,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+    )
+    batches = iter(strategy.experimental_distribute_dataset(train_ds))
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        callback_list.on_epoch_begin(epoch)
+        train_metrics.reset()
+        for step in range(steps_per_epoch):
+            callback_list.on_train_batch_begin(step)
+            train_on(batches)
+            callback_list.on_train_batch_end(step)
+        logs = train_metrics.results()
+        eval_metrics.reset()
+        eval_batches = iter(strategy.experimental_distribute_dataset(eval_ds))
+        for _ in range(eval_steps):
+            eval_on(eval_batches)
+        logs.update(eval_metrics.results("val_"))
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs)
+    return history.history
