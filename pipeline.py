@@ -76,6 +76,8 @@ def mlpr_dag(
     batch_size: int = 128,
     learning_rate: float = 0.001,
     seed: int = 0,
+    precision: str = "auto",
+    train_workers: int = 1,
     auc_floor: float = 0.6,
     ndcg5_floor: float = 0.0,
     metric_floors: dict = {},  # noqa: B006 (kfp parameters declare defaults this way)
@@ -134,9 +136,19 @@ def mlpr_dag(
         pretrain_hard_negatives: the pretraining takes each query's shown-but-not-engaged
             products as its first negatives (False: all drawn at random from the catalog).
         max_epochs: upper bound on training epochs (early stopping on the eval split).
-        batch_size: training batch size.
-        learning_rate: AdamW learning rate.
+        batch_size: training examples per step and replica (GPU).
+        learning_rate: AdamW learning rate (at one replica; see train_workers).
         seed: seeds the demo data, the model initialisation and shuffling.
+        precision: what training computes in: "auto" (mixed_bfloat16 on GPUs of compute
+            capability 8.0 and up, mixed_float16 on older GPUs, float32 on CPUs),
+            "float32", "mixed_bfloat16" or "mixed_float16". Weights, the heads and the loss
+            stay float32, and the exported model computes in float32.
+        train_workers: nodes that train together (MultiWorkerMirroredStrategy). 1: the
+            train step alone, on all its GPUs. Above 1: the step is the chief and the other
+            workers run as a Kubeflow Trainer TrainJob on the mlpr-tensorflow runtime
+            (k8s/trainer/, README "Training on several GPUs and several nodes"), each asking
+            for the GPUs the step asks for. batch_size is per GPU (replica): the global batch grows with the
+            replicas, and the learning rate with its square root.
         auc_floor: every task's test AUC must reach this for the model to be blessed.
         ndcg5_floor: every task's test NDCG@5 must reach this.
         metric_floors: more floors, overriding the two above, keyed "metric" (every task) or
@@ -219,8 +231,14 @@ def mlpr_dag(
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
+        precision=precision,
+        train_workers=train_workers,
+        # Each TrainJob worker asks for what the step asks for (CPU pipelines: nothing).
+        worker_gpu_type="" if gpu is None else accelerator_type,
+        worker_gpu_count=0 if gpu is None else accelerator_count,
     )
     resources.set_resources(trained, resources.TRAIN)
+    resources.expose_pod_ip(trained)
     resources.mount_repository(trained, repository_pvc)
     resources.use_gpus(trained, gpu)
     evaluated = evaluate(

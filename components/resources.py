@@ -99,3 +99,13 @@ def use_gpus(task: PipelineTask, gpu: GpuRequest | None) -> PipelineTask:
     kubernetes.add_toleration(task, **GPU_TOLERATION)
     kubernetes.add_node_selector_json(task, gpu.node_selector)
     return task
+
+
+# Where the train step finds its pod IP: the chief's address when train_workers > 1
+# (components/train/multiworker.py).
+POD_IP_ENV = "MLPR_POD_IP"
+
+
+def expose_pod_ip(task: PipelineTask) -> PipelineTask:
+    """Gives the step its pod IP in $MLPR_POD_IP (the Downward API's status.podIP)."""
+    return kubernetes.use_field_path_as_env(task, env_name=POD_IP_ENV, field_path="status.podIP")

@@ -12,12 +12,14 @@ exits with status 1.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 
 import click
 
 from components.train.config import PRECISIONS
+from components.train.multiworker import INDEX_ENV, tf_config
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,6 +46,31 @@ from components.train.config import PRECISIONS
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@click.option(
+    "--chief-address",
+    default="",
+    help="host:port of the chief, to join a cluster (instead of a TF_CONFIG).",
+)
+@click.option(
+    "--worker-addresses",
+    default="",
+    help="host:port of each worker, comma-separated, in index order.",
+)
+@click.option(
+    "--task-type",
+    type=click.Choice(["chief", "worker"]),
+    default="worker",
+    show_default=True,
+    help="This process's role in that cluster.",
+)
+@click.option(
+    "--task-index",
+    type=click.IntRange(min=0),
+    envvar=INDEX_ENV,
+    default=0,
+    show_default=True,
+    help=f"This worker's index (default: ${INDEX_ENV}, which the TrainJob's pods carry).",
+)
 def main(
     transform_dir: str,
     transformed_dir: str,
@@ -58,11 +85,21 @@ def main(
     learning_rate: float,
     seed: int,
     precision: str,
+    chief_address: str,
+    worker_addresses: str,
+    task_type: str,
+    task_index: int,
 ) -> None:
     from components.train.distribute import failure_reason, placement
 
+    environ = dict(os.environ)
+    if chief_address or worker_addresses:
+        if "TF_CONFIG" in environ:
+            raise click.UsageError("give TF_CONFIG or --chief-address, not both")
+        workers = [a for a in worker_addresses.split(",") if a]
+        environ["TF_CONFIG"] = tf_config(chief_address, workers, task_type, task_index)
     try:
-        where = placement()  # first: a multi-worker strategy must precede other TF work
+        where = placement(environ=environ)  # first: a multi-worker strategy precedes TF work
     except ValueError as e:
         raise click.UsageError(str(e)) from None
 

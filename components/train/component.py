@@ -13,6 +13,9 @@ def train(
     pretrained_encoder: Input[Model],
     model: Output[Model],
     metrics: Output[Metrics],
+    # No defaults: the pipeline gives its GPU settings, or none in a pipeline without GPUs.
+    worker_gpu_type: str,
+    worker_gpu_count: int,
     architecture: str = "mlpr",
     encoder_preset: str = "all-minilm-l6-v2",
     fine_tune_layers: str = "0",
@@ -21,6 +24,8 @@ def train(
     batch_size: int = 128,
     learning_rate: float = 0.001,
     seed: int = 0,
+    precision: str = "auto",
+    train_workers: int = 1,
 ):
     """Trains the multi-task ranker and exports it for TF Serving; see components/train/step.py.
 
@@ -30,14 +35,18 @@ def train(
         pretrained_encoder: the pretrain step's preset, used unless that step was switched off.
         model: model.keras, the encoder preset, the serving SavedModel and train_info.json.
         metrics: final training and eval losses and AUCs per task.
+        worker_gpu_type: the GPU resource each TrainJob worker requests ("": none).
+        worker_gpu_count: how many of it each TrainJob worker requests.
         architecture: "mlpr" or a baseline: mlp_single, mlp_mtl, esm2, mmoe, ple, aitm, xgboost.
         encoder_preset: "tiny", "all-minilm-l6-v2", a keras-hub/Hugging Face dir or preset name.
         fine_tune_layers: the encoder's layers that train: "all", or the top k ("0": frozen).
         text_cache_dir: where the frozen encoder's outputs are kept for later runs ("": this run).
         max_epochs: upper bound on epochs.
-        batch_size: examples per training step.
-        learning_rate: AdamW learning rate.
+        batch_size: examples per training step and replica (GPU).
+        learning_rate: AdamW learning rate at one replica (times sqrt(replicas) with more).
         seed: seeds initialisation, shuffling and dropout.
+        precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
+        train_workers: nodes that train together; above 1 the others run as a TrainJob.
     """
     from components.train.step import train_step
 
@@ -56,4 +65,8 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
+        precision=precision,
+        train_workers=train_workers,
+        worker_gpu_type=worker_gpu_type,
+        worker_gpu_count=worker_gpu_count,
     )

@@ -45,6 +45,7 @@ class Cluster:
     task_index: int
     workers: int  # chief and workers: every task that trains
     has_chief: bool = False  # a "chief" task; without one, worker 0 is the chief
+    spec: dict = dataclasses.field(default_factory=dict)  # task type -> its addresses
 
     @property
     def is_chief(self) -> bool:
@@ -86,7 +87,8 @@ def parse_tf_config(text: str | None) -> Cluster | None:
             f"TF_CONFIG's task {task_type} {task_index} is not in its cluster "
             f"({len(cluster.get(task_type, []))} {task_type} tasks)"
         )
-    return Cluster(task_type, task_index, workers, "chief" in cluster)
+    spec = {t: list(cluster[t]) for t in ("chief", "worker") if t in cluster}
+    return Cluster(task_type, task_index, workers, "chief" in cluster, spec)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,9 +128,16 @@ def placement(devices: list[str] | None = None, environ=os.environ) -> Placement
         options = tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=COLLECTIVE_TIMEOUT_S
         )
-        return Placement(
-            tf.distribute.MultiWorkerMirroredStrategy(communication_options=options), cluster
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(cluster.spec),
+            task_type=cluster.task_type,
+            task_id=cluster.task_index,
+            rpc_layer="grpc",
         )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=options
+        )
+        return Placement(strategy, cluster)
     if devices is None:
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
     if len(devices) > 1:

@@ -27,8 +27,11 @@ serving SavedModel (raw features in, probabilities out) and train_info.json.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import MutableMapping
 
+from components.resources import POD_IP_ENV
 from components.train.config import train_config
 from components.train.training import TrainResult, run_training
 from contract.layout import PRETRAIN_DISABLED_FILE
@@ -58,13 +61,33 @@ def train_step(
     batch_size: int,
     learning_rate: float,
     seed: int,
+    precision: str = "auto",
+    train_workers: int = 1,
+    worker_gpu_type: str = "",
+    worker_gpu_count: int = 0,
 ) -> TrainResult:
     """Train on the transformed splits in `transformed_dir` and write the model into
     `model_dir`. Logs into `metrics` (kfp Metrics: anything with `log_metric`) every history
     entry at the best epoch (XGBoost: its boosting rounds per task), best_epoch and
     train_examples; records architecture, encoder_preset, domain_pretrained and best_val_loss
-    in the model's `metadata`. An empty `text_cache_dir`: a cache for this run only."""
+    in the model's `metadata`. An empty `text_cache_dir`: a cache for this run only.
+
+    `train_workers` above 1: this process is the chief of that many workers, the others a
+    Kubeflow Trainer TrainJob (multiworker.py) asking for `worker_gpu_count` of
+    `worker_gpu_type` each."""
+    if train_workers < 1:
+        raise ValueError(f"train_workers must be at least 1, got {train_workers}")
     preset = starting_preset(pretrained_dir, encoder_preset)
+    settings = dict(
+        architecture=architecture,
+        encoder_preset=encoder_preset,
+        fine_tune_layers=fine_tune_layers,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        precision=precision,
+    )
     config = train_config(
         architecture,
         fine_tune_layers,
@@ -74,8 +97,15 @@ def train_step(
         learning_rate=learning_rate,
         seed=seed,
         text_cache_dir=text_cache_dir or None,
+        precision=precision,
     )
-    result = run_training(transform_dir, transformed_dir, model_dir, config)
+    if train_workers == 1:
+        result = run_training(transform_dir, transformed_dir, model_dir, config)
+    else:
+        result = _train_with_workers(
+            transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings,
+            train_workers, worker_gpu_type, worker_gpu_count,
+        )  # fmt: skip
     best = result.best_epoch - 1
     for name, values in result.history.items():
         # A per-epoch history gives its best epoch's value; XGBoost's holds one value per task.
@@ -87,4 +117,51 @@ def train_step(
     metadata["encoder_preset"] = encoder_preset
     metadata["domain_pretrained"] = preset != encoder_preset
     metadata["best_val_loss"] = result.best_val_loss
+    return result
+
+
+def _train_with_workers(
+    transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings, workers,
+    gpu_type, gpu_count, jobs=None, environ=os.environ,
+) -> TrainResult:  # fmt: skip
+    """Train as the chief of `workers` processes, the others a TrainJob (multiworker.py)."""
+    from components import resources
+    from components.images import BASE_IMAGE
+    from components.train import multiworker as mw
+    from components.train.distribute import placement
+
+    if not environ.get(POD_IP_ENV):
+        raise RuntimeError(
+            f"train_workers > 1 needs the step's pod IP in ${POD_IP_ENV} (pipeline.py sets "
+            "it on Kubeflow); a local run trains on one worker"
+        )
+    jobs = jobs or mw.TrainJobs()
+    name = mw.job_name()
+    staging = os.path.join(resources.REPOSITORY_MOUNT, mw.STAGING_DIR, name)
+    staged = mw.stage(
+        {"transform": transform_dir, "transformed": transformed_dir, "pretrained": pretrained_dir},
+        staging,
+    )
+    chief = f"{environ[POD_IP_ENV]}:{mw.PORT}"
+    addresses = mw.worker_addresses(name, workers - 1)
+    arguments = mw.worker_arguments(
+        staged["transform"], staged["transformed"], staged["pretrained"], chief, addresses,
+        settings,
+    )  # fmt: skip
+    jobs.create(mw.trainjob(name, BASE_IMAGE, workers - 1, arguments, gpu_type, gpu_count))
+    print(f"TrainJob {name}: {workers - 1} worker(s) submitted; this step is the chief")
+
+    def abort(reason: str) -> None:
+        # The chief may be waiting on a collective for a worker that is gone.
+        print(f"error: {reason}", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    watcher = mw.JobWatcher(name, lambda: jobs.get(name), abort).start()
+    try:
+        where = placement(environ={"TF_CONFIG": mw.tf_config(chief, addresses, "chief", 0)})
+        result = run_training(transform_dir, transformed_dir, model_dir, config, where=where)
+    finally:
+        watcher.stop()  # first: workers end with the chief, which is no failure of the job
+        shutil.rmtree(staging, ignore_errors=True)
+    jobs.delete(name)  # kept when training failed, for its logs
     return result

@@ -19,6 +19,7 @@ from components.train import distribute
 from components.train.__main__ import main as train_cli
 from components.train.config import TrainConfig, train_config
 from components.train.inputs import shuffled_epochs
+from components.train.multiworker import INDEX_ENV
 from components.train.training import run_training
 from conftest import synthetic_splits, transformed_dataset
 from contract import layout
@@ -174,6 +175,29 @@ def test_a_lost_worker_is_named_in_one_line():
     assert distribute.failure_reason(ValueError("bad")) == "ValueError: bad"
 
 
+def test_mixed_precision_computes_in_bfloat16_and_exports_a_float32_copy(data):
+    import keras
+    import tensorflow_transform as tft
+
+    from components.train.inputs import split_files
+    from components.train.training import _float32_copy, build_model
+
+    config = train_config(**{**SETTINGS, "precision": "mixed_bfloat16"})
+    tft_output = tft.TFTransformOutput(str(data / "tft"))
+    files = split_files(str(data / "tx"), "train")
+    mixed = build_model(config, tft_output, files, "mixed_bfloat16")[0]
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    layers = {layer.name: layer for layer in mixed.scorer.layers}
+    computes = {n: layer.compute_dtype for n, layer in layers.items()}
+    assert computes["multi_gate_experts"] == "bfloat16"
+    assert {computes[f"{t}_head"] for t in S.TASKS} == {"float32"}
+    assert all(w.dtype == "float32" for w in mixed.weights)
+    served = _float32_copy(mixed, config, tft_output, files)
+    assert {layer.compute_dtype for layer in served.scorer.layers} == {"float32"}
+    for a, b in zip(served.weights, mixed.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 # Real runs.
 
 
@@ -280,14 +304,19 @@ def test_a_lost_worker_fails_the_job_with_its_reason_instead_of_hanging(data, tm
         "--model-dir", str(tmp_path / "model"), "--encoder-preset", "tiny",
         "--batch-size", "16", "--max-epochs", "50", "--precision", "float32",
     ]  # fmt: skip
+    # As a multi-node train step runs: the chief and a worker, the cluster on the command
+    # line (components/train/multiworker.py), the worker's index from its environment.
+    chief, worker = (f"127.0.0.1:{_free_port()}" for _ in range(2))
+    cluster = ["--chief-address", chief, "--worker-addresses", worker]
+    roles = [["--task-type", "chief"], ["--task-type", "worker"]]
     workers, logs = [], [tmp_path / f"worker{i}.log" for i in range(2)]
-    for i, tf_config in enumerate(_tf_configs(2)):
+    for i, role in enumerate(roles):
         with open(logs[i], "w") as log:
             workers.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "components.train", *args],
+                    [sys.executable, "-m", "components.train", *args, *cluster, *role],
                     cwd=REPO,
-                    env={**os.environ, "PYTHONPATH": REPO, "TF_CONFIG": tf_config},
+                    env={**os.environ, "PYTHONPATH": REPO, INDEX_ENV: "0"},
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -304,6 +333,6 @@ def test_a_lost_worker_fails_the_job_with_its_reason_instead_of_hanging(data, tm
     assert code == 1, output[-3000:]
     last = output.strip().splitlines()[-1]
     assert last.startswith("training failed on CollectiveAllReduceStrategy"), last
-    assert "worker 0 of 2 workers" in last and "UnavailableError" in last, last
+    assert "chief 0 of 2 workers" in last and "UnavailableError" in last, last
     assert not (tmp_path / "model" / layout.KERAS_MODEL_FILE).exists()
     assert time.monotonic() - killed < 120
