@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.pretrain.sampler import DEFAULT_RATIO, NegativeSampler
+from components.train.distribute import Placement, placement
 from components.train.inputs import split_files
 from components.train.text_cache import TextCache
 from contract import schema as S
@@ -232,8 +233,13 @@ class TwoTower(keras.Model):
         """Logits [B, M] of B queries against the batch's M products."""
         q = self.embed_queries(inputs["query"], training)
         p = self.embed_products(inputs["products"], training)
-        logits = tf.exp(self.log_scale) * tf.matmul(q, p, transpose_b=True)
-        return tf.where(inputs["mask"] > 0, logits, tf.fill(tf.shape(logits), -1e9))
+        return self.score(q, p, inputs["mask"])
+
+    def score(self, queries: tf.Tensor, products: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """Scaled cosines of embedded queries [B, d] against products [M, d], -1e9 where
+        `mask` [B, M] is 0."""
+        logits = tf.exp(self.log_scale) * tf.matmul(queries, products, transpose_b=True)
+        return tf.where(mask > 0, logits, tf.fill(tf.shape(logits), -1e9))
 
 
 class EncoderInputs:
@@ -372,11 +378,19 @@ def _optimizer(model: TwoTower, config: PretrainConfig) -> keras.optimizers.Opti
 
 
 def run_pretrain(
-    transform_dir: str, transformed_dir: str, output_dir: str, config: PretrainConfig
+    transform_dir: str,
+    transformed_dir: str,
+    output_dir: str,
+    config: PretrainConfig,
+    where: Placement | None = None,
 ) -> dict:
-    """Pretrain the encoder; write the preset directory to `output_dir`; return its info."""
+    """Pretrain the encoder; write the preset directory to `output_dir`; return its info.
+    `where`: the strategy (default: every local GPU, components/train/distribute.py); each
+    replica takes its share of a batch's queries and scores them against every replica's
+    products, so in-batch negatives span the whole global batch."""
     import tensorflow_transform as tft
 
+    where = where if where is not None else placement()
     start = time.monotonic()
     keras.utils.set_random_seed(config.seed)
     tft_output = tft.TFTransformOutput(transform_dir)
@@ -387,10 +401,12 @@ def run_pretrain(
     texts = None
     if config.encoder_preset == TINY:  # from scratch: a vocabulary of the catalog and queries
         texts = list(train.engaged) + train.product_texts
-    backbone, tokenizer = load_encoder(config.encoder_preset, texts=texts, seed=config.seed)
+    with where.strategy.scope():
+        backbone, tokenizer = load_encoder(config.encoder_preset, texts=texts, seed=config.seed)
     preprocessor = TextPreprocessor(tokenizer, config.query_length, config.product_length)
-    encoder = TextEncoder(backbone, fine_tune_layers=config.fine_tune_layers)
-    model = TwoTower(encoder, config.projection_dim)
+    with where.strategy.scope():
+        encoder = TextEncoder(backbone, fine_tune_layers=config.fine_tune_layers)
+        model = TwoTower(encoder, config.projection_dim)
     with tempfile.TemporaryDirectory(prefix="pretrain-cache-") as scratch:
         inputs = EncoderInputs(
             encoder,
@@ -404,7 +420,7 @@ def run_pretrain(
         cache_seconds = time.monotonic() - start
         before = retrieval_metrics(model, inputs, evaluation, config)
         train_start = time.monotonic()
-        history, lists_seen = _train(model, inputs, train, config)
+        history, lists_seen = _train(model, inputs, train, config, where.strategy)
         train_seconds = time.monotonic() - train_start
         after = retrieval_metrics(model, inputs, evaluation, config)
 
@@ -436,21 +452,34 @@ def run_pretrain(
     return info
 
 
-def _train(model: TwoTower, inputs: EncoderInputs, train: EngagementData, config):
+def _train(model: TwoTower, inputs: EncoderInputs, train: EngagementData, config, strategy):
     """The epochs; returns (mean loss per epoch, lists trained on)."""
     sampler = NegativeSampler(len(train.product_ids), config.ratio, seed=config.seed)
     rng = np.random.default_rng(config.seed)
     product_texts = [t.encode() for t in train.product_texts]
-    optimizer = _optimizer(model, config)
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        optimizer = _optimizer(model, config)
+        optimizer.build(model.trainable_variables)
+    # Its mean over a replica's queries, divided by the replicas (Keras scales a loss so
+    # under a strategy): the replicas' gradients sum to those of the global batch's mean.
     loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
 
-    @tf.function(reduce_retracing=True)
-    def step(batch, target):
+    def replica_step(batch, target):
         with tf.GradientTape() as tape:
-            loss = loss_fn(target, model(batch, training=True))
+            queries = model.embed_queries(batch["query"], training=True)
+            products = model.embed_products(batch["products"], training=True)
+            if replicas > 1:  # every replica's products, in the global batch's order
+                products = tf.distribute.get_replica_context().all_gather(products, axis=0)
+            loss = loss_fn(target, model.score(queries, products, batch["mask"]))
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
+
+    @tf.function(reduce_retracing=True)
+    def step(batch, target):
+        losses = strategy.run(replica_step, args=(batch, target))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     history, seen = [], 0
     for _epoch in range(config.epochs):
@@ -465,17 +494,32 @@ def _train(model: TwoTower, inputs: EncoderInputs, train: EngagementData, config
             width = len(chunk[0][1])
             for i, b in enumerate(chunk):
                 target[i, i * width : (i + 1) * width] = b[2]
-            batch = {
-                "query": inputs.batch("query", [b[0].encode() for b in chunk]),
-                "products": inputs.batch(
-                    "product", [product_texts[p] for b in chunk for p in b[1]]
-                ),
-                "mask": tf.constant(mask),
-            }
-            losses.append(float(step(batch, tf.constant(target))))
+            parts = []  # each replica's queries, their products, and their mask rows
+            for rows in np.array_split(np.arange(len(chunk)), replicas):
+                batch = {
+                    "query": inputs.batch("query", [chunk[i][0].encode() for i in rows]),
+                    "products": inputs.batch(
+                        "product", [product_texts[p] for i in rows for p in chunk[i][1]]
+                    ),
+                    "mask": tf.constant(mask[rows]),
+                }
+                parts.append((batch, tf.constant(target[rows])))
+            batch, targets = _per_replica(strategy, parts)
+            losses.append(float(step(batch, targets)))
             seen += len(chunk)
         history.append(float(np.mean(losses)))
     return history, seen
+
+
+def _per_replica(strategy, parts: list[tuple]) -> tuple:
+    """Replica i's values are `parts[i]` (a global replica index: under several workers each
+    builds the whole global batch and keeps its replicas' parts)."""
+    return tuple(
+        strategy.experimental_distribute_values_from_function(
+            lambda context, k=k: parts[context.replica_id_in_sync_group][k]
+        )
+        for k in range(len(parts[0]))
+    )
 
 
 def load_projections(preset_dir: str) -> dict[str, np.ndarray] | None:

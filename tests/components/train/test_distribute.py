@@ -255,6 +255,7 @@ def _assert_same_training(history: dict, reference: dict):
 def _replica_settings(data, model_dir, logical_cpus=1) -> dict:
     config = dict(SETTINGS, batch_size=REPLICA_BATCH, learning_rate=LEARNING_RATE)
     return {
+        "step": "train",
         "data": str(data),
         "model_dir": str(model_dir),
         "logical_cpus": logical_cpus,
@@ -270,6 +271,36 @@ def test_mirrored_over_two_devices_trains_like_one_device(data, one_process, tmp
     info = json.loads((tmp_path / "model" / layout.TRAIN_INFO_FILE).read_text())
     assert info["result"]["replicas"] == 2
     assert (tmp_path / "model" / layout.SAVED_MODEL_DIR / "saved_model.pb").exists()
+
+
+def test_pretraining_on_two_devices_scores_against_every_replicas_products(data, tmp_path):
+    """Each replica takes half of a batch's queries; their in-batch negatives are the whole
+    batch's products (all-gathered), so the losses are one device's. MiniLM frozen: only the
+    projections train, and no dropout draws per replica."""
+    config = dict(
+        encoder_preset="all-minilm-l6-v2",
+        fine_tune_layers=0,
+        epochs=3,
+        queries_per_batch=6,  # an odd share on the last batch of each epoch, too
+        max_positives=2,
+        ratio=3,
+        projection_dim=16,
+        learning_rate=5e-3,
+        eval_negatives=10,
+    )
+    settings = {
+        "step": "pretrain",
+        "data": str(data),
+        "model_dir": str(tmp_path / "preset"),
+        "logical_cpus": 2,
+        "config": config,
+        "one_device_config": config,
+    }
+    result = _finish(_start(settings, tmp_path, "pretrain"), tmp_path, "pretrain")
+    assert result["replicas"] == 2
+    losses, reference = result["history"], result["one_device"]["history"]
+    assert len(losses) == 3 and losses[-1] < losses[0]  # it learns
+    np.testing.assert_allclose(losses, reference, rtol=1e-4)
 
 
 def _tf_configs(workers: int) -> list[str]:
