@@ -111,12 +111,20 @@ def folded_scorer(
     config: RankerConfig,
     wide_dim: int,
     vocabulary_sizes: dict[str, int],
+    precision: str = "float32",
 ) -> MultiTaskRanker:
     """A scorer that computes what the trained `scorer` computes at inference, with every
     batch normalization folded into the kernel and bias before it: fewer ops per request, and
     the experts' products fuse with their bias and ReLU. Serving's form (serving/first_layer.py);
-    it equals `scorer(x, training=False)` up to float rounding."""
-    folded = build_scorer(config, wide_dim, vocabulary_sizes, batch_norm=False)
+    it equals `scorer(x, training=False)` up to float rounding. `precision`: the Keras dtype
+    policy its layers compute under ("mixed_bfloat16": bfloat16 products, float32 weights,
+    heads and outputs)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        folded = build_scorer(config, wide_dim, vocabulary_sizes, batch_norm=False)
+    finally:
+        keras.config.set_dtype_policy(previous)
     for mine, theirs in zip(folded.layers, scorer.layers, strict=True):
         if mine.name != theirs.name:
             raise ValueError(f"the scorers differ: layer {mine.name!r} vs {theirs.name!r}")

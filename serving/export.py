@@ -82,6 +82,7 @@ def export_serving_model(
     catalog_files: list[str] | None = None,
     product_vectors=None,
     product_terms: bool = True,
+    precision: str = "float32",
 ) -> str:
     """Write the serving SavedModel (with its warmup requests) to `export_dir`; return it.
 
@@ -93,10 +94,12 @@ def export_serving_model(
     (serving/first_layer.py; about 2,000 floats per product for MLPR's default experts),
     so that `rank_precomputed` computes only the query's and the pair's; False: store psi(i)
     and the categorical ids only (256 floats and 4 ids per product), for large catalogs.
+    `precision`: what the scorer's layers after the split first layer compute in
+    ("float32", or "mixed_bfloat16"; inputs, outputs and the catalog stay float32).
     """
     if len(score_weights) != len(S.TASKS):
         raise ValueError(f"score_weights needs {len(S.TASKS)} values, got {score_weights}")
-    graph = _ServingGraph(model, preprocessor, tft_output, raw_schema, score_weights)
+    graph = _ServingGraph(model, preprocessor, tft_output, raw_schema, score_weights, precision)
     table = None
     if preprocessor is not None and catalog_files:
         encode = product_vectors or graph.encode_catalog_texts
@@ -173,7 +176,7 @@ def _sample_ids(files: list[str], tft_output: tft.TFTransformOutput) -> list[str
 class _ServingGraph:
     """The functions behind the signatures, traced into the SavedModel."""
 
-    def __init__(self, model, preprocessor, tft_output, raw_schema, score_weights):
+    def __init__(self, model, preprocessor, tft_output, raw_schema, score_weights, precision):
         self.model = model
         self.preprocessor = preprocessor
         self.tft_layer = tft_output.transform_features_layer()
@@ -185,7 +188,11 @@ class _ServingGraph:
             self.product_encoder = model.product_encoder
             self.split = SplitScorer(
                 folded_scorer(
-                    model.scorer, model.ranker_config, model.wide_dim, model.vocabulary_sizes
+                    model.scorer,
+                    model.ranker_config,
+                    model.wide_dim,
+                    model.vocabulary_sizes,
+                    precision,
                 )
             )
 

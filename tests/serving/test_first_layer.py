@@ -112,3 +112,27 @@ def test_a_layer_reading_the_features_and_more_is_refused():
     layer = keras.Model([features, other], joined).get_layer("add")
     with pytest.raises(ValueError, match="other inputs"):
         _reads(layer, features)
+
+
+def test_the_split_scorer_in_bfloat16_stays_near_float32_and_returns_float32():
+    config = ARCHITECTURES["mlpr"].replace(**SMALL)
+    scorer = _scorer(config)
+    split = SplitScorer(folded_scorer(scorer, config, WIDE, SIZES, "mixed_bfloat16"))
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    computes = {layer.name: layer.compute_dtype for layer in split.rest.layers}
+    assert "bfloat16" in computes.values()
+    assert {computes[f"{t}_head"] for t in S.TASKS} == {"float32"}
+    x = _inputs(50, np.random.default_rng(1))
+    terms = (
+        split.query_terms(tf.constant(x[QUERY_EMBEDDING])),
+        split.product_terms(
+            tf.constant(x[PRODUCT_EMBEDDING]), [x[c] for c in categorical_input_names()]
+        ),
+    )
+    got = split.score(x[QUERY_EMBEDDING], x[PRODUCT_EMBEDDING], *terms, x[S.WIDE])
+    expected = scorer(x, training=False)
+    for task in S.TASKS:
+        assert got[task].dtype == tf.float32
+        difference = np.abs(np.asarray(got[task]) - np.asarray(expected[task]))
+        # bfloat16 keeps 8 bits of mantissa: close, but not float32's 1e-5.
+        assert 1e-6 < difference.max() < 0.05
