@@ -198,6 +198,18 @@ def test_mixed_precision_computes_in_bfloat16_and_exports_a_float32_copy(data):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_float16_training_scales_its_loss_and_serves_in_float32(data, tmp_path):
+    import tensorflow as tf
+
+    config = train_config(**{**SETTINGS, "precision": "mixed_float16", "max_epochs": 1})
+    result = run_training(str(data / "tft"), str(data / "tx"), str(tmp_path), config, verbose=0)
+    assert result.precision == "mixed_float16"
+    assert all(np.isfinite(v[0]) for v in result.history.values())
+    loaded = tf.saved_model.load(str(tmp_path / layout.SAVED_MODEL_DIR))
+    outputs = loaded.signatures["serving_default"].structured_outputs
+    assert {t.dtype for t in outputs.values()} == {tf.float32}
+
+
 # Real runs.
 
 
