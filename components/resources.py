@@ -14,6 +14,8 @@ from typing import Any
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
+from components.train.multiworker import POD_IP_ENV
+
 # The extended resource the NVIDIA device plugin advertises, and the taint GPU node pools
 # carry (GKE, AKS, EKS and the NVIDIA GPU Operator all use this key).
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -99,11 +101,6 @@ def use_gpus(task: PipelineTask, gpu: GpuRequest | None) -> PipelineTask:
     kubernetes.add_toleration(task, **GPU_TOLERATION)
     kubernetes.add_node_selector_json(task, gpu.node_selector)
     return task
-
-
-# Where the train step finds its pod IP: the chief's address when train_workers > 1
-# (components/train/multiworker.py).
-POD_IP_ENV = "MLPR_POD_IP"
 
 
 def expose_pod_ip(task: PipelineTask) -> PipelineTask:

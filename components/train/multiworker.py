@@ -34,7 +34,12 @@ TRAINJOBS = "trainjobs"
 RUNTIME = "mlpr-tensorflow"  # k8s/trainer/runtime.yaml
 PORT = 2222  # each process's collective (gRPC) port
 INDEX_ENV = "MLPR_WORKER_INDEX"
-STAGING_DIR = "train-jobs"  # under the repository volume
+# The train step's pod IP (the Downward API; pipeline.py sets it): the chief's address.
+POD_IP_ENV = "MLPR_POD_IP"
+# Where the step stages the workers' inputs: on the repository volume, which the step and the
+# runtime mount at /mnt/mlpr (components/resources.py REPOSITORY_MOUNT; this module stays
+# free of kfp, which a component's runtime cannot import whole).
+STAGING_ROOT = "/mnt/mlpr/train-jobs"
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 

@@ -31,7 +31,6 @@ import shutil
 import sys
 from collections.abc import MutableMapping
 
-from components.resources import POD_IP_ENV
 from components.train.config import train_config
 from components.train.training import TrainResult, run_training
 from contract.layout import PRETRAIN_DISABLED_FILE
@@ -125,24 +124,23 @@ def _train_with_workers(
     gpu_type, gpu_count, jobs=None, environ=os.environ,
 ) -> TrainResult:  # fmt: skip
     """Train as the chief of `workers` processes, the others a TrainJob (multiworker.py)."""
-    from components import resources
     from components.images import BASE_IMAGE
     from components.train import multiworker as mw
     from components.train.distribute import placement
 
-    if not environ.get(POD_IP_ENV):
+    if not environ.get(mw.POD_IP_ENV):
         raise RuntimeError(
-            f"train_workers > 1 needs the step's pod IP in ${POD_IP_ENV} (pipeline.py sets "
+            f"train_workers > 1 needs the step's pod IP in ${mw.POD_IP_ENV} (pipeline.py sets "
             "it on Kubeflow); a local run trains on one worker"
         )
     jobs = jobs or mw.TrainJobs()
     name = mw.job_name()
-    staging = os.path.join(resources.REPOSITORY_MOUNT, mw.STAGING_DIR, name)
+    staging = os.path.join(mw.STAGING_ROOT, name)
     staged = mw.stage(
         {"transform": transform_dir, "transformed": transformed_dir, "pretrained": pretrained_dir},
         staging,
     )
-    chief = f"{environ[POD_IP_ENV]}:{mw.PORT}"
+    chief = f"{environ[mw.POD_IP_ENV]}:{mw.PORT}"
     addresses = mw.worker_addresses(name, workers - 1)
     arguments = mw.worker_arguments(
         staged["transform"], staged["transformed"], staged["pretrained"], chief, addresses,

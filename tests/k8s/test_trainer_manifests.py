@@ -104,6 +104,7 @@ def test_the_runtime_runs_what_the_step_expects():
     (mount,) = container["volumeMounts"]
     (volume,) = pod["volumes"]
     assert mount["name"] == volume["name"] and mount["mountPath"] == resources.REPOSITORY_MOUNT
+    assert mw.STAGING_ROOT.startswith(resources.REPOSITORY_MOUNT + "/")
     pvc = one(render("storage"), "PersistentVolumeClaim")
     assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     assert pvc["metadata"]["name"] == resources.REPOSITORY_PVC
