@@ -60,14 +60,14 @@ import json, sys, time
 import tensorflow as tf
 floats = int(sys.argv[1])
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
-with strategy.scope():
-    v = tf.Variable(tf.zeros([floats]))
+values = tf.ones([floats])
 @tf.function
 def step():
-    ctx = tf.distribute.get_replica_context()
-    return ctx.all_reduce("SUM", v)
+    return strategy.run(
+        lambda: tf.distribute.get_replica_context().all_reduce("SUM", values)
+    )
 def run():
-    return strategy.run(step)
+    return step().numpy()
 for _ in range(3):
     run()
 times = []
@@ -206,6 +206,8 @@ def main(queries, seeds, batch_size, max_epochs, gpus, reference_tree, breakdown
             speed = result["train_examples"] * result["epochs_run"] / result["fit_seconds"]
             rows.append({"label": label, "seed": seed, "speed": speed, **result,
                          "metrics": test_quality(model_dir, examples)})  # fmt: skip
+            with open(os.path.join(work, "rows.json"), "w") as fh:  # kept should a later step fail
+                json.dump(rows, fh)
 
     def mean(label, key):
         values = [r[key] if key in r else r["metrics"][key] for r in rows if r["label"] == label]
