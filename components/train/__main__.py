@@ -103,23 +103,22 @@ def main(
     except ValueError as e:
         raise click.UsageError(str(e)) from None
 
-    from components.train.config import train_config
-    from components.train.step import starting_preset
+    from components.train.step import starting_preset, step_config
     from components.train.training import run_training
 
     preset = starting_preset(pretrained_dir, encoder_preset) if pretrained_dir else encoder_preset
+    settings = dict(
+        architecture=architecture,
+        encoder_preset=encoder_preset,
+        fine_tune_layers=fine_tune_layers,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        precision=precision,
+    )
     try:
-        config = train_config(
-            architecture,
-            fine_tune_layers,
-            encoder_preset=preset,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            text_cache_dir=text_cache_dir or None,
-            precision=precision,
-        )
+        config = step_config(settings, preset, text_cache_dir)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:

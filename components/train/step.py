@@ -31,7 +31,7 @@ import shutil
 import sys
 from collections.abc import MutableMapping
 
-from components.train.config import train_config
+from components.train.config import TrainConfig, train_config
 from components.train.training import TrainResult, run_training
 from contract.layout import PRETRAIN_DISABLED_FILE
 
@@ -42,6 +42,18 @@ def starting_preset(pretrained_dir: str, encoder_preset: str) -> str:
     if os.path.exists(os.path.join(pretrained_dir, PRETRAIN_DISABLED_FILE)):
         return encoder_preset
     return pretrained_dir
+
+
+def step_config(settings: dict, preset: str, text_cache_dir: str) -> TrainConfig:
+    """The TrainConfig of the step's `settings` (its parameters as the worker CLI spells
+    them, `encoder_preset` included), starting from `preset`; "" text cache: this run's."""
+    other = {k: v for k, v in settings.items() if k not in ("architecture", "fine_tune_layers")}
+    return train_config(
+        settings["architecture"],
+        settings["fine_tune_layers"],
+        **{**other, "encoder_preset": preset},
+        text_cache_dir=text_cache_dir or None,
+    )
 
 
 def train_step(
@@ -87,17 +99,7 @@ def train_step(
         seed=seed,
         precision=precision,
     )
-    config = train_config(
-        architecture,
-        fine_tune_layers,
-        encoder_preset=preset,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        text_cache_dir=text_cache_dir or None,
-        precision=precision,
-    )
+    config = step_config(settings, preset, text_cache_dir)
     if train_workers == 1:
         result = run_training(transform_dir, transformed_dir, model_dir, config)
     else:
