@@ -82,10 +82,10 @@ def test_dag_shape_and_gate():
 def test_cli_architecture_choices_match_the_model_registry():
     from click.testing import CliRunner
 
+    from local.run_pipeline import main
     from model.architectures import ARCHITECTURES
-    from pipeline import cli
 
-    help_text = CliRunner().invoke(cli, ["run", "--help"]).output
+    help_text = CliRunner().invoke(main, ["--help"], terminal_width=200).output
     choices = help_text.split("--architecture [", 1)[1].split("]", 1)[0]
     assert sorted(choices.split("|")) == sorted([*ARCHITECTURES, "xgboost"])
 
@@ -225,11 +225,11 @@ def test_compile_cli_sets_the_default_gpu_count(tmp_path):
 def test_run_refuses_pretraining_tiny_on_its_top_layer_before_any_step(tmp_path):
     from click.testing import CliRunner
 
-    from pipeline import cli
+    from local.run_pipeline import main
 
     root = tmp_path / "root"
-    args = ["run", "--encoder-preset", "tiny", "--pretrain-encoder", "--pipeline-root", str(root)]
-    refused = CliRunner().invoke(cli, args)
+    args = ["--encoder-preset", "tiny", "--pretrain-encoder", "--pipeline-root", str(root)]
+    refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 2
     assert "'tiny' encoder is random" in refused.output and "got 1" in refused.output
     assert not root.exists()  # no step ran

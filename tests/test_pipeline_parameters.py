@@ -1,36 +1,39 @@
-"""One default per parameter: the pipeline's, its components' and `pipeline.py run`'s agree."""
+"""One table of parameters (pipeline_parameters.py): the kfp pipeline's signature, the local
+run's options and the components' defaults all agree with it."""
 
+import dataclasses
 import inspect
 import os
 
+import click
+import pytest
+
 import pipeline
+import pipeline_parameters as P
 from components.evaluate.component import evaluate
 from components.ingest.component import ingest
 from components.pretrain.component import pretrain
 from components.push.component import push
 from components.train.component import train
 from components.transform.component import transform
+from local.run_pipeline import main as local_run
 
-# `pipeline.py run` differs on purpose: it runs on this machine (CPU batching, a local
-# repository that the local server reads), where the compiled pipeline asks for them.
-LOCAL_RUN_DEFAULTS = {"model_base", "serving_base", "serving_batching"}
+# The local run differs on purpose: it runs on this machine (a local model repository that
+# the local server reads, CPU batching), where the compiled pipeline asks for a volume and GPUs.
+LOCAL_DEFAULTS = {"model_base": "runs/serving", "serving_base": None, "serving_batching": "cpu"}
 
 
-def _pipeline_defaults() -> dict:
-    return {
-        name: p.default
-        for name, p in inspect.signature(pipeline.mlpr_dag).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+def _golden() -> dict:
+    import yaml
+
+    with open(os.path.join(os.path.dirname(pipeline.__file__), "pipeline.yaml")) as fh:
+        return next(yaml.safe_load_all(fh))  # the pipeline spec; then its platform spec
 
 
 def _wiring() -> list[tuple[str, str, str]]:
     """(component, its parameter, the pipeline parameter feeding it), from the compiled
     pipeline.yaml (tests/test_pipeline_compile.py holds it to the code)."""
-    import yaml
-
-    with open(os.path.join(os.path.dirname(pipeline.__file__), "pipeline.yaml")) as fh:
-        spec = next(yaml.safe_load_all(fh))  # the pipeline spec; then its platform spec
+    spec = _golden()
     dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
     wired = []
     for dag in dags:
@@ -43,37 +46,102 @@ def _wiring() -> list[tuple[str, str, str]]:
     return wired
 
 
-def test_every_component_default_is_the_pipelines():
-    """Each component parameter fed by a pipeline parameter defaults to that one's default
+def test_every_component_default_is_the_tables():
+    """Each component parameter fed by a pipeline parameter defaults to the table's default
     (the pretrain step's fine_tune_layers is the pipeline's pretrain_fine_tune_layers)."""
-    defaults = _pipeline_defaults()
+    defaults = P.defaults()
     components = {c.name: c for c in (ingest, transform, pretrain, train, evaluate, push)}
     drift, checked = [], 0
     for component, name, source in _wiring():
-        if component not in components or source not in defaults:
+        if component not in components:  # the condition around push passes values through
             continue
         p = inspect.signature(components[component].python_func).parameters.get(name)
-        if p is None or p.default is inspect.Parameter.empty:  # e.g. a GPU count for resources
+        if p is None or p.default is inspect.Parameter.empty:  # e.g. model_base, required
             continue
         checked += 1
         if p.default != defaults[source]:
             drift.append((component, name, p.default, source, defaults[source]))
     assert drift == []
-    assert checked >= 25
+    assert checked >= 28
     assert ("pretrain", "fine_tune_layers", "pretrain_fine_tune_layers") in _wiring()
 
 
-def test_every_local_run_option_defaults_to_the_pipelines():
-    defaults = _pipeline_defaults()
-    checked, drift = 0, []
-    for option in pipeline.cli.commands["run"].params:
-        if option.name not in defaults or option.name in LOCAL_RUN_DEFAULTS or option.multiple:
-            continue
-        value = False if getattr(option, "is_flag", False) else option.default
-        if getattr(option, "is_flag", False) and option.flag_value not in (True, False):
-            continue  # an alias that sets another option (--freeze-encoder)
-        checked += 1
-        if value != defaults[option.name]:
-            drift.append((option.name, value, defaults[option.name]))
-    assert drift == []
-    assert checked >= 20  # the run command does cover the pipeline's parameters
+def test_the_compiled_pipeline_takes_the_tables_parameters_and_defaults():
+    declared = _golden()["root"]["inputDefinitions"]["parameters"]
+    assert list(declared) == sorted(P.FIELDS)  # every field, nothing else
+    for name, definition in declared.items():
+        assert definition.get("defaultValue", inspect.Parameter.empty) == P.default(name), name
+        # kfp keeps the table's help as the parameter's description in the UI
+        assert " ".join(definition["description"].split()) == P.FIELDS[name].metadata["help"]
+    assert "defaultValue" not in declared["model_base"]  # required on a cluster
+
+
+def test_a_pipeline_without_gpus_has_no_gpu_parameters():
+    signature = P.signature(gpus=False)
+    assert not set(P.GPU_PARAMETERS) & set(signature.parameters)
+    assert set(P.signature(gpus=True).parameters) == set(P.FIELDS)
+
+
+def _options() -> dict[str, click.Option]:
+    return {o.name: o for o in local_run.params if isinstance(o, click.Option)}
+
+
+def test_every_local_option_comes_from_the_table():
+    options = _options()
+    local = P.local_parameters()
+    assert set(local) <= set(options)
+    assert not {"repository_pvc", *P.GPU_PARAMETERS} & set(options)  # the cluster's only
+    parsed = local_run.make_context("run", []).params  # what a run without options gets
+    for name in local:
+        option, meta = options[name], P.FIELDS[name].metadata
+        assert parsed[name] == LOCAL_DEFAULTS.get(name, P.default(name)), name
+        if meta["choices"]:
+            assert list(option.type.choices) == list(meta["choices"]), name
+    assert options["beam_pipeline_args"].opts == ["--beam-arg"]
+    assert options["metric_floors"].opts == ["--metric-floor"]
+
+
+def test_choices_are_the_codes():
+    from components.evaluate.gate_config import SIGNIFICANCE_MODES
+    from components.ingest.sources import FORMATS
+    from contract import schema as S
+    from model.architectures import ARCHITECTURES
+    from serving.tfs_config import BATCHING_PROFILES
+
+    choices = {n: f.metadata["choices"] for n, f in P.FIELDS.items()}
+    assert choices["input_format"] == ("auto", *FORMATS)
+    assert sorted(choices["serving_batching"]) == sorted(BATCHING_PROFILES)
+    assert set(choices["architecture"]) == {*ARCHITECTURES, "xgboost"}
+    assert choices["significance_task"] == S.TASKS
+    assert choices["champion_significance"] == SIGNIFICANCE_MODES
+
+
+def test_a_value_out_of_its_choices_or_range_is_named():
+    good = P.PipelineParameters(model_base="/m")
+    good.check()
+    with pytest.raises(ValueError, match=r"significance_task must be one of .*got 'clicks'"):
+        dataclasses.replace(good, significance_task="clicks").check()
+    with pytest.raises(ValueError, match=r"max_bad_share must be at most 1.0, got 1.5"):
+        dataclasses.replace(good, max_bad_share=1.5).check()
+
+
+def test_the_local_cli_parses_key_values_and_lists():
+    from click.testing import CliRunner
+
+    seen = {}
+
+    @click.command()
+    @P.click_options
+    def probe(**params):
+        seen.update(params)
+
+    args = ["--metric-floor", "purchase/auc=0.7", "--beam-arg=--runner=DirectRunner"]
+    result = CliRunner().invoke(probe, [*args, "--pretrain-encoder"])
+    assert result.exit_code == 0, result.output
+    assert seen["metric_floors"] == {"purchase/auc": 0.7}
+    assert seen["beam_pipeline_args"] == ["--runner=DirectRunner"]
+    assert seen["pretrain_encoder"] is True and seen["force_push"] is False
+    bad = CliRunner().invoke(probe, ["--metric-floor", "auc"])
+    assert bad.exit_code == 2 and "expected KEY=NUMBER" in bad.output
+    bad = CliRunner().invoke(probe, ["--architecture", "bert"])
+    assert bad.exit_code == 2 and "'bert' is not one of" in bad.output

@@ -51,6 +51,10 @@ def evaluate(
         significance_confidence: level of the paired confidence interval.
         force_push: bless even when checks fail.
     """
+    from components.step_log import quiet
+
+    quiet()  # before TensorFlow loads (components/step_log.py)
+
     from components.evaluate.run import evaluate_step
 
     return evaluate_step(

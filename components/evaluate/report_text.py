@@ -167,3 +167,10 @@ def render_text(report: EvaluationReport) -> str:
         _groups(report),
     ]
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
+
+
+def summary_text(report: EvaluationReport) -> str:
+    """The verdict with its reasons, the metrics beside the champion's and the paired tests:
+    the sections of this report that a local run's summary shows."""
+    sections = [_verdict(report), _side_by_side(report), _paired(report)]
+    return "\n\n".join("\n".join(section) for section in sections)

@@ -35,6 +35,7 @@ from components.evaluate.report import EvaluationReport
 from components.evaluate.report_html import render_html
 from components.evaluate.report_text import render_text
 from components.evaluate.scoring import compute_metrics, find_champion, score_split
+from components.step_log import progress
 from contract import layout
 
 
@@ -109,12 +110,14 @@ def run_evaluation(
     (the report's content). Returns the verdict and the report."""
     test_pattern = layout.split_pattern(examples_dir, "test")
     candidate_dir = os.path.join(model_dir, layout.SAVED_MODEL_DIR)
+    progress("scoring the test split with the candidate")
     candidate_scored = score_split(candidate_dir, test_pattern)
     candidate = compute_metrics(candidate_scored)
 
     champion_dir = find_champion(model_base, model_name)
     champion = champion_scored = paired = None
     if champion_dir is not None:
+        progress(f"scoring the test split with the champion ({champion_dir})")
         champion_scored = score_split(champion_dir, test_pattern)
         champion = compute_metrics(champion_scored)
         paired = paired_ndcg(candidate_scored, champion_scored, config.confidence)

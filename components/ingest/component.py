@@ -39,6 +39,10 @@ def ingest(
         max_bad_share: the step fails when more than this share of the rows read is dead-lettered.
         beam_pipeline_args: Beam pipeline options, e.g. ["--runner=DataflowRunner", ...].
     """
+    from components.step_log import quiet
+
+    quiet(tensorflow=False)  # ingest runs without TensorFlow
+
     from components.ingest.step import ingest_step
 
     ingest_step(

@@ -52,6 +52,7 @@ from components.ingest.blocks import ReadBlocks, RowBlock
 from components.ingest.counts import IngestCounts
 from components.ingest.errors import IngestError
 from components.ingest.readers import UnreadableFile
+from components.step_log import progress
 from contract import layout
 from contract import schema as S
 
@@ -452,6 +453,7 @@ def run_ingest(
         ]
     )
     logger.info("ingesting %d file(s) matching %s into %s", len(inputs), input_pattern, output_dir)
+    progress(f"reading, validating and splitting {len(inputs)} file(s) (Beam)")
     try:
         with make_pipeline(beam_args) as pipeline:
             build_pipeline(pipeline, inputs, output_dir, schema, encoding, funnel_policy)
@@ -472,6 +474,8 @@ def run_ingest(
     _write_text(os.path.join(output_dir, layout.SCHEMA_FILE), schema.to_json())
     _write_text(os.path.join(output_dir, layout.COUNTS_FILE), counts.to_json())
     logger.info("ingest counts: %s", counts.summary())
+    progress(f"read {counts.rows_read} rows: kept {counts.rows_kept}, "
+             f"dead-lettered {counts.rows_dead_letter}; computing statistics")  # fmt: skip
     stats = _write_statistics(output_dir, counts)
     for finding in stats["drift"]:
         logger.warning("drift: %s", finding["message"])

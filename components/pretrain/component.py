@@ -34,6 +34,10 @@ def pretrain(
         hard_negatives: the query's shown-but-not-engaged products are its first negatives.
         seed: seeds sampling and initialisation.
     """
+    from components.step_log import quiet
+
+    quiet()  # before TensorFlow loads (components/step_log.py)
+
     from components.pretrain.step import pretrain_step
 
     pretrain_step(

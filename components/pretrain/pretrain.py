@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.pretrain.sampler import DEFAULT_RATIO, NegativeSampler
+from components.step_log import progress
 from components.train.distribute import Placement, placement
 from components.train.inputs import split_files
 from components.train.text_cache import TextCache
@@ -483,6 +484,10 @@ def _train(model: TwoTower, inputs: EncoderInputs, train: EngagementData, config
 
     history, seen = [], 0
     for _epoch in range(config.epochs):
+        progress(
+            f"epoch {_epoch + 1}/{config.epochs}"
+            + (f": last loss {history[-1]:.4f}" if history else "")
+        )
         losses = []
         lists = list(training_lists(train, config, sampler, rng))
         for first in range(0, len(lists), config.queries_per_batch):

@@ -24,6 +24,7 @@ import os
 from collections.abc import MutableMapping
 
 from components.pretrain.pretrain import PretrainConfig, run_pretrain
+from components.step_log import progress
 from contract.layout import PRETRAIN_DISABLED_FILE
 
 
@@ -41,6 +42,7 @@ def pretrain_step(
     when not `enabled`, write only the marker. Returns the pretraining's info, or None."""
     os.makedirs(encoder_dir, exist_ok=True)
     if not enabled:
+        progress("skipped: pretrain_encoder is off; train uses encoder_preset as it is")
         with open(os.path.join(encoder_dir, PRETRAIN_DISABLED_FILE), "w", encoding="utf-8") as fh:
             fh.write("pretraining is switched off (pretrain_encoder=False)\n")
         metadata["enabled"] = False

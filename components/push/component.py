@@ -36,6 +36,10 @@ def push(
         pushed_uri: the new version directory, or "" when nothing was pushed.
         reason: what happened and why.
     """
+    from components.step_log import quiet
+
+    quiet()  # before TensorFlow loads (components/step_log.py)
+
     from components.push.publish import push_step
 
     return push_step(

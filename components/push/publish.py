@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from components.step_log import progress
 from contract import layout
 from serving import tfs_config
 from serving.repository import (
@@ -184,7 +185,7 @@ def push_step(
         serving_base=serving_base,
         batching_profile=batching_profile,
     )
-    print(result.reason)
+    progress(("" if result.pushed else "skipped: ") + result.reason)
     os.makedirs(serving_config_dir, exist_ok=True)
     if result.config_dir:
         for name in sorted(os.listdir(result.config_dir)):

@@ -18,8 +18,11 @@ import traceback
 
 import click
 
-from components.train.config import PRECISIONS
-from components.train.multiworker import INDEX_ENV, tf_config
+from components.step_log import quiet
+
+quiet()  # before TensorFlow loads, which the next imports do
+from components.train.config import PRECISIONS  # noqa: E402
+from components.train.multiworker import INDEX_ENV, tf_config  # noqa: E402
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -48,6 +48,10 @@ def train(
         precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
         train_workers: nodes that train together; above 1 the others run as a TrainJob.
     """
+    from components.step_log import quiet
+
+    quiet()  # before TensorFlow loads (components/step_log.py)
+
     from components.train.step import train_step
 
     train_step(

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from components.step_log import progress
 from components.train import loop
 from components.train.config import XGBOOST, TrainConfig
 from components.train.distribute import (
@@ -36,6 +37,7 @@ from components.train.inputs import (
     training_texts,
     wide_and_labels,
 )
+from components.train.progress import ProgressLines
 from components.train.text_cache import TextCache
 from components.transform.preprocessing import VOCAB_OOV_BUCKETS
 from contract import layout
@@ -214,6 +216,7 @@ def _train_and_export(
         config, tft_output, train_files, eval_files, output_dir, verbose, where
     )
     product_vectors = fit.pop("product_vectors", None)
+    progress("exporting the serving model (SavedModel with the transform graph)")
     exporting = time.monotonic()
     model.save(os.path.join(output_dir, layout.KERAS_MODEL_FILE))
     export_serving_model(
@@ -361,6 +364,10 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
     products, product_index = np.unique(
         np.concatenate([s[S.PRODUCT_TEXT] for s in splits.values()]), return_inverse=True
     )
+    progress(
+        f"encoding {len(queries)} queries and {len(products)} product texts "
+        "with the frozen encoder (each once; cached)"
+    )
     encoded_queries = cache.get("query", list(queries))
     encoded_products = cache.get("product", list(products))
     cache_seconds = time.monotonic() - start
@@ -432,6 +439,9 @@ def _fit(
             restore_best_weights=True,
         ),
     ]
+    steps_per_epoch = math.ceil(counts[0] / batch_size)
+    if where.is_chief:
+        callbacks.append(ProgressLines(config.max_epochs, steps_per_epoch))
     return loop.fit(
         model,
         optimizer,
@@ -439,7 +449,7 @@ def _fit(
         eval_ds,
         strategy=where.strategy,
         epochs=config.max_epochs,
-        steps_per_epoch=math.ceil(counts[0] / batch_size),
+        steps_per_epoch=steps_per_epoch,
         eval_steps=math.ceil(counts[1] / batch_size),
         callbacks=callbacks,
         verbose=verbose,
@@ -450,6 +460,7 @@ def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verb
     train_wide, train_labels = wide_and_labels(train_files, tft_output, config.targets)
     eval_wide, eval_labels = wide_and_labels(eval_files, tft_output, config.targets)
     _check_examples(len(train_wide), len(eval_wide))
+    progress(f"boosting one XGBoost model per task on {len(train_wide)} examples")
     fitting = time.monotonic()
     model, rounds = fit_xgboost(
         train_wide, train_labels, eval_wide, eval_labels, config.xgboost, seed=config.seed

@@ -28,6 +28,10 @@ def transform(
         beam_pipeline_args: Apache Beam options, e.g. ["--runner=DataflowRunner", ...];
             empty runs Beam locally.
     """
+    from components.step_log import quiet
+
+    quiet()  # before TensorFlow loads (components/step_log.py)
+
     import os
     import tempfile
 

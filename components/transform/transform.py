@@ -20,6 +20,7 @@ from tfx_bsl.public import tfxio
 
 from components import tfrecords
 from components.beam_runner import make_pipeline
+from components.step_log import progress
 from components.transform.preprocessing import preprocessing_fn
 from contract import layout
 from contract import schema as S
@@ -69,10 +70,16 @@ def run_transform(
         os.path.join(transform_output_dir, layout.SCHEMA_FILE),
         overwrite=True,
     )
+    progress(
+        "analyzing the train split, then transforming "
+        + ", ".join(S.SPLITS)
+        + " (one Beam pipeline)"
+    )
     with make_pipeline(beam_args) as pipeline, tft_beam.Context(temp_dir=temp_dir):
         build_transform(
             pipeline, examples_dir, transform_output_dir, transformed_examples_dir, raw_schema
         )
+    progress("wrote the transform graph and the transformed splits")
 
 
 def build_transform(

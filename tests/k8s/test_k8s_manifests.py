@@ -5,7 +5,6 @@ other, with the TF Serving configs and with the pipeline that fills the model re
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 import re
 
 import kubernetes_validate
@@ -134,9 +133,9 @@ def test_tfserving_reads_the_model_the_pipeline_pushes(overlay):
     (model,) = models.model_config_list.config
     # The pipeline pushes model_base/model_name/<version>/ with model_base on the volume's
     # serving/ directory, which the Deployment mounts at /models.
-    from pipeline import mlpr_dag
+    import pipeline_parameters
 
-    defaults = {n: p.default for n, p in inspect.signature(mlpr_dag).parameters.items()}
+    defaults = pipeline_parameters.defaults()
     assert model.name == defaults["model_name"] == "mlpr"
     assert model.model_platform == "tensorflow"
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == "model-repository"]
