@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIPELINE_NAME = "mlpr-ranking"  # pipeline.PIPELINE_NAME (the run directories' prefix)
 STEPS = ("ingest", "transform", "pretrain", "train", "evaluate", "push")
 PIPELINE_LOG = "pipeline"  # what is printed outside any step
+# How kfp.local indents a step's output, and how kfp's executor prefixes its log lines.
+_KFP_INDENT = "    "
+_KFP_PREFIX = re.compile(r"^\[KFP Executor [^\]]*\]: ")
 TAIL_LINES = 15
 NOT_BLESSED = "the model was not blessed"
 
@@ -61,6 +65,7 @@ class StepLogs:
         os.makedirs(pipeline_root, exist_ok=True)
         self._before = set(os.listdir(pipeline_root))
         self.run_dir: str | None = None
+        self._in_inputs = False
         self._pending: list[tuple[str, str]] = []
         self._files: dict[str, object] = {}
         self._tails: dict[str, collections.deque] = collections.defaultdict(
@@ -78,9 +83,16 @@ class StepLogs:
     def path(self, step: str) -> str:
         return os.path.join(self.run_dir or "", "logs", f"{step}.log")
 
-    def write(self, step: str, line: str) -> None:
-        if line.strip():
-            self._tails[step].append(line.rstrip())
+    def write(self, step: str, line: str, own: bool = True) -> None:
+        """`own`: the line is the step's own output (kept for the tail shown on failure),
+        not kfp.local's report after it."""
+        text = _KFP_PREFIX.sub("", line.rstrip().removeprefix(_KFP_INDENT))
+        if text.endswith("Got executor_input:"):  # kfp's JSON of the step's inputs follows
+            self._in_inputs = True
+        elif self._in_inputs:
+            self._in_inputs = text != "}"
+        elif own and text.strip():
+            self._tails[step].append(text)
         if self.run_dir is None:
             self.run_dir = self._find_run_dir()
             self._pending.append((step, line))
@@ -167,14 +179,16 @@ def run_local(p: P.PipelineParameters, pipeline_root: str, verbose: bool, consol
         bufsize=1,
         env=env,
     )
-    step = PIPELINE_LOG
+    step, own = PIPELINE_LOG, True
     try:
         with steps:
             for line in child.stdout:
                 event = V.parse(line, steps.current)
                 if event is not None and event.kind == V.RUNNING:
-                    step = event.step
-                logs.write(step, V.plain(line) + "\n")
+                    step, own = event.step, True
+                elif event is not None and event.kind in V.FINISHED:
+                    own = False  # kfp.local's report on the step follows
+                logs.write(step, V.plain(line) + "\n", own=own)
                 if logs.run_dir and steps.logs is None:
                     steps.set_logs(os.path.join(logs.run_dir, "logs"))
                 if verbose:

@@ -151,19 +151,21 @@ class StepView:
 
     def render(self) -> Table:
         now = time.monotonic()
-        table = Table.grid(padding=(0, 2))
-        for _ in range(4):
-            table.add_column(no_wrap=True)
+        table = Table.grid(padding=(0, 2), expand=True)
+        table.add_column(width=10, no_wrap=True)
+        table.add_column(width=7, no_wrap=True)
+        table.add_column(width=7, no_wrap=True, justify="right")
+        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         for step in self.steps.values():
             seconds = step.seconds(now)
             table.add_row(
                 Text(step.name, style="bold"),
                 Text(step.state, style=STYLES.get(step.state, "")),
-                Text("" if seconds is None else f"{seconds:5.0f} s", style="dim"),
+                Text("" if seconds is None else f"{seconds:.0f} s", style="dim"),
                 Text(step.progress, overflow="ellipsis"),
             )
         if self.logs:
-            table.add_row(Text("logs", style="dim"), Text(self.logs + "/", style="dim"))
+            table.add_row(Text("logs", style="dim"), "", "", Text(self.logs + "/", style="dim"))
         return table
 
     def __enter__(self) -> StepView:

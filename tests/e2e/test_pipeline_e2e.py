@@ -1,8 +1,17 @@
-"""The whole DAG through kfp.local, started the way a user starts it (pipeline.py run)."""
+"""The whole DAG through kfp.local, started the way a user starts it (`./dev demo`, that is
+`python -m local.run_pipeline`): once on a terminal (a pseudo-terminal read through a
+terminal emulator, as a person sees it), once through a pipe, and once on an input that makes
+a step fail."""
 
+import fcntl
+import json
 import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
 
 import numpy as np
 import pytest
@@ -10,42 +19,130 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STEPS = ("ingest", "transform", "pretrain", "train", "evaluate", "push")
+COLUMNS, ROWS = 400, 500
+# Lines that the libraries print unless silenced (components/step_log.py).
+NOISE = re.compile(
+    r"Converting string literal type hint|Setting to DenseTensor|absl::InitializeLog|"
+    r"Could not find cuda drivers|oneDNN custom operations|cuInit|cpu_feature_guard|"
+    r"Renamed \d+ shards|Assets written to"
+)
 
 
-def run_pipeline(tmp_path, *args):
-    cmd = [
-        sys.executable,
-        os.path.join(ROOT, "pipeline.py"),
-        "run",
+def _command(tmp_path, *args) -> list[str]:
+    return [
+        sys.executable, "-m", "local.run_pipeline",
         "--demo-queries", "200",
         "--max-epochs", "3",
         "--model-base", str(tmp_path / "serving"),
         "--pipeline-root", str(tmp_path / "root"),
         *args,
     ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def _user_env() -> dict:
+    """The environment of a user's shell: without the suite's own TensorFlow log level
+    (tests/conftest.py), so the run sets its own, as it does for a user."""
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def run_piped(tmp_path, *args):
+    done = subprocess.run(
+        _command(tmp_path, *args),
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=_user_env(),
+    )  # fmt: skip
     return done.returncode, done.stdout, done.stderr
+
+
+def run_on_terminal(tmp_path, *args) -> tuple[int, list[str]]:
+    """Run on a pseudo-terminal; returns the exit status and the screen's lines, as a
+    terminal of COLUMNS x ROWS shows them at the end (redraws applied)."""
+    import pyte
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+    env = dict(_user_env(), TERM="xterm-256color", COLUMNS=str(COLUMNS), LINES=str(ROWS))
+    process = subprocess.Popen(
+        _command(tmp_path, *args), cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    screen = pyte.Screen(COLUMNS, ROWS)
+    stream = pyte.ByteStream(screen)
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        stream.feed(data.replace(b"\n", b"\r\n"))
+    os.close(master)
+    code = process.wait(timeout=60)
+    lines = [line.rstrip() for line in screen.display]
+    while lines and not lines[-1]:
+        lines.pop()
+    return code, lines
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    first = run_pipeline(tmp, "--auc-floor", "0.55")
-    second = run_pipeline(tmp, "--auc-floor", "0.99")
+    first = run_on_terminal(tmp, "--auc-floor", "0.55")
+    second = run_piped(tmp, "--auc-floor", "0.99")
     return tmp, first, second
 
 
 def _artifacts(tmp, name: str) -> list[dict]:
     """Every `name` file the runs wrote under their pipeline root, oldest first."""
-    import json
-
     found = sorted((tmp / "root").rglob(name), key=lambda p: p.stat().st_mtime)
     return [json.loads(p.read_text()) for p in found]
 
 
+def _run_dirs(tmp) -> list:
+    return sorted((tmp / "root").glob("mlpr-ranking-*"), key=lambda p: p.stat().st_mtime)
+
+
+def test_the_terminal_shows_one_line_per_step_then_the_summary(two_runs):
+    tmp, (code, screen), _ = two_runs
+    text = "\n".join(screen)
+    assert code == 0, text[-3000:]
+    end = next(i for i, line in enumerate(screen) if line.startswith("MLPR pipeline finished"))
+    before = [line for line in screen[:end] if line.strip()]
+    assert len(before) <= 60, "\n".join(before)
+    states = {}
+    for line in before:
+        m = re.match(r"(\w+)\s+(waiting|running|done|cached|skipped|failed)\s+(\d+) s", line)
+        if m:
+            states[m.group(1)] = (m.group(2), int(m.group(3)))
+    assert {s: st for s, (st, _) in states.items()} == {  # (the screen: "\n".join(before))
+        "ingest": "done", "transform": "done", "pretrain": "skipped",
+        "train": "done", "evaluate": "done", "push": "done",
+    }  # fmt: skip
+    assert states["train"][1] > 0
+    (run_dir,) = _run_dirs(tmp)[:1]
+    assert any(line.startswith("logs") and str(run_dir / "logs") in line for line in before)
+    # The run's full output is in the step logs, not on the screen.
+    assert "Executing task" not in text and "executor_input" not in text
+    assert not NOISE.search(text)
+
+
+def test_each_step_has_its_full_log_without_library_noise(two_runs):
+    tmp, _, _ = two_runs
+    run_dir = _run_dirs(tmp)[0]
+    logs = {p.stem: p.read_text() for p in (run_dir / "logs").glob("*.log")}
+    assert set(STEPS) <= set(logs)
+    assert "Executing task 'ingest'" in logs["ingest"]
+    assert "progress: epoch 1/3" in logs["train"]
+    assert "progress: scoring the test split with the candidate" in logs["evaluate"]
+    assert "ingest counts: read" in logs["ingest"]
+    noisy = {step: NOISE.findall(text)[:3] for step, text in logs.items() if NOISE.search(text)}
+    assert noisy == {}
+    assert "\x1b[" not in "".join(logs.values())  # plain text, no terminal colours
+
+
 def test_the_runs_artifacts_say_what_happened(two_runs):
-    tmp, (code, _, err), (code2, _, err2) = two_runs
-    assert code == 0 and code2 == 0, (err + err2)[-3000:]
+    tmp, (code, screen), (code2, _, err2) = two_runs
+    assert code == 0 and code2 == 0, "\n".join(screen)[-3000:] + err2[-3000:]
     first, second = _artifacts(tmp, "blessing.json")
     assert (first["blessed"], first["first_run"]) == (True, True)
     assert second["blessed"] is False and second["first_run"] is False
@@ -60,10 +157,11 @@ def test_the_runs_artifacts_say_what_happened(two_runs):
         assert counts["rows_kept"] > 0
 
 
-def test_first_run_is_blessed_and_pushed(two_runs):
-    tmp, (code, out, err), _ = two_runs
-    assert code == 0, err[-3000:]
-    assert "Blessed: yes" in out
+def test_first_run_is_blessed_and_pushed_and_says_how_to_serve_it(two_runs):
+    tmp, (code, screen), _ = two_runs
+    out = "\n".join(screen)
+    assert code == 0, out[-3000:]
+    assert "Verdict: BLESSED" in out
     assert "no champion in" in out
     pushed = os.path.join(tmp / "serving", "mlpr", "1")
     assert f"Pushed: {pushed}" in out
@@ -74,14 +172,23 @@ def test_first_run_is_blessed_and_pushed(two_runs):
     models = (tmp / "serving" / "tfserving" / "models.config").read_text()
     assert f'base_path: "{tmp / "serving" / "mlpr"}"' in models
     # Counts in the summary add up: read = kept + filtered + dead-lettered.
-    line = next(x for x in out.splitlines() if x.strip().startswith("rows read"))
-    nums = [
-        int(t.rstrip(","))
-        for t in line.replace("(<= 5 impressions)", "").split()
-        if t.rstrip(",").isdigit()
-    ]
-    read, kept, filtered, dead = nums
+    line = next(x for x in screen if x.strip().startswith("read ") and "rows: kept" in x)
+    m = re.search(r"read (\d+) rows: kept (\d+), filtered \(impressions <= 5\) (\d+), "
+                  r"dead-lettered (\d+)", line)  # fmt: skip
+    read, kept, filtered, dead = (int(n) for n in m.groups())
     assert read == kept + filtered + dead and kept > 0 and filtered > 0
+    # The report as a URL, and the commands to serve the model and query it, paths filled in.
+    run_dir = _run_dirs(tmp)[0]
+    assert f"Report: file://{run_dir}/report.html" in out
+    assert (run_dir / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
+    serve = next(x.strip() for x in screen if "-m serving.server" in x)
+    assert f"--model-base {tmp / 'serving'}" in serve and "--model-name mlpr" in serve
+    query = next(x.strip() for x in screen if "-m serving.client" in x)
+    products = run_dir / "example_products.jsonl"
+    assert f"--products {products}" in query
+    candidates = [json.loads(line) for line in products.read_text().splitlines()]
+    assert 2 <= len(candidates) <= 10
+    assert {"product_id", "title", "price"} <= set(candidates[0])
 
 
 def test_pushed_model_scores_raw_requests(two_runs):
@@ -112,21 +219,51 @@ def test_pushed_model_scores_raw_requests(two_runs):
     assert np.all(out["atc"].numpy() >= out["purchase"].numpy())
 
 
-def test_stricter_floor_refuses_and_says_why(two_runs):
+def test_through_a_pipe_each_event_is_a_line(two_runs):
     tmp, _, (code, out, err) = two_runs
     assert code == 0, err[-3000:]
-    assert "Blessed: NO" in out
+    lines = out.splitlines()
+    assert "\x1b[" not in out  # no redraws, no colours
+    for step in ("ingest", "transform", "train", "evaluate"):
+        assert re.search(rf"^{step}\s+running$", out, re.M), step
+        assert re.search(rf"^{step}\s+done in \d+ s$", out, re.M), step
+    assert re.search(r"^pretrain\s+skipped in \d+ s: pretrain_encoder is off", out, re.M)
+    assert any(re.match(r"train\s+epoch 1/3 done in \d+ s: loss", x) for x in lines)
+    assert re.search(r"^push\s+skipped\s+the model was not blessed", out, re.M)
+    # the stricter gate refuses, and says why
+    assert "Verdict: NOT BLESSED" in out
     assert "click/auc = " in out and "< floor 0.9900" in out
     assert "compared with champion" in out
     assert "Pushed: nothing" in out
     assert sorted(os.listdir(tmp / "serving" / "mlpr")) == ["1"]
 
 
-def test_bad_input_fails_with_a_clear_error(tmp_path):
+def test_a_failing_step_shows_the_end_of_its_log(tmp_path):
+    """Most rows break the funnel (more clicks than impressions): ingest runs and fails, and
+    the screen shows why, with the log's path."""
+    from components.ingest import demo_data
+
+    path = tmp_path / "logs.csv"
+    rows = demo_data.generate(30, seed=1)
+    rows["clicks"] = rows["impressions"] + 1
+    demo_data.write(rows, str(path))
+    code, out, err = run_piped(tmp_path, "--input-data", str(path))
+    assert code == 1
+    assert re.search(r"^ingest\s+failed in \d+ s$", out, re.M)
+    assert "error: step ingest failed. The last lines of its log:" in out
+    assert "could not be used, more than max_bad_share 10.0%" in out
+    (run_dir,) = _run_dirs(tmp_path)
+    assert f"Full log: {run_dir / 'logs' / 'ingest.log'}" in out
+    assert "Traceback" not in out + err
+    assert "transform" not in out  # nothing ran after it
+
+
+def test_bad_input_fails_with_a_clear_error_before_any_step(tmp_path):
     bad = tmp_path / "logs.csv"
     bad.write_text("query,product_id,title,impressions,clicks\nshoes,p1,Shoe,10,1\n")
-    code, out, err = run_pipeline(tmp_path, "--input-data", str(bad))
-    assert code != 0
+    code, out, err = run_piped(tmp_path, "--input-data", str(bad))
+    assert code == 2
     assert "is missing required column(s)" in err
     assert "add_to_cart" in err and "purchases" in err
     assert "Traceback" not in err
+    assert not (tmp_path / "root").exists() or not _run_dirs(tmp_path)
