@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Iterable
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -149,7 +149,7 @@ class StepView:
                 line += f": {step.progress}"
         self.console.print(line, markup=False, highlight=False)
 
-    def render(self) -> Table:
+    def render(self) -> RenderableType:
         now = time.monotonic()
         table = Table.grid(padding=(0, 2), expand=True)
         table.add_column(width=10, no_wrap=True)
@@ -164,9 +164,9 @@ class StepView:
                 Text("" if seconds is None else f"{seconds:.0f} s", style="dim"),
                 Text(step.progress, overflow="ellipsis"),
             )
-        if self.logs:
-            table.add_row(Text("logs", style="dim"), "", "", Text(self.logs + "/", style="dim"))
-        return table
+        if not self.logs:
+            return table
+        return Group(table, Text(f"logs: {self.logs}/", style="dim", overflow="fold"))
 
     def __enter__(self) -> StepView:
         if self.live:

@@ -4,7 +4,7 @@
     python -m components.evaluate report runs/pipeline_root/<run> --html report.html
 
 PATH may be, from the widest to the narrowest:
-- a pipeline root (`--pipeline-root` of `pipeline.py run`): the newest run in it that has an
+- a pipeline root (`--pipeline-root` of `./dev demo`): the newest run in it that has an
   evaluation report (by the time the report was written);
 - a run directory: `<pipeline root>/<pipeline name>-<timestamp>/`, which kfp.local creates for
   each run, holding one directory per task (`ingest/`, ..., `evaluate/`);

@@ -92,6 +92,7 @@ def evaluate_step(
     with open(report_path, "w", encoding="utf-8") as f:
         f.write(render_html(evaluation))
     print(render_text(evaluation))
+    progress(verdict.reasons[0] if verdict.blessed else "; ".join(verdict.reasons))
     return verdict.blessed
 
 

@@ -23,6 +23,7 @@ from collections.abc import MutableMapping, Sequence
 
 from components.ingest import job, statistics
 from components.ingest.resolve import resolve_input
+from components.step_log import progress
 
 
 def ingest_step(
@@ -71,6 +72,10 @@ def ingest_step(
         raise SystemExit(f"ingest: error: {err}") from None
     drift = statistics.load(output_dir)["drift"]
     metadata["drift_findings"] = len(drift)
+    progress(
+        f"kept {counts.rows_kept} of {counts.rows_read} rows "
+        f"({counts.rows_dead_letter} dead-lettered); {len(drift)} drift finding(s)"
+    )
     summary = counts.to_dict()
     metadata.update(
         {key: value for key, value in summary.items() if key != "splits"}

@@ -31,6 +31,7 @@ import shutil
 import sys
 from collections.abc import MutableMapping
 
+from components.step_log import progress
 from components.train.config import TrainConfig, train_config
 from components.train.training import TrainResult, run_training
 from contract.layout import PRETRAIN_DISABLED_FILE
@@ -118,6 +119,10 @@ def train_step(
     metadata["encoder_preset"] = encoder_preset
     metadata["domain_pretrained"] = preset != encoder_preset
     metadata["best_val_loss"] = result.best_val_loss
+    progress(
+        f"{result.epochs_run} epoch(s), best {result.best_epoch} (val_loss "
+        f"{result.best_val_loss:.4f}); exported in {result.export_seconds:.0f} s"
+    )
     return result
 
 

@@ -120,7 +120,7 @@ def test_the_terminal_shows_one_line_per_step_then_the_summary(two_runs):
     }  # fmt: skip
     assert states["train"][1] > 0
     (run_dir,) = _run_dirs(tmp)[:1]
-    assert any(line.startswith("logs") and str(run_dir / "logs") in line for line in before)
+    assert f"logs: {run_dir / 'logs'}/" in before
     # The run's full output is in the step logs, not on the screen.
     assert "Executing task" not in text and "executor_input" not in text
     assert not NOISE.search(text)
