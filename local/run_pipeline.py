@@ -23,6 +23,7 @@ import collections
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,11 @@ _KFP_INDENT = "    "
 _KFP_PREFIX = re.compile(r"^\[KFP Executor [^\]]*\]: ")
 TAIL_LINES = 15
 NOT_BLESSED = "the model was not blessed"
+
+
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 def _versions(model_base: str, model_name: str) -> set[str]:
@@ -201,16 +207,19 @@ def run_local(p: P.PipelineParameters, pipeline_root: str, verbose: bool, consol
         child.terminate()
         child.wait()
         logs.close()
+        shutil.rmtree(work, ignore_errors=True)
         console.print(f"interrupted; the logs so far: {os.path.join(logs.run_dir, 'logs')}/")
         return 130
     logs.close()
+    outputs = _read_json(outputs_file) if code == 0 else None
+    shutil.rmtree(work, ignore_errors=True)
     if code != 0:
         _show_failure(console, steps, logs)
         return 1
-    with open(outputs_file, encoding="utf-8") as fh:
-        outputs = json.load(fh)
     new_versions = sorted(_versions(p.model_base, p.model_name) - before, key=int)
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(ROOT) else sys.executable
+    # The commands of the summary, as a user types them from where the run was started.
+    here = os.getcwd() == ROOT and sys.executable.startswith(ROOT + os.sep)
+    python = os.path.relpath(sys.executable) if here else sys.executable
     console.print()
     console.print(
         format_summary(

@@ -104,3 +104,18 @@ def test_step_logs_wait_for_the_run_directory_then_keep_each_steps_lines(tmp_pat
         "ingest: error: 3 of 3 rows could not be used",
     ]
     assert logs.path("ingest") == os.path.join(run, "logs", "ingest.log")
+
+
+def test_the_runner_knows_the_pipelines_name_and_steps():
+    import yaml
+
+    import pipeline
+    from local import run_pipeline
+
+    assert run_pipeline.PIPELINE_NAME == pipeline.PIPELINE_NAME
+    with open(os.path.join(os.path.dirname(pipeline.__file__), "pipeline.yaml")) as fh:
+        spec = next(yaml.safe_load_all(fh))
+    tasks = set(spec["root"]["dag"]["tasks"]) | set(
+        spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    )
+    assert set(run_pipeline.STEPS) == tasks - {"condition-1"}
