@@ -1,4 +1,4 @@
-"""The house reads one way: contract <- model <- serving <- components <- pipeline.
+"""The house reads one way: contract <- model <- serving <- components <- pipeline <- local.
 
 `contract/` (schema, layout, feature specs) imports none of the project's other packages;
 `model/` only the contract; `serving/` the contract and the model; and no module of the
@@ -9,12 +9,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("contract", "model", "serving", "components")
+PACKAGES = ("contract", "model", "serving", "components", "local")
 ALLOWED = {
     "contract": set(),
     "model": {"contract"},
     "serving": {"contract", "model"},
     "components": {"contract", "model", "serving"},
+    # The local runner, above the pipeline (pipeline.py, pipeline_parameters.py): nothing of
+    # the project imports it.
+    "local": {"contract", "model", "serving", "components"},
 }
 
 
