@@ -20,12 +20,16 @@ from typing import Any
 
 import click
 
-from components import resources
-from components.evaluate.gate_config import SIGNIFICANCE_MODES
-from components.ingest.errors import FUNNEL_POLICIES
-from components.train.config import PRECISIONS, XGBOOST
-from contract import schema as S
-from model.architectures import ARCHITECTURES
+from components.step_log import quiet
+
+# The choices below come from model/, which loads TensorFlow: quietly (compile, local runs).
+quiet()
+from components import resources  # noqa: E402
+from components.evaluate.gate_config import SIGNIFICANCE_MODES  # noqa: E402
+from components.ingest.errors import FUNNEL_POLICIES  # noqa: E402
+from components.train.config import PRECISIONS, XGBOOST  # noqa: E402
+from contract import schema as S  # noqa: E402
+from model.architectures import ARCHITECTURES  # noqa: E402
 
 # Parameters of a pipeline compiled for GPUs only (pipeline.build_pipeline).
 GPU_PARAMETERS = ("accelerator_type", "accelerator_count", "accelerator_node_selector")

@@ -32,11 +32,8 @@ import time
 import click
 from rich.console import Console
 
-from components.step_log import quiet
-
-quiet()  # before TensorFlow loads: the parameter table's choices come from model/
-import pipeline_parameters as P  # noqa: E402
-from local import view as V  # noqa: E402
+import pipeline_parameters as P
+from local import view as V
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIPELINE_NAME = "mlpr-ranking"  # pipeline.PIPELINE_NAME (the run directories' prefix)
