@@ -4,7 +4,8 @@ it and follows its output):
     python -m local.execute RUN.json
 
 RUN.json holds `pipeline_root`, `outputs` (where to write the pipeline's output artifact
-paths as JSON) and `parameters` (the pipeline's run parameters). kfp.local's SubprocessRunner
+paths as JSON), `cache` (reuse the outputs of an earlier run's steps that cache, as on
+Kubeflow) and `parameters` (the pipeline's run parameters). kfp.local's SubprocessRunner
 runs every step in a subprocess of this one, in this Python environment. Exit status 1 when a
 step failed.
 """
@@ -28,9 +29,14 @@ def main(run_file: str) -> int:
         run = json.load(fh)
     # Locally every step runs in this environment rather than in the component image.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-    # Resource requests, GPUs and caching are for the cluster (components/resources.py).
+    # Resource requests and GPUs are for the cluster (components/resources.py).
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=run["pipeline_root"])
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=run["pipeline_root"],
+        # Each step's caching choice (components/resources.py) applies, as on Kubeflow.
+        enable_caching=run["cache"],
+    )
     try:
         task = mlpr_pipeline(**run["parameters"])
     except RuntimeError as err:

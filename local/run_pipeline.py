@@ -150,8 +150,11 @@ def _show_failure(console: Console, steps: V.StepView, logs: StepLogs) -> None:
     console.print(f"Full log: {logs.path(where)}", markup=False, highlight=False)
 
 
-def run_local(p: P.PipelineParameters, pipeline_root: str, verbose: bool, console: Console) -> int:
-    """Run the DAG over `p` and print the view and the summary; the exit status."""
+def run_local(
+    p: P.PipelineParameters, pipeline_root: str, verbose: bool, console: Console, cache: bool = True
+) -> int:
+    """Run the DAG over `p` and print the view and the summary; the exit status. `cache`:
+    steps that cache reuse an earlier run's outputs for the same inputs."""
     from local.summary import format_summary
 
     before = _versions(p.model_base, p.model_name)
@@ -161,7 +164,13 @@ def run_local(p: P.PipelineParameters, pipeline_root: str, verbose: bool, consol
     parameters = {n: getattr(p, n) for n in P.local_parameters()}
     with open(run_file, "w", encoding="utf-8") as fh:
         json.dump(
-            {"pipeline_root": pipeline_root, "outputs": outputs_file, "parameters": parameters}, fh
+            {
+                "pipeline_root": pipeline_root,
+                "outputs": outputs_file,
+                "cache": cache,
+                "parameters": parameters,
+            },
+            fh,
         )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
@@ -187,7 +196,7 @@ def run_local(p: P.PipelineParameters, pipeline_root: str, verbose: bool, consol
         with steps:
             for line in child.stdout:
                 event = V.parse(line, steps.current)
-                if event is not None and event.kind == V.RUNNING:
+                if event is not None and event.kind in (V.RUNNING, V.CACHED):
                     step, own = event.step, True
                 elif event is not None and event.kind in V.FINISHED:
                     own = False  # kfp.local's report on the step follows
@@ -249,7 +258,15 @@ def run_local(p: P.PipelineParameters, pipeline_root: str, verbose: bool, consol
     is_flag=True,
     help="Print every step's full output as it comes, instead of the live view.",
 )
-def main(pipeline_root: str, verbose: bool, freeze_encoder: bool, **params) -> None:
+@click.option(
+    "--cache/--no-cache",
+    default=True,
+    show_default=True,
+    help="Reuse an earlier local run's ingest, transform, pretrain and train outputs when "
+    "their inputs are the same, as Kubeflow does (input files are compared by path, not "
+    "content); --no-cache runs every step.",
+)
+def main(pipeline_root: str, verbose: bool, freeze_encoder: bool, cache: bool, **params) -> None:
     """Run the MLPR pipeline locally (kfp.local) on the demo shop or your logs, with a live
     view of its steps, and print a summary."""
     console = Console(highlight=False, soft_wrap=True)
@@ -264,7 +281,7 @@ def main(pipeline_root: str, verbose: bool, freeze_encoder: bool, **params) -> N
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     os.makedirs(p.model_base, exist_ok=True)
-    sys.exit(run_local(p, os.path.abspath(pipeline_root), verbose, console))
+    sys.exit(run_local(p, os.path.abspath(pipeline_root), verbose, console, cache))
 
 
 if __name__ == "__main__":

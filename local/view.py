@@ -35,11 +35,12 @@ STYLES = {
     FAILED: "bold red",
 }
 SKIPPED_PREFIX = "skipped:"
+CACHED_NOTE = "the outputs of an earlier run with the same inputs"
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
-_CACHED = re.compile(r"Using cached outputs? for task '([^']+)'")
+_CACHED = re.compile(r"Task '?([\w-]+)'? cache hit")
 
 
 def plain(line: str) -> str:
@@ -110,6 +111,9 @@ class StepView:
         now = time.monotonic()
         if event.kind == RUNNING:
             step.state, step.started, self.current = RUNNING, now, event.step
+        elif event.kind == CACHED:
+            step.state, step.started, step.ended = CACHED, now, now
+            step.progress = CACHED_NOTE
         elif event.kind == "progress":
             step.progress = event.text
         else:  # finished
@@ -143,7 +147,9 @@ class StepView:
             self.console.print(f"{step.name:<10} {event.text}", markup=False, highlight=False)
             return
         line = f"{step.name:<10} {step.state}"
-        if step.state in FINISHED and step.seconds(time.monotonic()) is not None:
+        if step.state == CACHED:
+            line += f": {CACHED_NOTE}"
+        elif step.state in FINISHED and step.seconds(time.monotonic()) is not None:
             line += f" in {step.seconds(time.monotonic()):.0f} s"
             if step.state == SKIPPED and step.progress:
                 line += f": {step.progress}"

@@ -23,6 +23,8 @@ def test_lines_become_events():
     assert V.parse(FINISHED, "train") == V.Event("train", V.DONE)
     assert V.parse(FAILED, "ingest") == V.Event("ingest", V.FAILED)
     assert V.parse("    Epoch 2/8\n", "train") is None
+    hit = "10:00:00.000 - INFO - Task ingest cache hit (key=0123456789ab); skipping execution."
+    assert V.parse(hit, None) == V.Event("ingest", V.CACHED)
 
 
 def _plain_view() -> tuple[V.StepView, io.StringIO]:
@@ -34,6 +36,7 @@ def _plain_view() -> tuple[V.StepView, io.StringIO]:
 def test_without_a_terminal_each_event_is_one_line():
     view, out = _plain_view()
     for line in (
+        "Task pretrain cache hit (key=0123456789ab); skipping execution.",
         "Executing task 'pretrain'",
         "progress: skipped: pretrain_encoder is off",
         "Task 'pretrain' finished with status SUCCESS",
@@ -45,6 +48,7 @@ def test_without_a_terminal_each_event_is_one_line():
         view.apply(event)
     view.finish(True, "the model was not blessed")
     lines = out.getvalue().splitlines()
+    assert lines.pop(0) == "pretrain   cached: the outputs of an earlier run with the same inputs"
     assert lines[0] == "pretrain   running"
     assert lines[1].startswith("pretrain   skipped in 0 s: pretrain_encoder is off")
     assert lines[2:] == [
