@@ -87,6 +87,10 @@ def test_what_the_image_copies_exists_and_is_in_the_build_context():
         if op == "COPY":
             copied += args.split()[:-1]
     assert copied
+    # pip installs the project from what was copied: every top-level module it declares.
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        modules = tomllib.load(fh)["tool"]["setuptools"]["py-modules"]
+    assert {f"{m}.py" for m in modules} <= set(copied)
     for source in copied:
         assert os.path.exists(os.path.join(ROOT, source)), source
         assert source.rstrip("/") in included, f"{source} is excluded by .dockerignore"
