@@ -13,6 +13,7 @@ step failed.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import warnings
 
@@ -27,6 +28,11 @@ def main(run_file: str) -> int:
 
     with open(run_file, encoding="utf-8") as fh:
         run = json.load(fh)
+    # kfp.local's orchestrator logs cache hits and skipped tasks at INFO on the root logger,
+    # outside its per-task logging: show them (the runner's view reads the cache hits).
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.INFO, format="%(asctime)s - %(levelname)s - %(message)s"
+    )
     # Locally every step runs in this environment rather than in the component image.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     # Resource requests and GPUs are for the cluster (components/resources.py).

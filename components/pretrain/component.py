@@ -38,6 +38,7 @@ def pretrain(
 
     quiet()  # before TensorFlow loads (components/step_log.py)
 
+    from components.artifacts import keep_metrics
     from components.pretrain.step import pretrain_step
 
     pretrain_step(
@@ -53,3 +54,4 @@ def pretrain(
         hard_negatives=hard_negatives,
         seed=seed,
     )
+    keep_metrics(metrics)  # a file for the metrics: kfp.local's cache reuses the step

@@ -483,9 +483,9 @@ def _train(model: TwoTower, inputs: EncoderInputs, train: EngagementData, config
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     history, seen = [], 0
-    for _epoch in range(config.epochs):
+    for epoch in range(config.epochs):
         progress(
-            f"epoch {_epoch + 1}/{config.epochs}"
+            f"epoch {epoch + 1}/{config.epochs}"
             + (f": last loss {history[-1]:.4f}" if history else "")
         )
         losses = []

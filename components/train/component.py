@@ -52,6 +52,7 @@ def train(
 
     quiet()  # before TensorFlow loads (components/step_log.py)
 
+    from components.artifacts import keep_metrics
     from components.train.step import train_step
 
     train_step(
@@ -74,3 +75,4 @@ def train(
         worker_gpu_type=worker_gpu_type,
         worker_gpu_count=worker_gpu_count,
     )
+    keep_metrics(metrics)  # a file for the metrics: kfp.local's cache reuses the step

@@ -1,5 +1,6 @@
 import errno
 import json
+import logging
 import os
 import shutil
 
@@ -193,9 +194,10 @@ def _blessing_dir(path, blessing: dict) -> str:
     return str(path)
 
 
-def test_push_step_reads_the_blessing_and_keeps_the_configs(tmp_path, saved_model, capsys):
+def test_push_step_reads_the_blessing_and_keeps_the_configs(tmp_path, saved_model, caplog, capsys):
     model_dir = os.path.dirname(saved_model)  # the model artifact: its SavedModel in saved_model/
     base = tmp_path / "serving"
+    caplog.set_level(logging.INFO, logger="mlpr.progress")
     refused = push_step(
         model_dir,
         _blessing_dir(tmp_path / "no", {"blessed": False, "reasons": ["x < y"]}),
@@ -206,7 +208,8 @@ def test_push_step_reads_the_blessing_and_keeps_the_configs(tmp_path, saved_mode
         "gpu",
     )
     assert refused == PushOutputs(False, "", refused.reason)
-    assert "x < y" in refused.reason and refused.reason in capsys.readouterr().out
+    assert "x < y" in refused.reason
+    assert caplog.messages == [f"progress: skipped: {refused.reason}"]  # the step's log says why
     assert os.listdir(tmp_path / "config_refused") == [] and not base.exists()
 
     # A hidden file beside the configs (an editor's or a copier's) is not part of the artifact.
