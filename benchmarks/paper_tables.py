@@ -65,7 +65,7 @@ def table4_variants() -> list[Variant]:
     )
     steps = [
         ("mlp_mtl (frozen)", ()),  # the same run as Table 3's
-        ("+ uncertainty loss", (("uncertainty_loss", True),)),
+        ("+ uncertainty loss", (("loss_balancing", "uncertainty"),)),
         ("+ specific experts", experts),
         ("+ attention units", (("attention_units", True),)),
         ("+ probability transfer", (("probability_transfer", True),)),

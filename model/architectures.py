@@ -13,7 +13,7 @@ _NO_STAGES = dict(
     specific_experts=False,
     attention_units=False,
     probability_transfer=False,
-    uncertainty_loss=False,
+    loss_balancing="fixed",
 )
 _BOTTOM = (512, 256, 128)
 

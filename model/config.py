@@ -10,6 +10,7 @@ import dataclasses
 
 from model.encoder import ALL_LAYERS, check_fine_tune_layers
 from model.interactions import INTERACTIONS
+from model.loss_balancing import BALANCING
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,12 @@ class RankerConfig:
         tower_units: each task tower's MLP widths.
         attention_units: stage 4, towers pass information from task k-1 to task k.
         probability_transfer: stage 5, chain conditional funnel probabilities.
-        uncertainty_loss: weight task losses by learned uncertainty (eq. 10).
+        loss_balancing: how the task losses are weighted into one (model/loss_balancing.py):
+            "uncertainty" (learned, the paper's eq. 10), "gradnorm" (weights that equalise the
+            tasks' training rates), "dwa" (Dynamic Weight Average) or "fixed".
+        task_weights: the constant task weights of "fixed", one per task (empty: 1 each).
+        gradnorm_alpha: GradNorm's alpha: how strongly slower-training tasks are pulled up.
+        dwa_temperature: Dynamic Weight Average's temperature (larger: weights closer to 1).
         calibration_weight: AITM's calibration penalty on out-of-funnel-order predictions.
         position_buckets: position-bias-aware training: learn how often each logged display
             position (1 to this many, deeper ones share the last) is examined and train the
@@ -65,7 +71,10 @@ class RankerConfig:
     tower_units: tuple[int, ...] = (64,)
     attention_units: bool = True
     probability_transfer: bool = True
-    uncertainty_loss: bool = True
+    loss_balancing: str = "uncertainty"
+    task_weights: tuple[float, ...] = ()
+    gradnorm_alpha: float = 1.5
+    dwa_temperature: float = 2.0
     calibration_weight: float = 0.0
     position_buckets: int = 0
 
@@ -88,6 +97,20 @@ class RankerConfig:
             raise ValueError(f"num_shared_experts must be >= 1, got {self.num_shared_experts}")
         if self.position_buckets < 0:
             raise ValueError(f"position_buckets must be >= 0, got {self.position_buckets}")
+        if self.loss_balancing not in BALANCING:
+            raise ValueError(
+                f"loss_balancing must be one of {BALANCING}, got {self.loss_balancing!r}"
+            )
+        if self.task_weights and self.loss_balancing != "fixed":
+            raise ValueError(
+                f"task_weights are the weights of loss_balancing 'fixed', not "
+                f"{self.loss_balancing!r}"
+            )
+        if self.gradnorm_alpha < 0 or self.dwa_temperature <= 0:
+            raise ValueError(
+                f"gradnorm_alpha must be >= 0 and dwa_temperature > 0, got "
+                f"{self.gradnorm_alpha} and {self.dwa_temperature}"
+            )
         if not self.expert_units or not self.tower_units:
             raise ValueError("expert_units and tower_units must not be empty")
 
@@ -100,6 +123,10 @@ class RankerConfig:
     @classmethod
     def from_dict(cls, data: dict) -> RankerConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        data = dict(data)
+        if "uncertainty_loss" in data and "loss_balancing" not in data:
+            # The setting of configurations saved before `loss_balancing`.
+            data["loss_balancing"] = "uncertainty" if data.pop("uncertainty_loss") else "fixed"
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown ranker config keys: {sorted(unknown)}")

@@ -93,7 +93,10 @@ def build_scorer(
         heads = ProbabilityTransfer(dtype="float32", name="probability_transfer")(heads)
     heads = MultiTaskLoss(
         S.TASKS,
-        uncertainty_weighting=config.uncertainty_loss,
+        balancing=config.loss_balancing,
+        task_weights=config.task_weights or None,
+        gradnorm_alpha=config.gradnorm_alpha,
+        dwa_temperature=config.dwa_temperature,
         calibration_weight=config.calibration_weight,
         position_buckets=config.position_buckets,
         dtype="float32",

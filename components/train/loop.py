@@ -10,9 +10,15 @@ strategy's `run` and distributed datasets, the model's `compute_loss`, the optim
 `apply_gradients` (which sums gradients over replicas), Keras metrics (their variables sum
 over replicas when read) and a `keras.callbacks.CallbackList`.
 
-Logged names are those `fit` logs for the ranker: `loss` and `<task>_auc`, and `val_` before
-each for the eval split. Losses are per-example means over the whole split, AUCs are over
-the whole split (not averages of per-replica or per-batch values).
+Logged names are those `fit` logs for the ranker, `loss` and `<task>_auc`, and each task's
+own loss `<task>_loss` (unweighted), with `val_` before each for the eval split. Losses are
+per-example means over the whole split, AUCs are over the whole split (not averages of
+per-replica or per-batch values).
+
+Loss balancing (model/loss_balancing.py) "gradnorm" adds its weight update to each train step:
+the norms of the task losses' gradients on the ranker's text projections (the weights every
+task shares in every architecture), then one step of its own Adam on the task weights, at the
+model's learning rate.
 """
 
 from __future__ import annotations
@@ -21,31 +27,57 @@ import keras
 import tensorflow as tf
 
 from contract import schema as S
+from model.multitask_loss import loss_layer
+from model.ranker import PRODUCT_PROJECTION, QUERY_PROJECTION
 
 
 class _Tracked:
-    """The loss and per-task AUCs of one pass, created in the strategy's scope."""
+    """The loss, per-task losses and per-task AUCs of one pass, created in the strategy's
+    scope."""
 
     def __init__(self, tasks):
         self.loss = keras.metrics.Mean(name="loss")
+        self.task_losses = {t: keras.metrics.Mean(name=f"{t}_loss") for t in tasks}
         self.aucs = {t: keras.metrics.AUC(name=f"{t}_auc") for t in tasks}
 
-    def update(self, loss, y, y_pred, replicas: int):
+    def update(self, loss, task_losses, y, y_pred, replicas: int):
         examples = tf.shape(y[next(iter(self.aucs))])[0]
         # The replica's loss is its share divided by the replicas (for the gradient sum);
         # the tracked value is the share's own mean, weighted by its examples.
         self.loss.update_state(loss * replicas, sample_weight=examples)
-        for task, auc in self.aucs.items():
-            auc.update_state(y[task], y_pred[task])
+        for (task, mean), value in zip(self.task_losses.items(), task_losses, strict=True):
+            mean.update_state(value, sample_weight=examples)
+            self.aucs[task].update_state(y[task], y_pred[task])
+
+    def _metrics(self) -> dict:
+        return {
+            "loss": self.loss,
+            **{f"{t}_loss": m for t, m in self.task_losses.items()},
+            **{f"{t}_auc": m for t, m in self.aucs.items()},
+        }
 
     def reset(self):
-        for metric in (self.loss, *self.aucs.values()):
+        for metric in self._metrics().values():
             metric.reset_state()
 
     def results(self, prefix: str = "") -> dict[str, float]:
         # Read outside `strategy.run`: each value sums over every replica and worker.
-        metrics = {"loss": self.loss, **{f"{t}_auc": m for t, m in self.aucs.items()}}
-        return {prefix + name: float(m.result()) for name, m in metrics.items()}
+        return {prefix + name: float(m.result()) for name, m in self._metrics().items()}
+
+
+def shared_variables(model: keras.Model) -> list:
+    """The kernels of the ranker's query and product projections in `model` (the ranker or
+    its `cached_ranker`): where GradNorm measures each task's gradient norm."""
+    found, pending = {}, list(model.layers)
+    while pending:
+        layer = pending.pop(0)
+        if layer.name in (QUERY_PROJECTION, PRODUCT_PROJECTION):
+            found[layer.name] = layer.kernel
+        if isinstance(layer, keras.Model):
+            pending.extend(layer.layers)
+    if not found:
+        raise ValueError(f"model {model.name!r} has no text projection for GradNorm to measure")
+    return [found[name] for name in sorted(found)]
 
 
 def fit(
@@ -68,23 +100,36 @@ def fit(
     strategy splits each over its replicas. `callbacks` see what `fit` would show them,
     and may stop training (`model.stop_training`). Returns the history, as `fit` does."""
     replicas = strategy.num_replicas_in_sync
+    balancer = loss_layer(model)
+    gradnorm = balancer.balancing == "gradnorm"
+    shared = shared_variables(model) if gradnorm else []
     with strategy.scope():
         optimizer.build(model.trainable_variables)
         train_metrics, eval_metrics = _Tracked(tasks), _Tracked(tasks)
+        if gradnorm:
+            weight_optimizer = keras.optimizers.Adam(
+                learning_rate=float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            )
+            weight_optimizer.build([balancer.task_weights])
 
     def train_step(x, y):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=gradnorm) as tape:
             y_pred = model(x, training=True)
             loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
             scaled = optimizer.scale_loss(loss)  # mixed_float16: a loss-scale optimizer
+            task_losses = balancer.task_losses(y, y_pred)
         gradients = tape.gradient(scaled, model.trainable_variables)
+        if gradnorm:
+            norms = [tf.linalg.global_norm(tape.gradient(t, shared)) for t in task_losses]
+            balancer.gradnorm_step(task_losses, norms, weight_optimizer, replicas)
+        del tape
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        train_metrics.update(loss, y, y_pred, replicas)
+        train_metrics.update(loss, task_losses, y, y_pred, replicas)
 
     def eval_step(x, y):
         y_pred = model(x, training=False)
         loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
-        eval_metrics.update(loss, y, y_pred, replicas)
+        eval_metrics.update(loss, balancer.task_losses(y, y_pred), y, y_pred, replicas)
 
     @tf.function
     def train_on(iterator):

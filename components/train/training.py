@@ -43,7 +43,9 @@ from components.transform.preprocessing import VOCAB_OOV_BUCKETS
 from contract import layout
 from contract import schema as S
 from model.encoder import ALL_LAYERS, TextEncoder
+from model.loss_balancing import DynamicWeightAverage
 from model.losses import binary_crossentropy
+from model.multitask_loss import loss_layer
 from model.presets import TINY, load_encoder
 from model.ranker import build_ranker, cached_ranker, compile_ranker
 from model.text_preprocessor import TextPreprocessor
@@ -439,6 +441,9 @@ def _fit(
             restore_best_weights=True,
         ),
     ]
+    balancer = loss_layer(model)
+    if balancer.balancing == "dwa":
+        callbacks.append(DynamicWeightAverage(balancer))
     steps_per_epoch = math.ceil(counts[0] / batch_size)
     if where.is_chief:
         callbacks.append(ProgressLines(config.max_epochs, steps_per_epoch))

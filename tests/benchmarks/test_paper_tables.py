@@ -22,7 +22,7 @@ def test_table4_adds_stages_up_to_mlpr():
     assert last_frozen == architecture("mlpr").replace(fine_tune_layers=0)
     # Each step switches on exactly what its label says, on top of the previous step.
     configs = [architecture(v.architecture).replace(**dict(v.changes)) for v in variants[:-1]]
-    assert not configs[0].uncertainty_loss and configs[1].uncertainty_loss
+    assert configs[0].loss_balancing == "fixed" and configs[1].loss_balancing == "uncertainty"
     assert configs[2].specific_experts and not configs[1].specific_experts
     assert configs[3].attention_units and not configs[2].attention_units
     assert configs[4].probability_transfer and not configs[3].probability_transfer

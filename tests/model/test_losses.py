@@ -42,7 +42,7 @@ def test_binary_crossentropy_by_hand():
 
 
 def test_multitask_loss_layer_total():
-    layer = MultiTaskLoss(("click", "atc"), uncertainty_weighting=False, calibration_weight=2.0)
+    layer = MultiTaskLoss(("click", "atc"), balancing="fixed", calibration_weight=2.0)
     y = {"click": ops.convert_to_tensor([[1.0]]), "atc": ops.convert_to_tensor([[0.0]])}
     p = {"click": ops.convert_to_tensor([[0.5]]), "atc": ops.convert_to_tensor([[0.75]])}
     layer([p["click"], p["atc"]])

@@ -25,7 +25,7 @@ def test_unknown_positions_are_always_examined_and_deep_ones_share_a_bucket():
 
 
 def test_the_loss_trains_the_prediction_times_the_examination():
-    layer = MultiTaskLoss(("click",), uncertainty_weighting=False, position_buckets=2)
+    layer = MultiTaskLoss(("click",), balancing="fixed", position_buckets=2)
     p = {"click": ops.convert_to_tensor([[0.8], [0.8]])}
     layer([p["click"]])
     layer.position_bias.examination_logits.assign([0.0, math.log(math.e**2 - 1)])  # 1/2, 1/e^2
@@ -38,7 +38,7 @@ def test_the_loss_trains_the_prediction_times_the_examination():
     # Without a position in the labels, or with the bias off, the plain loss.
     plain = -(math.log(0.8) + math.log(0.2)) / 2
     assert float(layer.total({"click": y["click"]}, p)) == pytest.approx(plain, rel=1e-5)
-    off = MultiTaskLoss(("click",), uncertainty_weighting=False)
+    off = MultiTaskLoss(("click",), balancing="fixed")
     off([p["click"]])
     assert float(off.total(y, p)) == pytest.approx(plain, rel=1e-5)
 
@@ -60,7 +60,7 @@ def _click_model(position_buckets):
     features = keras.Input((2,), name="features")
     head = keras.layers.Dense(1, activation="sigmoid", name="click_head")(features)
     head = MultiTaskLoss(
-        ("click",), uncertainty_weighting=False, position_buckets=position_buckets,
+        ("click",), balancing="fixed", position_buckets=position_buckets,
         name=MultiTaskRanker.LOSS_LAYER,
     )([head])[0]  # fmt: skip
     model = MultiTaskRanker(inputs={"features": features}, outputs={"click": head})

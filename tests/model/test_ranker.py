@@ -103,13 +103,13 @@ def test_every_architecture_builds_trains_and_round_trips(name, tmp_path):
     assert ("shared_bottom" in names) == bool(config.shared_bottom_units)
     assert ("click_network" in names) == config.separate_task_networks
     log_sigma = loss_layer(model).log_sigma
-    assert log_sigma.trainable == config.uncertainty_loss
+    assert log_sigma.trainable == (config.loss_balancing == "uncertainty")
 
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     x = _inputs(8)
     y = {t: (np.arange(8) % 2).reshape(-1, 1).astype("float32") for t in S.TASKS}
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    if config.uncertainty_loss:
+    if config.loss_balancing == "uncertainty":
         assert np.any(np.asarray(log_sigma) != 0.0)  # sigma is learned
     preds = model.predict(x, verbose=0)
     for t in S.TASKS:
