@@ -42,6 +42,8 @@ MLPR_POSITION_BIAS = "mlpr (position bias)"
 MLPR_ANY = "mlpr (any count)"
 XGBOOST_ANY = "xgboost (any count)"
 REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
+# MLPR with each other loss balancing (model/loss_balancing.py); "mlpr" is "uncertainty".
+BALANCING_VARIANTS = {f"mlpr ({b})": b for b in ("gradnorm", "dwa", "fixed")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +91,10 @@ def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
         # Trained on "count > 0" (the binary label) instead of the count per impression.
         Variant(MLPR_ANY, "mlpr", train_changes=(("targets", "any"),)),
         Variant(XGBOOST_ANY, "xgboost", train_changes=(("targets", "any"),)),
+        *(
+            Variant(label, "mlpr", (("loss_balancing", balancing),))
+            for label, balancing in BALANCING_VARIANTS.items()
+        ),
     ]
     seen = {v.label for v in variants}
     variants += [v for v in table4_variants() if v.label not in seen and v.architecture != "mlpr"]
@@ -380,6 +386,33 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         keys = t2_keys + (["human/ndcg@5"] if "human/ndcg@5" in metric_keys else [])
         md += ["## MLPR variants beside MLPR (absolute)", ""]
         md += [table([m for m in ("mlpr", *variants) if m in results], keys, None, None), ""]
+    balanced = [label for label in BALANCING_VARIANTS if label in results]
+    if balanced and "mlpr" in results:
+        keys = t2_keys + (["human/ndcg@5"] if "human/ndcg@5" in metric_keys else [])
+        md += [
+            "## Loss balancing: MLPR's uncertainty weighting (mlpr) against GradNorm, Dynamic "
+            "Weight Average and fixed weights of 1 (absolute)",
+            "",
+            table(["mlpr", *balanced], keys, None, None),
+            "",
+            "Paired t-tests over test queries, NDCG@5 of each against uncertainty weighting "
+            "(per-query values averaged over seeds; positive: the other balancing ranks better):",
+            "",
+            "| balancing | task | queries | mean difference | 95% CI | p-value |",
+            "|---|---|---|---|---|---|",
+        ]
+        for label in balanced:
+            for task in [*TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]:
+                res = paired_comparison(
+                    average_per_query([pq[task] for pq in results[label]["per_query"]]),
+                    average_per_query([pq[task] for pq in results["mlpr"]["per_query"]]),
+                )
+                md.append(
+                    f"| {BALANCING_VARIANTS[label]} | {task} | {res.queries} | "
+                    f"{res.mean_difference:+.4f} | [{res.ci_low:+.4f}, {res.ci_high:+.4f}] | "
+                    f"{res.p_value:.3g} |"
+                )
+        md += [""]
     md += ["## Table 3: encoder fine-tuned vs frozen (absolute)", ""]
     md += [table(["mlp_mtl (frozen)", "mlp_mtl", "mlpr (frozen)", "mlpr"], t2_keys, None, None), ""]
     md += ["## Table 4: adding MLPR's stages to MLP_MTL (absolute)", ""]

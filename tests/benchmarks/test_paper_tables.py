@@ -90,7 +90,9 @@ def test_report_without_xgboost_and_with_references(tmp_path):
         }
         return _result(metrics, per_query)
 
-    results = {"mlpr": run(0.2), "mlp_mtl": run(0.1), "bm25": run(0.0)}
+    results = {
+        "mlpr": run(0.2), "mlp_mtl": run(0.1), "bm25": run(0.0), "mlpr (gradnorm)": run(0.23)
+    }  # fmt: skip
     meta = {
         "dataset": "demo", "command": "x", "data": "d", "seeds": [0], "encoder_preset": "tiny",
         "max_epochs": 1, "cpus": 2, "minutes": 0.1,
@@ -101,3 +103,5 @@ def test_report_without_xgboost_and_with_references(tmp_path):
     assert "| MLPR vs bm25 | click | 12 | +0.2000 |" in text
     assert "| MLPR vs mlp_mtl | purchase | 12 | +0.1000 |" in text
     assert "References without training" in text
+    # Each other loss balancing is tested against MLPR's uncertainty weighting.
+    assert "| gradnorm | atc | 12 | +0.0300 |" in text
