@@ -36,7 +36,7 @@ S_TITLE = "title"
 RUNS_FILE = "runs.jsonl"  # one finished (model, seed) run per line, so a long run can resume
 # Fields of a run record gathered into one list per model (one entry per seed).
 RESULT_FIELDS = ("metrics", "per_query", "groups", "speed", "seconds")
-TABLE2 = ("xgboost", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "mlpr")
+TABLE2 = ("xgboost", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "dcn_v2", "mlpr")
 MLPR_TINY = "mlpr (tiny)"
 MLPR_POSITION_BIAS = "mlpr (position bias)"
 MLPR_ANY = "mlpr (any count)"

@@ -40,6 +40,8 @@ ARCHITECTURES: dict[str, RankerConfig] = {
         shared_bottom_units=_BOTTOM,
         calibration_weight=0.6,
     ),
+    # DCN-V2 (stacked): a cross network of three layers, then a deep shared bottom, towers.
+    "dcn_v2": RankerConfig(**_NO_STAGES, cross_layers=3, shared_bottom_units=_BOTTOM),
 }
 
 

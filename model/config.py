@@ -30,6 +30,8 @@ class RankerConfig:
             instead of noise; they train apart from there.
         categorical_embedding_dim: embedding width of each categorical product field.
         dropout: dropout inside every MLP (experts, bottoms, towers).
+        cross_layers: DCN-V2's cross network on the features, that many cross layers
+            (model/cross_network.py), before the shared bottom or experts; 0: none.
         separate_task_networks: one independent MLP per task, nothing shared (MLP_Single).
         shared_bottom_units: a shared-bottom MLP (MLP_MTL, ESM2, AITM); empty: none.
         multi_gate_experts: stage 2, shared experts mixed by one softmax gate per task (MMoE).
@@ -61,6 +63,7 @@ class RankerConfig:
     tied_projection_init: bool = True
     categorical_embedding_dim: int = 8
     dropout: float = 0.2
+    cross_layers: int = 0
     separate_task_networks: bool = False
     shared_bottom_units: tuple[int, ...] = ()
     multi_gate_experts: bool = True
@@ -95,6 +98,8 @@ class RankerConfig:
             raise ValueError("choose a shared bottom or multi-gate experts, not both")
         if (self.multi_gate_experts or self.specific_experts) and self.num_shared_experts < 1:
             raise ValueError(f"num_shared_experts must be >= 1, got {self.num_shared_experts}")
+        if self.cross_layers < 0:
+            raise ValueError(f"cross_layers must be >= 0, got {self.cross_layers}")
         if self.position_buckets < 0:
             raise ValueError(f"position_buckets must be >= 0, got {self.position_buckets}")
         if self.loss_balancing not in BALANCING:

@@ -12,6 +12,7 @@ import keras
 from contract import schema as S
 from model.attention_unit import AttentionUnit
 from model.config import RankerConfig
+from model.cross_network import CrossNetwork
 from model.experts import CustomizedGateExperts, MultiGateExperts
 from model.interactions import Interactions
 from model.mlp import MLP
@@ -159,9 +160,11 @@ def feature_segments(scorer: keras.Model) -> list[tuple[str, int]]:
 
 
 def _task_inputs(config: RankerConfig, features, batch_norm: bool) -> list:
-    """One input per task for the towers: separate networks, a shared bottom, and/or the
-    expert stages (MMoE, then customized-gate experts)."""
+    """One input per task for the towers: a cross network (DCN-V2), then separate networks,
+    a shared bottom, and/or the expert stages (MMoE, then customized-gate experts)."""
     tasks = len(S.TASKS)
+    if config.cross_layers:
+        features = CrossNetwork(config.cross_layers, name="cross_network")(features)
     if config.separate_task_networks:
         return [
             MLP(config.expert_units, config.dropout, batch_norm, name=f"{task}_network")(features)

@@ -37,7 +37,8 @@ def train(
         metrics: final training and eval losses and AUCs per task.
         worker_gpu_type: the GPU resource each TrainJob worker requests ("": none).
         worker_gpu_count: how many of it each TrainJob worker requests.
-        architecture: "mlpr" or a baseline: mlp_single, mlp_mtl, esm2, mmoe, ple, aitm, xgboost.
+        architecture: "mlpr" or a baseline: mlp_single, mlp_mtl, esm2, mmoe, ple, aitm, dcn_v2,
+            xgboost.
         encoder_preset: "tiny", "all-minilm-l6-v2", a keras-hub/Hugging Face dir or preset name.
         fine_tune_layers: the encoder's layers that train: "all", or the top k ("0": frozen).
         text_cache_dir: where the frozen encoder's outputs are kept for later runs ("": this run).
