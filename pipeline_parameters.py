@@ -30,6 +30,7 @@ from components.ingest.errors import FUNNEL_POLICIES  # noqa: E402
 from components.train.config import PRECISIONS, XGBOOST  # noqa: E402
 from contract import schema as S  # noqa: E402
 from model.architectures import ARCHITECTURES  # noqa: E402
+from model.loss_balancing import BALANCING  # noqa: E402
 
 # Parameters of a pipeline compiled for GPUs only (pipeline.build_pipeline).
 GPU_PARAMETERS = ("accelerator_type", "accelerator_count", "accelerator_node_selector")
@@ -139,8 +140,16 @@ class PipelineParameters:
     architecture: str = _field(
         "mlpr",
         help='"mlpr" (all five stages) or a baseline: "mlp_single", "mlp_mtl", "esm2", '
-        '"mmoe", "ple", "aitm", "xgboost".',
+        '"mmoe", "ple", "aitm", "dcn_v2", "xgboost".',
         choices=(*ARCHITECTURES, XGBOOST),
+    )
+    loss_balancing: str = _field(
+        "",
+        help='how the task losses are weighted into one: "uncertainty" (learned, the '
+        "paper's eq. 10), \"gradnorm\" (weights that equalise the tasks' training rates), "
+        '"dwa" (Dynamic Weight Average) or "fixed" (1 each); empty: the architecture\'s own '
+        "(uncertainty for mlpr, fixed for the baselines).",
+        choices=("", *BALANCING),
     )
     encoder_preset: str = _field(
         "all-minilm-l6-v2",

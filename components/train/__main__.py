@@ -23,6 +23,7 @@ from components.step_log import quiet
 quiet()  # before TensorFlow loads, which the next imports do
 from components.train.config import PRECISIONS  # noqa: E402
 from components.train.multiworker import INDEX_ENV, tf_config  # noqa: E402
+from model.loss_balancing import BALANCING  # noqa: E402
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,6 +50,12 @@ from components.train.multiworker import INDEX_ENV, tf_config  # noqa: E402
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@click.option(
+    "--loss-balancing",
+    type=click.Choice(["", *BALANCING]),
+    default="",
+    help="How the task losses are weighted; empty: the architecture's own.",
+)
 @click.option(
     "--chief-address",
     default="",
@@ -88,11 +95,13 @@ def main(
     learning_rate: float,
     seed: int,
     precision: str,
+    loss_balancing: str,
     chief_address: str,
     worker_addresses: str,
     task_type: str,
     task_index: int,
 ) -> None:
+    options = dict(locals())
     from components.train.distribute import failure_reason, placement
 
     environ = dict(os.environ)
@@ -106,20 +115,11 @@ def main(
     except ValueError as e:
         raise click.UsageError(str(e)) from None
 
-    from components.train.step import starting_preset, step_config
+    from components.train.step import SETTINGS, starting_preset, step_config
     from components.train.training import run_training
 
     preset = starting_preset(pretrained_dir, encoder_preset) if pretrained_dir else encoder_preset
-    settings = dict(
-        architecture=architecture,
-        encoder_preset=encoder_preset,
-        fine_tune_layers=fine_tune_layers,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        precision=precision,
-    )
+    settings = {k: v for k, v in options.items() if k in SETTINGS}
     try:
         config = step_config(settings, preset, text_cache_dir)
     except ValueError as e:

@@ -25,6 +25,7 @@ def train(
     learning_rate: float = 0.001,
     seed: int = 0,
     precision: str = "auto",
+    loss_balancing: str = "",
     train_workers: int = 1,
 ):
     """Trains the multi-task ranker and exports it for TF Serving; see components/train/step.py.
@@ -47,6 +48,7 @@ def train(
         learning_rate: AdamW learning rate at one replica (times sqrt(replicas) with more).
         seed: seeds initialisation, shuffling and dropout.
         precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
+        loss_balancing: "uncertainty", "gradnorm", "dwa" or "fixed" ("": the architecture's).
         train_workers: nodes that train together; above 1 the others run as a TrainJob.
     """
     from components.step_log import quiet
@@ -72,6 +74,7 @@ def train(
         learning_rate=learning_rate,
         seed=seed,
         precision=precision,
+        loss_balancing=loss_balancing,
         train_workers=train_workers,
         worker_gpu_type=worker_gpu_type,
         worker_gpu_count=worker_gpu_count,

@@ -32,7 +32,7 @@ import sys
 from collections.abc import MutableMapping
 
 from components.step_log import progress
-from components.train.config import TrainConfig, train_config
+from components.train.config import XGBOOST, TrainConfig, train_config
 from components.train.training import TrainResult, run_training
 from contract.layout import PRETRAIN_DISABLED_FILE
 
@@ -45,13 +45,33 @@ def starting_preset(pretrained_dir: str, encoder_preset: str) -> str:
     return pretrained_dir
 
 
+# The step's training settings, as the worker CLI (components/train/__main__.py) names them.
+SETTINGS = (
+    "architecture",
+    "encoder_preset",
+    "fine_tune_layers",
+    "max_epochs",
+    "batch_size",
+    "learning_rate",
+    "seed",
+    "precision",
+    "loss_balancing",
+)
+
+
 def step_config(settings: dict, preset: str, text_cache_dir: str) -> TrainConfig:
     """The TrainConfig of the step's `settings` (its parameters as the worker CLI spells
-    them, `encoder_preset` included), starting from `preset`; "" text cache: this run's."""
-    other = {k: v for k, v in settings.items() if k not in ("architecture", "fine_tune_layers")}
+    them, `encoder_preset` included), starting from `preset`; "" text cache: this run's;
+    "" loss balancing: the architecture's own."""
+    fixed = ("architecture", "fine_tune_layers", "loss_balancing")
+    other = {k: v for k, v in settings.items() if k not in fixed}
+    balancing = settings.get("loss_balancing", "")
+    if balancing and settings["architecture"] == XGBOOST:
+        raise ValueError("loss_balancing weighs a neural network's task losses; xgboost has none")
     return train_config(
         settings["architecture"],
         settings["fine_tune_layers"],
+        {"loss_balancing": balancing} if balancing else None,
         **{**other, "encoder_preset": preset},
         text_cache_dir=text_cache_dir or None,
     )
@@ -74,6 +94,7 @@ def train_step(
     learning_rate: float,
     seed: int,
     precision: str = "auto",
+    loss_balancing: str = "",
     train_workers: int = 1,
     worker_gpu_type: str = "",
     worker_gpu_count: int = 0,
@@ -87,19 +108,10 @@ def train_step(
     `train_workers` above 1: this process is the chief of that many workers, the others a
     Kubeflow Trainer TrainJob (multiworker.py) asking for `worker_gpu_count` of
     `worker_gpu_type` each."""
+    settings = {k: v for k, v in locals().items() if k in SETTINGS}
     if train_workers < 1:
         raise ValueError(f"train_workers must be at least 1, got {train_workers}")
     preset = starting_preset(pretrained_dir, encoder_preset)
-    settings = dict(
-        architecture=architecture,
-        encoder_preset=encoder_preset,
-        fine_tune_layers=fine_tune_layers,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        precision=precision,
-    )
     config = step_config(settings, preset, text_cache_dir)
     if train_workers == 1:
         result = run_training(transform_dir, transformed_dir, model_dir, config)

@@ -22,7 +22,12 @@ SETTINGS = dict(
     precision="float32",
     early_stopping_patience=4,
 )
-SMALL = {"projection_dim": 16, "num_shared_experts": 2, "expert_units": (32, 16), "tower_units": (8,)}
+SMALL = {
+    "projection_dim": 16,
+    "num_shared_experts": 2,
+    "expert_units": (32, 16),
+    "tower_units": (8,),
+}
 
 
 @pytest.fixture(scope="module")

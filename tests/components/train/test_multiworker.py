@@ -40,7 +40,12 @@ def test_the_trainjob_runs_the_worker_cli_on_the_runtime_with_the_steps_accelera
         "/mnt/mlpr/train-jobs/j/pretrained",
         "10.0.0.5:2222",
         mw.worker_addresses("j", 2),
-        {"architecture": "mmoe", "batch_size": 64, "fine_tune_layers": "0"},
+        {
+            "architecture": "mmoe",
+            "batch_size": 64,
+            "fine_tune_layers": "0",
+            "loss_balancing": "dwa",
+        },
     )
     job = mw.trainjob("j", "img:1", 2, arguments, "nvidia.com/gpu", 4)
     trainer = job["spec"]["trainer"]
@@ -53,6 +58,7 @@ def test_the_trainjob_runs_the_worker_cli_on_the_runtime_with_the_steps_accelera
     context = train_cli.make_context("components.train", list(trainer["args"]))
     params = context.params
     assert params["architecture"] == "mmoe" and params["batch_size"] == 64
+    assert params["loss_balancing"] == "dwa"
     assert params["chief_address"] == "10.0.0.5:2222"
     assert params["worker_addresses"].split(",") == mw.worker_addresses("j", 2)
     assert params["task_type"] == "worker"

@@ -3,6 +3,7 @@ logs into the kfp Metrics and records in the model's metadata."""
 
 import os
 
+import pytest
 from kfp import dsl
 
 from components.train import step
@@ -70,6 +71,7 @@ def test_logs_the_best_epoch_and_records_the_metadata(tmp_path, monkeypatch):
     assert (transform_dir, transformed_dir, model_dir) == ("tft", "tx", "model")
     assert (config.architecture, config.encoder_preset) == ("mlp_single", pretrained)
     assert config.ranker_config.fine_tune_layers == 0
+    assert config.ranker_config.loss_balancing == "fixed"  # the baseline's own
     assert (config.max_epochs, config.batch_size, config.text_cache_dir) == (3, 32, None)
     # The history at the best epoch (the second), not the last.
     assert metrics.metadata == {
@@ -84,6 +86,19 @@ def test_logs_the_best_epoch_and_records_the_metadata(tmp_path, monkeypatch):
         "domain_pretrained": True,
         "best_val_loss": 0.4,
     }
+
+
+def test_the_loss_balancing_replaces_the_architectures_own():
+    settings = dict(PARAMETERS, architecture="mlpr", encoder_preset="tiny", max_epochs=3)
+    settings.pop("text_cache_dir")
+    for balancing, expected in (("", "uncertainty"), ("gradnorm", "gradnorm"), ("dwa", "dwa")):
+        config = step.step_config({**settings, "loss_balancing": balancing}, "tiny", "")
+        assert config.ranker_config.loss_balancing == expected
+    config = step.step_config({**settings, "architecture": "mmoe", "loss_balancing": ""}, "t", "")
+    assert config.ranker_config.loss_balancing == "fixed"
+    xgboost = {**settings, "architecture": "xgboost", "loss_balancing": "dwa"}
+    with pytest.raises(ValueError, match="xgboost has none"):
+        step.step_config(xgboost, "tiny", "")
 
 
 def test_xgboost_trains_exports_and_logs_its_rounds(tmp_path):
