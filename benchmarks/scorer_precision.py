@@ -42,6 +42,8 @@ def scorer_inputs(ranker, candidates: int, seed: int) -> dict:
     for name, column in zip(categorical_input_names(), S.CATEGORICAL_COLUMNS, strict=True):
         size = ranker.vocabulary_sizes[column]
         inputs[name] = rng.integers(0, size, candidates).astype(np.int32)
+    markets = ranker.vocabulary_sizes.get(S.MARKET, 1)
+    inputs[S.MARKET_ID] = rng.integers(0, markets, candidates).astype(np.int32)
     return inputs
 
 

@@ -12,6 +12,8 @@ from contract import schema as S
 def raw_feature_spec(raw_schema: S.RawSchema, with_labels: bool = True) -> dict:
     """Feature spec of the tf.Examples written by ingest."""
     spec: dict = {c: tf.io.FixedLenFeature([], tf.string) for c in S.TEXT_COLUMNS}
+    if raw_schema.markets:
+        spec[S.MARKET] = tf.io.FixedLenFeature([], tf.string)
     for f in raw_schema.ranking_features:
         spec[f.name] = (
             tf.io.FixedLenFeature([], tf.float32) if f.required else tf.io.VarLenFeature(tf.float32)

@@ -36,6 +36,9 @@ ADD_TO_CART = "add_to_cart"
 PURCHASES = "purchases"
 FUNNEL = (IMPRESSIONS, CLICKS, ADD_TO_CART, PURCHASES)
 POSITION = "position"  # optional mean display position (1 = top)
+# The market (region, country, storefront) a row was logged in: a column of logs whose schema
+# declares its markets (RawSchema.markets), validated by ingest against that list.
+MARKET = "market"
 
 # Tasks in funnel order, and the count that defines each task's binary label (count > 0).
 TASKS = ("click", "atc", "purchase")
@@ -50,7 +53,7 @@ def rate_name(task: str) -> str:
 
 # Names a ranking feature may not take: the text, the counts, the position and the targets.
 RESERVED_COLUMNS = frozenset(
-    {*TEXT_COLUMNS, *FUNNEL, POSITION, *TASKS, *(rate_name(t) for t in TASKS)}
+    {*TEXT_COLUMNS, *FUNNEL, POSITION, MARKET, *TASKS, *(rate_name(t) for t in TASKS)}
 )
 
 
@@ -76,6 +79,11 @@ def vocab_id_name(column: str) -> str:
 
 def vocab_name(column: str) -> str:
     return f"{column}_vocab"
+
+
+# The model's market input: the market's vocabulary id (0 for every row of a log without
+# markets, whose vocabulary is that one bucket).
+MARKET_ID = vocab_id_name(MARKET)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,10 +124,15 @@ class RawSchema:
         columns: (log column, source column) pairs, for exports whose column names differ,
             e.g. (("query", "search_term"), ("product_id", "sku")); in a schema file, the
             object "columns": {"query": "search_term", ...}. Unmapped columns keep their name.
+        markets: the markets the log may name in its `market` column (e.g. ("de", "fr",
+            "us")), for one model across markets (the ranker's region mask); declaring them
+            makes `market` a required column whose values (compared in lower case) must be
+            one of them. Empty: the log has no markets.
     """
 
     ranking_features: tuple[RankingFeature, ...]
     columns: tuple[tuple[str, str], ...] = ()
+    markets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.ranking_features:
@@ -128,7 +141,14 @@ class RawSchema:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"ranking features declared twice: {dupes}")
+        markets = tuple(m.strip().lower() if isinstance(m, str) else m for m in self.markets)
+        if any(not isinstance(m, str) or not m for m in markets):
+            raise ValueError(f"schema markets must be non-empty names, got {list(self.markets)}")
+        if len(set(markets)) != len(markets):
+            raise ValueError(f"schema markets must differ in lower case, got {list(self.markets)}")
+        object.__setattr__(self, "markets", markets)
         known = set(TEXT_COLUMNS) | set(FUNNEL) | {POSITION} | set(names)
+        known |= {MARKET} if markets else set()
         for target, source in self.columns:
             if target not in known:
                 raise ValueError(
@@ -168,12 +188,15 @@ class RawSchema:
     def required_columns(self) -> tuple[str, ...]:
         """Columns a CSV header or Parquet schema must contain."""
         required = [f.name for f in self.ranking_features if f.required]
-        return REQUIRED_TEXT_COLUMNS + FUNNEL + tuple(required)
+        market = (MARKET,) if self.markets else ()
+        return REQUIRED_TEXT_COLUMNS + market + FUNNEL + tuple(required)
 
     def to_json(self) -> str:
         data: dict = {"ranking_features": [dataclasses.asdict(f) for f in self.ranking_features]}
         if self.columns:
             data["columns"] = dict(self.columns)
+        if self.markets:
+            data["markets"] = list(self.markets)
         return json.dumps(data, indent=2)
 
     @classmethod
@@ -188,13 +211,20 @@ class RawSchema:
             if unknown:
                 raise ValueError(f"schema ranking_features[{i}] has unknown keys {sorted(unknown)}")
             features.append(RankingFeature(**entry))
-        unknown = set(data) - {"ranking_features", "columns"}
+        unknown = set(data) - {"ranking_features", "columns", "markets"}
         if unknown:
             raise ValueError(f"a schema file has unknown keys {sorted(unknown)}")
         columns = data.get("columns", {})
         if not isinstance(columns, dict):
             raise ValueError("schema 'columns' must be an object: log column -> export column")
-        return cls(ranking_features=tuple(features), columns=tuple(sorted(columns.items())))
+        markets = data.get("markets", [])
+        if not isinstance(markets, list):
+            raise ValueError('schema "markets" must be a list of market names')
+        return cls(
+            ranking_features=tuple(features),
+            columns=tuple(sorted(columns.items())),
+            markets=tuple(markets),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> RawSchema:

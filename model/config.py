@@ -49,6 +49,10 @@ class RankerConfig:
         gradnorm_alpha: GradNorm's alpha: how strongly slower-training tasks are pulled up.
         dwa_temperature: Dynamic Weight Average's temperature (larger: weights closer to 1).
         calibration_weight: AITM's calibration penalty on out-of-funnel-order predictions.
+        region_mask: one model for several markets: a mask generated from the market
+            (model/region_mask.py) on each task's input and each tower's output, so that
+            markets can differ in what they weigh; with any architecture. A log without
+            markets has one market, and the masks learn nothing a bias would not.
         position_buckets: position-bias-aware training: learn how often each logged display
             position (1 to this many, deeper ones share the last) is examined and train the
             predictions times it, so that the ranker learns relevance rather than where the old
@@ -79,6 +83,7 @@ class RankerConfig:
     gradnorm_alpha: float = 1.5
     dwa_temperature: float = 2.0
     calibration_weight: float = 0.0
+    region_mask: bool = False
     position_buckets: int = 0
 
     def __post_init__(self) -> None:

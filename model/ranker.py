@@ -64,7 +64,7 @@ PRODUCT_HIDDEN, PRODUCT_MASK = "product_hidden", "product_mask"
 
 
 def model_input_names() -> tuple[str, ...]:
-    return TEXT_INPUTS + (S.WIDE,) + categorical_input_names()
+    return TEXT_INPUTS + (S.WIDE,) + categorical_input_names() + (S.MARKET_ID,)
 
 
 def _text_tower(encoder: TextEncoder, projection, side: str) -> keras.Model:

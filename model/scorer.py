@@ -18,6 +18,7 @@ from model.interactions import Interactions
 from model.mlp import MLP
 from model.multitask_loss import MultiTaskLoss, MultiTaskRanker
 from model.probability_transfer import ProbabilityTransfer
+from model.region_mask import RegionMask
 
 # Input names of the scorer: phi(q) and psi(i), then the wide features and categorical ids.
 QUERY_EMBEDDING = "query_embedding"
@@ -32,13 +33,14 @@ def categorical_input_names() -> tuple[str, ...]:
 
 
 def scorer_input_names() -> tuple[str, ...]:
-    return (QUERY_EMBEDDING, PRODUCT_EMBEDDING, S.WIDE, *categorical_input_names())
+    return (QUERY_EMBEDDING, PRODUCT_EMBEDDING, S.WIDE, *categorical_input_names(), S.MARKET_ID)
 
 
 def feature_inputs(wide_dim: int) -> dict:
-    """Keras inputs of the wide features and the categorical ids."""
+    """Keras inputs of the wide features, the categorical ids and the market id (read by the
+    region masks only; 0 for a log without markets)."""
     inputs = {S.WIDE: keras.Input((wide_dim,), dtype="float32", name=S.WIDE)}
-    for name in categorical_input_names():
+    for name in (*categorical_input_names(), S.MARKET_ID):
         inputs[name] = keras.Input((), dtype="int32", name=name)
     return inputs
 
@@ -75,12 +77,19 @@ def build_scorer(
     ]
     features = keras.layers.Concatenate(name=FEATURES)([deep, inputs[S.WIDE], *embedded])
     task_inputs = _task_inputs(config, features, batch_norm)
+    markets = vocabulary_sizes.get(S.MARKET, 1)
+
+    def masked(representation, name: str):
+        if not config.region_mask:
+            return representation
+        return RegionMask(markets, name=name)([representation, inputs[S.MARKET_ID]])
 
     heads, previous = [], None
     for k, task in enumerate(S.TASKS):
         tower = MLP(config.tower_units, config.dropout, batch_norm, name=f"{task}_tower")(
-            task_inputs[k]
+            masked(task_inputs[k], f"{task}_input_mask")
         )
+        tower = masked(tower, f"{task}_tower_mask")
         if config.attention_units and previous is not None:
             tower = AttentionUnit(config.tower_units[-1], name=f"{task}_attention")(
                 [tower, previous]

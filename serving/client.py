@@ -115,12 +115,14 @@ class RankingClient:
         products: Sequence[Mapping],
         feature_names: Sequence[str],
         precomputed: bool = False,
+        market: str | None = None,
     ) -> list[RankedProduct]:
         """The candidates best first. `products`: dicts with `product_id`, the product fields
-        (unless `precomputed`) and `feature_names` (None or NaN: a missing optional value)."""
+        (unless `precomputed`) and `feature_names` (None or NaN: a missing optional value);
+        `market`: the shopper's market, for a model trained on a log with markets."""
         if not products:
             raise ValueError("rank needs at least one candidate product")
-        inputs = ranking_inputs(query, products, feature_names, precomputed)
+        inputs = ranking_inputs(query, products, feature_names, precomputed, market)
         outputs, _ = self.predict(RANK_PRECOMPUTED if precomputed else SERVING_DEFAULT, inputs)
         ranked = [
             RankedProduct(
@@ -169,7 +171,11 @@ class RankingClient:
 
 
 def ranking_inputs(
-    query: str, products: Sequence[Mapping], feature_names: Sequence[str], precomputed: bool
+    query: str,
+    products: Sequence[Mapping],
+    feature_names: Sequence[str],
+    precomputed: bool,
+    market: str | None = None,
 ) -> dict[str, list]:
     """Request inputs for one query and its candidates. The query is sent once per
     candidate: TF Serving's batching concatenates requests along the first dimension, so
@@ -177,6 +183,8 @@ def ranking_inputs(
     once all the same."""
     fields = (S.PRODUCT_ID,) if precomputed else (S.PRODUCT_ID, *PRODUCT_FIELDS)
     inputs: dict[str, list] = {S.QUERY: [query] * len(products)}
+    if market is not None:
+        inputs[S.MARKET] = [market] * len(products)
     for i, product in enumerate(products):
         absent = [f for f in (*fields, *feature_names) if f not in product]
         if absent:
@@ -191,7 +199,7 @@ def ranking_inputs(
 def feature_names_of(client: RankingClient, precomputed: bool) -> list[str]:
     """The ranking features the served model takes (its float inputs)."""
     inputs = client.signatures()[RANK_PRECOMPUTED if precomputed else SERVING_DEFAULT]
-    text = {S.QUERY, S.PRODUCT_ID, *PRODUCT_FIELDS}
+    text = {S.QUERY, S.MARKET, S.PRODUCT_ID, *PRODUCT_FIELDS}
     return [name for name in inputs if name not in text]
 
 
@@ -206,17 +214,20 @@ def feature_names_of(client: RankingClient, precomputed: bool) -> list[str]:
     type=click.Path(exists=True, dir_okay=False),
     help="JSON lines, one candidate product per line.",
 )
+@click.option(
+    "--market", default=None, help="The shopper's market (models trained on a log with markets)."
+)
 @click.option("--precomputed", is_flag=True, help="Use the pre-computed product embeddings.")
 @click.option("--top", default=0, type=int, help="Print only the best N (0: all).")
 @click.option("--timeout", default=5.0, show_default=True, type=float, help="Seconds per try.")
-def main(target, model_name, query, products_file, precomputed, top, timeout) -> None:
+def main(target, model_name, query, products_file, market, precomputed, top, timeout) -> None:
     """Rank the candidate products of QUERY with the served model and print them."""
     with open(products_file, encoding="utf-8") as fh:
         products = [json.loads(line) for line in fh if line.strip()]
     try:
         with RankingClient(target, model_name, timeout_s=timeout) as client:
             names = feature_names_of(client, precomputed)
-            ranked = client.rank(query, products, names, precomputed)
+            ranked = client.rank(query, products, names, precomputed, market)
     except (ServingError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(

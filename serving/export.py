@@ -5,7 +5,7 @@ tokenizer and, for text rankers, the pre-computed product catalog. Signatures (a
 are 1-D, one entry per candidate product, except where said):
 
 - `serving_default`, ranking on raw fields: `query` (string: one entry for all candidates,
-  or one per candidate), `product_id`, `title`, `product_type`, `brand`, `color`, `gender`
+  or one per candidate), `market` when the schema declares markets (the same), `product_id`, `title`, `product_type`, `brand`, `color`, `gender`
   (string [N]) and each ranking feature (float32 [N]; NaN marks a missing value of an
   optional feature). Each distinct query of a request is encoded once, not once per
   candidate (and TF Serving's batching, which concatenates requests, keeps that true).
@@ -55,9 +55,14 @@ EXPORT_INFO_FILE = "mlpr_export.json"
 ENCODE_BATCH = 128
 
 
+# Inputs of the whole request: one entry for every candidate, or one per candidate.
+REQUEST_INPUTS = (S.QUERY, S.MARKET)
+
+
 def _spec(name: str, dtype: tf.DType) -> tf.TensorSpec:
-    # The query may be a scalar or a vector; everything else is one entry per candidate.
-    return tf.TensorSpec(None if name == S.QUERY else [None], dtype, name=name)
+    # The query and the market may be a scalar or a vector; everything else is one entry per
+    # candidate.
+    return tf.TensorSpec(None if name in REQUEST_INPUTS else [None], dtype, name=name)
 
 
 def _raw_dtypes(raw_schema: S.RawSchema) -> dict[str, tf.DType]:
@@ -139,7 +144,8 @@ def export_serving_model(
         )
         signatures.append(ENCODE_PRODUCTS)
     if table is not None:
-        precomputed = [S.QUERY, S.PRODUCT_ID, *raw_schema.feature_names]
+        market = [S.MARKET] if raw_schema.markets else []
+        precomputed = [S.QUERY, *market, S.PRODUCT_ID, *raw_schema.feature_names]
         archive.add_endpoint(
             RANK_PRECOMPUTED,
             lambda features: graph.rank_precomputed(features, table),
@@ -199,11 +205,12 @@ class _ServingGraph:
     # Signatures.
 
     def rank_raw(self, features: dict) -> dict:
-        candidates = [n for n in features if n != S.QUERY]
+        candidates = [n for n in features if n not in REQUEST_INPUTS]
         return self.score(self._raw(checked_request(features, candidates, self.raw_schema)))
 
     def rank_precomputed(self, features: dict, table) -> dict:
-        features = checked_request(features, [n for n in features if n != S.QUERY], self.raw_schema)
+        candidates = [n for n in features if n not in REQUEST_INPUTS]
+        features = checked_request(features, candidates, self.raw_schema)
         size = tf.shape(features[S.PRODUCT_ID])
         raw = self._raw({**features, **{f: tf.fill(size, "") for f in PRODUCT_FIELDS}})
         transformed = self.tft_layer(raw)
@@ -222,6 +229,8 @@ class _ServingGraph:
         features = checked_request(features, list(features), self.raw_schema)
         size = tf.shape(features[S.TITLE])
         raw = {S.QUERY: tf.fill(size, ""), S.PRODUCT_ID: tf.fill(size, ""), **features}
+        if self.raw_schema.markets:  # products do not depend on the market
+            raw[S.MARKET] = tf.fill(size, "")
         for f in self.raw_schema.ranking_features:
             raw[f.name] = tf.fill(size, float("nan") if not f.required else 0.0)
         transformed = self.tft_layer(self._raw(raw))
@@ -252,6 +261,7 @@ class _ServingGraph:
             tf.gather(self.split.query_terms(phi), index),
             product_terms,
             tf.cast(transformed[S.WIDE], tf.float32),
+            transformed.get(S.MARKET_ID),  # None without markets: market 0
         )
 
     def catalog_terms(self, psi: np.ndarray, category_ids: np.ndarray) -> np.ndarray:
@@ -274,8 +284,9 @@ class _ServingGraph:
         candidate, NaN in an optional feature turned into a missing (sparse) value."""
         raw = dict(features)
         size = tf.shape(features[S.PRODUCT_ID if S.PRODUCT_ID in raw else S.TITLE])
-        if S.QUERY in raw:
-            raw[S.QUERY] = tf.broadcast_to(tf.reshape(raw[S.QUERY], [-1]), size)
+        for name in REQUEST_INPUTS:
+            if name in raw:
+                raw[name] = tf.broadcast_to(tf.reshape(raw[name], [-1]), size)
         for name in self.optional:
             if name in raw:
                 raw[name] = _nan_to_sparse(raw[name])
@@ -317,8 +328,8 @@ def _trim_padding(tokens: dict, ids: str, mask: str) -> dict:
 def checked_request(features: dict, candidates: list[str], raw_schema: S.RawSchema) -> dict:
     """The request with its rules asserted in the graph, so that TF Serving itself refuses a
     bad request (InvalidArgument, INVALID_ARGUMENT) instead of scoring it: at least one
-    candidate, every candidate input as long as the first, a query of one entry or one per
-    candidate (a scalar or a vector), and every ranking feature finite and inside the
+    candidate, every candidate input as long as the first, a query (and a market) of one entry
+    or one per candidate (a scalar or a vector), and every ranking feature finite and inside the
     schema's range (an optional one may also be NaN: missing)."""
     first = candidates[0]
     size = tf.size(features[first])
@@ -346,24 +357,24 @@ def checked_request(features: dict, candidates: list[str], raw_schema: S.RawSche
                 ],
             )
         )
-    if S.QUERY in features:
-        queries = tf.size(features[S.QUERY])
+    for name in (n for n in REQUEST_INPUTS if n in features):
+        entries = tf.size(features[name])
         checks.append(
             tf.debugging.Assert(
-                tf.rank(features[S.QUERY]) <= 1,
+                tf.rank(features[name]) <= 1,
                 [
-                    "input 'query' must be a scalar or a vector of strings; it has rank",
-                    tf.rank(features[S.QUERY]),
+                    f"input '{name}' must be a scalar or a vector of strings; it has rank",
+                    tf.rank(features[name]),
                 ],
             )
         )
         checks.append(
             tf.debugging.Assert(
-                tf.logical_or(tf.equal(queries, 1), tf.equal(queries, size)),
+                tf.logical_or(tf.equal(entries, 1), tf.equal(entries, size)),
                 [
-                    "input 'query' must have 1 entry (one query for every candidate) or one per "
-                    "candidate; it has",
-                    queries,
+                    f"input '{name}' must have 1 entry (one {name} for every candidate) or one "
+                    "per candidate; it has",
+                    entries,
                     "for",
                     size,
                     "candidates",

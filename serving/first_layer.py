@@ -85,10 +85,12 @@ class SplitScorer(tf.Module):
             rows.get("hadamard", np.zeros([0, self.width], np.float32)), trainable=False
         )
         self.wide_kernel = tf.Variable(rows[S.WIDE], trainable=False, name="wide_kernel")
-        # The scorer from the outputs of the networks that read the features.
+        # The scorer from the outputs of the networks that read the features, and the
+        # market id (the region masks').
         outputs = [t for layer in self.consumers for t in keras.tree.flatten(layer.output)]
         self.rest = keras.Model(
-            inputs=outputs, outputs={t: scorer.get_layer(t).output for t in S.TASKS}
+            inputs=[*outputs, scorer.get_layer(S.MARKET_ID).output],
+            outputs={t: scorer.get_layer(t).output for t in S.TASKS},
         )
 
     def query_terms(self, phi: tf.Tensor) -> tf.Tensor:
@@ -112,9 +114,9 @@ class SplitScorer(tf.Module):
             terms += tf.matmul(psi, self.product_kernel)
         return terms
 
-    def score(self, phi, psi, query_terms, product_terms, wide) -> dict:
+    def score(self, phi, psi, query_terms, product_terms, wide, market=None) -> dict:
         """One probability [N, 1] per task from each candidate's phi(q), psi(i), query terms,
-        product terms (all [N, ...]) and wide features."""
+        product terms (all [N, ...]), wide features and market id (None: market 0)."""
         pre = query_terms + product_terms + tf.matmul(wide, self.wide_kernel)
         if "cosine" in self.kinds:
             q = phi / tf.maximum(tf.norm(phi, axis=-1, keepdims=True), 1e-12)
@@ -129,7 +131,9 @@ class SplitScorer(tf.Module):
             own = parts[start : start + len(layer_widths)]
             start += len(layer_widths)
             outputs += keras.tree.flatten(layer.from_first_layer(own, training=False))
-        return self.rest(outputs, training=False)
+        if market is None:
+            market = tf.zeros([tf.shape(wide)[0]], tf.int32)
+        return self.rest([*outputs, tf.cast(market, tf.int32)], training=False)
 
 
 def _reads(layer: keras.layers.Layer, features) -> bool:

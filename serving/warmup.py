@@ -34,10 +34,12 @@ def warmup_inputs(
     if signature == ENCODE_PRODUCTS:
         return fields
     ids = [product_ids[i % len(product_ids)] for i in range(size)] if product_ids else []
+    market = {S.MARKET: [raw_schema.markets[0]]} if raw_schema.markets else {}
     if signature == RANK_PRECOMPUTED:
-        return {S.QUERY: ["warmup query"], S.PRODUCT_ID: ids, **features}
+        return {S.QUERY: ["warmup query"], **market, S.PRODUCT_ID: ids, **features}
     return {
         S.QUERY: ["warmup query"],
+        **market,
         S.PRODUCT_ID: [f"warmup-{i}" for i in range(size)],
         **fields,
         **features,

@@ -159,6 +159,17 @@ def check_columns(
         if field in S.REQUIRED_TEXT_COLUMNS:
             ok &= np.fromiter((bool(v) for v in values), bool, n)
         typed[field] = values
+    if schema.markets:
+        column = columns.get(S.MARKET)
+        if column is not None and not _is_text(_plain(column)):
+            ok[:] = False
+            typed[S.MARKET] = [""] * n
+        else:
+            values = [
+                v.strip().lower() if v is not None else "" for v in _values(column, n, "utf-8")
+            ]
+            ok &= np.fromiter((v in schema.markets for v in values), bool, n)
+            typed[S.MARKET] = values
     for field in S.FUNNEL:
         typed[field], clean = _counts(columns.get(field), n)
         ok &= clean
@@ -285,7 +296,7 @@ def check_block(
 
 
 def _empty_typed(n: int, schema: S.RawSchema) -> dict[str, Any]:
-    typed: dict[str, Any] = {c: [""] * n for c in S.TEXT_COLUMNS}
+    typed: dict[str, Any] = {c: [""] * n for c in _text_columns(schema)}
     typed.update({c: np.zeros(n, np.int64) for c in S.FUNNEL})
     typed[S.POSITION] = np.zeros(n)
     typed.update({f: np.full(n, np.nan) for f in schema.feature_names})
@@ -294,10 +305,15 @@ def _empty_typed(n: int, schema: S.RawSchema) -> dict[str, Any]:
 
 def _fill(typed: dict[str, Any], i: int, row: Mapping[str, Any], schema: S.RawSchema) -> None:
     """Row `i` of the typed columns from the row checks' typed row."""
-    for column in (*S.TEXT_COLUMNS, *S.FUNNEL, S.POSITION):
+    for column in (*_text_columns(schema), *S.FUNNEL, S.POSITION):
         typed[column][i] = row[column]
     for name in schema.feature_names:
         typed[name][i] = row.get(name, np.nan)
+
+
+def _text_columns(schema: S.RawSchema) -> tuple[str, ...]:
+    """The text columns of a typed row: the contract's, and the market when declared."""
+    return S.TEXT_COLUMNS + ((S.MARKET,) if schema.markets else ())
 
 
 def _by_split(

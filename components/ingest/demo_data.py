@@ -34,10 +34,23 @@ with attract = (0.03, 0.10, 0.30, 0.55)[relevance] * exp(0.15 (rating - 4)) * (1
 (the rating terms are 0 for unrated products). The funnel impressions >= clicks >= add_to_cart >=
 purchases therefore always holds, and low-ranked candidates of rare queries get few impressions
 (some 5 or fewer, which ingest filters out).
+
+Markets (`generate(markets=...)`, off by default). Each query is logged in one of the markets,
+drawn uniformly, and shoppers of a market differ in taste after the click: every market m
+has its own affinity a_m(brand) ~ Normal(0, 0.8) for each brand and its own price slope b_m
+(evenly spaced from -1 to +1 over the markets, in the order given), and both add
+
+    taste_m = a_m(brand) + b_m log(price / type median price)
+
+to the add-to-cart and purchase logits above. Clicks do not depend on the market, so a model
+that knows the market can rank add-to-cart and purchase better, and click no better. The
+market draws come from a generator of their own, so that a log without markets is the one
+the same seed gave before markets existed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -184,7 +197,11 @@ def _candidates(relevance: np.ndarray, exclude: set[int], rng: np.random.Generat
 
 
 def _engagement(
-    cands: pd.DataFrame, rel: np.ndarray, lexical: np.ndarray, rng: np.random.Generator
+    cands: pd.DataFrame,
+    rel: np.ndarray,
+    lexical: np.ndarray,
+    rng: np.random.Generator,
+    taste: np.ndarray | float = 0.0,
 ) -> dict:
     n = len(cands)
     log_pop = np.log1p(cands["popularity"].to_numpy())
@@ -201,8 +218,8 @@ def _engagement(
     log_price = np.log(cands["price"].to_numpy() / median)
     attract = _ATTRACTION[rel] * np.exp(0.15 * rated) * (1 + 0.3 * discount)
     p_click = np.clip(rank**-0.6 * attract, 0.0, 0.95)
-    p_atc = _sigmoid(-2.6 + 0.75 * rel + 0.35 * rated + 1.5 * discount - 0.6 * log_price)
-    p_buy = _sigmoid(-1.2 + 0.5 * rel + 0.3 * rated + 1.0 * discount - 0.8 * log_price)
+    p_atc = _sigmoid(-2.6 + 0.75 * rel + 0.35 * rated + 1.5 * discount - 0.6 * log_price + taste)
+    p_buy = _sigmoid(-1.2 + 0.5 * rel + 0.3 * rated + 1.0 * discount - 0.8 * log_price + taste)
     clicks = rng.binomial(impressions, p_click)
     add_to_cart = rng.binomial(clicks, p_atc)
     purchases = rng.binomial(add_to_cart, p_buy)
@@ -220,17 +237,44 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _market_tastes(markets, brands, rng: np.random.Generator) -> dict:
+    """Each market's (brand affinity {brand: a}, price slope b) of the module docstring."""
+    slopes = np.linspace(-1.0, 1.0, len(markets)) if len(markets) > 1 else np.zeros(len(markets))
+    return {
+        market: (dict(zip(brands, rng.normal(0.0, 0.8, len(brands)), strict=True)), slope)
+        for market, slope in zip(markets, slopes, strict=True)
+    }
+
+
+def _taste(cands: pd.DataFrame, affinity: dict, slope: float) -> np.ndarray:
+    median = np.array([vocab.PRODUCT_TYPES[t].median_price for t in cands["_type"]])
+    log_price = np.log(cands["price"].to_numpy() / median)
+    return np.array([affinity[b] for b in cands[S.BRAND]]) + slope * log_price
+
+
+def demo_schema(markets=()) -> S.RawSchema:
+    """The demo shop's schema, declaring `markets` when there are any."""
+    return dataclasses.replace(S.DEMO_SCHEMA, markets=tuple(markets))
+
+
 def generate(
-    num_queries: int = 600, seed: int = 0, include_relevance: bool = False
+    num_queries: int = 600,
+    seed: int = 0,
+    include_relevance: bool = False,
+    markets: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """The demo engagement log for `num_queries` queries; the same seed gives the same frame.
 
     With `include_relevance` a `relevance` column (the hidden grade 0-3) is added, for analysis.
+    With `markets`, a `market` column: each query's market, whose shoppers' tastes differ
+    (module docstring); ingest it with `demo_schema(markets)`.
     """
     if num_queries < 1:
         raise ValueError(f"num_queries must be at least 1, got {num_queries}")
     rng = np.random.default_rng(seed)
     catalog = _catalog(max(300, 3 * num_queries), rng)
+    market_rng = np.random.default_rng([seed, 1])
+    tastes = _market_tastes(markets, sorted(set(catalog[S.BRAND])), market_rng)
     used: dict[str, set[int]] = {}
     frames = []
     for _ in range(num_queries):
@@ -244,16 +288,22 @@ def generate(
         cands = catalog.iloc[idx].reset_index(drop=True)
         rel = relevance[idx]
         lexical = np.array([lexical_score(query, title) for title in cands[S.TITLE]])
+        market, taste = None, 0.0
+        if markets:
+            market = markets[int(market_rng.integers(len(markets)))]
+            taste = _taste(cands, *tastes[market])
         frame = cands.assign(
             **{S.QUERY: query, "lexical_score": lexical},
-            **_engagement(cands, rel, lexical, rng),
+            **_engagement(cands, rel, lexical, rng, taste),
         )
+        if market is not None:
+            frame[S.MARKET] = market
         if include_relevance:
             frame[RELEVANCE] = rel
         frames.append(frame)
     log = pd.concat(frames, ignore_index=True)
-    columns = list(COLUMNS) + ([RELEVANCE] if include_relevance else [])
-    return log[columns]
+    columns = list(COLUMNS) + ([S.MARKET] if markets else [])
+    return log[columns + ([RELEVANCE] if include_relevance else [])]
 
 
 def write(df: pd.DataFrame, path: str | Path) -> Path:
@@ -284,9 +334,15 @@ def write(df: pd.DataFrame, path: str | Path) -> Path:
 @click.option(
     "--relevance/--no-relevance", default=False, help="Also write the hidden relevance grade."
 )
-def main(queries: int, seed: int, out: str, relevance: bool) -> None:
+@click.option(
+    "--markets",
+    default="",
+    help="Comma-separated markets (e.g. us,de,jp): a market column, tastes differing by market.",
+)
+def main(queries: int, seed: int, out: str, relevance: bool, markets: str) -> None:
     """Write the demo engagement log."""
-    df = generate(queries, seed, include_relevance=relevance)
+    names = tuple(m.strip() for m in markets.split(",") if m.strip())
+    df = generate(queries, seed, include_relevance=relevance, markets=names)
     path = write(df, out)
     click.echo(f"wrote {len(df)} rows for {df[S.QUERY].nunique()} queries to {path}")
 

@@ -21,6 +21,7 @@ FUNNEL_VIOLATION = "funnel_violation"  # clicks > impressions, add_to_cart > cli
 INVALID_ENCODING = "invalid_encoding"  # text bytes that are not valid in the declared encoding
 MALFORMED_ROW = "malformed_row"  # wrong number of CSV fields, a JSONL line that is no object
 DUPLICATE_PAIR = "duplicate_pair"  # the (query, product_id) pair already came in an earlier row
+UNKNOWN_MARKET = "unknown_market"  # a market the schema does not declare
 
 REASONS = (
     MISSING_VALUE,
@@ -32,6 +33,7 @@ REASONS = (
     INVALID_ENCODING,
     MALFORMED_ROW,
     DUPLICATE_PAIR,
+    UNKNOWN_MARKET,
 )
 
 # What to do with rows whose funnel counts are inconsistent.

@@ -3,6 +3,7 @@ it back).
 
 Features (names from `contract.schema`):
   - every TEXT_COLUMNS field: bytes (UTF-8; empty when the value was empty or absent)
+  - market: bytes, the declared market in lower case (only when the schema declares markets)
   - every ranking feature of the RawSchema: float (an optional one that was missing is an
     empty feature, which parses as absent)
   - impressions, clicks, add_to_cart, purchases: int64
@@ -37,7 +38,7 @@ def to_examples(kept: KeptRows, schema: S.RawSchema) -> list[bytes]:
     from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 
     columns, names = [], []
-    for column in S.TEXT_COLUMNS:
+    for column in S.TEXT_COLUMNS + ((S.MARKET,) if schema.markets else ()):
         text = pa.array(kept.columns[column], pa.large_string())
         columns.append(_lists(text.cast(pa.large_binary())))
         names.append(column)

@@ -1,6 +1,7 @@
 """Row validation: a raw record becomes a clean row, a filtered row or a dead-letter record.
 
-Fields are checked in contract order (text columns, funnel counts, position, ranking features)
+Fields are checked in contract order (text columns, the market when the schema declares
+markets, funnel counts, position, ranking features)
 and the first problem decides the reason; then the funnel is checked and, with the "clip"
 policy, repaired. A dead-letter record is {"source", "row", "reason", "field", "message",
 "raw"}, and its message names the row, the file and the field.
@@ -178,6 +179,10 @@ def _parse(values: Mapping[str, Any], schema: S.RawSchema, encoding: str) -> dic
         value = values.get(field)
         _check_encoding(field, value, encoding)
         row[field] = _text(field, value, field in S.REQUIRED_TEXT_COLUMNS)
+    if schema.markets:
+        value = values.get(S.MARKET)
+        _check_encoding(S.MARKET, value, encoding)
+        row[S.MARKET] = market_of(_text(S.MARKET, value, True), schema)
     for field in S.FUNNEL:
         value = values.get(field)
         _check_encoding(field, value, encoding)
@@ -199,6 +204,18 @@ def _parse(values: Mapping[str, Any], schema: S.RawSchema, encoding: str) -> dic
         number = _number(feature.name, value)
         row[feature.name] = _in_range(feature.name, number, feature.min_value, feature.max_value)
     return row
+
+
+def market_of(value: str, schema: S.RawSchema) -> str:
+    """The declared market a row's (stripped) `market` value names, in lower case."""
+    market = value.lower()
+    if market not in schema.markets:
+        raise _Problem(
+            errors.UNKNOWN_MARKET,
+            S.MARKET,
+            f"is {_shown(value)}, not one of the schema's markets {list(schema.markets)}",
+        )
+    return market
 
 
 def _funnel(row: dict[str, Any], funnel_policy: str) -> bool:

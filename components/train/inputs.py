@@ -36,7 +36,15 @@ def to_model_inputs(transformed: dict, preprocessor) -> dict:
     for column in S.CATEGORICAL_COLUMNS:
         name = S.vocab_id_name(column)
         inputs[name] = tf.cast(transformed[name], tf.int32)
+    inputs[S.MARKET_ID] = market_ids(transformed)
     return inputs
+
+
+def market_ids(transformed: dict):
+    """Each row's market id: the transform's `market_id`, or 0 for a log without markets."""
+    if S.MARKET_ID in transformed:
+        return tf.cast(transformed[S.MARKET_ID], tf.int32)
+    return tf.zeros_like(tf.cast(transformed[S.WIDE][:, 0], tf.int32))
 
 
 def label_columns(available, targets: str = "rate") -> dict[str, str]:
@@ -136,8 +144,8 @@ def wide_and_labels(
 
 def read_split(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
     """A whole transformed split as numpy: the query, product id and product text (bytes), the wide
-    features, the categorical ids, the labels and rates per task and the logged position (when
-    the transformed data has them)."""
+    features, the categorical ids, the market ids (0 without markets), the labels and rates per
+    task and the logged position (when the transformed data has them)."""
     names = (
         S.QUERY,
         S.PRODUCT_ID,
@@ -148,10 +156,14 @@ def read_split(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
     spec = tft_output.transformed_feature_spec()
     labels = [c for c in (*S.TASKS, *(S.rate_name(t) for t in S.TASKS), S.POSITION) if c in spec]
     columns: dict[str, list] = {n: [] for n in (*names, *labels)}
+    markets: list = []
     for batch in read_transformed(files, tft_output, 4096):
         for name in columns:
             columns[name].append(batch[name].numpy())
-    return {n: np.concatenate(v) for n, v in columns.items()}
+        markets.append(market_ids(batch).numpy())
+    split = {n: np.concatenate(v) for n, v in columns.items()}
+    split[S.MARKET_ID] = np.concatenate(markets)
+    return split
 
 
 def cached_dataset(
@@ -189,7 +201,7 @@ def cached_dataset(
         )
         for side, encoded in (("query", encoded_queries), ("product", encoded_products))
     }
-    categorical = [S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS]
+    categorical = [*(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS), S.MARKET_ID]
     label_map = label_columns(split, targets)
     columns = {
         "query": query_index.astype(np.int64),

@@ -106,6 +106,10 @@ def _build_model(config, tft_output, train_files):
         c: tft_output.vocabulary_size_by_name(S.vocab_name(c)) + VOCAB_OOV_BUCKETS
         for c in S.CATEGORICAL_COLUMNS
     }
+    if S.MARKET_ID in tft_output.transformed_feature_spec():
+        vocabulary_sizes[S.MARKET] = (
+            tft_output.vocabulary_size_by_name(S.vocab_name(S.MARKET)) + VOCAB_OOV_BUCKETS
+        )
     wide_dim = int(tft_output.transformed_feature_spec()[S.WIDE].shape[0])
     model = build_ranker(
         config.ranker_config,

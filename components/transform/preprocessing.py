@@ -5,6 +5,8 @@ training and in serving (the transform graph is exported inside the serving Save
   the statistics of the training split (the analyzers only ever see the training split).
   Optional features missing from a row are imputed with the training mean (z = 0).
 - Categorical product fields: a vocabulary each (lower-cased), one out-of-vocabulary bucket.
+- The market, when the schema declares markets: a vocabulary too (`market_id`); a log without
+  markets has no `market_id` (the model reads market 0 for every row).
 - Text: the query (lower-cased, zero-width characters removed, whitespace collapsed:
   `query_text`), and one product text built from title, type, brand, color and gender
   (empty fields skipped); tokenization happens in the model's input pipeline.
@@ -80,6 +82,12 @@ def preprocessing_fn(inputs: dict, raw_schema: S.RawSchema) -> dict:
             tf.strings.lower(tf.strings.strip(inputs[column])),
             num_oov_buckets=VOCAB_OOV_BUCKETS,
             vocab_filename=S.vocab_name(column),
+        )
+    if S.MARKET in inputs:
+        outputs[S.MARKET_ID] = tft.compute_and_apply_vocabulary(
+            tf.strings.lower(tf.strings.strip(inputs[S.MARKET])),
+            num_oov_buckets=VOCAB_OOV_BUCKETS,
+            vocab_filename=S.vocab_name(S.MARKET),
         )
     # Training-only columns (absent from serving requests): the labels, and the logged display
     # position for position-bias-aware training.

@@ -39,6 +39,7 @@ def _inputs(n=5):
     }
     for c in S.CATEGORICAL_COLUMNS:
         x[S.vocab_id_name(c)] = rng.integers(0, 4, (n,)).astype("int32")
+    x[S.MARKET_ID] = np.zeros(n, "int32")
     return x
 
 
@@ -165,7 +166,7 @@ def test_the_ranker_is_its_parts_composed():
 
 
 def _features():
-    return [S.WIDE, *(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS)]
+    return [S.WIDE, *(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS), S.MARKET_ID]
 
 
 def _cached_inputs(model, x):

@@ -132,7 +132,10 @@ def test_frozen_training_uses_the_cache_and_serves_the_same_scores(frozen_run):
     inputs = {
         "query_vector": cache.get("query", list(split[S.QUERY])).vectors(),
         "product_vector": cache.get("product", list(split[S.PRODUCT_TEXT])).vectors(),
-        **{n: split[n] for n in (S.WIDE, *(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS))},
+        **{
+            n: split[n]
+            for n in (S.WIDE, *(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS), S.MARKET_ID)
+        },
     }
     assert cache.stats["texts_encoded"] == len(set(split[S.QUERY]) - _train_eval_queries(root))
     cached = cached_ranker(model).predict(inputs, verbose=0)
