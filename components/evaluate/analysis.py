@@ -112,11 +112,24 @@ class ImpressionGroup:
 
 
 @dataclasses.dataclass(frozen=True)
+class MarketGroup:
+    """The test pairs of one market and the metrics on them (GROUP_METRICS, as for the
+    impression groups)."""
+
+    name: str
+    pairs: int
+    queries: int
+    metrics: Mapping[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelAnalysis:
-    """Everything the report shows of one model: tasks by name, impression groups in order."""
+    """Everything the report shows of one model: tasks by name, impression groups in order,
+    and the markets' groups (none for a log without markets)."""
 
     tasks: Mapping[str, TaskAnalysis]
     impression_groups: tuple[ImpressionGroup, ...]
+    market_groups: tuple[MarketGroup, ...] = ()
 
     def to_dict(self) -> dict:
         def task_dict(t: TaskAnalysis) -> dict:
@@ -135,6 +148,13 @@ class ModelAnalysis:
                     "metrics": {k: _nan_to_none(v) for k, v in g.metrics.items()},
                 }
                 for g in self.impression_groups
+            ],
+            "market_groups": [
+                {
+                    **dataclasses.asdict(g),
+                    "metrics": {k: _nan_to_none(v) for k, v in g.metrics.items()},
+                }
+                for g in self.market_groups
             ],
         }
 
@@ -162,6 +182,12 @@ class ModelAnalysis:
                     **{**g, "metrics": {k: _none_to_nan(v) for k, v in g["metrics"].items()}}
                 )
                 for g in data["impression_groups"]
+            ),
+            market_groups=tuple(
+                MarketGroup(
+                    **{**g, "metrics": {k: _none_to_nan(v) for k, v in g["metrics"].items()}}
+                )
+                for g in data.get("market_groups", [])
             ),
         )
 
@@ -287,6 +313,28 @@ def impression_groups(scored: ScoredSplit) -> tuple[ImpressionGroup, ...]:
     return tuple(groups)
 
 
+def market_groups(scored: ScoredSplit) -> tuple[MarketGroup, ...]:
+    """One group per market of the split, in name order; none when the split has fewer than
+    two markets."""
+    if scored.market is None:
+        return ()
+    markets = sorted({m for m in scored.market if m})
+    if len(markets) < 2:
+        return ()
+    groups = []
+    for market in markets:
+        rows = np.flatnonzero(scored.market == market)
+        groups.append(
+            MarketGroup(
+                name=market,
+                pairs=int(rows.size),
+                queries=int(np.unique(scored.query[rows]).size),
+                metrics=_task_metrics(scored, rows),
+            )
+        )
+    return tuple(groups)
+
+
 def _metric_keys() -> list[str]:
     return [f"{task}/{m}" for task in S.TASKS for m in GROUP_METRICS]
 
@@ -320,6 +368,7 @@ def analyse(scored: ScoredSplit) -> ModelAnalysis:
             for task in S.TASKS
         },
         impression_groups=impression_groups(scored),
+        market_groups=market_groups(scored),
     )
 
 

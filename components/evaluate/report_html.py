@@ -15,6 +15,7 @@ from components.evaluate.report import (
     EvaluationReport,
     fmt,
     impression_group_rows,
+    market_group_rows,
     paired_verdict,
     signed,
     verdict_title,
@@ -191,6 +192,20 @@ def _groups(report: EvaluationReport) -> str:
     return "<h2>Metrics by impression-count group</h2>" + _table(header, rows) + note
 
 
+def _markets(report: EvaluationReport) -> str:
+    keys, plain = market_group_rows(report)
+    if not plain:
+        return ""
+    rows = [[_e(cell) for cell in row] for row in plain]
+    champion = report.champion is not None and bool(report.champion.market_groups)
+    note = (
+        '<p class="note">Test pairs grouped by market; NDCG@5 ranks each query\'s products'
+        + ("; the champion's value in brackets." if champion else ".")
+        + "</p>"
+    )
+    return "<h2>Metrics by market</h2>" + _table(["market", "pairs", "queries", *keys], rows) + note
+
+
 def _plot(title: str, png: str, note: str) -> str:
     return (
         f"<h2>{_e(title)}</h2>"
@@ -226,6 +241,7 @@ def render_html(report: EvaluationReport) -> str:
         ),
         _confusion(report),
         _groups(report),
+        _markets(report),
         _plot(
             "AUC and NDCG@5 by impression group",
             plots.impression_figure(report),

@@ -8,6 +8,7 @@ from components.evaluate.report import (
     EvaluationReport,
     fmt,
     impression_group_rows,
+    market_group_rows,
     paired_verdict,
     signed,
     verdict_title,
@@ -154,6 +155,15 @@ def _groups(report: EvaluationReport) -> list[str]:
     return [title, *_table(["group", "impressions", "pairs", "queries", *keys], rows)]
 
 
+def _markets(report: EvaluationReport) -> list[str]:
+    keys, rows = market_group_rows(report)
+    if not rows:
+        return []
+    champion = report.champion is not None and bool(report.champion.market_groups)
+    title = "Metrics by market of the test pairs" + (" (champion in brackets)" if champion else "")
+    return [title, *_table(["market", "pairs", "queries", *keys], rows)]
+
+
 def render_text(report: EvaluationReport) -> str:
     sections = [
         _header(report),
@@ -165,8 +175,9 @@ def render_text(report: EvaluationReport) -> str:
         _ndcg_curves(report),
         _calibration(report),
         _groups(report),
+        _markets(report),
     ]
-    return "\n\n".join("\n".join(section) for section in sections) + "\n"
+    return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
 
 
 def summary_text(report: EvaluationReport) -> str:

@@ -34,6 +34,8 @@ _PARSE_SPEC = {
     S.QUERY: tf.io.FixedLenFeature([], tf.string),
     S.PRODUCT_ID: tf.io.FixedLenFeature([], tf.string),
     S.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
+    # Only logs with markets have one: "" for the others.
+    S.MARKET: tf.io.FixedLenFeature([], tf.string, default_value=""),
     **{task: tf.io.FixedLenFeature([], tf.int64) for task in S.TASKS},
 }
 
@@ -49,6 +51,8 @@ class ScoredSplit:
         labels: 0/1 label per task in schema.TASKS, each shape [n].
         predictions: the model's probability per task in schema.TASKS, each shape [n].
         score: the model's ranking score, shape [n].
+        market: the market of each example, shape [n] (str; "" for a log without markets);
+            None: none of them has one.
     """
 
     query: np.ndarray
@@ -57,6 +61,7 @@ class ScoredSplit:
     labels: Mapping[str, np.ndarray]
     predictions: Mapping[str, np.ndarray]
     score: np.ndarray
+    market: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.query.shape[0]
@@ -70,6 +75,7 @@ class ScoredSplit:
             "product_id": self.product_id,
             "impressions": self.impressions,
             "score": self.score,
+            **({"market": self.market} if self.market is not None else {}),
             **{f"labels[{t}]": v for t, v in self.labels.items()},
             **{f"predictions[{t}]": v for t, v in self.predictions.items()},
         }
@@ -169,6 +175,7 @@ def score_split(saved_model_dir: str, file_pattern: str, batch_size: int = 1024)
         labels={task: columns[task] for task in S.TASKS},
         predictions={task: columns[f"out:{task}"].astype(np.float64) for task in S.TASKS},
         score=columns[f"out:{SCORE_OUTPUT}"].astype(np.float64),
+        market=text(S.MARKET),
     )
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -138,3 +139,22 @@ def test_paired_ndcg_pairs_the_same_queries():
     assert paired[task] == expected and paired[task].confidence == 0.9
     weak.predictions["click"][3] = math.inf
     assert paired_ndcg(strong, weak, 0.95)["click"] is None
+
+
+def test_market_groups_are_the_metrics_of_each_market():
+    scored = scored_split(ranking_rows(30, 6, seed=1), lambda x, d: x)
+    assert analyse(scored).market_groups == ()  # no markets: no groups
+    queries = sorted(set(scored.query))
+    market_of = {q: ("de" if i % 3 == 0 else "us") for i, q in enumerate(queries)}
+    scored = dataclasses.replace(scored, market=np.array([market_of[q] for q in scored.query]))
+    groups = analyse(scored).market_groups
+    assert [g.name for g in groups] == ["de", "us"]
+    assert [g.queries for g in groups] == [10, 20] and sum(g.pairs for g in groups) == 180
+    de = scored.market == "de"
+    labels, scores = scored.labels["atc"][de], scored.predictions["atc"][de]
+    assert groups[0].metrics["atc/auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert groups[0].metrics["atc/ndcg@5"] == pytest.approx(
+        ndcg_at_k(scored.query[de], labels, scores, 5).mean
+    )
+    data = json.loads(json.dumps(analyse(scored).to_dict(), allow_nan=False))
+    assert ModelAnalysis.from_dict(data).market_groups == groups

@@ -122,3 +122,27 @@ def test_reading_something_else_is_a_clear_error(tmp_path):
     path.write_text("{")
     with pytest.raises(ValueError, match="is not valid JSON"):
         EvaluationReport.read(str(path))
+
+
+def test_a_split_with_markets_gets_a_table_per_market():
+    import dataclasses
+
+    import numpy as np
+
+    def with_markets(scored):
+        market = np.array(["de" if q.endswith(("0", "2", "4")) else "us" for q in scored.query])
+        return dataclasses.replace(scored, market=market)
+
+    candidate = with_markets(scored_split(ROWS, lambda x, d: x))
+    report = synthetic_report(candidate, with_markets(scored_split(ROWS, lambda x, d: d)))
+    text = render_text(report)
+    assert "Metrics by market of the test pairs (champion in brackets)" in text
+    de = report.candidate.market_groups[0]
+    row = next(r for r in rows_of(text) if r[:1] == ["de"])
+    assert row[1:3] == [str(de.pairs), str(de.queries)]
+    assert row[3] == f"{de.metrics['click/auc']:.3f}"
+    assert "<h2>Metrics by market</h2>" in render_html(report)
+    # Without markets neither report has the section.
+    assert "by market" not in render_text(
+        synthetic_report(scored_split(ROWS, lambda x, d: x), None)
+    )
