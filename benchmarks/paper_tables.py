@@ -35,12 +35,13 @@ from contract.schema import TASKS
 S_TITLE = "title"
 RUNS_FILE = "runs.jsonl"  # one finished (model, seed) run per line, so a long run can resume
 # Fields of a run record gathered into one list per model (one entry per seed).
-RESULT_FIELDS = ("metrics", "per_query", "groups", "speed", "seconds")
+RESULT_FIELDS = ("metrics", "per_query", "groups", "speed", "seconds", "markets")
 TABLE2 = ("xgboost", "mlp_single", "mlp_mtl", "esm2", "mmoe", "ple", "aitm", "dcn_v2", "mlpr")
 MLPR_TINY = "mlpr (tiny)"
 MLPR_POSITION_BIAS = "mlpr (position bias)"
 MLPR_ANY = "mlpr (any count)"
 XGBOOST_ANY = "xgboost (any count)"
+MLPR_REGION_MASK = "mlpr (region mask)"  # trained on a log with markets (--markets)
 REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
 # MLPR with each other loss balancing (model/loss_balancing.py); "mlpr" is "uncertainty".
 BALANCING_VARIANTS = {f"mlpr ({b})": b for b in ("gradnorm", "dwa", "fixed")}
@@ -91,6 +92,7 @@ def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
         # Trained on "count > 0" (the binary label) instead of the count per impression.
         Variant(MLPR_ANY, "mlpr", train_changes=(("targets", "any"),)),
         Variant(XGBOOST_ANY, "xgboost", train_changes=(("targets", "any"),)),
+        Variant(MLPR_REGION_MASK, "mlpr", (("region_mask", True),)),
         *(
             Variant(label, "mlpr", (("loss_balancing", balancing),))
             for label, balancing in BALANCING_VARIANTS.items()
@@ -104,16 +106,20 @@ def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
 PREPARED_FILE = "prepared.json"
 
 
-def prepare(dataset: str, queries: int, seed: int, work: str) -> tuple[str, str, str, pd.DataFrame]:
+def prepare(
+    dataset: str, queries: int, seed: int, work: str, markets: tuple[str, ...] = ()
+) -> tuple[str, str, str, pd.DataFrame]:
     """Raw log -> ingest -> transform, once. Returns (examples, tft, transformed, raw log).
     A `work` folder that a finished call with the same arguments left is reused as it is."""
     from components.ingest import demo_data, job
     from components.transform.transform import run_transform
 
-    log, schema = source_log(dataset, queries, seed)
+    log, schema = source_log(dataset, queries, seed, markets)
     examples, tft_dir, transformed = (os.path.join(work, d) for d in ("examples", "tft", "tx"))
     marker = os.path.join(work, PREPARED_FILE)
     wanted = {"dataset": dataset, "queries": queries, "seed": seed, "rows": len(log)}
+    if markets:
+        wanted["markets"] = list(markets)
     if os.path.exists(marker):
         with open(marker, encoding="utf-8") as fh:
             found = json.load(fh)
@@ -130,15 +136,17 @@ def prepare(dataset: str, queries: int, seed: int, work: str) -> tuple[str, str,
     return examples, tft_dir, transformed, log
 
 
-def source_log(dataset: str, queries: int, seed: int):
-    """(raw log, its schema): the demo shop of `queries` queries, or `queries` Home Depot
-    queries sampled with `seed`, engagement simulated with `seed`."""
+def source_log(dataset: str, queries: int, seed: int, markets: tuple[str, ...] = ()):
+    """(raw log, its schema): the demo shop of `queries` queries (in `markets`, when given), or
+    `queries` Home Depot queries sampled with `seed`, engagement simulated with `seed`."""
     from components.ingest import demo_data
     from contract import schema as S
 
+    if markets and dataset != "demo":
+        raise click.UsageError("--markets is for the demo shop, whose markets differ in taste")
     if dataset == "demo":
-        log = demo_data.generate(queries, seed=seed, include_relevance=True)
-        schema = S.DEMO_SCHEMA
+        log = demo_data.generate(queries, seed=seed, include_relevance=True, markets=markets)
+        schema = demo_data.demo_schema(markets)
     else:
         from components.ingest.adapters import homedepot
 
@@ -225,6 +233,24 @@ def metrics_of(scored, relevance: dict | None) -> tuple[dict, dict]:
     return values, per_query
 
 
+def by_market(scored) -> dict:
+    """{market: {"<task>/auc", "<task>/ndcg@5", "queries"}} of a split with markets ({} without)."""
+    from components.evaluate.metrics import auc, ndcg_at_k
+
+    if scored.market is None or len({m for m in scored.market if m}) < 2:
+        return {}
+    out = {}
+    for market in sorted({m for m in scored.market if m}):
+        rows = scored.market == market
+        queries = np.asarray(scored.query)[rows]
+        out[market] = {"queries": int(len(set(queries)))}
+        for task in TASKS:
+            labels, preds = scored.labels[task][rows], scored.predictions[task][rows]
+            out[market][f"{task}/auc"] = auc(labels, preds)
+            out[market][f"{task}/ndcg@5"] = ndcg_at_k(queries, labels, preds, 5).mean
+    return out
+
+
 def by_impression_group(scored) -> dict:
     """AUC and NDCG@5 of the click task in the impression-count percentile groups."""
     from components.evaluate.metrics import auc, ndcg_at_k
@@ -307,6 +333,65 @@ def average_per_query(runs: list[dict]) -> dict:
     return {q: float(np.mean([r[q] for r in runs])) for q in keys}
 
 
+def market_section(results: dict, keys: list[str]) -> list[str]:
+    """MLPR with the region mask against MLPR without it, on a log with markets: the metrics,
+    paired tests over queries, the seed spread of MLPR's NDCG@5, and NDCG@5 per market."""
+    from components.evaluate.stats import paired_comparison
+
+    def mean_std(label: str, key: str) -> str:
+        mean, std = _mean_std([m[key] for m in results[label]["metrics"]])
+        return f"{mean:.4f} ± {std:.4f}"
+
+    md = [
+        "## Markets: MLPR with the region mask against MLPR without it (absolute)",
+        "",
+        "| model | " + " | ".join(keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
+    for label in ("mlpr", MLPR_REGION_MASK):
+        md.append(f"| {label} | " + " | ".join(mean_std(label, k) for k in keys) + " |")
+    md += [
+        "",
+        "Paired t-tests over test queries, NDCG@5 (per-query values averaged over seeds; "
+        "positive: the region mask ranks better), beside the standard deviation of MLPR's "
+        "NDCG@5 over seeds:",
+        "",
+        "| task | queries | mean difference | 95% CI | p-value | MLPR seed std |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task in TASKS:
+        res = paired_comparison(
+            average_per_query([pq[task] for pq in results[MLPR_REGION_MASK]["per_query"]]),
+            average_per_query([pq[task] for pq in results["mlpr"]["per_query"]]),
+        )
+        std = _mean_std([m[f"{task}/ndcg@5"] for m in results["mlpr"]["metrics"]])[1]
+        md.append(
+            f"| {task} | {res.queries} | {res.mean_difference:+.4f} | "
+            f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] | {res.p_value:.3g} | {std:.4f} |"
+        )
+    markets = sorted({m for runs in results["mlpr"]["markets"] for m in runs})
+    if markets:
+        md += [
+            "",
+            "NDCG@5 per market (mean over seeds; the region mask's, then MLPR's):",
+            "",
+            "| market | queries | " + " | ".join(f"{t}/ndcg@5" for t in TASKS) + " |",
+            "|---|---|" + "---|" * len(TASKS),
+        ]
+        for market in markets:
+
+            def mean(label: str, key: str, market=market) -> float:
+                return float(np.nanmean([r[market][key] for r in results[label]["markets"]]))
+
+            cells = [
+                f"{mean(MLPR_REGION_MASK, f'{t}/ndcg@5'):.4f} / {mean('mlpr', f'{t}/ndcg@5'):.4f}"
+                for t in TASKS
+            ]
+            queries = results["mlpr"]["markets"][0][market]["queries"]
+            md.append(f"| {market} | {queries} | " + " | ".join(cells) + " |")
+    return [*md, ""]
+
+
 def write_report(results: dict, meta: dict, out: str) -> str:
     """Markdown + CSV of the tables; returns the Markdown."""
     from components.evaluate.stats import paired_comparison
@@ -386,6 +471,8 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         keys = t2_keys + (["human/ndcg@5"] if "human/ndcg@5" in metric_keys else [])
         md += ["## MLPR variants beside MLPR (absolute)", ""]
         md += [table([m for m in ("mlpr", *variants) if m in results], keys, None, None), ""]
+    if MLPR_REGION_MASK in results and "mlpr" in results:
+        md += market_section(results, t2_keys)
     balanced = [label for label in BALANCING_VARIANTS if label in results]
     if balanced and "mlpr" in results:
         keys = t2_keys + (["human/ndcg@5"] if "human/ndcg@5" in metric_keys else [])
@@ -509,6 +596,12 @@ def write_report(results: dict, meta: dict, out: str) -> str:
     help="Keep the prepared splits and the text cache here and reuse them (default: a new "
     "temporary folder).",
 )
+@click.option(
+    "--markets",
+    default="",
+    help="Demo only: comma-separated markets whose shoppers differ in taste (e.g. us,de,jp); "
+    "run 'mlpr (region mask)' beside 'mlpr' to compare.",
+)
 def main(
     dataset,
     queries,
@@ -521,6 +614,7 @@ def main(
     encoder_learning_rate,
     resume,
     work,
+    markets,
 ) -> None:
     from contract import layout
     from contract import schema as S
@@ -530,7 +624,8 @@ def main(
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     out = out or os.path.join(os.path.dirname(__file__), "results", f"paper_tables_{dataset}")
     work = work or tempfile.mkdtemp(prefix=f"paper-{dataset}-")
-    examples, tft_dir, transformed, log = prepare(dataset, queries, 0, work)
+    market_names = tuple(m.strip() for m in markets.split(",") if m.strip())
+    examples, tft_dir, transformed, log = prepare(dataset, queries, 0, work, market_names)
     relevance = human_grades(log, dataset)
     wanted = {m.strip() for m in models.split(",") if m.strip()}
     variants = [v for v in all_variants(encoder_preset) if not wanted or v.label in wanted]
@@ -541,6 +636,8 @@ def main(
         "encoder_learning_rate": encoder_learning_rate,
     }
     setup = {"dataset": dataset, "queries": queries, **args}
+    if market_names:
+        setup["markets"] = list(market_names)
     os.makedirs(out, exist_ok=True)
     runs_path = os.path.join(out, RUNS_FILE)
     done = load_runs(runs_path, setup) if resume else {}
@@ -565,6 +662,7 @@ def main(
                 "metrics": values,
                 "per_query": per_query,
                 "groups": by_impression_group(run["scored"]),
+                "markets": by_market(run["scored"]),
                 "speed": run["examples_per_second"],
                 "seconds": run["seconds"],
             }
@@ -583,7 +681,7 @@ def main(
             record = done[(variant.label, seed)]
             res = results.setdefault(variant.label, {k: [] for k in RESULT_FIELDS})
             for field in RESULT_FIELDS:
-                res[field].append(record[field])
+                res[field].append(record.get(field, {}))
     meta = {
         "dataset": dataset,
         "command": "python benchmarks/paper_tables.py " + " ".join(sys.argv[1:]),

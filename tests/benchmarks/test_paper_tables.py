@@ -105,3 +105,31 @@ def test_report_without_xgboost_and_with_references(tmp_path):
     assert "References without training" in text
     # Each other loss balancing is tested against MLPR's uncertainty weighting.
     assert "| gradnorm | atc | 12 | +0.0300 |" in text
+
+
+def test_the_market_section_tests_the_region_mask_and_shows_each_market():
+    from contract.schema import TASKS
+
+    queries = [f"q{i}" for i in range(10)]
+
+    def run(lift: float, seed_offset: float) -> dict:
+        metrics = {f"{t}/{m}": 0.6 + lift + seed_offset for t in TASKS for m in ("auc", "ndcg@5")}
+        per_query = {
+            t: {q: 0.5 + lift + 0.02 * (i % 4) for i, q in enumerate(queries)} for t in TASKS
+        }
+        markets = {
+            m: {"queries": 5, **{f"{t}/ndcg@5": 0.7 + lift for t in TASKS}} for m in ("de", "us")
+        }
+        return {"metrics": metrics, "per_query": per_query, "markets": markets}
+
+    def result(lift: float) -> dict:
+        runs = [run(lift, 0.0), run(lift, 0.02)]  # two seeds, 0.02 apart: std 0.01
+        return {key: [r[key] for r in runs] for key in runs[0]}
+
+    keys = [f"{t}/ndcg@5" for t in TASKS]
+    lines = paper_tables.market_section(
+        {"mlpr": result(0.0), "mlpr (region mask)": result(0.05)}, keys
+    )
+    text = "\n".join(lines)
+    assert "| click | 10 | +0.0500 |" in text and "| 0.0100 |" in text
+    assert "| de | 5 | 0.7500 / 0.7000 |" in text
