@@ -105,6 +105,7 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
         seed=p.seed,
         precision=p.precision,
         loss_balancing=p.loss_balancing,
+        region_mask=p.region_mask,
         train_workers=p.train_workers,
         # Each TrainJob worker asks for what the step asks for (CPU pipelines: nothing).
         worker_gpu_type="" if gpu is None else p.accelerator_type,

@@ -151,6 +151,12 @@ class PipelineParameters:
         "(uncertainty for mlpr, fixed for the baselines).",
         choices=("", *BALANCING),
     )
+    region_mask: bool = _field(
+        False,
+        help="one model across markets: masks generated from each row's market on every "
+        "task's input and tower (model/region_mask.py); for a log whose schema declares its "
+        'markets ("markets": [...]), with any neural architecture.',
+    )
     encoder_preset: str = _field(
         "all-minilm-l6-v2",
         help='text encoder: "all-minilm-l6-v2" (pretrained, shipped offline by the '

@@ -57,6 +57,11 @@ from model.loss_balancing import BALANCING  # noqa: E402
     help="How the task losses are weighted; empty: the architecture's own.",
 )
 @click.option(
+    "--region-mask/--no-region-mask",
+    default=False,
+    help="Masks generated from the market on each task's input and tower (logs with markets).",
+)
+@click.option(
     "--chief-address",
     default="",
     help="host:port of the chief, to join a cluster (instead of a TF_CONFIG).",
@@ -96,6 +101,7 @@ def main(
     seed: int,
     precision: str,
     loss_balancing: str,
+    region_mask: bool,
     chief_address: str,
     worker_addresses: str,
     task_type: str,

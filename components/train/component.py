@@ -26,6 +26,7 @@ def train(
     seed: int = 0,
     precision: str = "auto",
     loss_balancing: str = "",
+    region_mask: bool = False,
     train_workers: int = 1,
 ):
     """Trains the multi-task ranker and exports it for TF Serving; see components/train/step.py.
@@ -49,6 +50,7 @@ def train(
         seed: seeds initialisation, shuffling and dropout.
         precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
         loss_balancing: "uncertainty", "gradnorm", "dwa" or "fixed" ("": the architecture's).
+        region_mask: masks generated from the market on each task's input and tower.
         train_workers: nodes that train together; above 1 the others run as a TrainJob.
     """
     from components.step_log import quiet
@@ -75,6 +77,7 @@ def train(
         seed=seed,
         precision=precision,
         loss_balancing=loss_balancing,
+        region_mask=region_mask,
         train_workers=train_workers,
         worker_gpu_type=worker_gpu_type,
         worker_gpu_count=worker_gpu_count,

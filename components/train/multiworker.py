@@ -118,7 +118,11 @@ def worker_arguments(
         "--task-type", "worker",
     ]  # fmt: skip
     for option, value in settings.items():
-        arguments += [f"--{option.replace('_', '-')}", str(value)]
+        name = option.replace("_", "-")
+        if isinstance(value, bool):  # a --name/--no-name flag
+            arguments.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            arguments += [f"--{name}", str(value)]
     return arguments
 
 

@@ -56,6 +56,7 @@ SETTINGS = (
     "seed",
     "precision",
     "loss_balancing",
+    "region_mask",
 )
 
 
@@ -63,15 +64,21 @@ def step_config(settings: dict, preset: str, text_cache_dir: str) -> TrainConfig
     """The TrainConfig of the step's `settings` (its parameters as the worker CLI spells
     them, `encoder_preset` included), starting from `preset`; "" text cache: this run's;
     "" loss balancing: the architecture's own."""
-    fixed = ("architecture", "fine_tune_layers", "loss_balancing")
+    fixed = ("architecture", "fine_tune_layers", "loss_balancing", "region_mask")
     other = {k: v for k, v in settings.items() if k not in fixed}
-    balancing = settings.get("loss_balancing", "")
-    if balancing and settings["architecture"] == XGBOOST:
-        raise ValueError("loss_balancing weighs a neural network's task losses; xgboost has none")
+    changes = {}
+    if settings.get("loss_balancing", ""):
+        changes["loss_balancing"] = settings["loss_balancing"]
+    if settings.get("region_mask", False):
+        changes["region_mask"] = True
+    if changes and settings["architecture"] == XGBOOST:
+        raise ValueError(
+            f"{' and '.join(changes)} change a neural network; xgboost is none: leave them unset"
+        )
     return train_config(
         settings["architecture"],
         settings["fine_tune_layers"],
-        {"loss_balancing": balancing} if balancing else None,
+        changes or None,
         **{**other, "encoder_preset": preset},
         text_cache_dir=text_cache_dir or None,
     )
@@ -95,6 +102,7 @@ def train_step(
     seed: int,
     precision: str = "auto",
     loss_balancing: str = "",
+    region_mask: bool = False,
     train_workers: int = 1,
     worker_gpu_type: str = "",
     worker_gpu_count: int = 0,

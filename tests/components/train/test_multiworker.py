@@ -45,6 +45,7 @@ def test_the_trainjob_runs_the_worker_cli_on_the_runtime_with_the_steps_accelera
             "batch_size": 64,
             "fine_tune_layers": "0",
             "loss_balancing": "dwa",
+            "region_mask": True,
         },
     )
     job = mw.trainjob("j", "img:1", 2, arguments, "nvidia.com/gpu", 4)
@@ -58,7 +59,7 @@ def test_the_trainjob_runs_the_worker_cli_on_the_runtime_with_the_steps_accelera
     context = train_cli.make_context("components.train", list(trainer["args"]))
     params = context.params
     assert params["architecture"] == "mmoe" and params["batch_size"] == 64
-    assert params["loss_balancing"] == "dwa"
+    assert params["loss_balancing"] == "dwa" and params["region_mask"] is True
     assert params["chief_address"] == "10.0.0.5:2222"
     assert params["worker_addresses"].split(",") == mw.worker_addresses("j", 2)
     assert params["task_type"] == "worker"

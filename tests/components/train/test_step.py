@@ -96,8 +96,10 @@ def test_the_loss_balancing_replaces_the_architectures_own():
         assert config.ranker_config.loss_balancing == expected
     config = step.step_config({**settings, "architecture": "mmoe", "loss_balancing": ""}, "t", "")
     assert config.ranker_config.loss_balancing == "fixed"
+    masked = step.step_config({**settings, "loss_balancing": "", "region_mask": True}, "t", "")
+    assert masked.ranker_config.region_mask and masked.ranker_config.loss_balancing == "uncertainty"
     xgboost = {**settings, "architecture": "xgboost", "loss_balancing": "dwa"}
-    with pytest.raises(ValueError, match="xgboost has none"):
+    with pytest.raises(ValueError, match="loss_balancing change a neural network"):
         step.step_config(xgboost, "tiny", "")
 
 
