@@ -129,6 +129,7 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
         significance_task=p.significance_task,
         significance_confidence=p.significance_confidence,
         force_push=p.force_push,
+        relevance_encoder=p.relevance_encoder,
     )
     resources.set_resources(evaluated, resources.EVALUATE)
     resources.mount_repository(evaluated, p.repository_pvc)

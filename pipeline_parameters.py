@@ -266,6 +266,13 @@ class PipelineParameters:
         help="push even when checks fail; the blessing records that it was forced and which "
         "checks failed.",
     )
+    relevance_encoder: str = _field(
+        "",
+        help="for logs without human grades: a text encoder preset (e.g. \"all-minilm-l6-v2\") "
+        "whose query-product similarity, with the position-debiased click rate, labels the "
+        "test pairs' relevance (components/transform/relevance.py); the report then shows "
+        "relevance NDCG@k, ungated. Empty: none.",
+    )
     model_name: str = _field("mlpr", help="the model's name in the serving repository.")
     serving_base: str = _field(
         "/models",

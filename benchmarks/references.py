@@ -89,24 +89,14 @@ def bm25_scores(pairs: pd.DataFrame, catalog_titles: list[str]) -> np.ndarray:
 def zero_shot_scores(
     pairs: pd.DataFrame, preset: str, cache_dir: str, query_length=16, product_length=48
 ) -> np.ndarray:
-    """Cosine of the untrained encoder's mean-pooled query and product-text vectors (each
-    distinct text encoded once, through the train step's text cache)."""
-    from components.train.text_cache import TextCache
-    from model.encoder import TextEncoder
-    from model.presets import load_encoder
-    from model.text_preprocessor import TextPreprocessor
+    """Cosine of the untrained encoder's mean-pooled query and product-text vectors
+    (components/transform/relevance.encoder_similarity)."""
+    from components.transform.relevance import encoder_similarity
 
-    texts = list(pairs["query_text"]) + list(pairs["product_text"])
-    backbone, tokenizer = load_encoder(preset, texts=texts, seed=0)
-    cache = TextCache(
-        cache_dir,
-        TextEncoder(backbone, fine_tune_layers=0),
-        TextPreprocessor(tokenizer, query_length, product_length),
-    )
-    query = cache.get("query", [q.encode() for q in pairs["query_text"]]).vectors()
-    product = cache.get("product", [p.encode() for p in pairs["product_text"]]).vectors()
-    norms = np.linalg.norm(query, axis=1) * np.linalg.norm(product, axis=1)
-    return np.sum(query * product, axis=1) / np.maximum(norms, 1e-12)
+    return encoder_similarity(
+        list(pairs["query_text"]), list(pairs["product_text"]), preset, cache_dir,
+        query_length, product_length,
+    )  # fmt: skip
 
 
 def as_scored(pairs: pd.DataFrame, scores: np.ndarray):

@@ -27,6 +27,7 @@ def evaluate(
     significance_task: str = "purchase",
     significance_confidence: float = 0.95,
     force_push: bool = False,
+    relevance_encoder: str = "",
 ) -> bool:
     """Evaluates the candidate and returns whether to push it; see components/evaluate/run.py.
 
@@ -50,6 +51,7 @@ def evaluate(
         significance_task: the task whose paired NDCG@5 difference is tested.
         significance_confidence: level of the paired confidence interval.
         force_push: bless even when checks fail.
+        relevance_encoder: encoder preset labelling relevance from engagement ("": none).
     """
     from components.step_log import quiet
 
@@ -65,4 +67,5 @@ def evaluate(
         max_drop_vs_champion=max_drop_vs_champion, max_drop_by_metric=max_drop_by_metric,
         champion_significance=champion_significance, significance_task=significance_task,
         significance_confidence=significance_confidence, force_push=force_push,
+        relevance_encoder=relevance_encoder,
     )  # fmt: skip

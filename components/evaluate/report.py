@@ -70,6 +70,16 @@ class EvaluationReport:
         value = (metrics or {}).get(key)
         return math.nan if value is None else float(value)
 
+    def headline_rows(self) -> list[tuple[str, str]]:
+        """(task, metric) of the side-by-side table: every task's headline metrics, then the
+        relevance label's NDCG@k when the evaluation had one."""
+        rows = [(t, m) for t in S.TASKS for m in HEADLINE_METRICS]
+        return rows + [
+            ("relevance", m)
+            for m in HEADLINE_METRICS
+            if f"relevance/{m}" in (self.candidate_metrics or {})
+        ]
+
     def to_dict(self) -> dict:
         return {
             "split": self.split,

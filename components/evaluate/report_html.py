@@ -11,7 +11,6 @@ import html
 from components.evaluate import plots
 from components.evaluate.analysis import CONFUSION_CATEGORIES, GROUP_PERCENTILES, THRESHOLD_RULE
 from components.evaluate.report import (
-    HEADLINE_METRICS,
     EvaluationReport,
     fmt,
     impression_group_rows,
@@ -106,15 +105,14 @@ def _side_by_side(report: EvaluationReport) -> str:
     has_champion = report.champion_metrics is not None
     header = ["task", "metric", "candidate"] + (["champion", "difference"] if has_champion else [])
     rows = []
-    for task in S.TASKS:
-        for metric in HEADLINE_METRICS:
-            key = f"{task}/{metric}"
-            candidate = report.metric("candidate", key)
-            row = [_e(task), _e(metric), _e(fmt(candidate))]
-            if has_champion:
-                champion = report.metric("champion", key)
-                row += [_e(fmt(champion)), _difference(candidate - champion)]
-            rows.append(row)
+    for task, metric in report.headline_rows():
+        key = f"{task}/{metric}"
+        candidate = report.metric("candidate", key)
+        row = [_e(task), _e(metric), _e(fmt(candidate))]
+        if has_champion:
+            champion = report.metric("champion", key)
+            row += [_e(fmt(champion)), _difference(candidate - champion)]
+        rows.append(row)
     title = "Candidate vs champion" if has_champion else "Candidate (no champion yet)"
     return f"<h2>{title} on the test split</h2>" + _table(header, rows, text_columns=(0, 1))
 

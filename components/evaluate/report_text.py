@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from components.evaluate.analysis import CONFUSION_CATEGORIES, NDCG_CURVE_KS, THRESHOLD_RULE
 from components.evaluate.report import (
-    HEADLINE_METRICS,
     EvaluationReport,
     fmt,
     impression_group_rows,
@@ -64,15 +63,14 @@ def _checks(report: EvaluationReport) -> list[str]:
 def _side_by_side(report: EvaluationReport) -> list[str]:
     has_champion = report.champion_metrics is not None
     rows = []
-    for task in S.TASKS:
-        for metric in HEADLINE_METRICS:
-            key = f"{task}/{metric}"
-            candidate = report.metric("candidate", key)
-            row = [task, metric, fmt(candidate)]
-            if has_champion:
-                champion = report.metric("champion", key)
-                row += [fmt(champion), signed(candidate - champion)]
-            rows.append(row)
+    for task, metric in report.headline_rows():
+        key = f"{task}/{metric}"
+        candidate = report.metric("candidate", key)
+        row = [task, metric, fmt(candidate)]
+        if has_champion:
+            champion = report.metric("champion", key)
+            row += [fmt(champion), signed(candidate - champion)]
+        rows.append(row)
     header = ["task", "metric", "candidate"] + (["champion", "difference"] if has_champion else [])
     title = (
         "Candidate vs champion on the test split" if has_champion else "Candidate on the test split"

@@ -31,6 +31,7 @@ from components.evaluate.analysis import analyse, paired_ndcg
 from components.evaluate.gate import Blessing, decide
 from components.evaluate.gate_config import GateConfig
 from components.evaluate.kfp_outputs import log_classification, log_metrics
+from components.evaluate.relevance_label import engagement_labels
 from components.evaluate.report import EvaluationReport
 from components.evaluate.report_html import render_html
 from components.evaluate.report_text import render_text
@@ -59,6 +60,7 @@ def evaluate_step(
     significance_task: str,
     significance_confidence: float,
     force_push: bool,
+    relevance_encoder: str = "",
 ) -> bool:
     """`run_evaluation` with the gate of the step's parameters, then the step's outputs: every
     candidate metric into `metrics` (kfp Metrics), each task's ROC curve and confusion matrix
@@ -77,7 +79,7 @@ def evaluate_step(
         force_push=force_push,
     )
     verdict, evaluation = run_evaluation(
-        examples_dir, model_dir, blessing_dir, model_base, model_name, config
+        examples_dir, model_dir, blessing_dir, model_base, model_name, config, relevance_encoder
     )
     log_metrics(metrics, evaluation.candidate_metrics)
     for task, output in classification.items():
@@ -103,24 +105,31 @@ def run_evaluation(
     model_base: str,
     model_name: str,
     config: GateConfig,
+    relevance_encoder: str = "",
 ) -> tuple[Blessing, EvaluationReport]:
     """Evaluate the candidate in `model_dir` (its SavedModel in `saved_model/`) on the test
     split of `examples_dir` against the newest version under `model_base/model_name`, and
     write into `blessing_dir`: blessing.json (the verdict and every check), eval_results.json
     (both models' metrics, the file the champion gate of a later run reads) and report.json
-    (the report's content). Returns the verdict and the report."""
+    (the report's content). `relevance_encoder`: a text encoder preset whose similarity,
+    with the click rate, labels relevance for "relevance/ndcg@k" (relevance_label.py); "":
+    none. Returns the verdict and the report."""
     test_pattern = layout.split_pattern(examples_dir, "test")
     candidate_dir = os.path.join(model_dir, layout.SAVED_MODEL_DIR)
+    relevance = None
+    if relevance_encoder:
+        progress(f"labelling relevance from engagement and {relevance_encoder}'s similarity")
+        relevance = engagement_labels(test_pattern, relevance_encoder)
     progress("scoring the test split with the candidate")
     candidate_scored = score_split(candidate_dir, test_pattern)
-    candidate = compute_metrics(candidate_scored)
+    candidate = compute_metrics(candidate_scored, relevance=relevance)
 
     champion_dir = find_champion(model_base, model_name)
     champion = champion_scored = paired = None
     if champion_dir is not None:
         progress(f"scoring the test split with the champion ({champion_dir})")
         champion_scored = score_split(champion_dir, test_pattern)
-        champion = compute_metrics(champion_scored)
+        champion = compute_metrics(champion_scored, relevance=relevance)
         paired = paired_ndcg(candidate_scored, champion_scored, config.confidence)
 
     verdict = decide(

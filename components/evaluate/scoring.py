@@ -194,14 +194,18 @@ def _queries_without_positive(query: np.ndarray, labels: np.ndarray) -> int:
     return int(np.count_nonzero(positives == 0))
 
 
-def compute_metrics(scored: ScoredSplit, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float | int]:
+def compute_metrics(
+    scored: ScoredSplit, ks: Sequence[int] = DEFAULT_KS, relevance: np.ndarray | None = None
+) -> dict[str, float | int]:
     """AUC and NDCG@k of every task's prediction against that task's label, plus counts.
 
     Keys: "examples", "queries", and per task t in schema.TASKS: "t/auc", "t/ndcg@k" for each
     k, "t/positives", "t/queries_without_positive" and "t/nonfinite_predictions". When a task's
     predictions contain NaN or infinite values its AUC and NDCG are NaN, so the gate refuses
     the model and the count says why. Undefined metrics (a single class, no query with a
-    positive) are NaN as well.
+    positive) are NaN as well. With `relevance` (a graded label per example, e.g.
+    relevance_label.engagement_labels), also "relevance/ndcg@k": the model's score ranked
+    against it.
     """
     if not ks:
         raise ValueError("compute_metrics needs at least one NDCG cut-off in ks")
@@ -228,6 +232,12 @@ def compute_metrics(scored: ScoredSplit, ks: Sequence[int] = DEFAULT_KS) -> dict
         for k in ks:
             result[metric_key(task, ndcg_name(k))] = ndcg[k].mean
         result[metric_key(task, "queries_without_positive")] = ndcg[ks[0]].queries_without_positive
+    if relevance is not None:
+        finite = bool(np.all(np.isfinite(scored.score)))
+        graded = ndcg_at_ks(scored.query, relevance, scored.score, ks) if finite else None
+        for k in ks:
+            value = graded[k].mean if graded is not None else float("nan")
+            result[metric_key("relevance", ndcg_name(k))] = value
     return result
 
 

@@ -83,6 +83,34 @@ def engagement_relevance(
     )
 
 
+def encoder_similarity(
+    query_texts: list[str],
+    product_texts: list[str],
+    preset: str,
+    cache_dir: str,
+    query_length: int = 16,
+    product_length: int = 48,
+) -> np.ndarray:
+    """Cosine of the untrained encoder's mean-pooled query and product-text vectors (each
+    distinct text encoded once, through the train step's text cache in `cache_dir`), one per
+    (query, product) pair: s(q, i) of the module doc."""
+    from components.train.text_cache import TextCache
+    from model.encoder import TextEncoder
+    from model.presets import load_encoder
+    from model.text_preprocessor import TextPreprocessor
+
+    backbone, tokenizer = load_encoder(preset, texts=[*query_texts, *product_texts], seed=0)
+    cache = TextCache(
+        cache_dir,
+        TextEncoder(backbone, fine_tune_layers=0),
+        TextPreprocessor(tokenizer, query_length, product_length),
+    )
+    query = cache.get("query", [q.encode() for q in query_texts]).vectors()
+    product = cache.get("product", [p.encode() for p in product_texts]).vectors()
+    norms = np.linalg.norm(query, axis=1) * np.linalg.norm(product, axis=1)
+    return np.sum(query * product, axis=1) / np.maximum(norms, 1e-12)
+
+
 def spearman_per_query(query: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     """(mean over queries of Spearman's rank correlation of `a` and `b` within the query,
     queries counted): queries where either is constant have none and are left out."""

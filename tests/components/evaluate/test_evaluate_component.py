@@ -47,6 +47,7 @@ def test_interface(tmp_path):
         "significance_task": "STRING",
         "significance_confidence": "NUMBER_DOUBLE",
         "force_push": "BOOLEAN",
+        "relevance_encoder": "STRING",
     }
     assert "isOptional" not in params["model_base"]
     assert params["auc_floor"]["defaultValue"] == 0.6  # the pipeline's

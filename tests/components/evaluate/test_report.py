@@ -146,3 +146,18 @@ def test_a_split_with_markets_gets_a_table_per_market():
     assert "by market" not in render_text(
         synthetic_report(scored_split(ROWS, lambda x, d: x), None)
     )
+
+
+def test_the_relevance_label_gets_rows_beside_the_tasks(report):
+    import dataclasses
+
+    with_relevance = dataclasses.replace(
+        report,
+        candidate_metrics={**report.candidate_metrics, "relevance/ndcg@5": 0.8125},
+        champion_metrics={**report.champion_metrics, "relevance/ndcg@5": 0.75},
+    )
+    assert ["relevance", "ndcg@5", "0.8125", "0.7500", "+0.0625"] in rows_of(
+        render_text(with_relevance)
+    )
+    assert '<td class="text">relevance</td>' in render_html(with_relevance)
+    assert not any(r[:1] == ["relevance"] for r in rows_of(render_text(report)))
