@@ -17,7 +17,7 @@ def test_untrained_it_is_the_identity_for_every_market():
 
 
 def test_each_market_scales_each_unit_by_two_sigmoid_of_its_logit():
-    mask = RegionMask(markets=2)
+    mask = RegionMask(markets=2, rate=1.0)
     x = np.array([[1.0, 2.0], [1.0, 2.0]], "float32")
     mask([x, np.array([0, 1])])
     mask.market_logits.assign([[0.0, 1.0], [-2.0, 0.0]])
@@ -32,6 +32,12 @@ def test_each_market_scales_each_unit_by_two_sigmoid_of_its_logit():
     # An id beyond the vocabulary is the last market; [batch, 1] ids work as [batch] ones.
     beyond = np.asarray(mask([x, np.array([[7], [0]])]))
     np.testing.assert_allclose(beyond, out[[0, 1]], rtol=1e-6)
+    # `rate` scales the logits: at rate 2, market 1's first unit is 2 sigmoid(-4).
+    fast = RegionMask(markets=2, rate=2.0)
+    fast([x, np.array([0, 1])])
+    fast.market_logits.assign(mask.market_logits)
+    out = np.asarray(fast([x, np.array([1, 0])]))
+    np.testing.assert_allclose(out[0, 0], two_sigmoid(-4.0), rtol=1e-6)
 
 
 def test_it_learns_a_preference_that_flips_between_markets():
@@ -59,6 +65,8 @@ def test_it_learns_a_preference_that_flips_between_markets():
 def test_bad_market_count_and_a_keras_file(tmp_path):
     with pytest.raises(ValueError, match="markets"):
         RegionMask(0)
+    with pytest.raises(ValueError, match="rate"):
+        RegionMask(2, rate=0.0)
     inputs, ids = keras.Input((3,)), keras.Input((), dtype="int32")
     layer = RegionMask(2, name="mask")
     model = keras.Model([inputs, ids], layer([inputs, ids]))
