@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -188,6 +189,7 @@ def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict
     scored = score_split(
         os.path.join(out, layout.SAVED_MODEL_DIR), layout.split_pattern(examples, "test")
     )
+    shutil.rmtree(out, ignore_errors=True)  # ~0.5 GB a model: dozens of runs fill a disk
     return {
         "scored": scored,
         "examples_per_second": result.train_examples
