@@ -8,9 +8,10 @@ class RegionMask(keras.layers.Layer):
     mask for multi-market ranking): h' = h * 2 sigmoid(rate * e_m), where e_m is the market's
     learned vector of the representation's width. The masks start at exactly 1 (e_m = 0:
     every market ranks as the unmasked model does) and learn which units each market turns
-    up or down, from one shared model. `rate` multiplies the pace at which they learn: an
-    Adam step moves e_m by about the learning rate whatever its gradient, so at rate 1 a
-    training run of a few hundred steps could move a mask by a few tenths at most. The scorer applies one to each task's input (the expert
+    up or down, from one shared model. `rate` multiplies the pace at which they learn (an
+    Adam step moves e_m by about the learning rate whatever its gradient); at 10 the masks
+    ranked worse on the demo shop's markets than at 1 (benchmarks/results/
+    markets_demo_mask_rate10/ against markets_demo/). The scorer applies one to each task's input (the expert
     mixture, shared bottom or task network) and one to each tower's output (model/scorer.py).
 
     Inputs: [representation [batch, width], market id [batch] or [batch, 1]]; an id outside
@@ -29,7 +30,7 @@ class RegionMask(keras.layers.Layer):
     [1.0, 1.0, 1.0, 1.0]
     """
 
-    def __init__(self, markets, rate=10.0, **kwargs):
+    def __init__(self, markets, rate=1.0, **kwargs):
         super().__init__(**kwargs)
         if int(markets) < 1:
             raise ValueError(f"`markets` must be >= 1, got {markets}")
