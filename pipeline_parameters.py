@@ -268,7 +268,7 @@ class PipelineParameters:
     )
     relevance_encoder: str = _field(
         "",
-        help="for logs without human grades: a text encoder preset (e.g. \"all-minilm-l6-v2\") "
+        help='for logs without human grades: a text encoder preset (e.g. "all-minilm-l6-v2") '
         "whose query-product similarity, with the position-debiased click rate, labels the "
         "test pairs' relevance (components/transform/relevance.py); the report then shows "
         "relevance NDCG@k, ungated. Empty: none.",
