@@ -73,11 +73,13 @@ def test_split_scorer_with_region_masks_equals_the_scorer(name):
     scorer = _check_split(config)
     masks = [layer for layer in scorer.layers if layer.name.endswith("_mask")]
     assert len(masks) == 2 * len(S.TASKS)
-    # The markets' masks differ, so the market changes the scores.
+    # The markets' masks differ, so the market changes the scores (of some task: the drawn
+    # weights saturate a head of some architectures at exactly 0 or 1).
     x = _inputs(20, np.random.default_rng(4))
     other = {**x, S.MARKET_ID: (x[S.MARKET_ID] + 1) % MARKETS}
-    moved = np.abs(np.asarray(scorer(x)["purchase"]) - np.asarray(scorer(other)["purchase"]))
-    assert moved.max() > 1e-3
+    here, there = scorer(x), scorer(other)
+    moved = max(np.abs(np.asarray(here[t]) - np.asarray(there[t])).max() for t in S.TASKS)
+    assert moved > 1e-3
 
 
 def _check_split(config):
