@@ -165,20 +165,27 @@ def paired_verdict(paired: Mapping | None) -> str:
 GROUP_METRICS = ("auc", "ndcg@5")
 
 
+def _group_cells(keys: list[str], group, champion: dict) -> list[str]:
+    """One cell per metric key of a group, the champion's same-named group's value in
+    brackets when it has one."""
+    cells = []
+    for key in keys:
+        cell = fmt(group.metrics.get(key), 3)
+        if group.name in champion:
+            cell += f" ({fmt(champion[group.name].metrics.get(key), 3)})"
+        cells.append(cell)
+    return cells
+
+
 def market_group_rows(report: EvaluationReport) -> tuple[list[str], list[list[str]]]:
     """(metric keys, rows) of the market table: market, pairs, queries, then one cell per
     key (the champion's value in brackets when it has that market); no rows without markets."""
     keys = [f"{t}/{m}" for t in S.TASKS for m in GROUP_METRICS]
     champion = {g.name: g for g in (report.champion.market_groups if report.champion else ())}
-    rows = []
-    for group in report.candidate.market_groups:
-        cells = []
-        for key in keys:
-            cell = fmt(group.metrics.get(key), 3)
-            if group.name in champion:
-                cell += f" ({fmt(champion[group.name].metrics.get(key), 3)})"
-            cells.append(cell)
-        rows.append([group.name, str(group.pairs), str(group.queries), *cells])
+    rows = [
+        [group.name, str(group.pairs), str(group.queries), *_group_cells(keys, group, champion)]
+        for group in report.candidate.market_groups
+    ]
     return keys, rows
 
 
@@ -192,12 +199,7 @@ def impression_group_rows(
     champion = {g.name: g for g in (report.champion.impression_groups if report.champion else ())}
     rows = []
     for group in report.candidate.impression_groups:
-        cells = []
-        for key in keys:
-            cell = fmt(group.metrics.get(key), 3)
-            if group.name in champion:
-                cell += f" ({fmt(champion[group.name].metrics.get(key), 3)})"
-            cells.append(cell)
+        cells = _group_cells(keys, group, champion)
         span = f"{group.lowest}{dash}{group.highest}" if group.pairs else "empty"
         rows.append([group.name, span, str(group.pairs), str(group.queries), *cells])
     return keys, rows
