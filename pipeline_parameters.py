@@ -8,9 +8,9 @@ the function's source text to the step's container, where nothing else is import
 
 Each field's metadata (`param(...)`) holds its help text and, where the value is one of a
 set, its choices, drawn from the code that uses the value (the architectures of model/, the
-tasks of the contract, the gate's significance modes...). A field may differ in a local run
-(`local_default`: e.g. the model repository under runs/) or not exist there (`local=False`:
-the cluster's volume and GPU requests).
+gate's significance modes...). A field may differ in a local run (`local_default`: e.g. the
+model repository under runs/) or not exist there (`local=False`: the cluster's volume and GPU
+requests).
 """
 
 import dataclasses
@@ -28,7 +28,6 @@ from components import resources  # noqa: E402
 from components.evaluate.gate_config import SIGNIFICANCE_MODES  # noqa: E402
 from components.ingest.errors import FUNNEL_POLICIES  # noqa: E402
 from components.train.config import PRECISIONS, XGBOOST  # noqa: E402
-from contract import schema as S  # noqa: E402
 from model.architectures import ARCHITECTURES  # noqa: E402
 from model.loss_balancing import BALANCING  # noqa: E402
 
@@ -256,7 +255,9 @@ class PipelineParameters:
         choices=SIGNIFICANCE_MODES,
     )
     significance_task: str = _field(
-        "purchase", help="the task of the paired test.", choices=S.TASKS
+        "",
+        help="the task of the paired test, one of the data schema's tasks; \"\" = the funnel's "
+        "last task (purchase in the default funnel).",
     )
     significance_confidence: float = _field(
         0.95, help="level of the paired test's confidence interval.", minimum=0.5, maximum=0.999

@@ -115,12 +115,12 @@ def floor(source, target):
     from contract import schema as S
     numeric = [*S.DEMO_SCHEMA.feature_names, S.POSITION]
     reader = pa_csv.open_csv(source, convert_options=pa_csv.ConvertOptions(
-        column_types={c: pa.string() for c in [*S.TEXT_COLUMNS, *S.FUNNEL, *numeric]},
+        column_types={c: pa.string() for c in [*S.TEXT_COLUMNS, *S.DEMO_SCHEMA.funnel, *numeric]},
         strings_can_be_null=False))
     writer, rows = None, 0
     for batch in reader:
         columns = {n: batch.column(n) for n in batch.schema.names}
-        for c in S.FUNNEL:
+        for c in S.DEMO_SCHEMA.funnel:
             columns[c] = pc.cast(columns[c], pa.int64())
         for c in numeric:
             columns[c] = pc.cast(pc.if_else(pc.equal(columns[c], ""), None, columns[c]), pa.float64())

@@ -31,7 +31,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from contract.schema import TASKS
+from contract.schema import DEFAULT_TASKS
 
 S_TITLE = "title"
 RUNS_FILE = "runs.jsonl"  # one finished (model, seed) run per line, so a long run can resume
@@ -187,7 +187,9 @@ def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict
     out = tempfile.mkdtemp(prefix="model-", dir=work)
     result = run_training(tft_dir, transformed, out, config, verbose=0)
     scored = score_split(
-        os.path.join(out, layout.SAVED_MODEL_DIR), layout.split_pattern(examples, "test")
+        os.path.join(out, layout.SAVED_MODEL_DIR),
+        layout.split_pattern(examples, "test"),
+        DEFAULT_TASKS,
     )
     shutil.rmtree(out, ignore_errors=True)  # ~0.5 GB a model: dozens of runs fill a disk
     return {
@@ -219,7 +221,7 @@ def metrics_of(scored, relevance: dict | None) -> tuple[dict, dict]:
 
     values, per_query = {}, {}
     queries = np.asarray(scored.query)
-    for task in TASKS:
+    for task in DEFAULT_TASKS:
         labels, preds = scored.labels[task], scored.predictions[task]
         values[f"{task}/auc"] = auc(labels, preds)
         for k in (1, 5):
@@ -246,7 +248,7 @@ def by_market(scored) -> dict:
         rows = scored.market == market
         queries = np.asarray(scored.query)[rows]
         out[market] = {"queries": int(len(set(queries)))}
-        for task in TASKS:
+        for task in DEFAULT_TASKS:
             labels, preds = scored.labels[task][rows], scored.predictions[task][rows]
             out[market][f"{task}/auc"] = auc(labels, preds)
             out[market][f"{task}/ndcg@5"] = ndcg_at_k(queries, labels, preds, 5).mean
@@ -361,7 +363,7 @@ def market_section(results: dict, keys: list[str]) -> list[str]:
         "| task | queries | mean difference | 95% CI | p-value | MLPR seed std |",
         "|---|---|---|---|---|---|",
     ]
-    for task in TASKS:
+    for task in DEFAULT_TASKS:
         res = paired_comparison(
             average_per_query([pq[task] for pq in results[MLPR_REGION_MASK]["per_query"]]),
             average_per_query([pq[task] for pq in results["mlpr"]["per_query"]]),
@@ -377,8 +379,8 @@ def market_section(results: dict, keys: list[str]) -> list[str]:
             "",
             "NDCG@5 per market (mean over seeds; the region mask's, then MLPR's):",
             "",
-            "| market | queries | " + " | ".join(f"{t}/ndcg@5" for t in TASKS) + " |",
-            "|---|---|" + "---|" * len(TASKS),
+            "| market | queries | " + " | ".join(f"{t}/ndcg@5" for t in DEFAULT_TASKS) + " |",
+            "|---|---|" + "---|" * len(DEFAULT_TASKS),
         ]
         for market in markets:
 
@@ -387,7 +389,7 @@ def market_section(results: dict, keys: list[str]) -> list[str]:
 
             cells = [
                 f"{mean(MLPR_REGION_MASK, f'{t}/ndcg@5'):.4f} / {mean('mlpr', f'{t}/ndcg@5'):.4f}"
-                for t in TASKS
+                for t in DEFAULT_TASKS
             ]
             queries = results["mlpr"]["markets"][0][market]["queries"]
             md.append(f"| {market} | {queries} | " + " | ".join(cells) + " |")
@@ -436,7 +438,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
             lines.append(f"| {label} | " + " | ".join(cell(label, k, rel) for k in keys) + " |")
         return "\n".join(lines)
 
-    t2_keys = [f"{t}/{m}" for t in TASKS for m in ("auc", "ndcg@1", "ndcg@5")]
+    t2_keys = [f"{t}/{m}" for t in DEFAULT_TASKS for m in ("auc", "ndcg@1", "ndcg@5")]
     md = [f"# Paper tables on {meta['dataset']}", "", f"Command: `{meta['command']}`", ""]
     md += [
         f"Data: {meta['data']}. Seeds: {meta['seeds']}. Encoder: {meta['encoder_preset']}, "
@@ -456,7 +458,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         md += [table(list(TABLE2), ["human/ndcg@1", "human/ndcg@5"], "xgboost", "xgboost"), ""]
     references = [label for label in results if label.startswith(REFERENCE_PREFIXES)]
     if references:
-        ref_keys = [f"{t}/ndcg@5" for t in TASKS]
+        ref_keys = [f"{t}/ndcg@5" for t in DEFAULT_TASKS]
         ref_keys += ["human/ndcg@5"] if "human/ndcg@5" in metric_keys else []
         md += [
             "## References without training, beside the trained models (absolute; NDCG@5)",
@@ -491,7 +493,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
             "|---|---|---|---|---|---|",
         ]
         for label in balanced:
-            for task in [*TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]:
+            for task in [*DEFAULT_TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]:
                 res = paired_comparison(
                     average_per_query([pq[task] for pq in results[label]["per_query"]]),
                     average_per_query([pq[task] for pq in results["mlpr"]["per_query"]]),
@@ -520,7 +522,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         "| comparison | task | queries | mean difference | 95% CI | p-value |",
         "|---|---|---|---|---|---|",
     ]
-    tasks = [*TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]
+    tasks = [*DEFAULT_TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]
     baselines = [m for m in TABLE2 if m not in ("mlpr", "xgboost") and m in results]
     for task in tasks if "mlpr" in results else ():
         key = f"{task}/ndcg@5"

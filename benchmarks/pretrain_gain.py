@@ -33,7 +33,7 @@ import tempfile
 import click
 import numpy as np
 
-from contract.schema import TASKS
+from contract.schema import DEFAULT_TASKS
 
 
 def larger_log(dataset: str, queries: int, pretrain_queries: int, log, work: str):
@@ -151,7 +151,7 @@ def main(
     click.echo(f"working folder {work}", err=True)
     examples, tft_dir, transformed, log = prepare(dataset, queries, 0, work)
     relevance = human_grades(log, dataset)
-    tasks = TASKS + (("human",) if relevance else ())
+    tasks = DEFAULT_TASKS + (("human",) if relevance else ())
     pretrain_data, pretrain_note = (tft_dir, transformed), "the ranker's train split"
     if pretrain_queries:
         pretrain_data, pretrain_note = larger_log(dataset, queries, pretrain_queries, log, work)
@@ -198,13 +198,15 @@ def main(
             tag = "" if arm == "raw" else log_tag
             model_dir = os.path.join(work, f"model-{arm.replace(', ', '-')}{tag}-{seed}")
             trained(tft_dir, transformed, model_dir, config)
-            scored = score_split(os.path.join(model_dir, layout.SAVED_MODEL_DIR), test)
+            scored = score_split(
+                os.path.join(model_dir, layout.SAVED_MODEL_DIR), test, DEFAULT_TASKS
+            )
             metrics, query_values = metrics_of(scored, relevance)
             per_query[arm].append(query_values)
             rows.append({"seed": seed, "encoder": arm, **metrics})
             click.echo(
                 f"seed {seed} {arm}: "
-                + ", ".join(f"{t}/ndcg@5 {metrics[f'{t}/ndcg@5']:.4f}" for t in TASKS),
+                + ", ".join(f"{t}/ndcg@5 {metrics[f'{t}/ndcg@5']:.4f}" for t in DEFAULT_TASKS),
                 err=True,
             )
 
@@ -230,13 +232,13 @@ def main(
         f"encoder layer(s) and the projections. In MLPR the encoder's fine_tune_layers is "
         f"{fine_tune_layers!s} (0: frozen) unless the row says frozen.",
         "",
-        "| seed | encoder | " + " | ".join(f"{t} AUC | {t} NDCG@5" for t in TASKS) + " |",
-        "|---|---|" + "---|---|" * len(TASKS),
+        "| seed | encoder | " + " | ".join(f"{t} AUC | {t} NDCG@5" for t in DEFAULT_TASKS) + " |",
+        "|---|---|" + "---|---|" * len(DEFAULT_TASKS),
     ]
     for r in rows:
         lines.append(
             f"| {r['seed']} | {r['encoder']} | "
-            + " | ".join(f"{r[f'{t}/auc']:.4f} | {r[f'{t}/ndcg@5']:.4f}" for t in TASKS)
+            + " | ".join(f"{r[f'{t}/auc']:.4f} | {r[f'{t}/ndcg@5']:.4f}" for t in DEFAULT_TASKS)
             + " |"
         )
     if relevance:
@@ -281,7 +283,7 @@ def comparison(arm: str, rows: list[dict], per_query: dict, tasks) -> list[str]:
         raw = np.array([r[f"{t}/ndcg@5"] for r in rows if r["encoder"] == "raw"])
         other = np.array([r[f"{t}/ndcg@5"] for r in rows if r["encoder"] == arm])
         diff = other - raw
-        if t in TASKS:
+        if t in DEFAULT_TASKS:
             wins[t] = bool(other.mean() > raw.mean())
         lines.append(
             f"- {t}: raw {raw.mean():.4f}, {arm} {other.mean():.4f} "

@@ -108,7 +108,7 @@ def as_scored(pairs: pd.DataFrame, scores: np.ndarray):
         query=pairs[S.QUERY].to_numpy(dtype=object),
         product_id=pairs[S.PRODUCT_ID].to_numpy(dtype=object),
         impressions=pairs[S.IMPRESSIONS].to_numpy(),
-        labels={t: pairs[t].to_numpy() for t in S.TASKS},
-        predictions={t: scores for t in S.TASKS},
+        labels={t: pairs[t].to_numpy() for t in S.DEFAULT_TASKS},
+        predictions={t: scores for t in S.DEFAULT_TASKS},
         score=scores,
     )

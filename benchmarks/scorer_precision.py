@@ -87,11 +87,13 @@ def main(model_path, candidates, runs, seed, out) -> None:
     for name, net in (("float32", scorer), ("mixed_bfloat16", low)):
         fn = tf.function(lambda x, net=net: net(x, training=False))
         results[name] = _median_ms(fn, inputs, runs)
-        outputs[name] = {t: np.asarray(fn(inputs)[t], np.float32).reshape(-1) for t in S.TASKS}
+        outputs[name] = {
+            t: np.asarray(fn(inputs)[t], np.float32).reshape(-1) for t in S.DEFAULT_TASKS
+        }
     high, bf16 = outputs["float32"], outputs["mixed_bfloat16"]
-    worst = max(float(np.abs(high[t] - bf16[t]).max()) for t in S.TASKS)
-    score_high = sum(high[t] for t in S.TASKS)
-    score_low = sum(bf16[t] for t in S.TASKS)
+    worst = max(float(np.abs(high[t] - bf16[t]).max()) for t in S.DEFAULT_TASKS)
+    score_high = sum(high[t] for t in S.DEFAULT_TASKS)
+    score_low = sum(bf16[t] for t in S.DEFAULT_TASKS)
     pairs = np.triu_indices(candidates, 1)
     flips = np.mean(
         np.sign(score_high[pairs[0]] - score_high[pairs[1]])

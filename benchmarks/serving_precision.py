@@ -77,9 +77,10 @@ def quality(saved_model: str, examples: str) -> tuple[dict, dict]:
     from contract import layout
     from contract import schema as S
 
-    scored = score_split(saved_model, layout.split_pattern(examples, "test"))
+    scored = score_split(saved_model, layout.split_pattern(examples, "test"), S.DEFAULT_TASKS)
     per_query = {
-        t: ndcg_per_query(scored.query, scored.labels[t], scored.predictions[t], 5) for t in S.TASKS
+        t: ndcg_per_query(scored.query, scored.labels[t], scored.predictions[t], 5)
+        for t in S.DEFAULT_TASKS
     }
     return compute_metrics(scored), per_query
 
@@ -138,7 +139,7 @@ def main(encoder, queries, seed, rounds, runs, out) -> None:
         "|---|---|---|---|---|---|---|",
     ]
     largest = 0.0
-    for t in S.TASKS:
+    for t in S.DEFAULT_TASKS:
         a, b = (metrics[p][f"{t}/ndcg@5"] for p in PRECISIONS)
         queries_both = sorted(set(per_query[base][t]) & set(per_query[low][t]))
         one = max(abs(per_query[low][t][q] - per_query[base][t][q]) for q in queries_both)

@@ -143,10 +143,13 @@ def all_reduce_ms(floats: int) -> float:
 def test_quality(model_dir: str, examples: str) -> dict:
     from components.evaluate.scoring import compute_metrics, score_split
     from contract import layout
+    from contract.schema import DEFAULT_TASKS
 
     return compute_metrics(
         score_split(
-            os.path.join(model_dir, layout.SAVED_MODEL_DIR), layout.split_pattern(examples, "test")
+            os.path.join(model_dir, layout.SAVED_MODEL_DIR),
+            layout.split_pattern(examples, "test"),
+            DEFAULT_TASKS,
         )
     )
 
@@ -227,25 +230,25 @@ def main(queries, seeds, batch_size, max_epochs, gpus, reference_tree, breakdown
         f"{os.cpu_count()} CPUs.",
         "",
         "| setup | seed | epochs (best) | fit examples/s | fit s | step s | "
-        + " | ".join(f"{t} AUC / NDCG@5" for t in S.TASKS)
+        + " | ".join(f"{t} AUC / NDCG@5" for t in S.DEFAULT_TASKS)
         + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(S.TASKS),
+        "|---|---|---|---|---|---|" + "---|" * len(S.DEFAULT_TASKS),
     ]
     for r in rows:
         m = r["metrics"]
         lines.append(
             f"| {r['label']} | {r['seed']} | {r['epochs_run']} ({r['best_epoch']}) | "
             f"{r['speed']:.0f} | {r['fit_seconds']:.1f} | {r['seconds']:.1f} | "
-            + " | ".join(f"{m[f'{t}/auc']:.4f} / {m[f'{t}/ndcg@5']:.4f}" for t in S.TASKS)
+            + " | ".join(f"{m[f'{t}/auc']:.4f} / {m[f'{t}/ndcg@5']:.4f}" for t in S.DEFAULT_TASKS)
             + " |"
         )
     first = labels[0]
     lines += ["", "| setup | fit examples/s (mean) | vs " + first + " | "
-              + " | ".join(f"{t} NDCG@5 mean ± std" for t in S.TASKS) + " |",
-              "|---|---|---|" + "---|" * len(S.TASKS)]  # fmt: skip
+              + " | ".join(f"{t} NDCG@5 mean ± std" for t in S.DEFAULT_TASKS) + " |",
+              "|---|---|---|" + "---|" * len(S.DEFAULT_TASKS)]  # fmt: skip
     for label in labels:
         speed = mean(label, "speed")[0]
-        ndcg = [mean(label, f"{t}/ndcg@5") for t in S.TASKS]
+        ndcg = [mean(label, f"{t}/ndcg@5") for t in S.DEFAULT_TASKS]
         lines.append(
             f"| {label} | {speed:.0f} | {speed / mean(first, 'speed')[0]:.2f}x | "
             + " | ".join(f"{m:.4f} ± {s:.4f}" for m, s in ndcg)

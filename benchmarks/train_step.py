@@ -89,7 +89,7 @@ def synthetic_rate(model_dir: str, mode, batch_size: int, steps: int, lengths) -
         else:
             x[f"{side}_hidden"] = rng.standard_normal((n, length, width)).astype("float32")
             x[f"{side}_mask"] = np.ones((n, length), "int32")
-    y = {t: (rng.random((n, 1)) < 0.3).astype("float32") for t in S.TASKS}
+    y = {t: (rng.random((n, 1)) < 0.3).astype("float32") for t in S.DEFAULT_TASKS}
     warm = {k: v[:batch_size] for k, v in x.items()}
     trained.fit(warm, {t: v[:batch_size] for t, v in y.items()}, batch_size=batch_size, verbose=0)
     start = time.monotonic()
@@ -144,7 +144,9 @@ def _mean_token_lengths(model_dir, transformed, tft_dir) -> tuple[int, int]:
     from model.text_preprocessor import TextPreprocessor
 
     tokenizer = keras_hub.models.Tokenizer.from_preset(os.path.join(model_dir, "encoder_preset"))
-    split = read_split(split_files(transformed, "train"), tft.TFTransformOutput(tft_dir))
+    split = read_split(
+        split_files(transformed, "train"), tft.TFTransformOutput(tft_dir), S.DEFAULT_TASKS
+    )
     preprocessor = TextPreprocessor(tokenizer, 16, 48)
     tokens = preprocessor(
         tf.constant(split[S.QUERY][:2000]), tf.constant(split[S.PRODUCT_TEXT][:2000])

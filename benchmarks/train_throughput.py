@@ -71,7 +71,10 @@ def _batch(n: int, vocabulary: int, wide_dim: int, config, vocab_sizes: dict, rn
     click_ = rng.random(n) < 0.3
     atc = click_ & (rng.random(n) < 0.3)
     purchase = atc & (rng.random(n) < 0.5)
-    y = {t: v.astype("float32") for t, v in zip(S.TASKS, (click_, atc, purchase), strict=True)}
+    y = {
+        t: v.astype("float32")
+        for t, v in zip(S.DEFAULT_TASKS, (click_, atc, purchase), strict=True)
+    }
     return x, y
 
 

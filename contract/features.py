@@ -20,9 +20,9 @@ def raw_feature_spec(raw_schema: S.RawSchema, with_labels: bool = True) -> dict:
         )
     spec[S.POSITION] = tf.io.FixedLenFeature([], tf.float32)
     if with_labels:
-        for c in S.FUNNEL:
+        for c in raw_schema.funnel:
             spec[c] = tf.io.FixedLenFeature([], tf.int64)
-        for t in S.LABEL_KEYS:
+        for t in raw_schema.task_names:
             spec[t] = tf.io.FixedLenFeature([], tf.int64)
     return spec
 

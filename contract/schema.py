@@ -29,21 +29,60 @@ TEXT_COLUMNS = REQUIRED_TEXT_COLUMNS + OPTIONAL_TEXT_COLUMNS
 # Categorical product fields: the transform builds a vocabulary for each.
 CATEGORICAL_COLUMNS = (PRODUCT_TYPE, BRAND, COLOR, GENDER)
 
-# Engagement counts, in funnel order: impressions >= clicks >= add_to_cart >= purchases.
+# Engagement counts of the default funnel, in funnel order: impressions >= clicks >=
+# add_to_cart >= purchases. A schema may declare another funnel (RawSchema.tasks).
 IMPRESSIONS = "impressions"
 CLICKS = "clicks"
 ADD_TO_CART = "add_to_cart"
 PURCHASES = "purchases"
-FUNNEL = (IMPRESSIONS, CLICKS, ADD_TO_CART, PURCHASES)
 POSITION = "position"  # optional mean display position (1 = top)
 # The market (region, country, storefront) a row was logged in: a column of logs whose schema
 # declares its markets (RawSchema.markets), validated by ingest against that list.
 MARKET = "market"
 
-# Tasks in funnel order, and the count that defines each task's binary label (count > 0).
-TASKS = ("click", "atc", "purchase")
-TASK_COUNT_COLUMN = {"click": CLICKS, "atc": ADD_TO_CART, "purchase": PURCHASES}
-LABEL_KEYS = TASKS
+
+def _is_identifier(name) -> bool:
+    return isinstance(name, str) and bool(name) and name.replace("_", "").isalnum()
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One stage of the engagement funnel, a binary task the ranker learns (one tower).
+
+    Args:
+        name: the task's name: its label, tower, output and metric prefix, e.g. "click".
+        count: the log's count column of the stage, e.g. "clicks"; each stage's count is at
+            most the previous stage's (impressions first).
+        min_count: the label rule: a pair is a positive of the task when its count is at least
+            this (1: any).
+    """
+
+    name: str
+    count: str
+    min_count: int = 1
+
+    def __post_init__(self) -> None:
+        if not _is_identifier(self.name) or not _is_identifier(self.count):
+            raise ValueError(
+                f"a task's name and count column must be identifiers, got {self.name!r} and "
+                f"{self.count!r}"
+            )
+        if isinstance(self.min_count, bool) or not isinstance(self.min_count, int):
+            raise ValueError(f"task {self.name!r}: min_count must be an integer")
+        if self.min_count < 1:
+            raise ValueError(f"task {self.name!r}: min_count must be >= 1, got {self.min_count}")
+
+    def label(self, count):
+        """1 where `count` (a number or an array) makes the pair a positive of this task."""
+        positive = count >= self.min_count
+        return positive.astype("int64") if hasattr(positive, "astype") else int(positive)
+
+
+# The paper's funnel: click -> add-to-cart -> purchase, each labelled by its count > 0.
+DEFAULT_FUNNEL = (Task("click", CLICKS), Task("atc", ADD_TO_CART), Task("purchase", PURCHASES))
+# The default funnel's task names. Code that handles a log or a model reads the tasks from its
+# RawSchema (`task_names`) or RankerConfig (`tasks`) instead.
+DEFAULT_TASKS = tuple(t.name for t in DEFAULT_FUNNEL)
 
 
 def rate_name(task: str) -> str:
@@ -51,10 +90,9 @@ def rate_name(task: str) -> str:
     return f"{task}_rate"
 
 
-# Names a ranking feature may not take: the text, the counts, the position and the targets.
-RESERVED_COLUMNS = frozenset(
-    {*TEXT_COLUMNS, *FUNNEL, POSITION, MARKET, *TASKS, *(rate_name(t) for t in TASKS)}
-)
+# Names no column of a log may take besides its own role: the text, impressions, position,
+# market and the transform's outputs.
+RESERVED_COLUMNS = frozenset({*TEXT_COLUMNS, IMPRESSIONS, POSITION, MARKET})
 
 
 # Pairs with this many impressions or fewer are filtered out by ingest.
@@ -106,7 +144,7 @@ class RankingFeature:
     required: bool = True
 
     def __post_init__(self) -> None:
-        if not self.name or not self.name.replace("_", "").isalnum():
+        if not _is_identifier(self.name):
             raise ValueError(f"ranking feature name must be an identifier, got {self.name!r}")
         if self.name in RESERVED_COLUMNS:
             raise ValueError(f"ranking feature {self.name!r} clashes with a reserved column")
@@ -128,11 +166,16 @@ class RawSchema:
             "us")), for one model across markets (the ranker's region mask); declaring them
             makes `market` a required column whose values (compared in lower case) must be
             one of them. Empty: the log has no markets.
+        tasks: the funnel after impressions, in order: one task per stage, each with its count
+            column and label rule (e.g. click -> favorite -> order -> payment); in a schema
+            file, "tasks": [{"name": "click", "count": "clicks"}, ...]. Default: the paper's
+            click -> atc -> purchase on clicks, add_to_cart and purchases.
     """
 
     ranking_features: tuple[RankingFeature, ...]
     columns: tuple[tuple[str, str], ...] = ()
     markets: tuple[str, ...] = ()
+    tasks: tuple[Task, ...] = DEFAULT_FUNNEL
 
     def __post_init__(self) -> None:
         if not self.ranking_features:
@@ -147,7 +190,8 @@ class RawSchema:
         if len(set(markets)) != len(markets):
             raise ValueError(f"schema markets must differ in lower case, got {list(self.markets)}")
         object.__setattr__(self, "markets", markets)
-        known = set(TEXT_COLUMNS) | set(FUNNEL) | {POSITION} | set(names)
+        self._check_tasks(names)
+        known = set(TEXT_COLUMNS) | set(self.funnel) | {POSITION} | set(names)
         known |= {MARKET} if markets else set()
         for target, source in self.columns:
             if target not in known:
@@ -162,6 +206,43 @@ class RawSchema:
         targets = [target for target, _ in self.columns]
         if twice or len(set(targets)) != len(targets):
             raise ValueError(f"schema columns must map each column once, got {dict(self.columns)}")
+
+    def _check_tasks(self, feature_names: list[str]) -> None:
+        tasks = tuple(self.tasks)
+        object.__setattr__(self, "tasks", tasks)
+        if not tasks or not all(isinstance(t, Task) for t in tasks):
+            raise ValueError("a schema's tasks must be at least one task (name, count column)")
+        names = [t.name for t in tasks]
+        counts = [t.count for t in tasks]
+        for what, values in (("task names", names), ("task count columns", counts)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"schema {what} must differ, got {values}")
+        taken = dict.fromkeys(RESERVED_COLUMNS, "a reserved column")
+        for task in tasks:
+            for name in (task.name, rate_name(task.name)):
+                if name in taken:
+                    raise ValueError(f"task {task.name!r}: {name!r} is {taken[name]}")
+            taken[task.name] = f"task {task.name!r}'s label"
+            taken[rate_name(task.name)] = f"task {task.name!r}'s rate"
+        for task in tasks:
+            if task.count in taken:
+                raise ValueError(
+                    f"task {task.name!r}: count column {task.count!r} is {taken[task.count]}"
+                )
+            taken[task.count] = f"task {task.name!r}'s count"
+        for name in feature_names:
+            if name in taken:
+                raise ValueError(f"ranking feature {name!r} clashes with {taken[name]}")
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The tasks in funnel order: the ranker's outputs, labels and metric prefixes."""
+        return tuple(t.name for t in self.tasks)
+
+    @property
+    def funnel(self) -> tuple[str, ...]:
+        """The count columns in funnel order, impressions first; each is at most the one before."""
+        return (IMPRESSIONS, *(t.count for t in self.tasks))
 
     def rename(self, values: dict) -> dict:
         """A row of the export with its columns renamed to the log's (see `columns`)."""
@@ -189,7 +270,7 @@ class RawSchema:
         """Columns a CSV header or Parquet schema must contain."""
         required = [f.name for f in self.ranking_features if f.required]
         market = (MARKET,) if self.markets else ()
-        return REQUIRED_TEXT_COLUMNS + market + FUNNEL + tuple(required)
+        return REQUIRED_TEXT_COLUMNS + market + self.funnel + tuple(required)
 
     def to_json(self) -> str:
         data: dict = {"ranking_features": [dataclasses.asdict(f) for f in self.ranking_features]}
@@ -197,6 +278,8 @@ class RawSchema:
             data["columns"] = dict(self.columns)
         if self.markets:
             data["markets"] = list(self.markets)
+        if self.tasks != DEFAULT_FUNNEL:
+            data["tasks"] = [dataclasses.asdict(t) for t in self.tasks]
         return json.dumps(data, indent=2)
 
     @classmethod
@@ -211,7 +294,7 @@ class RawSchema:
             if unknown:
                 raise ValueError(f"schema ranking_features[{i}] has unknown keys {sorted(unknown)}")
             features.append(RankingFeature(**entry))
-        unknown = set(data) - {"ranking_features", "columns", "markets"}
+        unknown = set(data) - {"ranking_features", "columns", "markets", "tasks"}
         if unknown:
             raise ValueError(f"a schema file has unknown keys {sorted(unknown)}")
         columns = data.get("columns", {})
@@ -224,6 +307,7 @@ class RawSchema:
             ranking_features=tuple(features),
             columns=tuple(sorted(columns.items())),
             markets=tuple(markets),
+            tasks=_tasks_from(data.get("tasks")),
         )
 
     @classmethod
@@ -253,8 +337,22 @@ def resolve_schema(schema_uri: str) -> RawSchema:
     return RawSchema.load(schema_uri) if schema_uri else DEMO_SCHEMA
 
 
-def label_of(task: str, counts: dict[str, int]) -> int:
-    return int(counts[TASK_COUNT_COLUMN[task]] > 0)
+def _tasks_from(entries) -> tuple[Task, ...]:
+    """A schema file's "tasks" list (absent: the default funnel)."""
+    if entries is None:
+        return DEFAULT_FUNNEL
+    if not isinstance(entries, list) or not entries:
+        raise ValueError('schema "tasks" must be a non-empty list of {"name", "count"} objects')
+    fields = {f.name for f in dataclasses.fields(Task)}
+    tasks = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not {"name", "count"} <= set(entry):
+            raise ValueError(f"schema tasks[{i}] must be an object with a 'name' and a 'count'")
+        unknown = set(entry) - fields
+        if unknown:
+            raise ValueError(f"schema tasks[{i}] has unknown keys {sorted(unknown)}")
+        tasks.append(Task(**entry))
+    return tuple(tasks)
 
 
 def required_fields_message(missing: Sequence[str], where: str) -> str:

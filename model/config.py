@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from contract import schema as S
 from model.encoder import ALL_LAYERS, check_fine_tune_layers
 from model.interactions import INTERACTIONS
 from model.loss_balancing import BALANCING
@@ -18,6 +19,9 @@ class RankerConfig:
     """Architecture of the multi-task ranker.
 
     Args:
+        tasks: the tasks in funnel order, one tower and one probability output each (the
+            schema's `task_names`; the train step sets them from the data). Attention units
+            and probability transfer chain each task to the one before.
         projection_dim: width of the query and product projections phi(q), psi(i).
         pooling: how token vectors become one text vector ("mean" or "cls").
         fine_tune_layers: how much of the text encoder trains with the ranker: "all" (full
@@ -60,6 +64,7 @@ class RankerConfig:
             0 disables it; rows logged without a position (0) are unaffected.
     """
 
+    tasks: tuple[str, ...] = S.DEFAULT_TASKS
     projection_dim: int = 256
     pooling: str = "mean"
     fine_tune_layers: int | str = ALL_LAYERS
@@ -121,6 +126,8 @@ class RankerConfig:
                 f"gradnorm_alpha must be >= 0 and dwa_temperature > 0, got "
                 f"{self.gradnorm_alpha} and {self.dwa_temperature}"
             )
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks must be distinct names, at least one, got {self.tasks}")
         if not self.expert_units or not self.tower_units:
             raise ValueError("expert_units and tower_units must not be empty")
 

@@ -81,7 +81,7 @@ def _text_tower(encoder: TextEncoder, projection, side: str) -> keras.Model:
 
 @keras.saving.register_keras_serializable(package="mlpr")
 class Ranker(MultiTaskRanker):
-    """A functional Keras model with one probability output per task in `S.TASKS`.
+    """A functional Keras model with one probability output per task of `config.tasks`.
 
     Inputs: packed token ids and padding masks for the query and the product text, the
     z-scored wide features, and one vocabulary id per categorical product field. Its parts
@@ -297,5 +297,5 @@ def compile_ranker(
         )
     model.compile(
         optimizer=optimizer,
-        metrics={t: [keras.metrics.AUC(name="auc")] for t in S.TASKS},
+        metrics={t: [keras.metrics.AUC(name="auc")] for t in model.output_names},
     )

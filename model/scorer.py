@@ -85,7 +85,7 @@ def build_scorer(
         return RegionMask(markets, name=name)([representation, inputs[S.MARKET_ID]])
 
     heads, previous = [], None
-    for k, task in enumerate(S.TASKS):
+    for k, task in enumerate(config.tasks):
         tower = MLP(config.tower_units, config.dropout, batch_norm, name=f"{task}_tower")(
             masked(task_inputs[k], f"{task}_input_mask")
         )
@@ -102,7 +102,7 @@ def build_scorer(
     if config.probability_transfer:
         heads = ProbabilityTransfer(dtype="float32", name="probability_transfer")(heads)
     heads = MultiTaskLoss(
-        S.TASKS,
+        config.tasks,
         balancing=config.loss_balancing,
         task_weights=config.task_weights or None,
         gradnorm_alpha=config.gradnorm_alpha,
@@ -114,7 +114,7 @@ def build_scorer(
     )(heads)
     outputs = {
         task: keras.layers.Identity(dtype="float32", name=task)(head)
-        for task, head in zip(S.TASKS, heads, strict=True)
+        for task, head in zip(config.tasks, heads, strict=True)
     }
     return MultiTaskRanker(inputs=inputs, outputs=outputs, name=SCORER)
 
@@ -171,13 +171,13 @@ def feature_segments(scorer: keras.Model) -> list[tuple[str, int]]:
 def _task_inputs(config: RankerConfig, features, batch_norm: bool) -> list:
     """One input per task for the towers: a cross network (DCN-V2), then separate networks,
     a shared bottom, and/or the expert stages (MMoE, then customized-gate experts)."""
-    tasks = len(S.TASKS)
+    tasks = len(config.tasks)
     if config.cross_layers:
         features = CrossNetwork(config.cross_layers, name="cross_network")(features)
     if config.separate_task_networks:
         return [
             MLP(config.expert_units, config.dropout, batch_norm, name=f"{task}_network")(features)
-            for task in S.TASKS
+            for task in config.tasks
         ]
     shared = features
     if config.shared_bottom_units:

@@ -34,7 +34,7 @@ def fit_xgboost(
     config: XGBoostConfig = XGBoostConfig(),
     seed: int = 0,
 ) -> tuple[keras.Model, dict[str, int]]:
-    """One logistic booster per task, early-stopped on the eval split's log loss. Labels are
+    """One logistic booster per task (the keys of `train_labels`), early-stopped on the eval split's log loss. Labels are
     0/1 or soft (a rate in [0, 1]), as the neural rankers train on.
 
     Returns the Keras model (input `wide`, one probability output per task) and the number of
@@ -44,7 +44,7 @@ def fit_xgboost(
 
     outputs, rounds = {}, {}
     wide = keras.Input((train_wide.shape[1],), dtype="float32", name=S.WIDE)
-    for task in S.TASKS:
+    for task in train_labels:
         if len(np.unique(train_labels[task])) < 2:
             raise ValueError(f"the train split has a single label value for task {task!r}")
         # A regressor with the logistic objective: it takes soft labels, which the sklearn

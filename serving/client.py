@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 
 from contract import schema as S
 from serving.requests import decode_outputs, predict_request
-from serving.signatures import PRODUCT_FIELDS, RANK_PRECOMPUTED, SERVING_DEFAULT
+from serving.signatures import PRODUCT_FIELDS, RANK_PRECOMPUTED, SCORE, SERVING_DEFAULT
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -46,11 +46,12 @@ class ServingError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class RankedProduct:
+    """A ranked candidate: its score and each task's probability (e.g. {"click": 0.31, "atc":
+    0.08, "purchase": 0.03}), tasks in funnel order."""
+
     product_id: str
     score: float
-    click: float
-    atc: float
-    purchase: float
+    probabilities: dict[str, float]
 
 
 class RankingClient:
@@ -124,11 +125,15 @@ class RankingClient:
             raise ValueError("rank needs at least one candidate product")
         inputs = ranking_inputs(query, products, feature_names, precomputed, market)
         outputs, _ = self.predict(RANK_PRECOMPUTED if precomputed else SERVING_DEFAULT, inputs)
+        scores = outputs.pop(SCORE)
+        # The response's outputs are a map: its tasks in funnel order, each stage at most as
+        # likely as the one before (the highest mean probability first).
+        tasks = sorted(outputs, key=lambda t: -float(np.mean(outputs[t])))
         ranked = [
             RankedProduct(
                 product_id=str(p[S.PRODUCT_ID]),
-                score=float(outputs["score"][i]),
-                **{t: float(outputs[t][i]) for t in S.TASKS},
+                score=float(scores[i]),
+                probabilities={t: float(outputs[t][i]) for t in tasks},
             )
             for i, p in enumerate(products)
         ]
@@ -230,13 +235,16 @@ def main(target, model_name, query, products_file, market, precomputed, top, tim
             ranked = client.rank(query, products, names, precomputed, market)
     except (ServingError, ValueError) as err:
         raise click.ClickException(str(err)) from err
+    tasks = list(ranked[0].probabilities)
+    widths = [max(8, len(t)) for t in tasks]
     click.echo(
-        f"{'rank':>4}  {'product_id':<20} {'score':>7} {'click':>7} {'atc':>7} {'purchase':>8}"
+        f"{'rank':>4}  {'product_id':<20} {'score':>7} "
+        + " ".join(f"{t:>{w}}" for t, w in zip(tasks, widths, strict=True))
     )
     for i, r in enumerate(ranked[: top or None], start=1):
         click.echo(
-            f"{i:>4}  {r.product_id:<20} {r.score:7.4f} {r.click:7.4f} {r.atc:7.4f} "
-            f"{r.purchase:8.4f}"
+            f"{i:>4}  {r.product_id:<20} {r.score:7.4f} "
+            + " ".join(f"{r.probabilities[t]:>{w}.4f}" for t, w in zip(tasks, widths, strict=True))
         )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -42,12 +43,13 @@ from serving.first_layer import SplitScorer
 from serving.product_table import CATEGORY_IDS, PRODUCT_TERMS, build_product_table
 from serving.signatures import (
     ENCODE_PRODUCTS,
-    OUTPUT_KEYS,
     PRODUCT_EMBEDDING,
     PRODUCT_FIELDS,
     RANK_PRECOMPUTED,
+    SCORE,
     SCORE_EXAMPLES,
     SERVING_DEFAULT,
+    output_keys,
 )
 from serving.warmup import write_warmup_requests
 
@@ -83,7 +85,7 @@ def export_serving_model(
     tft_output: tft.TFTransformOutput,
     raw_schema: S.RawSchema,
     export_dir: str,
-    score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    score_weights: Sequence[float] = (),
     catalog_files: list[str] | None = None,
     product_vectors=None,
     product_terms: bool = True,
@@ -91,6 +93,8 @@ def export_serving_model(
 ) -> str:
     """Write the serving SavedModel (with its warmup requests) to `export_dir`; return it.
 
+    `score_weights`: the weight of each task's probability (the schema's tasks, in funnel
+    order) in the ranking score; empty: 1 each.
     `catalog_files`: transformed TFRecords whose distinct products make the pre-computed
     catalog of `rank_precomputed` (text rankers only; None: no pre-computed signatures).
     `product_vectors`: product texts -> psi(i), when the train step has them cheaper than
@@ -102,8 +106,12 @@ def export_serving_model(
     `precision`: what the scorer's layers after the split first layer compute in
     ("float32", or "mixed_bfloat16"; inputs, outputs and the catalog stay float32).
     """
-    if len(score_weights) != len(S.TASKS):
-        raise ValueError(f"score_weights needs {len(S.TASKS)} values, got {score_weights}")
+    tasks = raw_schema.task_names
+    score_weights = tuple(score_weights) or (1.0,) * len(tasks)
+    if len(score_weights) != len(tasks):
+        raise ValueError(
+            f"score_weights needs one value per task {list(tasks)}, got {score_weights}"
+        )
     graph = _ServingGraph(model, preprocessor, tft_output, raw_schema, score_weights, precision)
     table = None
     if preprocessor is not None and catalog_files:
@@ -155,10 +163,10 @@ def export_serving_model(
     archive.write_out(export_dir, verbose=False)
 
     info = {
-        "tasks": list(S.TASKS),
-        "outputs": list(OUTPUT_KEYS),
+        "tasks": list(tasks),
+        "outputs": list(output_keys(tasks)),
         "signatures": signatures,
-        "score_weights": dict(zip(S.TASKS, map(float, score_weights), strict=True)),
+        "score_weights": dict(zip(tasks, map(float, score_weights), strict=True)),
         "ranking_features": list(raw_schema.feature_names),
         "optional_features": graph.optional,
         "catalog_products": table.size if table is not None else 0,
@@ -306,9 +314,10 @@ class _ServingGraph:
         )
 
     def _finish(self, outputs: dict) -> dict:
-        probs = {t: tf.reshape(outputs[t], [-1]) for t in S.TASKS}
-        stacked = tf.stack([probs[t] for t in S.TASKS], axis=1)
-        probs["score"] = tf.linalg.matvec(stacked, self.weights)
+        tasks = self.raw_schema.task_names
+        probs = {t: tf.reshape(outputs[t], [-1]) for t in tasks}
+        stacked = tf.stack([probs[t] for t in tasks], axis=1)
+        probs[SCORE] = tf.linalg.matvec(stacked, self.weights)
         return probs
 
 

@@ -90,7 +90,7 @@ class SplitScorer(tf.Module):
         outputs = [t for layer in self.consumers for t in keras.tree.flatten(layer.output)]
         self.rest = keras.Model(
             inputs=[*outputs, scorer.get_layer(S.MARKET_ID).output],
-            outputs={t: scorer.get_layer(t).output for t in S.TASKS},
+            outputs={t: scorer.get_layer(t).output for t in scorer.output_names},
         )
 
     def query_terms(self, phi: tf.Tensor) -> tf.Tensor:

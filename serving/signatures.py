@@ -9,5 +9,12 @@ ENCODE_PRODUCTS = "encode_products"  # product fields -> psi(i)
 SCORE_EXAMPLES = "score_examples"  # serialized raw tf.Examples (evaluation)
 
 PRODUCT_FIELDS = (S.TITLE, S.PRODUCT_TYPE, S.BRAND, S.COLOR, S.GENDER)
-OUTPUT_KEYS = (*S.TASKS, "score")
+SCORE = "score"  # the ranking score: the tasks' probabilities, weighted
+
+
+def output_keys(tasks) -> tuple[str, ...]:
+    """A ranking signature's outputs: one probability per task (in funnel order), the score."""
+    return (*tasks, SCORE)
+
+
 PRODUCT_EMBEDDING = "product_embedding"

@@ -29,10 +29,10 @@ def make_raw_example(row: dict, raw_schema) -> bytes:
         if row.get(feat.name) is not None:
             feats[feat.name] = f(row[feat.name])
     feats[S.POSITION] = f(row.get(S.POSITION, 0.0))
-    for c in S.FUNNEL:
+    for c in raw_schema.funnel:
         feats[c] = i(row[c])
-    for task in S.TASKS:
-        feats[task] = i(S.label_of(task, row))
+    for task in raw_schema.tasks:
+        feats[task.name] = i(task.label(row[task.count]))
     return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 

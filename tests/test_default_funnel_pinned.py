@@ -48,7 +48,9 @@ def run_default_pipeline(root: Path) -> dict:
     )
     result = run_training(str(root / "tft"), str(root / "tx"), str(root / "model"), config, 0)
     scored = score_split(
-        str(root / "model" / layout.SAVED_MODEL_DIR), layout.split_pattern(str(examples), "test")
+        str(root / "model" / layout.SAVED_MODEL_DIR),
+        layout.split_pattern(str(examples), "test"),
+        S.DEMO_SCHEMA.task_names,
     )
     metrics = compute_metrics(scored)
     return {

@@ -19,7 +19,6 @@ from sklearn.metrics import roc_curve
 
 from components.evaluate.metrics import auc, ndcg_at_k, ndcg_at_ks, ndcg_per_query
 from components.evaluate.stats import PairedComparison, paired_comparison
-from contract import schema as S
 
 if TYPE_CHECKING:
     from components.evaluate.scoring import ScoredSplit
@@ -124,8 +123,8 @@ class MarketGroup:
 
 @dataclasses.dataclass(frozen=True)
 class ModelAnalysis:
-    """Everything the report shows of one model: tasks by name, impression groups in order,
-    and the markets' groups (none for a log without markets)."""
+    """Everything the report shows of one model: tasks by name in funnel order, impression
+    groups in order, and the markets' groups (none for a log without markets)."""
 
     tasks: Mapping[str, TaskAnalysis]
     impression_groups: tuple[ImpressionGroup, ...]
@@ -276,7 +275,7 @@ def impression_group_of(impressions: np.ndarray, bounds: tuple[float, float]) ->
 
 def _task_metrics(scored: ScoredSplit, rows: np.ndarray) -> dict[str, float]:
     values = {}
-    for task in S.TASKS:
+    for task in scored.tasks:
         labels, scores = scored.labels[task][rows], scored.predictions[task][rows]
         finite = bool(np.all(np.isfinite(scores)))
         values[f"{task}/auc"] = auc(labels, scores) if finite else math.nan
@@ -297,7 +296,9 @@ def impression_groups(scored: ScoredSplit) -> tuple[ImpressionGroup, ...]:
         if rows.size == 0:
             # Ties at a percentile can leave a group empty; it is shown as such.
             groups.append(
-                ImpressionGroup(name, 0, 0, 0, 0, dict.fromkeys(_metric_keys(), math.nan))
+                ImpressionGroup(
+                    name, 0, 0, 0, 0, dict.fromkeys(_metric_keys(scored.tasks), math.nan)
+                )
             )
             continue
         groups.append(
@@ -335,8 +336,8 @@ def market_groups(scored: ScoredSplit) -> tuple[MarketGroup, ...]:
     return tuple(groups)
 
 
-def _metric_keys() -> list[str]:
-    return [f"{task}/{m}" for task in S.TASKS for m in GROUP_METRICS]
+def _metric_keys(tasks: Sequence[str]) -> list[str]:
+    return [f"{task}/{m}" for task in tasks for m in GROUP_METRICS]
 
 
 def analyse_task(
@@ -365,7 +366,7 @@ def analyse(scored: ScoredSplit) -> ModelAnalysis:
     return ModelAnalysis(
         tasks={
             task: analyse_task(scored.query, scored.labels[task], scored.predictions[task])
-            for task in S.TASKS
+            for task in scored.tasks
         },
         impression_groups=impression_groups(scored),
         market_groups=market_groups(scored),
@@ -378,10 +379,16 @@ def paired_ndcg(
     """Per task, candidate - champion in NDCG@k over the test queries with a positive label.
 
     Both models scored the same split, so the queries pair up by their text. A task whose
-    predictions are not finite (either model) has no per-query values: None.
+    predictions are not finite (either model) has no per-query values: None. Both splits
+    must have the same tasks.
     """
+    if set(candidate.tasks) != set(champion.tasks):
+        raise ValueError(
+            f"the candidate's tasks {list(candidate.tasks)} and the champion's "
+            f"{list(champion.tasks)} differ: the paired test compares the same tasks"
+        )
     result: dict[str, PairedComparison | None] = {}
-    for task in S.TASKS:
+    for task in candidate.tasks:
         sides = []
         for scored in (candidate, champion):
             scores = scored.predictions[task]

@@ -11,9 +11,10 @@ def evaluate(
     examples: Input[Dataset],
     model: Input[Model],
     metrics: Output[Metrics],
-    click_classification: Output[ClassificationMetrics],
-    atc_classification: Output[ClassificationMetrics],
-    purchase_classification: Output[ClassificationMetrics],
+    task_1_classification: Output[ClassificationMetrics],
+    task_2_classification: Output[ClassificationMetrics],
+    task_3_classification: Output[ClassificationMetrics],
+    task_4_classification: Output[ClassificationMetrics],
     report: Output[HTML],
     blessing: Output[Artifact],
     model_base: str,
@@ -24,7 +25,7 @@ def evaluate(
     max_drop_vs_champion: float = 0.0,
     max_drop_by_metric: dict = {},  # noqa: B006 (kfp parameters declare defaults this way)
     champion_significance: str = "better",
-    significance_task: str = "purchase",
+    significance_task: str = "",
     significance_confidence: float = 0.95,
     force_push: bool = False,
     relevance_encoder: str = "",
@@ -32,23 +33,31 @@ def evaluate(
     """Evaluates the candidate and returns whether to push it; see components/evaluate/run.py.
 
     Args:
-        examples: raw splits from ingest; the test split is used.
+        examples: raw splits from ingest; the test split is used, for the tasks of its
+            schema.json.
         model: the trained candidate; its SavedModel is in model/saved_model.
         metrics: every candidate metric, e.g. click_auc, purchase_ndcg_at_5.
-        click_classification: ROC curve and confusion matrix of the click probability.
-        atc_classification: the same for add-to-cart.
-        purchase_classification: the same for purchase.
+        task_1_classification: ROC curve and confusion matrix of the funnel's first task's
+            probability (metadata "task" names it; kfp outputs are fixed, the tasks are the
+            schema's).
+        task_2_classification: the same for the second task.
+        task_3_classification: the same for the third task.
+        task_4_classification: the same for the fourth task. A slot past a shorter funnel's
+            last task is empty (metadata "unused" says so); a longer funnel's further tasks
+            are named in this slot's metadata ("left_out"), their curves in the report.
         report: the HTML report: verdict, checks, candidate vs champion, paired tests, plots.
         blessing: blessing.json (verdict, checks, paired tests), eval_results.json, report.json.
         model_base: root of the TF Serving model repository (a mounted path).
         model_name: the model's directory under model_base.
         auc_floor: minimum AUC every task must reach.
         ndcg5_floor: minimum NDCG@5 every task must reach.
-        metric_floors: more floors, e.g. {"purchase/auc": 0.7, "ndcg@10": 0.3}.
+        metric_floors: more floors, e.g. {"purchase/auc": 0.7, "ndcg@10": 0.3}; a task named
+            must be one of the schema's.
         max_drop_vs_champion: how far below the champion a gated metric may fall (0 = no worse).
         max_drop_by_metric: allowed drops per metric, e.g. {"ndcg@5": 0.01, "purchase/auc": 0}.
         champion_significance: paired NDCG@5 test vs the champion: "better", "not_worse" or "off".
-        significance_task: the task whose paired NDCG@5 difference is tested.
+        significance_task: the task whose paired NDCG@5 difference is tested ("": the
+            funnel's last task).
         significance_confidence: level of the paired confidence interval.
         force_push: bless even when checks fail.
         relevance_encoder: encoder preset labelling relevance from engagement ("": none).
@@ -61,7 +70,8 @@ def evaluate(
 
     return evaluate_step(
         examples.path, model.path, model_base, model_name, metrics,
-        dict(click=click_classification, atc=atc_classification, purchase=purchase_classification),
+        [task_1_classification, task_2_classification, task_3_classification,
+         task_4_classification],
         report.path, blessing.path, blessing.metadata,
         auc_floor=auc_floor, ndcg5_floor=ndcg5_floor, metric_floors=metric_floors,
         max_drop_vs_champion=max_drop_vs_champion, max_drop_by_metric=max_drop_by_metric,

@@ -237,7 +237,8 @@ def decide(
         candidate: the candidate's metrics, keyed "<task>/<metric>" (see compute_metrics).
         champion: the champion's metrics on the same split, or None when nothing is in
             production yet: then only the floors apply.
-        config: floors, allowed drops, the significance rule and force_push.
+        config: floors, allowed drops, the significance rule and force_push, for the
+            evaluated tasks (GateConfig.for_tasks).
         paired: per task, the paired NDCG@5 comparison candidate - champion over the same
             queries (None for a task whose predictions were not finite). Needed when there
             is a champion and config.significance is not "off".
@@ -268,14 +269,14 @@ def decide(
                 )
             )
         if config.significance != OFF:
-            if paired is None or config.significance_task not in paired:
+            if paired is None or config.main_task not in paired:
                 raise ValueError(
-                    f"the significance check needs the paired comparison of {config.significance_task!r}"
+                    f"the significance check needs the paired comparison of {config.main_task!r}"
                 )
             checks.append(
                 _significance_check(
                     config,
-                    paired[config.significance_task],
+                    paired[config.main_task],
                     _get(candidate, config.paired_key, "candidate"),
                 )
             )

@@ -4,6 +4,10 @@ Floors and allowed drops are keyed by metric name for every task ("auc", "ndcg@5
 task's metric ("purchase/auc"). For one task's metric the most specific key wins: "task/metric",
 then "metric", then (for drops) the default drop. A metric is gated when a floor or an allowed
 drop names it.
+
+The tasks come from the evaluated data's schema, which a pipeline's parameters cannot know: a
+GateConfig checks the keys' syntax when it is made, and the task names they hold when it is
+given the evaluated tasks (`for_tasks`), before the gate is applied.
 """
 
 from __future__ import annotations
@@ -12,8 +16,6 @@ import dataclasses
 import math
 import types
 from collections.abc import Mapping
-
-from contract import schema as S
 
 # How the paired per-query difference on the main task must look for the candidate to
 # displace the champion.
@@ -26,14 +28,17 @@ PAIRED_METRIC = "ndcg@5"
 
 
 def split_key(key: str) -> tuple[str | None, str]:
-    """("click", "auc") for "click/auc"; (None, "auc") for "auc", which means every task."""
+    """("click", "auc") for "click/auc"; (None, "auc") for "auc", which means every task.
+
+    Only the syntax is checked: whether the task is one of the evaluated ones is for
+    `GateConfig.for_tasks`."""
     if not isinstance(key, str) or not key or key.count("/") > 1:
         raise ValueError(f"a gate key is 'metric' or 'task/metric', got {key!r}")
     if "/" not in key:
         return None, key
     task, metric = key.split("/")
-    if task not in S.TASKS:
-        raise ValueError(f"unknown task {task!r} in gate key {key!r}; tasks are {S.TASKS}")
+    if not task:
+        raise ValueError(f"gate key {key!r} names no task")
     if not metric:
         raise ValueError(f"gate key {key!r} names no metric")
     return task, metric
@@ -71,9 +76,13 @@ class GateConfig:
         significance: "better" (the candidate's paired NDCG@5 difference on `significance_task` must
             be significantly positive), "not_worse" (must not be significantly negative) or
             "off".
-        significance_task: the task whose paired difference the significance check reads.
+        significance_task: the task whose paired difference the significance check reads;
+            "": the funnel's last task.
         confidence: level of the paired confidence interval, e.g. 0.95.
         force_push: bless the candidate even when checks fail (recorded in the blessing).
+        tasks: the evaluated tasks in funnel order (the schema's); empty until the gate is
+            given them with `for_tasks`, which checks the task names of the keys and of
+            significance_task against them. Applying the gate needs them.
 
     Example:
         GateConfig(floors={"auc": 0.6, "purchase/auc": 0.55}, max_drop={"ndcg@5": 0.01})
@@ -83,9 +92,10 @@ class GateConfig:
     max_drop: Mapping[str, float] = dataclasses.field(default_factory=dict)
     default_max_drop: float = 0.0
     significance: str = BETTER
-    significance_task: str = "purchase"
+    significance_task: str = ""
     confidence: float = 0.95
     force_push: bool = False
+    tasks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "floors", _thresholds("floors", self.floors, False))
@@ -101,14 +111,49 @@ class GateConfig:
             raise ValueError(
                 f"significance must be one of {SIGNIFICANCE_MODES}, got {self.significance!r}"
             )
-        if self.significance_task not in S.TASKS:
+        if not isinstance(self.significance_task, str) or "/" in self.significance_task:
             raise ValueError(
-                f"significance_task must be one of {S.TASKS}, got {self.significance_task!r}"
+                f"significance_task must be a task's name or \"\" (the funnel's last task), "
+                f"got {self.significance_task!r}"
             )
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
         if not isinstance(self.force_push, bool):
             raise ValueError(f"force_push must be true or false, got {self.force_push!r}")
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if self.tasks:
+            self._check_tasks()
+
+    def _check_tasks(self) -> None:
+        tasks = self.tasks
+        if not all(isinstance(t, str) and t for t in tasks) or len(set(tasks)) != len(tasks):
+            raise ValueError(f"the gate's tasks must be distinct names, got {list(tasks)}")
+        for name, keys in (("floors", self.floors), ("max_drop", self.max_drop)):
+            for key in keys:
+                task, _ = split_key(key)
+                if task is not None and task not in tasks:
+                    raise ValueError(
+                        f"unknown task {task!r} in {name} key {key!r}: the schema's tasks are "
+                        f"{list(tasks)}"
+                    )
+        if self.significance_task and self.significance_task not in tasks:
+            raise ValueError(
+                f'significance_task must be one of the schema\'s tasks {list(tasks)} or "" '
+                f"(the last), got {self.significance_task!r}"
+            )
+
+    def for_tasks(self, tasks) -> GateConfig:
+        """This gate for the evaluated `tasks` (funnel order): ValueError naming a task of a
+        key or of significance_task that is not one of them."""
+        return dataclasses.replace(self, tasks=tuple(tasks))
+
+    def _require_tasks(self) -> tuple[str, ...]:
+        if not self.tasks:
+            raise ValueError(
+                "the gate does not know the evaluated tasks yet: apply GateConfig.for_tasks("
+                "<the schema's task names>) first"
+            )
+        return self.tasks
 
     @classmethod
     def from_parameters(
@@ -138,7 +183,7 @@ class GateConfig:
             metrics.setdefault(split_key(key)[1], None)
         keys = []
         for metric in metrics:
-            for task in S.TASKS:
+            for task in self._require_tasks():
                 named = {f"{task}/{metric}", metric}
                 if named & (set(self.floors) | set(self.max_drop)):
                     keys.append(f"{task}/{metric}")
@@ -154,8 +199,13 @@ class GateConfig:
         return self.max_drop.get(key, self.max_drop.get(metric, float(self.default_max_drop)))
 
     @property
+    def main_task(self) -> str:
+        """The task of the significance check: significance_task, or the funnel's last."""
+        return self.significance_task or self._require_tasks()[-1]
+
+    @property
     def paired_key(self) -> str:
-        return f"{self.significance_task}/{PAIRED_METRIC}"
+        return f"{self.main_task}/{PAIRED_METRIC}"
 
     def to_dict(self) -> dict:
         """Settings as recorded in the blessing, resolved per "task/metric"."""

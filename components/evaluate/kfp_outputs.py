@@ -2,14 +2,27 @@
 
 The Kubeflow UI draws a ClassificationMetrics artifact's ROC curve and confusion matrix from
 its metadata, so both are kept small: the ROC has at most ~100 points.
+
+A kfp component's outputs are fixed when it is compiled, while the tasks come from the data's
+schema: the step has CLASSIFICATION_SLOTS positional ClassificationMetrics outputs
+(`task_1_classification`, ...), slot k holding the funnel's k-th task.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from components.evaluate.analysis import TaskAnalysis
+
+# The ClassificationMetrics outputs of the evaluate step: the length of the ESM² funnel
+# (click -> add-to-cart -> purchase, or with a favorite stage).
+CLASSIFICATION_SLOTS = 4
+
+
+def slot_name(index: int) -> str:
+    """The output name of the slot of the funnel's `index`-th task (from 1)."""
+    return f"task_{index}_classification"
 
 
 def metric_name(key: str) -> str:
@@ -51,3 +64,29 @@ def log_classification(output, task: str, analysis: TaskAnalysis) -> None:
     )
     output.metadata["confusion_threshold"] = analysis.confusion.threshold
     output.metadata["confusion_threshold_rule"] = analysis.confusion.rule
+
+
+def log_classifications(slots: Sequence, analyses: Mapping[str, TaskAnalysis]) -> None:
+    """Each task's ROC curve and confusion matrix into its slot, in funnel order (the order of
+    `analyses`). A slot beyond the funnel's last task says so in its metadata ("unused");
+    with more tasks than slots, the last slot's metadata names the tasks left out
+    ("left_out"), whose curves are in the HTML report and metrics in the Metrics artifact."""
+    if not slots:
+        raise ValueError("log_classifications needs at least one ClassificationMetrics slot")
+    tasks = list(analyses)
+    for index, output in enumerate(slots):
+        if index < len(tasks):
+            log_classification(output, tasks[index], analyses[tasks[index]])
+        else:
+            output.metadata["unused"] = (
+                f"the funnel has only {len(tasks)} task(s) ({', '.join(tasks)}): no task "
+                f"{index + 1}"
+            )
+    left_out = tasks[len(slots) :]
+    if left_out:
+        slots[-1].metadata["left_out"] = left_out
+        slots[-1].metadata["left_out_reason"] = (
+            f"the funnel has {len(tasks)} tasks and the step {len(slots)} ROC outputs: "
+            f"{', '.join(left_out)} left out here; their ROC curves are in the HTML report and "
+            "their metrics in the Metrics artifact"
+        )

@@ -1,6 +1,6 @@
 """The report's plots with matplotlib (Agg, no display), each returned as a base64 PNG.
 
-One figure per view with a panel per task; the candidate is drawn solid, the champion dashed.
+One figure per view with a panel per task of the report, in funnel order; the candidate is drawn solid, the champion dashed.
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ from matplotlib.figure import Figure
 
 from components.evaluate.analysis import GROUP_NAMES, NDCG_CURVE_KS, ModelAnalysis
 from components.evaluate.report import EvaluationReport
-from contract import schema as S
 
 CANDIDATE_COLOR = "#1f6fb4"
 CHAMPION_COLOR = "#d9731a"
 _PANEL = (4.2, 3.6)
 
 
-def _figure() -> tuple[Figure, list]:
-    figure = Figure(figsize=(_PANEL[0] * len(S.TASKS), _PANEL[1]), layout="constrained")
-    axes = figure.subplots(1, len(S.TASKS))
-    return figure, list(np.atleast_1d(axes))
+def _figure(report: EvaluationReport) -> tuple[Figure, list]:
+    """A row of panels, one per task of the report; the width grows with the tasks."""
+    panels = len(report.tasks)
+    figure = Figure(figsize=(_PANEL[0] * panels, _PANEL[1]), layout="constrained")
+    axes = figure.subplots(1, panels, squeeze=False)
+    return figure, list(axes[0])
 
 
 def _png(figure: Figure) -> str:
@@ -45,8 +46,8 @@ def _undefined(axis, text: str = "undefined on this split") -> None:
 
 
 def roc_figure(report: EvaluationReport) -> str:
-    figure, axes = _figure()
-    for axis, task in zip(axes, S.TASKS, strict=True):
+    figure, axes = _figure(report)
+    for axis, task in zip(axes, report.tasks, strict=True):
         axis.plot([0, 1], [0, 1], color="lightgrey", linewidth=1)
         drawn = False
         for name, analysis, color, style in _models(report):
@@ -66,8 +67,8 @@ def roc_figure(report: EvaluationReport) -> str:
 
 
 def ndcg_figure(report: EvaluationReport) -> str:
-    figure, axes = _figure()
-    for axis, task in zip(axes, S.TASKS, strict=True):
+    figure, axes = _figure(report)
+    for axis, task in zip(axes, report.tasks, strict=True):
         for name, analysis, color, style in _models(report):
             curve = analysis.tasks[task].ndcg_curve
             axis.plot(
@@ -87,8 +88,8 @@ def _zoom(values: list[float]) -> tuple[float, float]:
 
 
 def calibration_figure(report: EvaluationReport) -> str:
-    figure, axes = _figure()
-    for axis, task in zip(axes, S.TASKS, strict=True):
+    figure, axes = _figure(report)
+    for axis, task in zip(axes, report.tasks, strict=True):
         predicted, observed = [], []
         for name, analysis, color, style in _models(report):
             bins = analysis.tasks[task].calibration
@@ -119,7 +120,7 @@ def calibration_figure(report: EvaluationReport) -> str:
 
 
 def impression_figure(report: EvaluationReport) -> str:
-    figure, axes = _figure()
+    figure, axes = _figure(report)
     series = [
         (name, metric, color, hatch)
         for name, _, color, _ in _models(report)
@@ -128,7 +129,7 @@ def impression_figure(report: EvaluationReport) -> str:
     by_model = {name: analysis for name, analysis, _, _ in _models(report)}
     width = 0.8 / len(series)
     positions = np.arange(len(GROUP_NAMES))
-    for axis, task in zip(axes, S.TASKS, strict=True):
+    for axis, task in zip(axes, report.tasks, strict=True):
         for i, (name, metric, color, hatch) in enumerate(series):
             groups = by_model[name].impression_groups
             values = [g.metrics.get(f"{task}/{metric}", math.nan) for g in groups]

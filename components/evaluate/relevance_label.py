@@ -1,8 +1,9 @@
 """The evaluation's relevance label for logs without human grades: the engagement relevance
 of components/transform/relevance.py (a debiased click rate and the pretrained encoder's
 query-product similarity) of every test example, in the order `scoring.score_split` reads
-them. The report's "relevance" rows rank each query's products by the model's score against
-it (NDCG@k); no gate reads it."""
+them. The clicks are the count column of the schema's first task (the first stage after
+impressions). The report's "relevance" rows rank each query's products by the model's score
+against it (NDCG@k); no gate reads it."""
 
 from __future__ import annotations
 
@@ -21,23 +22,30 @@ from contract import schema as S
 
 RELEVANCE = "relevance"  # the label's name in the metrics: "relevance/ndcg@5"
 
-_SPEC = {
-    S.QUERY: tf.io.FixedLenFeature([], tf.string),
-    **{f: tf.io.FixedLenFeature([], tf.string, default_value="") for f in PRODUCT_TEXT_FIELDS},
-    S.CLICKS: tf.io.FixedLenFeature([], tf.int64),
-    S.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
-    S.POSITION: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
-}
+
+def _spec(clicks: str) -> dict[str, tf.io.FixedLenFeature]:
+    return {
+        S.QUERY: tf.io.FixedLenFeature([], tf.string),
+        **{f: tf.io.FixedLenFeature([], tf.string, default_value="") for f in PRODUCT_TEXT_FIELDS},
+        clicks: tf.io.FixedLenFeature([], tf.int64),
+        S.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
+        S.POSITION: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+    }
 
 
-def engagement_labels(file_pattern: str, encoder_preset: str, cache_dir: str | None = None):
+def engagement_labels(
+    file_pattern: str, encoder_preset: str, schema: S.RawSchema, cache_dir: str | None = None
+):
     """The 0-3 engagement relevance of every record matching `file_pattern` (raw tf.Examples,
-    files in name order, records in file order), with the similarity of `encoder_preset`."""
+    files in name order, records in file order), with the similarity of `encoder_preset`; the
+    clicks are the count column of `schema`'s first task (the records' schema.json)."""
+    clicks = schema.tasks[0].count
+    spec = _spec(clicks)
     files = sorted(tf.io.gfile.glob(file_pattern))
-    columns: dict[str, list] = {name: [] for name in _SPEC}
+    columns: dict[str, list] = {name: [] for name in spec}
     queries: list[str] = []
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
-        parsed = tf.io.parse_example(batch, _SPEC)
+        parsed = tf.io.parse_example(batch, spec)
         for name, value in parsed.items():
             columns[name].extend(value.numpy().tolist())
         queries.extend(v.decode("utf-8") for v in query_text(parsed[S.QUERY]).numpy())
@@ -53,7 +61,7 @@ def engagement_labels(file_pattern: str, encoder_preset: str, cache_dir: str | N
         similarity = encoder_similarity(queries, texts, encoder_preset, cache_dir or scratch)
     return engagement_relevance(
         np.array([q.decode("utf-8") for q in columns[S.QUERY]], dtype=object),
-        np.asarray(columns[S.CLICKS]),
+        np.asarray(columns[clicks]),
         np.asarray(columns[S.IMPRESSIONS]),
         np.asarray(columns[S.POSITION]),
         similarity,

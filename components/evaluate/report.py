@@ -13,7 +13,6 @@ import os
 from collections.abc import Mapping
 
 from components.evaluate.analysis import ModelAnalysis
-from contract import schema as S
 
 REPORT_FILE = "report.json"
 # The headline metrics of every task, in the order the tables show them.
@@ -41,7 +40,8 @@ class EvaluationReport:
         candidate_uri, champion_uri: the SavedModels scored (champion_uri None on a first run).
         candidate_metrics, champion_metrics: compute_metrics of each ("click/auc", ...; NaN
             when undefined).
-        candidate, champion: their curves and impression groups.
+        candidate, champion: their curves and impression groups; the candidate's tasks are
+            the report's (`tasks`).
         blessing: the blessing as written to blessing.json (Blessing.to_dict), with the
             checks and the paired NDCG@5 comparison per task.
     """
@@ -60,6 +60,11 @@ class EvaluationReport:
             raise ValueError("champion_metrics and champion must both be given or both be None")
 
     @property
+    def tasks(self) -> tuple[str, ...]:
+        """The evaluated tasks, in funnel order."""
+        return tuple(self.candidate.tasks)
+
+    @property
     def paired(self) -> Mapping[str, Mapping | None]:
         """Per task, the paired NDCG@5 comparison as a dict ({} on a first run)."""
         return self.blessing.get("paired") or {}
@@ -73,7 +78,7 @@ class EvaluationReport:
     def headline_rows(self) -> list[tuple[str, str]]:
         """(task, metric) of the side-by-side table: every task's headline metrics, then the
         relevance label's NDCG@k when the evaluation had one."""
-        rows = [(t, m) for t in S.TASKS for m in HEADLINE_METRICS]
+        rows = [(t, m) for t in self.tasks for m in HEADLINE_METRICS]
         return rows + [
             ("relevance", m)
             for m in HEADLINE_METRICS
@@ -180,7 +185,7 @@ def _group_cells(keys: list[str], group, champion: dict) -> list[str]:
 def market_group_rows(report: EvaluationReport) -> tuple[list[str], list[list[str]]]:
     """(metric keys, rows) of the market table: market, pairs, queries, then one cell per
     key (the champion's value in brackets when it has that market); no rows without markets."""
-    keys = [f"{t}/{m}" for t in S.TASKS for m in GROUP_METRICS]
+    keys = [f"{t}/{m}" for t in report.tasks for m in GROUP_METRICS]
     champion = {g.name: g for g in (report.champion.market_groups if report.champion else ())}
     rows = [
         [group.name, str(group.pairs), str(group.queries), *_group_cells(keys, group, champion)]
@@ -195,7 +200,7 @@ def impression_group_rows(
     """(metric keys, rows) of the impression-group table: group, impression span, pairs,
     queries, then one cell per key (the champion's value in brackets when there is one).
     Cells are plain text; `dash` joins the span's ends."""
-    keys = [f"{t}/{m}" for t in S.TASKS for m in GROUP_METRICS]
+    keys = [f"{t}/{m}" for t in report.tasks for m in GROUP_METRICS]
     champion = {g.name: g for g in (report.champion.impression_groups if report.champion else ())}
     rows = []
     for group in report.candidate.impression_groups:

@@ -19,7 +19,6 @@ from components.evaluate.report import (
     signed,
     verdict_title,
 )
-from contract import schema as S
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px;
@@ -122,7 +121,7 @@ def _paired(report: EvaluationReport) -> str:
     if not report.paired:
         return title + '<p class="note">No champion: nothing to compare with.</p>'
     rows = []
-    for task in S.TASKS:
+    for task in report.tasks:
         p = report.paired.get(task)
         if p is None:
             rows.append([_e(task), "n/a", "n/a", "n/a", "n/a", _e(paired_verdict(None))])
@@ -152,7 +151,7 @@ def _paired(report: EvaluationReport) -> str:
 def _confusion(report: EvaluationReport) -> str:
     negative, positive = CONFUSION_CATEGORIES
     rows = []
-    for task in S.TASKS:
+    for task in report.tasks:
         c = report.candidate.tasks[task].confusion
         if c is None:
             rows.append([_e(task), "n/a", "n/a", "n/a", "n/a", "n/a"])

@@ -12,7 +12,6 @@ from components.evaluate.report import (
     signed,
     verdict_title,
 )
-from contract import schema as S
 
 
 def _is_number(cell: str) -> bool:
@@ -83,7 +82,7 @@ def _paired(report: EvaluationReport) -> list[str]:
     if not report.paired:
         return [title, "  no champion: nothing to compare with"]
     rows = []
-    for task in S.TASKS:
+    for task in report.tasks:
         p = report.paired.get(task)
         if p is None:
             rows.append([task, "n/a", "n/a", "n/a", "n/a", paired_verdict(None)])
@@ -107,7 +106,7 @@ def _paired(report: EvaluationReport) -> list[str]:
 def _confusion(report: EvaluationReport) -> list[str]:
     negative, positive = CONFUSION_CATEGORIES
     rows = []
-    for task in S.TASKS:
+    for task in report.tasks:
         c = report.candidate.tasks[task].confusion
         if c is None:
             rows.append([task, "n/a", "n/a", "n/a", "n/a", "n/a"])
@@ -121,7 +120,7 @@ def _confusion(report: EvaluationReport) -> list[str]:
 
 def _ndcg_curves(report: EvaluationReport) -> list[str]:
     rows = []
-    for task in S.TASKS:
+    for task in report.tasks:
         rows.append(
             [task, "candidate", *(fmt(v, 3) for v in report.candidate.tasks[task].ndcg_curve)]
         )
@@ -137,10 +136,11 @@ def _calibration(report: EvaluationReport) -> list[str]:
     lines = [
         "Calibration of the candidate: mean predicted -> observed rate, by decile of the prediction"
     ]
-    for task in S.TASKS:
+    width = max(9, *(len(task) for task in report.tasks))
+    for task in report.tasks:
         bins = report.candidate.tasks[task].calibration
         cells = ", ".join(f"{b.mean_predicted:.3f}->{b.observed_rate:.3f}" for b in bins)
-        lines.append(f"  {task:<9} {cells or 'n/a'}")
+        lines.append(f"  {task:<{width}} {cells or 'n/a'}")
     return lines
 
 

@@ -1,23 +1,27 @@
 """The evaluate step as one plain call: score the candidate (and the champion, when the
 repository has one) on the test split, decide the gate, write the blessing's files.
 
-For every task (click, add-to-cart, purchase) it computes AUC and NDCG@1/5/10 of the
-candidate's probabilities, grouped by query, and the same for the model in production
-(the champion: the highest numeric version under model_base/model_name), if any.
+For every task of the data's schema (examples_dir/schema.json: by default click,
+add-to-cart, purchase) it computes AUC and NDCG@1/5/10 of the candidate's probabilities,
+grouped by query, and the same for the model in production (the champion: the highest
+numeric version under model_base/model_name), if any.
 
 The gate. Floors: every task's AUC must reach auc_floor and its NDCG@5 ndcg5_floor;
 metric_floors adds or overrides floors, keyed "metric" (every task) or "task/metric".
 With a champion, every gated metric must also stay within its allowed drop of the
 champion's value (max_drop_vs_champion, overridden per "metric" or "task/metric" by
-max_drop_by_metric), and the per-query paired NDCG@5 difference on significance_task must
-be significantly positive (champion_significance "better": a tiny noisy gain does not
-displace the champion), not significantly negative ("not_worse"), or is not tested
-("off"). On the first run only the floors apply. force_push blesses the candidate even
-when checks fail; the blessing records that it was forced and which checks failed.
+max_drop_by_metric), and the per-query paired NDCG@5 difference on significance_task (""
+for the funnel's last task) must be significantly positive (champion_significance
+"better": a tiny noisy gain does not displace the champion), not significantly negative
+("not_worse"), or is not tested ("off"). A task named by the gate's keys or by
+significance_task must be one of the schema's. On the first run only the floors apply.
+force_push blesses the candidate even when checks fail; the blessing records that it was
+forced and which checks failed.
 
 `evaluate_step` is the kfp component's body: it also fills the step's visual outputs (the
-metrics, a ROC curve and confusion matrix per task, the HTML report) and returns the verdict
-as a plain bool, so that `dsl.If` on it works both on Kubeflow and in kfp.local.
+metrics, a ROC curve and confusion matrix per task in the classification slots, the HTML
+report) and returns the verdict as a plain bool, so that `dsl.If` on it works both on
+Kubeflow and in kfp.local.
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 
 from components.evaluate.analysis import analyse, paired_ndcg
 from components.evaluate.gate import Blessing, decide
 from components.evaluate.gate_config import GateConfig
-from components.evaluate.kfp_outputs import log_classification, log_metrics
+from components.evaluate.kfp_outputs import log_classifications, log_metrics
 from components.evaluate.relevance_label import engagement_labels
 from components.evaluate.report import EvaluationReport
 from components.evaluate.report_html import render_html
@@ -38,6 +42,7 @@ from components.evaluate.report_text import render_text
 from components.evaluate.scoring import compute_metrics, find_champion, score_split
 from components.step_log import progress
 from contract import layout
+from contract import schema as S
 
 
 def evaluate_step(
@@ -46,7 +51,7 @@ def evaluate_step(
     model_base: str,
     model_name: str,
     metrics,
-    classification: Mapping,
+    classification: Sequence,
     report_path: str,
     blessing_dir: str,
     blessing_metadata: MutableMapping,
@@ -63,8 +68,9 @@ def evaluate_step(
     relevance_encoder: str = "",
 ) -> bool:
     """`run_evaluation` with the gate of the step's parameters, then the step's outputs: every
-    candidate metric into `metrics` (kfp Metrics), each task's ROC curve and confusion matrix
-    into `classification[task]` (kfp ClassificationMetrics), the verdict into
+    candidate metric into `metrics` (kfp Metrics), the k-th task's ROC curve and confusion
+    matrix into the slot `classification[k]` (kfp ClassificationMetrics; see
+    kfp_outputs.log_classifications for a funnel shorter or longer), the verdict into
     `blessing_metadata` (blessed, forced, reasons, champion_uri), the HTML report at
     `report_path`, and the text report printed. Returns whether the candidate is blessed."""
     config = GateConfig.from_parameters(
@@ -82,8 +88,7 @@ def evaluate_step(
         examples_dir, model_dir, blessing_dir, model_base, model_name, config, relevance_encoder
     )
     log_metrics(metrics, evaluation.candidate_metrics)
-    for task, output in classification.items():
-        log_classification(output, task, evaluation.candidate.tasks[task])
+    log_classifications(classification, evaluation.candidate.tasks)
     blessing_metadata.update(
         blessed=verdict.blessed,
         forced=verdict.forced,
@@ -108,27 +113,31 @@ def run_evaluation(
     relevance_encoder: str = "",
 ) -> tuple[Blessing, EvaluationReport]:
     """Evaluate the candidate in `model_dir` (its SavedModel in `saved_model/`) on the test
-    split of `examples_dir` against the newest version under `model_base/model_name`, and
-    write into `blessing_dir`: blessing.json (the verdict and every check), eval_results.json
+    split of `examples_dir`, for the tasks of its schema.json (`config` is checked against
+    them), against the newest version under `model_base/model_name`, and write into
+    `blessing_dir`: blessing.json (the verdict and every check), eval_results.json
     (both models' metrics, the file the champion gate of a later run reads) and report.json
     (the report's content). `relevance_encoder`: a text encoder preset whose similarity,
     with the click rate, labels relevance for "relevance/ndcg@k" (relevance_label.py); "":
     none. Returns the verdict and the report."""
+    schema = S.RawSchema.load(os.path.join(examples_dir, layout.SCHEMA_FILE))
+    tasks = schema.task_names
+    config = config.for_tasks(tasks)
     test_pattern = layout.split_pattern(examples_dir, "test")
     candidate_dir = os.path.join(model_dir, layout.SAVED_MODEL_DIR)
     relevance = None
     if relevance_encoder:
         progress(f"labelling relevance from engagement and {relevance_encoder}'s similarity")
-        relevance = engagement_labels(test_pattern, relevance_encoder)
-    progress("scoring the test split with the candidate")
-    candidate_scored = score_split(candidate_dir, test_pattern)
+        relevance = engagement_labels(test_pattern, relevance_encoder, schema)
+    progress(f"scoring the test split with the candidate ({', '.join(tasks)})")
+    candidate_scored = score_split(candidate_dir, test_pattern, tasks)
     candidate = compute_metrics(candidate_scored, relevance=relevance)
 
     champion_dir = find_champion(model_base, model_name)
     champion = champion_scored = paired = None
     if champion_dir is not None:
         progress(f"scoring the test split with the champion ({champion_dir})")
-        champion_scored = score_split(champion_dir, test_pattern)
+        champion_scored = score_split(champion_dir, test_pattern, tasks)
         champion = compute_metrics(champion_scored, relevance=relevance)
         paired = paired_ndcg(candidate_scored, champion_scored, config.confidence)
 

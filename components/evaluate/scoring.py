@@ -30,14 +30,18 @@ SIGNATURE_INPUT = "examples"
 SCORE_OUTPUT = "score"
 DEFAULT_KS = (1, 5, 10)
 
-_PARSE_SPEC = {
-    S.QUERY: tf.io.FixedLenFeature([], tf.string),
-    S.PRODUCT_ID: tf.io.FixedLenFeature([], tf.string),
-    S.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
-    # Only logs with markets have one: "" for the others.
-    S.MARKET: tf.io.FixedLenFeature([], tf.string, default_value=""),
-    **{task: tf.io.FixedLenFeature([], tf.int64) for task in S.TASKS},
-}
+
+def _parse_spec(tasks: Sequence[str]) -> dict[str, tf.io.FixedLenFeature]:
+    """The features read beside the model's outputs: identity, impressions and one label per
+    task (ingest writes each task's 0/1 label under the task's name)."""
+    return {
+        S.QUERY: tf.io.FixedLenFeature([], tf.string),
+        S.PRODUCT_ID: tf.io.FixedLenFeature([], tf.string),
+        S.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
+        # Only logs with markets have one: "" for the others.
+        S.MARKET: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        **{task: tf.io.FixedLenFeature([], tf.int64) for task in tasks},
+    }
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -48,8 +52,8 @@ class ScoredSplit:
         query: query text, shape [n] (str).
         product_id: product id, shape [n] (str).
         impressions: impressions of the (query, product) pair, shape [n].
-        labels: 0/1 label per task in schema.TASKS, each shape [n].
-        predictions: the model's probability per task in schema.TASKS, each shape [n].
+        labels: 0/1 label per task, in funnel order, each shape [n]; its keys are the tasks.
+        predictions: the model's probability per task (the same tasks), each shape [n].
         score: the model's ranking score, shape [n].
         market: the market of each example, shape [n] (str; "" for a log without markets);
             None: none of them has one.
@@ -65,12 +69,11 @@ class ScoredSplit:
 
     def __post_init__(self) -> None:
         n = self.query.shape[0]
-        for task in S.TASKS:
-            if task not in self.labels or task not in self.predictions:
-                raise ValueError(
-                    f"a scored split needs labels and predictions for every task {S.TASKS}, "
-                    f"got labels {sorted(self.labels)} and predictions {sorted(self.predictions)}"
-                )
+        if not self.labels or set(self.labels) != set(self.predictions):
+            raise ValueError(
+                "a scored split needs labels and predictions for the same tasks (at least one), "
+                f"got labels {list(self.labels)} and predictions {list(self.predictions)}"
+            )
         columns = {
             "product_id": self.product_id,
             "impressions": self.impressions,
@@ -82,6 +85,11 @@ class ScoredSplit:
         wrong = {name: v.shape for name, v in columns.items() if v.shape != (n,)}
         if wrong:
             raise ValueError(f"every column must have shape ({n},) like query, got {wrong}")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks scored, in funnel order (the keys of `labels`)."""
+        return tuple(self.labels)
 
     @property
     def num_examples(self) -> int:
@@ -104,8 +112,31 @@ def _load_scorer(saved_model_dir: str):
     return loaded, loaded.signatures[SIGNATURE]
 
 
-def _check_outputs(outputs: Mapping[str, tf.Tensor], batch_size: int, where: str) -> None:
-    expected = (*S.TASKS, SCORE_OUTPUT)
+def _check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+    tasks = tuple(tasks)
+    if not tasks or len(set(tasks)) != len(tasks) or SCORE_OUTPUT in tasks:
+        raise ValueError(
+            f"score_split needs one or more distinct task names other than {SCORE_OUTPUT!r}, "
+            f"got {list(tasks)}"
+        )
+    return tasks
+
+
+def _check_signature(scorer, tasks: Sequence[str], where: str) -> None:
+    """A clear error when the model has no output for some task of the schema."""
+    outputs = scorer.structured_outputs
+    missing = [name for name in (*tasks, SCORE_OUTPUT) if name not in outputs]
+    if missing:
+        raise ValueError(
+            f"the model at {where} has no output for {missing}: its {SIGNATURE} outputs are "
+            f"{sorted(outputs)}, the schema's tasks {list(tasks)} (plus {SCORE_OUTPUT!r})"
+        )
+
+
+def _check_outputs(
+    outputs: Mapping[str, tf.Tensor], tasks: Sequence[str], batch_size: int, where: str
+) -> None:
+    expected = (*tasks, SCORE_OUTPUT)
     missing = [name for name in expected if name not in outputs]
     if missing:
         raise ValueError(
@@ -119,14 +150,19 @@ def _check_outputs(outputs: Mapping[str, tf.Tensor], batch_size: int, where: str
             )
 
 
-def score_split(saved_model_dir: str, file_pattern: str, batch_size: int = 1024) -> ScoredSplit:
+def score_split(
+    saved_model_dir: str, file_pattern: str, tasks: Sequence[str], batch_size: int = 1024
+) -> ScoredSplit:
     """Run the model's `score_examples` signature over every record matching `file_pattern`.
 
     Args:
         saved_model_dir: directory holding saved_model.pb.
         file_pattern: glob of gzip-compressed TFRecord files of raw tf.Examples with labels.
+        tasks: the tasks to evaluate, in funnel order (the schema's `task_names`): each is a
+            label feature of the records and an output of the model.
         batch_size: examples per signature call.
     """
+    tasks = _check_tasks(tasks)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     files = sorted(tf.io.gfile.glob(file_pattern))
@@ -134,34 +170,34 @@ def score_split(saved_model_dir: str, file_pattern: str, batch_size: int = 1024)
         raise FileNotFoundError(f"no TFRecord files match {file_pattern}")
     # Keep a reference to the loaded object: its variables back the signature.
     _loaded, scorer = _load_scorer(saved_model_dir)
+    _check_signature(scorer, tasks, saved_model_dir)
+    spec = _parse_spec(tasks)
     records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
 
     parts: dict[str, list[np.ndarray]] = {}
     for batch in records:
         n = int(batch.shape[0])
         try:
-            parsed = tf.io.parse_example(batch, _PARSE_SPEC)
+            parsed = tf.io.parse_example(batch, spec)
         except tf.errors.InvalidArgumentError as err:
             raise ValueError(
                 f"records under {file_pattern} do not carry the evaluation features "
-                f"{sorted(_PARSE_SPEC)}: {err.message}"
+                f"{sorted(spec)}: {err.message}"
             ) from err
         outputs = scorer(**{SIGNATURE_INPUT: batch})
-        _check_outputs(outputs, n, saved_model_dir)
+        _check_outputs(outputs, tasks, n, saved_model_dir)
         # Labels and outputs share the task names: outputs are kept under "out:<name>".
         for name, tensor in parsed.items():
             parts.setdefault(name, []).append(tensor.numpy())
-        for name in (*S.TASKS, SCORE_OUTPUT):
+        for name in (*tasks, SCORE_OUTPUT):
             parts.setdefault(f"out:{name}", []).append(outputs[name].numpy())
 
     if not parts:
         # An empty split is scored as empty: every metric is then undefined (NaN), so the
         # gate refuses the model and says why, instead of the run failing here.
-        parts = {
-            name: [np.zeros([0], spec.dtype.as_numpy_dtype)] for name, spec in _PARSE_SPEC.items()
-        }
+        parts = {name: [np.zeros([0], f.dtype.as_numpy_dtype)] for name, f in spec.items()}
         parts.update(
-            {f"out:{name}": [np.zeros([0], np.float32)] for name in (*S.TASKS, SCORE_OUTPUT)}
+            {f"out:{name}": [np.zeros([0], np.float32)] for name in (*tasks, SCORE_OUTPUT)}
         )
     columns = {key: np.concatenate(values) for key, values in parts.items()}
 
@@ -172,8 +208,8 @@ def score_split(saved_model_dir: str, file_pattern: str, batch_size: int = 1024)
         query=text(S.QUERY),
         product_id=text(S.PRODUCT_ID),
         impressions=columns[S.IMPRESSIONS],
-        labels={task: columns[task] for task in S.TASKS},
-        predictions={task: columns[f"out:{task}"].astype(np.float64) for task in S.TASKS},
+        labels={task: columns[task] for task in tasks},
+        predictions={task: columns[f"out:{task}"].astype(np.float64) for task in tasks},
         score=columns[f"out:{SCORE_OUTPUT}"].astype(np.float64),
         market=text(S.MARKET),
     )
@@ -199,7 +235,7 @@ def compute_metrics(
 ) -> dict[str, float | int]:
     """AUC and NDCG@k of every task's prediction against that task's label, plus counts.
 
-    Keys: "examples", "queries", and per task t in schema.TASKS: "t/auc", "t/ndcg@k" for each
+    Keys: "examples", "queries", and per task t of the split: "t/auc", "t/ndcg@k" for each
     k, "t/positives", "t/queries_without_positive" and "t/nonfinite_predictions". When a task's
     predictions contain NaN or infinite values its AUC and NDCG are NaN, so the gate refuses
     the model and the count says why. Undefined metrics (a single class, no query with a
@@ -213,7 +249,7 @@ def compute_metrics(
         "examples": scored.num_examples,
         "queries": int(np.unique(scored.query).size),
     }
-    for task in S.TASKS:
+    for task in scored.tasks:
         labels = scored.labels[task]
         predictions = scored.predictions[task]
         nonfinite = int(np.count_nonzero(~np.isfinite(predictions)))

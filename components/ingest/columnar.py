@@ -7,7 +7,8 @@ row passes there when every field is plainly valid:
 - position and each ranking feature is missing (empty, blank, "NaN", null) or a plain decimal
   number (or a number column) that is finite and within the feature's range, and a required
   feature is present;
-- the funnel holds (impressions >= clicks >= add_to_cart >= purchases).
+- the funnel holds: each count of `schema.funnel` is at most the one before (impressions >=
+  clicks >= add_to_cart >= purchases by default).
 
 Every other row (a problem, but also anything unusual: " 12" with spaces, "1_000", "+3", an
 exponent in a count, a Parquet decimal, a binary column), every row of a block of records,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -170,7 +172,7 @@ def check_columns(
             ]
             ok &= np.fromiter((v in schema.markets for v in values), bool, n)
             typed[S.MARKET] = values
-    for field in S.FUNNEL:
+    for field in schema.funnel:
         typed[field], clean = _counts(columns.get(field), n)
         ok &= clean
     values, missing, clean = _numbers(columns.get(S.POSITION), n)
@@ -182,7 +184,7 @@ def check_columns(
             clean & _in_range(np.nan_to_num(values), feature.min_value, feature.max_value)
         )
         typed[feature.name] = np.where(missing, np.nan, values)
-    for upper, lower in zip(S.FUNNEL, S.FUNNEL[1:], strict=False):
+    for upper, lower in itertools.pairwise(schema.funnel):
         ok &= typed[lower] <= typed[upper]
     return ok, typed
 
@@ -297,7 +299,7 @@ def check_block(
 
 def _empty_typed(n: int, schema: S.RawSchema) -> dict[str, Any]:
     typed: dict[str, Any] = {c: [""] * n for c in _text_columns(schema)}
-    typed.update({c: np.zeros(n, np.int64) for c in S.FUNNEL})
+    typed.update({c: np.zeros(n, np.int64) for c in schema.funnel})
     typed[S.POSITION] = np.zeros(n)
     typed.update({f: np.full(n, np.nan) for f in schema.feature_names})
     return typed
@@ -305,7 +307,7 @@ def _empty_typed(n: int, schema: S.RawSchema) -> dict[str, Any]:
 
 def _fill(typed: dict[str, Any], i: int, row: Mapping[str, Any], schema: S.RawSchema) -> None:
     """Row `i` of the typed columns from the row checks' typed row."""
-    for column in (*_text_columns(schema), *S.FUNNEL, S.POSITION):
+    for column in (*_text_columns(schema), *schema.funnel, S.POSITION):
         typed[column][i] = row[column]
     for name in schema.feature_names:
         typed[name][i] = row.get(name, np.nan)

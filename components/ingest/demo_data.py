@@ -46,6 +46,18 @@ to the add-to-cart and purchase logits above. Clicks do not depend on the market
 that knows the market can rank add-to-cart and purchase better, and click no better. The
 market draws come from a generator of their own, so that a log without markets is the one
 the same seed gave before markets existed.
+
+Favorites (`generate(favorites=True)`, off by default): a four-stage funnel click -> favorite
+-> add-to-cart -> purchase (ingest it with `demo_schema(favorites=True)`, whose tasks are
+`FAVORITE_FUNNEL`). A clicked product is saved as a favorite, and only favorites are added to
+the cart:
+
+    favorites   ~ Binomial(clicks, sigmoid(-1.5 + 0.6 rel + 0.5 (rating - 4) - 0.3 discount))
+    add_to_cart ~ Binomial(favorites, the add-to-cart probability above)
+
+so saving follows relevance and rating more than price. The favorite draws come from a
+generator of their own, so that a log without favorites is the one the same seed gave before
+favorites existed.
 """
 
 from __future__ import annotations
@@ -63,8 +75,15 @@ from contract import schema as S
 
 FEATURE_COLUMNS = S.DEMO_SCHEMA.feature_names
 COLUMNS = (
-    S.TEXT_COLUMNS + FEATURE_COLUMNS + S.FUNNEL + (S.POSITION,)
+    S.TEXT_COLUMNS + FEATURE_COLUMNS + S.DEMO_SCHEMA.funnel + (S.POSITION,)
 )  # the order of the written columns
+FAVORITES = "favorites"
+FAVORITE_FUNNEL = (
+    S.Task("click", S.CLICKS),
+    S.Task("favorite", FAVORITES),
+    S.Task("atc", S.ADD_TO_CART),
+    S.Task("purchase", S.PURCHASES),
+)
 RELEVANCE = "relevance"  # the hidden graded relevance, only added with include_relevance=True
 
 _ATTRACTION = np.array([0.03, 0.10, 0.30, 0.55])
@@ -202,6 +221,7 @@ def _engagement(
     lexical: np.ndarray,
     rng: np.random.Generator,
     taste: np.ndarray | float = 0.0,
+    favorite_rng: np.random.Generator | None = None,
 ) -> dict:
     n = len(cands)
     log_pop = np.log1p(cands["popularity"].to_numpy())
@@ -221,12 +241,17 @@ def _engagement(
     p_atc = _sigmoid(-2.6 + 0.75 * rel + 0.35 * rated + 1.5 * discount - 0.6 * log_price + taste)
     p_buy = _sigmoid(-1.2 + 0.5 * rel + 0.3 * rated + 1.0 * discount - 0.8 * log_price + taste)
     clicks = rng.binomial(impressions, p_click)
-    add_to_cart = rng.binomial(clicks, p_atc)
+    saved = {}
+    if favorite_rng is not None:
+        p_favorite = _sigmoid(-1.5 + 0.6 * rel + 0.5 * rated - 0.3 * discount)
+        saved[FAVORITES] = favorite_rng.binomial(clicks, p_favorite)
+    add_to_cart = rng.binomial(saved.get(FAVORITES, clicks), p_atc)
     purchases = rng.binomial(add_to_cart, p_buy)
     jitter = rng.normal(0, 0.3 * np.sqrt(rank))
     return {
         S.IMPRESSIONS: impressions,
         S.CLICKS: clicks,
+        **saved,
         S.ADD_TO_CART: add_to_cart,
         S.PURCHASES: purchases,
         S.POSITION: np.round(np.maximum(rank + jitter, 1.0), 1),
@@ -252,9 +277,11 @@ def _taste(cands: pd.DataFrame, affinity: dict, slope: float) -> np.ndarray:
     return np.array([affinity[b] for b in cands[S.BRAND]]) + slope * log_price
 
 
-def demo_schema(markets=()) -> S.RawSchema:
-    """The demo shop's schema, declaring `markets` when there are any."""
-    return dataclasses.replace(S.DEMO_SCHEMA, markets=tuple(markets))
+def demo_schema(markets=(), favorites: bool = False) -> S.RawSchema:
+    """The demo shop's schema, declaring `markets` when there are any, and the four-stage
+    funnel with a favorite stage with `favorites`."""
+    tasks = FAVORITE_FUNNEL if favorites else S.DEMO_SCHEMA.tasks
+    return dataclasses.replace(S.DEMO_SCHEMA, markets=tuple(markets), tasks=tasks)
 
 
 def generate(
@@ -262,18 +289,21 @@ def generate(
     seed: int = 0,
     include_relevance: bool = False,
     markets: tuple[str, ...] = (),
+    favorites: bool = False,
 ) -> pd.DataFrame:
     """The demo engagement log for `num_queries` queries; the same seed gives the same frame.
 
     With `include_relevance` a `relevance` column (the hidden grade 0-3) is added, for analysis.
     With `markets`, a `market` column: each query's market, whose shoppers' tastes differ
-    (module docstring); ingest it with `demo_schema(markets)`.
+    (module docstring); ingest it with `demo_schema(markets)`. With `favorites`, a `favorites`
+    count between clicks and add_to_cart; ingest it with `demo_schema(favorites=True)`.
     """
     if num_queries < 1:
         raise ValueError(f"num_queries must be at least 1, got {num_queries}")
     rng = np.random.default_rng(seed)
     catalog = _catalog(max(300, 3 * num_queries), rng)
     market_rng = np.random.default_rng([seed, 1])
+    favorite_rng = np.random.default_rng([seed, 2]) if favorites else None
     tastes = _market_tastes(markets, sorted(set(catalog[S.BRAND])), market_rng)
     used: dict[str, set[int]] = {}
     frames = []
@@ -294,7 +324,7 @@ def generate(
             taste = _taste(cands, *tastes[market])
         frame = cands.assign(
             **{S.QUERY: query, "lexical_score": lexical},
-            **_engagement(cands, rel, lexical, rng, taste),
+            **_engagement(cands, rel, lexical, rng, taste, favorite_rng),
         )
         if market is not None:
             frame[S.MARKET] = market
@@ -303,6 +333,8 @@ def generate(
         frames.append(frame)
     log = pd.concat(frames, ignore_index=True)
     columns = list(COLUMNS) + ([S.MARKET] if markets else [])
+    if favorites:
+        columns.insert(columns.index(S.ADD_TO_CART), FAVORITES)
     return log[columns + ([RELEVANCE] if include_relevance else [])]
 
 
@@ -339,10 +371,15 @@ def write(df: pd.DataFrame, path: str | Path) -> Path:
     default="",
     help="Comma-separated markets (e.g. us,de,jp): a market column, tastes differing by market.",
 )
-def main(queries: int, seed: int, out: str, relevance: bool, markets: str) -> None:
+@click.option(
+    "--favorites/--no-favorites",
+    default=False,
+    help="A favorites count: the four-stage funnel click -> favorite -> atc -> purchase.",
+)
+def main(queries: int, seed: int, out: str, relevance: bool, markets: str, favorites: bool) -> None:
     """Write the demo engagement log."""
     names = tuple(m.strip() for m in markets.split(",") if m.strip())
-    df = generate(queries, seed, include_relevance=relevance, markets=names)
+    df = generate(queries, seed, include_relevance=relevance, markets=names, favorites=favorites)
     path = write(df, out)
     click.echo(f"wrote {len(df)} rows for {df[S.QUERY].nunique()} queries to {path}")
 

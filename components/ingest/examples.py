@@ -6,9 +6,11 @@ Features (names from `contract.schema`):
   - market: bytes, the declared market in lower case (only when the schema declares markets)
   - every ranking feature of the RawSchema: float (an optional one that was missing is an
     empty feature, which parses as absent)
-  - impressions, clicks, add_to_cart, purchases: int64
+  - the funnel's counts (`RawSchema.funnel`: impressions, clicks, add_to_cart, purchases by
+    default): int64
   - position: float (0.0 = unknown)
-  - the task labels click, atc, purchase: int64 0/1 (`schema.label_of`)
+  - one label per task of the schema (click, atc, purchase by default): int64 0/1
+    (`Task.label`)
 """
 
 from __future__ import annotations
@@ -47,15 +49,15 @@ def to_examples(kept: KeptRows, schema: S.RawSchema) -> list[bytes]:
         absent = np.isnan(values)
         columns.append(_lists(pa.array(values.astype(np.float32)), absent))
         names.append(name)
-    for column in S.FUNNEL:
+    for column in schema.funnel:
         columns.append(_lists(pa.array(np.asarray(kept.columns[column], np.int64))))
         names.append(column)
     position = np.asarray(kept.columns[S.POSITION], np.float64).astype(np.float32)
     columns.append(_lists(pa.array(position)))
     names.append(S.POSITION)
-    for task in S.TASKS:
-        count = np.asarray(kept.columns[S.TASK_COUNT_COLUMN[task]], np.int64)
-        columns.append(_lists(pa.array((count > 0).astype(np.int64))))
-        names.append(task)
+    for task in schema.tasks:
+        count = np.asarray(kept.columns[task.count], np.int64)
+        columns.append(_lists(pa.array(task.label(count))))
+        names.append(task.name)
     batch = pa.RecordBatch.from_arrays(columns, names)
     return RecordBatchToExamplesEncoder().encode(batch)

@@ -40,7 +40,7 @@ CHANCE = 3.0  # standard errors, with queries as the sample size
 
 
 def numeric_columns(schema: S.RawSchema) -> tuple[str, ...]:
-    return (*schema.feature_names, *S.FUNNEL, S.POSITION)
+    return (*schema.feature_names, *schema.funnel, S.POSITION)
 
 
 class SplitStatistics(beam.CombineFn):
@@ -48,13 +48,14 @@ class SplitStatistics(beam.CombineFn):
 
     def __init__(self, schema: S.RawSchema) -> None:
         self._numeric = numeric_columns(schema)
+        self._tasks = schema.tasks
 
     def create_accumulator(self) -> dict:
         return {
             "rows": 0,
             # count, missing, min, max, sum, sum of squares
             "numeric": {c: [0, 0, math.inf, -math.inf, 0.0, 0.0] for c in self._numeric},
-            "positives": dict.fromkeys(S.TASKS, 0),
+            "positives": dict.fromkeys((t.name for t in self._tasks), 0),
             "empty_text": dict.fromkeys(S.OPTIONAL_TEXT_COLUMNS, 0),
         }
 
@@ -77,9 +78,8 @@ class SplitStatistics(beam.CombineFn):
                 stats[3] = max(stats[3], float(values.max()))
                 stats[4] += float(values.sum())
                 stats[5] += float(np.dot(values, values))
-        for task in S.TASKS:
-            count = np.asarray(columns[S.TASK_COUNT_COLUMN[task]])
-            acc["positives"][task] += int((count > 0).sum())
+        for task in self._tasks:
+            acc["positives"][task.name] += int(task.label(np.asarray(columns[task.count])).sum())
         for column in acc["empty_text"]:
             acc["empty_text"][column] += sum(1 for v in columns[column] if not v)
         return acc
@@ -99,9 +99,8 @@ class SplitStatistics(beam.CombineFn):
             stats[3] = max(stats[3], value)
             stats[4] += value
             stats[5] += value * value
-        counts = {c: int(row[c]) for c in S.FUNNEL}
-        for task in S.TASKS:
-            acc["positives"][task] += S.label_of(task, counts)
+        for task in self._tasks:
+            acc["positives"][task.name] += task.label(int(row[task.count]))
         for column in acc["empty_text"]:
             if not row.get(column):
                 acc["empty_text"][column] += 1
@@ -252,7 +251,8 @@ def report(statistics: Mapping) -> str:
     lines.append("|---|" + "---|" * len(names))
     lines.append("| rows | " + " | ".join(str(splits[n]["rows"]) for n in names) + " |")
     lines.append("| queries | " + " | ".join(str(splits[n]["queries"]) for n in names) + " |")
-    for task in S.TASKS:
+    tasks = dict.fromkeys(t for n in names for t in splits[n]["label_rate"])
+    for task in tasks:
         rates = [splits[n]["label_rate"].get(task) for n in names]
         lines.append(
             f"| {task} label rate | "

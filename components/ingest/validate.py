@@ -15,7 +15,7 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from components.ingest import errors
@@ -183,7 +183,7 @@ def _parse(values: Mapping[str, Any], schema: S.RawSchema, encoding: str) -> dic
         value = values.get(S.MARKET)
         _check_encoding(S.MARKET, value, encoding)
         row[S.MARKET] = market_of(_text(S.MARKET, value, True), schema)
-    for field in S.FUNNEL:
+    for field in schema.funnel:
         value = values.get(field)
         _check_encoding(field, value, encoding)
         row[field] = _count(field, value)
@@ -218,10 +218,10 @@ def market_of(value: str, schema: S.RawSchema) -> str:
     return market
 
 
-def _funnel(row: dict[str, Any], funnel_policy: str) -> bool:
-    """Check (and with "clip", repair) the funnel in place; True when a count was clipped."""
+def _funnel(row: dict[str, Any], funnel: Sequence[str], funnel_policy: str) -> bool:
+    """Check (and with "clip", repair) the `funnel` counts in place; True when one was clipped."""
     clipped = False
-    for upper, lower in itertools.pairwise(S.FUNNEL):
+    for upper, lower in itertools.pairwise(funnel):
         if row[lower] <= row[upper]:
             continue
         if funnel_policy == errors.CLIP:
@@ -232,7 +232,7 @@ def _funnel(row: dict[str, Any], funnel_policy: str) -> bool:
             errors.FUNNEL_VIOLATION,
             lower,
             f"is {row[lower]}, more than {upper} ({row[upper]}); the funnel needs "
-            f"{' >= '.join(S.FUNNEL)}",
+            f"{' >= '.join(funnel)}",
         )
     return clipped
 
@@ -261,7 +261,7 @@ def check_record(
         )
     try:
         row = _parse(record.values, schema, encoding)
-        clipped = _funnel(row, funnel_policy)
+        clipped = _funnel(row, schema.funnel, funnel_policy)
     except _Problem as problem:
         return Checked(
             DEAD_LETTER,

@@ -38,6 +38,7 @@ import os
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -48,6 +49,7 @@ from components.step_log import progress
 from components.train.distribute import Placement, placement
 from components.train.inputs import split_files
 from components.train.text_cache import TextCache
+from contract import layout
 from contract import schema as S
 from contract.features import read_transformed
 from model.encoder import ALL_LAYERS, TextEncoder, check_fine_tune_layers
@@ -132,16 +134,18 @@ class EngagementData:
     shown: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # not engaged
 
 
-def gains_of(batch: dict) -> np.ndarray:
+def gains_of(batch: dict, tasks: Sequence[str]) -> np.ndarray:
     """The gain 2^grade - 1 of each pair of a batch of transformed examples, grade = how deep
-    in the funnel it went (0 none, 1 click, 2 add-to-cart, 3 purchase)."""
-    grades = sum(batch[t].numpy().reshape(-1).astype(int) for t in S.TASKS)
+    in the funnel of `tasks` it went (0 none, 1 the first task, e.g. click, 2 the second...)."""
+    grades = sum(batch[t].numpy().reshape(-1).astype(int) for t in tasks)
     return 2.0**grades - 1.0
 
 
-def read_engagement(transformed_dir: str, tft_output, split: str, catalog=None) -> EngagementData:
-    """Engaged (query, product, grade) of `split`; the catalog is every product of every split
-    (or `catalog`'s, extended)."""
+def read_engagement(
+    transformed_dir: str, tft_output, split: str, tasks: Sequence[str], catalog=None
+) -> EngagementData:
+    """Engaged (query, product, grade over the funnel of `tasks`) of `split`; the catalog is
+    every product of every split (or `catalog`'s, extended)."""
     ids = list(catalog.product_ids) if catalog else []
     texts = list(catalog.product_texts) if catalog else []
     index = {p: i for i, p in enumerate(ids)}
@@ -153,7 +157,7 @@ def read_engagement(transformed_dir: str, tft_output, split: str, catalog=None) 
             queries = batch[S.QUERY].numpy()
             products = batch[S.PRODUCT_ID].numpy()
             product_texts = batch[S.PRODUCT_TEXT].numpy()
-            gains = gains_of(batch)
+            gains = gains_of(batch, tasks)
             for q, p, text, gain in zip(queries, products, product_texts, gains, strict=True):
                 p = p.decode("utf-8", "replace")
                 if p not in index:
@@ -395,8 +399,9 @@ def run_pretrain(
     start = time.monotonic()
     keras.utils.set_random_seed(config.seed)
     tft_output = tft.TFTransformOutput(transform_dir)
-    train = read_engagement(transformed_dir, tft_output, "train")
-    evaluation = read_engagement(transformed_dir, tft_output, "eval", catalog=train)
+    tasks = S.RawSchema.load(os.path.join(transform_dir, layout.SCHEMA_FILE)).task_names
+    train = read_engagement(transformed_dir, tft_output, "train", tasks)
+    evaluation = read_engagement(transformed_dir, tft_output, "eval", tasks, catalog=train)
     if not train.engaged:
         raise ValueError("the train split has no engaged (clicked) product: nothing to learn from")
     texts = None

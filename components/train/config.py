@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 
 from model.architectures import ARCHITECTURES
 from model.architectures import architecture as architecture_config
@@ -42,7 +43,8 @@ class TrainConfig:
     encoder_learning_rate: the learning rate of the text encoder's trained layers (at most
         `learning_rate`; the usual BERT practice is 1e-5 to 5e-5); None: `learning_rate`.
     early_stopping_patience: epochs without eval-loss improvement before stopping.
-    score_weights: weights of (click, atc, purchase) probabilities in the exported ranking score.
+    score_weights: weights of the tasks' probabilities in the exported ranking score, one per
+        task in funnel order (empty: 1 each; the default funnel's click, atc, purchase).
     seed: seeds weight initialisation, shuffling and dropout.
     max_vocabulary_texts: texts sampled from the training split to learn a "tiny" vocabulary.
     ranker: overrides the named architecture's RankerConfig (ablations); None: use it.
@@ -73,7 +75,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     encoder_learning_rate: float | None = None
     early_stopping_patience: int = 2
-    score_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    score_weights: tuple[float, ...] = ()
     seed: int = 0
     max_vocabulary_texts: int = 200_000
     ranker: RankerConfig | None = None
@@ -99,10 +101,8 @@ class TrainConfig:
                 f"encoder_learning_rate must be in (0, learning_rate={self.learning_rate}], "
                 f"got {self.encoder_learning_rate}"
             )
-        if len(self.score_weights) != 3 or min(self.score_weights) < 0:
-            raise ValueError(
-                f"score_weights must be 3 non-negative weights (click, atc, purchase), got {self.score_weights}"
-            )
+        if self.score_weights and min(self.score_weights) < 0:
+            raise ValueError(f"score_weights must not be negative, got {self.score_weights}")
 
         if self.architecture != XGBOOST and self.architecture not in ARCHITECTURES:
             raise ValueError(
@@ -113,6 +113,21 @@ class TrainConfig:
     @property
     def ranker_config(self) -> RankerConfig:
         return self.ranker if self.ranker is not None else architecture_config(self.architecture)
+
+    def for_tasks(self, tasks: Sequence[str]) -> TrainConfig:
+        """This configuration for a log whose funnel has `tasks` (its schema's `task_names`):
+        the ranker builds one tower per task, and the score weighs each task (1 each unless
+        `score_weights` says otherwise, one weight per task)."""
+        tasks = tuple(tasks)
+        weights = tuple(self.score_weights) or (1.0,) * len(tasks)
+        if len(weights) != len(tasks):
+            raise ValueError(
+                f"score_weights needs one weight per task {list(tasks)}, got {list(weights)}"
+            )
+        ranker = None
+        if self.architecture != XGBOOST:
+            ranker = self.ranker_config.replace(tasks=tasks)
+        return dataclasses.replace(self, ranker=ranker, score_weights=weights)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

@@ -4,6 +4,7 @@ features to model inputs (shared with the serving export, so training and servin
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -47,12 +48,12 @@ def market_ids(transformed: dict):
     return tf.zeros_like(tf.cast(transformed[S.WIDE][:, 0], tf.int32))
 
 
-def label_columns(available, targets: str = "rate") -> dict[str, str]:
-    """Training label -> the transformed column it comes from: each task (its rate or its
-    binary label, by `targets`), and the logged position when the data has it (for
+def label_columns(available, tasks: Sequence[str], targets: str = "rate") -> dict[str, str]:
+    """Training label -> the transformed column it comes from: each of `tasks` (its rate or
+    its binary label, by `targets`), and the logged position when the data has it (for
     position-bias-aware training; model/position_bias.py)."""
     check_targets(targets)
-    columns = {t: S.rate_name(t) if targets == "rate" else t for t in S.TASKS}
+    columns = {t: S.rate_name(t) if targets == "rate" else t for t in tasks}
     missing = [c for c in columns.values() if c not in available]
     if missing:
         raise ValueError(
@@ -64,10 +65,10 @@ def label_columns(available, targets: str = "rate") -> dict[str, str]:
     return columns
 
 
-def labels_of(transformed: dict, targets: str = "rate") -> dict:
+def labels_of(transformed: dict, tasks: Sequence[str], targets: str = "rate") -> dict:
     return {
         name: tf.reshape(tf.cast(transformed[column], tf.float32), [-1, 1])
-        for name, column in label_columns(transformed, targets).items()
+        for name, column in label_columns(transformed, tasks, targets).items()
     }
 
 
@@ -80,9 +81,12 @@ def make_dataset(
     seed: int = 0,
     targets: str = "rate",
     epochs: int = 1,
+    *,
+    tasks: Sequence[str],
 ) -> tf.data.Dataset:
-    """(model inputs, labels) batches for `model.fit` / `model.predict`; with `shuffle`,
-    `epochs` passes over the files, each in its own order (`shuffled_epochs`)."""
+    """(model inputs, labels) batches for `model.fit` / `model.predict`, with one label per
+    task of `tasks`; with `shuffle`, `epochs` passes over the files, each in its own order
+    (`shuffled_epochs`)."""
     records = tf.data.TFRecordDataset(files, compression_type="GZIP")
     batches = (
         shuffled_epochs(records, batch_size, seed, epochs, buffer=10_000)
@@ -93,7 +97,7 @@ def make_dataset(
 
     def parse(serialized):
         transformed = tf.io.parse_example(serialized, spec)
-        return to_model_inputs(transformed, preprocessor), labels_of(transformed, targets)
+        return to_model_inputs(transformed, preprocessor), labels_of(transformed, tasks, targets)
 
     return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -130,22 +134,22 @@ def training_texts(files: list[str], tft_output: tft.TFTransformOutput, limit: i
 
 
 def wide_and_labels(
-    files: list[str], tft_output: tft.TFTransformOutput, targets: str = "rate"
+    files: list[str], tft_output: tft.TFTransformOutput, tasks: Sequence[str], targets: str = "rate"
 ) -> tuple:
-    """The whole split as numpy: the wide feature matrix and the labels per task."""
-    columns = label_columns(tft_output.transformed_feature_spec(), targets)
-    wide, labels = [], {t: [] for t in S.TASKS}
+    """The whole split as numpy: the wide feature matrix and the labels of each of `tasks`."""
+    columns = label_columns(tft_output.transformed_feature_spec(), tasks, targets)
+    wide, labels = [], {t: [] for t in tasks}
     for batch in read_transformed(files, tft_output, 4096):
         wide.append(batch[S.WIDE].numpy())
-        for t in S.TASKS:
+        for t in tasks:
             labels[t].append(batch[columns[t]].numpy())
     return np.concatenate(wide), {t: np.concatenate(v) for t, v in labels.items()}
 
 
-def read_split(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
+def read_split(files: list[str], tft_output: tft.TFTransformOutput, tasks: Sequence[str]) -> dict:
     """A whole transformed split as numpy: the query, product id and product text (bytes), the wide
-    features, the categorical ids, the market ids (0 without markets), the labels and rates per
-    task and the logged position (when the transformed data has them)."""
+    features, the categorical ids, the market ids (0 without markets), the labels and rates of
+    each of `tasks` and the logged position (when the transformed data has them)."""
     names = (
         S.QUERY,
         S.PRODUCT_ID,
@@ -154,7 +158,7 @@ def read_split(files: list[str], tft_output: tft.TFTransformOutput) -> dict:
         *(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS),
     )
     spec = tft_output.transformed_feature_spec()
-    labels = [c for c in (*S.TASKS, *(S.rate_name(t) for t in S.TASKS), S.POSITION) if c in spec]
+    labels = [c for c in (*tasks, *(S.rate_name(t) for t in tasks), S.POSITION) if c in spec]
     columns: dict[str, list] = {n: [] for n in (*names, *labels)}
     markets: list = []
     for batch in read_transformed(files, tft_output, 4096):
@@ -177,6 +181,8 @@ def cached_dataset(
     seed: int = 0,
     targets: str = "rate",
     epochs: int = 1,
+    *,
+    tasks: Sequence[str],
 ) -> tf.data.Dataset:
     """(cached-ranker inputs, labels) batches: each example's query and product rows looked
     up in the encoded texts (model/ranker.cached_ranker's inputs). `query_index` and
@@ -202,7 +208,7 @@ def cached_dataset(
         for side, encoded in (("query", encoded_queries), ("product", encoded_products))
     }
     categorical = [*(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS), S.MARKET_ID]
-    label_map = label_columns(split, targets)
+    label_map = label_columns(split, tasks, targets)
     columns = {
         "query": query_index.astype(np.int64),
         "product": product_index.astype(np.int64),

@@ -26,7 +26,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from contract import schema as S
 from model.multitask_loss import loss_layer
 from model.ranker import PRODUCT_PROJECTION, QUERY_PROJECTION
 
@@ -92,7 +91,6 @@ def fit(
     eval_steps: int,
     callbacks: list[keras.callbacks.Callback],
     verbose: int = 2,
-    tasks=S.TASKS,
 ) -> dict[str, list[float]]:
     """Train `model` (built in `strategy`'s scope) on `train_ds`, which holds every epoch's
     batches one after the other (`inputs.shuffled_epochs`), `steps_per_epoch` at a time, and
@@ -101,6 +99,7 @@ def fit(
     and may stop training (`model.stop_training`). Returns the history, as `fit` does."""
     replicas = strategy.num_replicas_in_sync
     balancer = loss_layer(model)
+    tasks = balancer.tasks
     gradnorm = balancer.balancing == "gradnorm"
     shared = shared_variables(model) if gradnorm else []
     with strategy.scope():

@@ -6,6 +6,7 @@ and metrics are built in the placement's `tf.distribute` strategy (distribute.py
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -73,7 +74,7 @@ class TrainResult:
 
 
 def _count(dataset: tf.data.Dataset) -> int:
-    return int(sum(int(tf.shape(labels["click"])[0]) for _, labels in dataset))
+    return int(sum(int(tf.shape(next(iter(labels.values())))[0]) for _, labels in dataset))
 
 
 def build_model(
@@ -165,6 +166,7 @@ def run_training(
     keras.utils.set_random_seed(config.seed)
     tft_output = tft.TFTransformOutput(transform_dir)
     raw_schema = S.RawSchema.load(os.path.join(transform_dir, layout.SCHEMA_FILE))
+    config = config.for_tasks(raw_schema.task_names)
     train_files = split_files(transformed_dir, "train")
     eval_files = split_files(transformed_dir, "eval")
     if verbose and (where.replicas > 1 or where.workers > 1):
@@ -197,6 +199,8 @@ def fit_ranker(
     where = where if where is not None else placement()
     keras.utils.set_random_seed(config.seed)
     tft_output = tft.TFTransformOutput(transform_dir)
+    raw_schema = S.RawSchema.load(os.path.join(transform_dir, layout.SCHEMA_FILE))
+    config = config.for_tasks(raw_schema.task_names)
     os.makedirs(output_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="text-cache-") as scratch:
         if config.text_cache_dir is None:
@@ -217,7 +221,11 @@ def _train_and_export(
     config, tft_output, raw_schema, train_files, eval_files, transformed_dir, output_dir,
     verbose, start, where,
 ) -> TrainResult:  # fmt: skip
-    train = _train_xgboost if config.architecture == XGBOOST else _train_neural
+    train = (
+        functools.partial(_train_xgboost, tasks=raw_schema.task_names)
+        if config.architecture == XGBOOST
+        else _train_neural
+    )
     model, preprocessor, fit = train(
         config, tft_output, train_files, eval_files, output_dir, verbose, where
     )
@@ -330,9 +338,19 @@ def _text_datasets(config, tft_output, train_files, eval_files, preprocessor, ba
         batch_size,
         shuffle=False,
         targets=config.targets,
+        tasks=config.ranker_config.tasks,
     )
     counts = (
-        _count(make_dataset(train_files, tft_output, preprocessor, batch_size, shuffle=False)),
+        _count(
+            make_dataset(
+                train_files,
+                tft_output,
+                preprocessor,
+                batch_size,
+                shuffle=False,
+                tasks=config.ranker_config.tasks,
+            )
+        ),  # fmt: skip
         _count(eval_ds),
     )
     _check_examples(*counts)
@@ -345,6 +363,7 @@ def _text_datasets(config, tft_output, train_files, eval_files, preprocessor, ba
         seed=config.seed,
         targets=config.targets,
         epochs=config.max_epochs,
+        tasks=config.ranker_config.tasks,
     )
     return (
         _with_cardinality(train_ds, counts[0], batch_size, config.max_epochs),
@@ -358,8 +377,8 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
     query and product text of the splits is encoded once by the frozen part."""
     cache = TextCache(config.text_cache_dir, model.text_encoder, preprocessor)
     splits = {
-        "train": read_split(train_files, tft_output),
-        "eval": read_split(eval_files, tft_output),
+        "train": read_split(train_files, tft_output, config.ranker_config.tasks),
+        "eval": read_split(eval_files, tft_output, config.ranker_config.tasks),
     }
     counts = len(splits["train"][S.WIDE]), len(splits["eval"][S.WIDE])
     _check_examples(*counts)
@@ -390,6 +409,7 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
             seed=config.seed,
             targets=config.targets,
             epochs=config.max_epochs,
+            tasks=config.ranker_config.tasks,
         )  # fmt: skip
         for name, split, rows in (
             ("train", splits["train"], slice(0, cut)),
@@ -465,9 +485,9 @@ def _fit(
     )
 
 
-def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verbose, where):
-    train_wide, train_labels = wide_and_labels(train_files, tft_output, config.targets)
-    eval_wide, eval_labels = wide_and_labels(eval_files, tft_output, config.targets)
+def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verbose, where, tasks):
+    train_wide, train_labels = wide_and_labels(train_files, tft_output, tasks, config.targets)
+    eval_wide, eval_labels = wide_and_labels(eval_files, tft_output, tasks, config.targets)
     _check_examples(len(train_wide), len(eval_wide))
     progress(f"boosting one XGBoost model per task on {len(train_wide)} examples")
     fitting = time.monotonic()
@@ -478,7 +498,7 @@ def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verb
     predictions = model.predict({S.WIDE: eval_wide}, verbose=0)
     val_loss = sum(
         float(keras.ops.convert_to_numpy(binary_crossentropy(eval_labels[t], predictions[t][:, 0])))
-        for t in S.TASKS
+        for t in tasks
     )
     if verbose:
         print(f"xgboost: boosting rounds kept per task {rounds}; eval loss {val_loss:.4f}")

@@ -91,12 +91,12 @@ def preprocessing_fn(inputs: dict, raw_schema: S.RawSchema) -> dict:
         )
     # Training-only columns (absent from serving requests): the labels, and the logged display
     # position for position-bias-aware training.
-    for label in (*S.LABEL_KEYS, S.POSITION):
+    for label in (*raw_schema.task_names, S.POSITION):
         if label in inputs:
             outputs[label] = inputs[label]
     if S.IMPRESSIONS in inputs:
         impressions = tf.maximum(tf.cast(inputs[S.IMPRESSIONS], tf.float32), 1.0)
-        for task in S.TASKS:
-            count = tf.cast(inputs[S.TASK_COUNT_COLUMN[task]], tf.float32)
-            outputs[S.rate_name(task)] = tf.clip_by_value(count / impressions, 0.0, 1.0)
+        for task in raw_schema.tasks:
+            count = tf.cast(inputs[task.count], tf.float32)
+            outputs[S.rate_name(task.name)] = tf.clip_by_value(count / impressions, 0.0, 1.0)
     return outputs

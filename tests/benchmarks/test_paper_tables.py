@@ -79,14 +79,17 @@ def _result(metrics: dict, per_query: dict) -> dict:
 
 def test_report_without_xgboost_and_with_references(tmp_path):
     """--models without xgboost gives absolute tables; references get paired tests."""
-    from contract.schema import TASKS
+    from contract.schema import DEFAULT_TASKS
 
     queries = [f"q{i}" for i in range(12)]
 
     def run(offset: float) -> dict:
-        metrics = {f"{t}/{m}": 0.5 + offset for t in TASKS for m in ("auc", "ndcg@1", "ndcg@5")}
+        metrics = {
+            f"{t}/{m}": 0.5 + offset for t in DEFAULT_TASKS for m in ("auc", "ndcg@1", "ndcg@5")
+        }
         per_query = {
-            t: {q: 0.4 + offset + 0.01 * (i % 3) for i, q in enumerate(queries)} for t in TASKS
+            t: {q: 0.4 + offset + 0.01 * (i % 3) for i, q in enumerate(queries)}
+            for t in DEFAULT_TASKS
         }
         return _result(metrics, per_query)
 
@@ -108,17 +111,21 @@ def test_report_without_xgboost_and_with_references(tmp_path):
 
 
 def test_the_market_section_tests_the_region_mask_and_shows_each_market():
-    from contract.schema import TASKS
+    from contract.schema import DEFAULT_TASKS
 
     queries = [f"q{i}" for i in range(10)]
 
     def run(lift: float, seed_offset: float) -> dict:
-        metrics = {f"{t}/{m}": 0.6 + lift + seed_offset for t in TASKS for m in ("auc", "ndcg@5")}
+        metrics = {
+            f"{t}/{m}": 0.6 + lift + seed_offset for t in DEFAULT_TASKS for m in ("auc", "ndcg@5")
+        }
         per_query = {
-            t: {q: 0.5 + lift + 0.02 * (i % 4) for i, q in enumerate(queries)} for t in TASKS
+            t: {q: 0.5 + lift + 0.02 * (i % 4) for i, q in enumerate(queries)}
+            for t in DEFAULT_TASKS
         }
         markets = {
-            m: {"queries": 5, **{f"{t}/ndcg@5": 0.7 + lift for t in TASKS}} for m in ("de", "us")
+            m: {"queries": 5, **{f"{t}/ndcg@5": 0.7 + lift for t in DEFAULT_TASKS}}
+            for m in ("de", "us")
         }
         return {"metrics": metrics, "per_query": per_query, "markets": markets}
 
@@ -126,7 +133,7 @@ def test_the_market_section_tests_the_region_mask_and_shows_each_market():
         runs = [run(lift, 0.0), run(lift, 0.02)]  # two seeds, 0.02 apart: std 0.01
         return {key: [r[key] for r in runs] for key in runs[0]}
 
-    keys = [f"{t}/ndcg@5" for t in TASKS]
+    keys = [f"{t}/ndcg@5" for t in DEFAULT_TASKS]
     lines = paper_tables.market_section(
         {"mlpr": result(0.0), "mlpr (region mask)": result(0.05)}, keys
     )

@@ -24,7 +24,7 @@ def _pairs() -> pd.DataFrame:
     frame["query_text"] = frame[S.QUERY]
     frame["product_text"] = frame[S.TITLE]
     frame[S.IMPRESSIONS] = 10
-    for task in S.TASKS[1:]:
+    for task in S.DEFAULT_TASKS[1:]:
         frame[task] = frame["click"]
     return frame
 
@@ -51,6 +51,6 @@ def test_a_reference_scores_every_task_and_keeps_the_pairs():
     pairs = _pairs()
     scored = references.as_scored(pairs, references.lexical_scores(pairs))
     assert list(scored.query) == list(pairs[S.QUERY])
-    for task in S.TASKS:
+    for task in S.DEFAULT_TASKS:
         np.testing.assert_allclose(scored.predictions[task], pairs["lexical_score"])
     assert scored.labels["click"].tolist() == [1, 0, 0, 1, 0]

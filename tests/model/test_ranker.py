@@ -45,7 +45,7 @@ def _inputs(n=5):
 
 def test_outputs_respect_the_funnel_with_probability_transfer():
     out = _ranker().predict(_inputs(), verbose=0)
-    click, atc, purchase = (out[t].reshape(-1) for t in S.TASKS)
+    click, atc, purchase = (out[t].reshape(-1) for t in S.DEFAULT_TASKS)
     assert np.all((click > 0) & (click < 1))
     assert np.all(click >= atc) and np.all(atc >= purchase)
     assert set(_ranker().input) == set(model_input_names())
@@ -58,7 +58,7 @@ def test_keras_file_round_trip(tmp_path):
     model.save(path)
     restored = keras.saving.load_model(path)
     a, b = model.predict(x, verbose=0), restored.predict(x, verbose=0)
-    for t in S.TASKS:
+    for t in S.DEFAULT_TASKS:
         np.testing.assert_allclose(a[t], b[t], rtol=1e-5)
 
 
@@ -66,7 +66,7 @@ def test_one_fit_step_reduces_loss_on_a_fixed_batch():
     model = _ranker(dropout=0.0)
     model.compile(optimizer=keras.optimizers.Adam(0.01))  # the ranker brings its own loss
     x = _inputs(16)
-    y = {t: (np.arange(16) % 2).reshape(-1, 1).astype("float32") for t in S.TASKS}
+    y = {t: (np.arange(16) % 2).reshape(-1, 1).astype("float32") for t in S.DEFAULT_TASKS}
     first = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
     model.fit(x, y, epochs=20, batch_size=16, verbose=0)
     assert model.evaluate(x, y, verbose=0, return_dict=True)["loss"] < first
@@ -108,18 +108,18 @@ def test_every_architecture_builds_trains_and_round_trips(name, tmp_path):
 
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     x = _inputs(8)
-    y = {t: (np.arange(8) % 2).reshape(-1, 1).astype("float32") for t in S.TASKS}
+    y = {t: (np.arange(8) % 2).reshape(-1, 1).astype("float32") for t in S.DEFAULT_TASKS}
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     if config.loss_balancing == "uncertainty":
         assert np.any(np.asarray(log_sigma) != 0.0)  # sigma is learned
     preds = model.predict(x, verbose=0)
-    for t in S.TASKS:
+    for t in S.DEFAULT_TASKS:
         assert np.all((preds[t] > 0) & (preds[t] < 1))
     path = str(tmp_path / f"{name}.keras")
     model.save(path)
     restored = keras.saving.load_model(path)
     again = restored.predict(x, verbose=0)
-    for t in S.TASKS:
+    for t in S.DEFAULT_TASKS:
         np.testing.assert_allclose(again[t], preds[t], rtol=1e-5)
 
 
@@ -160,7 +160,7 @@ def test_the_ranker_is_its_parts_composed():
     parts = model.scorer(
         {"query_embedding": phi, "product_embedding": psi, **{k: x[k] for k in _features()}}
     )
-    for t in S.TASKS:
+    for t in S.DEFAULT_TASKS:
         np.testing.assert_array_equal(np.asarray(whole[t]), np.asarray(parts[t]))
     assert model.text_encoder is model.product_encoder.get_layer("text_encoder")
 
@@ -193,14 +193,14 @@ def test_cached_ranker_scores_as_the_ranker_and_trains_its_weights(fine_tune_lay
     inputs = _cached_inputs(model, x)
     before = model(x)
     got = cached(inputs)
-    for t in S.TASKS:
+    for t in S.DEFAULT_TASKS:
         np.testing.assert_allclose(np.asarray(got[t]), np.asarray(before[t]), atol=1e-6)
     blocks = model.text_encoder.backbone.transformer_layers
     frozen = [np.asarray(w).copy() for w in blocks[0].weights]
     top = [np.asarray(w).copy() for w in blocks[1].weights]
     head = np.asarray(model.query_projection.kernel).copy()
     cached.compile(optimizer=keras.optimizers.Adam(0.05))
-    y = {t: (np.arange(6) % 2).reshape(-1, 1).astype("float32") for t in S.TASKS}
+    y = {t: (np.arange(6) % 2).reshape(-1, 1).astype("float32") for t in S.DEFAULT_TASKS}
     cached.fit(inputs, y, epochs=2, batch_size=6, verbose=0)
     assert not np.allclose(np.asarray(model.query_projection.kernel), head)
     for w, old in zip(blocks[0].weights, frozen, strict=True):
@@ -210,7 +210,7 @@ def test_cached_ranker_scores_as_the_ranker_and_trains_its_weights(fine_tune_lay
     )
     assert moved == (fine_tune_layers == 1)
     after, again = model(x), cached(_cached_inputs(model, x))
-    for t in S.TASKS:
+    for t in S.DEFAULT_TASKS:
         np.testing.assert_allclose(np.asarray(again[t]), np.asarray(after[t]), atol=1e-6)
 
 

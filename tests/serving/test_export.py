@@ -18,12 +18,12 @@ from contract import schema as S
 from serving.export import EXPORT_INFO_FILE
 from serving.signatures import (
     ENCODE_PRODUCTS,
-    OUTPUT_KEYS,
     PRODUCT_EMBEDDING,
     PRODUCT_FIELDS,
     RANK_PRECOMPUTED,
     SCORE_EXAMPLES,
     SERVING_DEFAULT,
+    output_keys,
 )
 from serving.warmup import read_warmup_requests
 
@@ -51,7 +51,7 @@ def test_signatures_and_their_inputs(model):
     assert _inputs(sigs[ENCODE_PRODUCTS]) == sorted(PRODUCT_FIELDS)
     assert _inputs(sigs[SCORE_EXAMPLES]) == ["examples"]
     for name in (SERVING_DEFAULT, RANK_PRECOMPUTED, SCORE_EXAMPLES):
-        assert sorted(sigs[name].structured_outputs) == sorted(OUTPUT_KEYS)
+        assert sorted(sigs[name].structured_outputs) == sorted(output_keys(S.DEFAULT_TASKS))
     with open(os.path.join(path, EXPORT_INFO_FILE)) as fh:
         info = json.load(fh)
     assert info["catalog_products"] == 128 + 32 + 32  # every product of the three splits
@@ -65,18 +65,18 @@ def test_one_query_raw_precomputed_and_examples_agree(model):
     # The query once (scalar or [1]) for every candidate gives the same scores.
     for query in (tf.constant("red boots"), tf.constant(["red boots"])):
         once = raw(**{**named_inputs(raw, rows), S.QUERY: query})
-        for key in OUTPUT_KEYS:
+        for key in output_keys(S.DEFAULT_TASKS):
             np.testing.assert_allclose(once[key].numpy(), per_pair[key].numpy(), rtol=1e-6)
     examples = loaded.signatures[SCORE_EXAMPLES](
         examples=tf.constant([make_raw_example(r, S.DEMO_SCHEMA) for r in rows])
     )
     pre = loaded.signatures[RANK_PRECOMPUTED]
     precomputed = pre(**named_inputs(pre, rows))
-    for key in OUTPUT_KEYS:
+    for key in output_keys(S.DEFAULT_TASKS):
         assert per_pair[key].shape == (20,)
         np.testing.assert_allclose(examples[key].numpy(), per_pair[key].numpy(), rtol=1e-5)
         np.testing.assert_allclose(precomputed[key].numpy(), per_pair[key].numpy(), rtol=1e-5)
-    click, atc, purchase = (per_pair[t].numpy() for t in S.TASKS)
+    click, atc, purchase = (per_pair[t].numpy() for t in S.DEFAULT_TASKS)
     assert np.all((click > 0) & (click < 1)) and np.all(click >= atc) and np.all(atc >= purchase)
     np.testing.assert_allclose(per_pair["score"].numpy(), click + atc + purchase, rtol=1e-5)
 
@@ -334,5 +334,5 @@ def test_a_catalog_without_first_layer_terms_ranks_the_same(model, tmp_path_fact
     expected = pre(**named_inputs(pre, rows))
     other = tf.saved_model.load(plain).signatures[RANK_PRECOMPUTED]
     got = other(**named_inputs(other, rows))
-    for key in OUTPUT_KEYS:
+    for key in output_keys(S.DEFAULT_TASKS):
         np.testing.assert_allclose(got[key].numpy(), expected[key].numpy(), rtol=0, atol=1e-5)

@@ -72,13 +72,13 @@ def test_split_scorer_with_region_masks_equals_the_scorer(name):
     config = ARCHITECTURES[name].replace(**SMALL, region_mask=True)
     scorer = _check_split(config)
     masks = [layer for layer in scorer.layers if layer.name.endswith("_mask")]
-    assert len(masks) == 2 * len(S.TASKS)
+    assert len(masks) == 2 * len(S.DEFAULT_TASKS)
     # The markets' masks differ, so the market changes the scores (of some task: the drawn
     # weights saturate a head of some architectures at exactly 0 or 1).
     x = _inputs(20, np.random.default_rng(4))
     other = {**x, S.MARKET_ID: (x[S.MARKET_ID] + 1) % MARKETS}
     here, there = scorer(x), scorer(other)
-    moved = max(np.abs(np.asarray(here[t]) - np.asarray(there[t])).max() for t in S.TASKS)
+    moved = max(np.abs(np.asarray(here[t]) - np.asarray(there[t])).max() for t in S.DEFAULT_TASKS)
     assert moved > 1e-3
 
 
@@ -104,9 +104,9 @@ def _check_split(config):
         x[S.MARKET_ID],
     )
     # The candidates' scores differ: the comparison can fail.
-    assert max(np.ptp(np.asarray(expected[t])) for t in S.TASKS) > 1e-3
+    assert max(np.ptp(np.asarray(expected[t])) for t in S.DEFAULT_TASKS) > 1e-3
     unsplit = folded(x, training=False)
-    for task in S.TASKS:
+    for task in S.DEFAULT_TASKS:
         np.testing.assert_allclose(
             np.asarray(got[task]), np.asarray(expected[task]), rtol=0, atol=1e-5
         )
@@ -152,7 +152,7 @@ def test_the_split_scorer_in_bfloat16_stays_near_float32_and_returns_float32():
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     computes = {layer.name: layer.compute_dtype for layer in split.rest.layers}
     assert "bfloat16" in computes.values()
-    assert {computes[f"{t}_head"] for t in S.TASKS} == {"float32"}
+    assert {computes[f"{t}_head"] for t in S.DEFAULT_TASKS} == {"float32"}
     x = _inputs(50, np.random.default_rng(1))
     terms = (
         split.query_terms(tf.constant(x[QUERY_EMBEDDING])),
@@ -162,7 +162,7 @@ def test_the_split_scorer_in_bfloat16_stays_near_float32_and_returns_float32():
     )
     got = split.score(x[QUERY_EMBEDDING], x[PRODUCT_EMBEDDING], *terms, x[S.WIDE])
     expected = scorer(x, training=False)
-    for task in S.TASKS:
+    for task in S.DEFAULT_TASKS:
         assert got[task].dtype == tf.float32
         difference = np.abs(np.asarray(got[task]) - np.asarray(expected[task]))
         # bfloat16 keeps 8 bits of mantissa: close, but not float32's 1e-5.

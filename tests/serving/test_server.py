@@ -72,13 +72,13 @@ def _keras_scores(root, rows) -> dict:
     preprocessor = TextPreprocessor(tokenizer, CONFIG.query_length, CONFIG.product_length)
     ranker = keras.saving.load_model(str(root / "model" / layout.KERAS_MODEL_FILE))
     out = ranker(to_model_inputs(transformed, preprocessor), training=False)
-    return {t: np.asarray(out[t]).reshape(-1) for t in S.TASKS}
+    return {t: np.asarray(out[t]).reshape(-1) for t in S.DEFAULT_TASKS}
 
 
 def test_ranks_through_grpc_like_the_in_process_model(model, client):
     rows = catalog_rows(40, query="red boots")
     expected = _keras_scores(model[0], rows)
-    expected_score = sum(expected[t] for t in S.TASKS)
+    expected_score = sum(expected[t] for t in S.DEFAULT_TASKS)
     by_id = {r[S.PRODUCT_ID]: i for i, r in enumerate(rows)}
     for precomputed in (False, True):
         ranked = client.rank("red boots", rows, FEATURES, precomputed=precomputed)
@@ -86,7 +86,7 @@ def test_ranks_through_grpc_like_the_in_process_model(model, client):
         assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
         for r in ranked:
             i = by_id[r.product_id]
-            for task in S.TASKS:
+            for task in S.DEFAULT_TASKS:
                 assert getattr(r, task) == pytest.approx(expected[task][i], rel=1e-4, abs=1e-6)
             assert r.score == pytest.approx(expected_score[i], rel=1e-4)
     assert client.status() == {1: "AVAILABLE"}

@@ -99,5 +99,5 @@ def raw_log(
         if column not in frame.columns:
             frame[column] = ""
         frame[column] = frame[column].fillna("").astype(str)
-    columns = [*S.TEXT_COLUMNS, *SCHEMA.feature_names, *S.FUNNEL, S.POSITION, *keep]
+    columns = [*S.TEXT_COLUMNS, *SCHEMA.feature_names, *SCHEMA.funnel, S.POSITION, *keep]
     return frame[columns]

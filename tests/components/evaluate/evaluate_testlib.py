@@ -16,6 +16,7 @@ from components.evaluate.analysis import analyse, paired_ndcg
 from components.evaluate.component import evaluate
 from components.evaluate.gate import decide
 from components.evaluate.gate_config import GateConfig
+from components.evaluate.kfp_outputs import CLASSIFICATION_SLOTS, slot_name
 from components.evaluate.report import EvaluationReport
 from components.evaluate.scoring import ScoredSplit, compute_metrics
 from contract import layout
@@ -23,13 +24,28 @@ from contract import schema as S
 
 SIGNAL = S.RankingFeature("lexical_score")
 DECOY = S.RankingFeature("decoy")
+# A funnel with a stage between click and add-to-cart, its count column "favorites".
+FAVORITES = "favorites"
+FOUR_TASKS = (
+    S.Task("click", S.CLICKS),
+    S.Task("favorite", FAVORITES),
+    S.Task("atc", S.ADD_TO_CART),
+    S.Task("purchase", S.PURCHASES),
+)
 
 
-def save_scorer(path: str, transform, features=("lexical_score",), with_signature=True) -> str:
+def save_scorer(
+    path: str,
+    transform,
+    features=("lexical_score",),
+    with_signature=True,
+    tasks=S.DEFAULT_TASKS,
+) -> str:
     """A SavedModel with the trained model's `score_examples` signature.
 
-    `transform` maps the parsed float features (in the order of `features`) to the click
-    probability; atc and purchase are click/2 and click/4, the score equals purchase.
+    `transform` maps the parsed float features (in the order of `features`) to the first
+    task's probability; the k-th task's (from 0) is that times 0.5**k (atc = click/2,
+    purchase = click/4 in the default funnel), and the score equals the last task's.
     """
 
     class Scorer(tf.Module):
@@ -38,8 +54,8 @@ def save_scorer(path: str, transform, features=("lexical_score",), with_signatur
             spec = {name: tf.io.FixedLenFeature([], tf.float32) for name in features}
             parsed = tf.io.parse_example(examples, spec)
             x = transform(*(parsed[name] for name in features))
-            click, atc, purchase = x, x * 0.5, x * 0.25
-            return {"click": click, "atc": atc, "purchase": purchase, "score": purchase}
+            outputs = {task: x * 0.5**k for k, task in enumerate(tasks)}
+            return {**outputs, "score": outputs[tasks[-1]]}
 
     module = Scorer()
     signatures = {"score_examples": module.score_examples} if with_signature else {}
@@ -72,6 +88,8 @@ def ranking_rows(queries: int, products: int, seed: int) -> list[dict]:
                     S.CLICKS: clicks,
                     S.ADD_TO_CART: carts,
                     S.PURCHASES: purchases,
+                    # Between clicks and add-to-carts: a clicked pair with a strong signal.
+                    FAVORITES: carts + int(clicks > carts and lexical > 0.5),
                 }
             )
     return rows
@@ -89,19 +107,17 @@ class EvaluateRun:
 
     def __init__(self, dataset: str, model_dir: str, out: str, model_base: str, **params):
         self.metrics = dsl.Metrics(uri=os.path.join(out, "metrics"))
-        self.classification = {
-            task: dsl.ClassificationMetrics(uri=os.path.join(out, f"{task}_classification"))
-            for task in S.TASKS
-        }
+        self.classification = [
+            dsl.ClassificationMetrics(uri=os.path.join(out, slot_name(k)))
+            for k in range(1, CLASSIFICATION_SLOTS + 1)
+        ]
         self.report = dsl.HTML(uri=os.path.join(out, "report"))
         self.blessing = dsl.Artifact(uri=os.path.join(out, "blessing"))
         self.result = evaluate.python_func(
             examples=dsl.Dataset(uri=dataset),
             model=dsl.Model(uri=model_dir),
             metrics=self.metrics,
-            click_classification=self.classification["click"],
-            atc_classification=self.classification["atc"],
-            purchase_classification=self.classification["purchase"],
+            **{slot_name(k + 1): slot for k, slot in enumerate(self.classification)},
             report=self.report,
             blessing=self.blessing,
             model_base=model_base,
@@ -122,25 +138,28 @@ class EvaluateRun:
             return f.read()
 
 
-def scored_split(rows: list[dict], transform) -> ScoredSplit:
-    """A ScoredSplit of `ranking_rows` as if a model predicted click = transform(lexical,
-    decoy), atc = click/2, purchase = click/4 (no SavedModel involved)."""
+def scored_split(rows: list[dict], transform, tasks=S.DEFAULT_FUNNEL) -> ScoredSplit:
+    """A ScoredSplit of `ranking_rows` for the funnel `tasks` as if a model predicted the
+    first task = transform(lexical, decoy) and the k-th (from 0) that times 0.5**k (click,
+    click/2, click/4 in the default funnel), the score the last's (no SavedModel involved)."""
     lexical = np.array([r[SIGNAL.name] for r in rows])
     decoy = np.array([r[DECOY.name] for r in rows])
-    click = np.asarray(transform(lexical, decoy), dtype=np.float64)
+    first = np.asarray(transform(lexical, decoy), dtype=np.float64)
+    predictions = {t.name: first * 0.5**k for k, t in enumerate(tasks)}
     return ScoredSplit(
         query=np.array([r[S.QUERY] for r in rows], dtype=object),
         product_id=np.array([r[S.PRODUCT_ID] for r in rows], dtype=object),
         impressions=np.array([r[S.IMPRESSIONS] for r in rows]),
-        labels={t: np.array([S.label_of(t, r) for r in rows]) for t in S.TASKS},
-        predictions={"click": click, "atc": click / 2, "purchase": click / 4},
-        score=click / 4,
+        labels={t.name: t.label(np.array([r[t.count] for r in rows])) for t in tasks},
+        predictions=predictions,
+        score=predictions[tasks[-1].name],
     )
 
 
 def synthetic_report(candidate: ScoredSplit, champion: ScoredSplit | None, **gate):
     """The EvaluationReport the evaluate step would write for these two scored splits."""
     config = GateConfig(**{"floors": {"auc": 0.6, "ndcg@5": 0.0}, **gate})
+    config = config.for_tasks(candidate.tasks)
     candidate_metrics = compute_metrics(candidate)
     champion_metrics = None if champion is None else compute_metrics(champion)
     paired = None if champion is None else paired_ndcg(candidate, champion, config.confidence)

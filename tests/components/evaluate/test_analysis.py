@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from evaluate_testlib import ranking_rows, scored_split
+from evaluate_testlib import FOUR_TASKS, ranking_rows, scored_split
 from sklearn.metrics import roc_auc_score
 
 from components.evaluate.analysis import (
@@ -158,3 +158,60 @@ def test_market_groups_are_the_metrics_of_each_market():
     )
     data = json.loads(json.dumps(analyse(scored).to_dict(), allow_nan=False))
     assert ModelAnalysis.from_dict(data).market_groups == groups
+
+
+def test_every_task_of_a_four_task_split_is_analysed():
+    from components.evaluate.analysis import paired_ndcg
+    from components.evaluate.scoring import compute_metrics
+
+    rows = ranking_rows(20, 6, seed=4)
+    strong = scored_split(rows, lambda x, d: x, FOUR_TASKS)
+    names = ("click", "favorite", "atc", "purchase")
+    assert strong.tasks == names
+    metrics = compute_metrics(strong)
+    favorite = strong.labels["favorite"]
+    assert metrics["favorite/positives"] == int(favorite.sum()) > metrics["atc/positives"]
+    assert metrics["favorite/auc"] == pytest.approx(
+        roc_auc_score(favorite, strong.predictions["favorite"])
+    )
+    analysis = analyse(strong)
+    assert tuple(analysis.tasks) == names
+    assert set(analysis.impression_groups[0].metrics) == {
+        f"{t}/{m}" for t in names for m in ("auc", "ndcg@5")
+    }
+    weak = scored_split(rows, lambda x, d: d, FOUR_TASKS)
+    assert tuple(paired_ndcg(strong, weak, 0.95)) == names
+    data = json.loads(json.dumps(analysis.to_dict(), allow_nan=False))
+    assert tuple(ModelAnalysis.from_dict(data).tasks) == names
+
+
+def test_a_one_task_split():
+    from components.evaluate.analysis import paired_ndcg
+    from components.evaluate.scoring import compute_metrics
+
+    rows = ranking_rows(10, 5, seed=6)
+    one = scored_split(rows, lambda x, d: x, FOUR_TASKS[:1])
+    assert one.tasks == ("click",)
+    per_task = ("auc", "ndcg@5", "positives", "queries_without_positive", "nonfinite_predictions")
+    metrics = compute_metrics(one, ks=(5,))
+    assert set(metrics) == {"examples", "queries"} | {f"click/{m}" for m in per_task}
+    assert tuple(analyse(one).tasks) == ("click",)
+    assert tuple(paired_ndcg(one, one, 0.95)) == ("click",)
+
+
+def test_the_paired_test_needs_the_same_tasks():
+    from components.evaluate.analysis import paired_ndcg
+
+    rows = ranking_rows(5, 4, seed=3)
+    with pytest.raises(ValueError, match="the candidate's tasks .* and the champion's .* differ"):
+        paired_ndcg(
+            scored_split(rows, lambda x, d: x, FOUR_TASKS), scored_split(rows, lambda x, d: x), 0.95
+        )
+
+
+def test_a_scored_split_needs_the_same_tasks_for_labels_and_predictions():
+    scored = scored_split(ranking_rows(3, 3, seed=1), lambda x, d: x)
+    with pytest.raises(ValueError, match="labels and predictions for the same tasks"):
+        dataclasses.replace(scored, predictions={"click": scored.predictions["click"]})
+    with pytest.raises(ValueError, match="at least one"):
+        dataclasses.replace(scored, labels={}, predictions={})

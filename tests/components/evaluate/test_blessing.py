@@ -27,7 +27,7 @@ MODELS = {
     "weak": lambda x, d: d,
     "jitter": lambda x, d: 0.92 * x + 0.08 * d,
 }
-GATED = [f"{t}/{m}" for m in ("auc", "ndcg@5") for t in S.TASKS]
+GATED = [f"{t}/{m}" for m in ("auc", "ndcg@5") for t in S.DEFAULT_TASKS]
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +93,8 @@ def test_better_candidate_displaces_the_champion(tmp_path, dataset, models):
     assert checks[("champion", "click/auc")]["value"] > champion_auc + 0.4
     # Paired NDCG@5 over the queries with a positive label: 40 for click, 39 atc, 37 purchase.
     paired = verdict["paired"]
-    assert [paired[t]["queries"] for t in S.TASKS] == [40, 39, 37]
-    for task in S.TASKS:
+    assert [paired[t]["queries"] for t in S.DEFAULT_TASKS] == [40, 39, 37]
+    for task in S.DEFAULT_TASKS:
         # Same queries on both sides: the mean difference is the difference of the means.
         gain = results["candidate"][f"{task}/ndcg@5"] - results["champion"][f"{task}/ndcg@5"]
         assert paired[task]["mean_difference"] == pytest.approx(gain)
@@ -112,7 +112,7 @@ def test_worse_candidate_is_refused_with_every_failed_check(tmp_path, dataset, m
     assert run.result is False and verdict["blessed"] is False and verdict["forced"] is False
     # The weak model ranks at random: AUC below 0.5 and every metric below the champion's.
     expected = (
-        [f"floor:{t}/auc" for t in S.TASKS]
+        [f"floor:{t}/auc" for t in S.DEFAULT_TASKS]
         + [f"champion:{k}" for k in GATED]
         + ["significance:purchase/ndcg@5"]
     )

@@ -8,13 +8,22 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from evaluate_testlib import EvaluateRun, save_scorer
+from evaluate_testlib import (
+    DECOY,
+    FOUR_TASKS,
+    SIGNAL,
+    EvaluateRun,
+    install_champion,
+    ranking_rows,
+    save_scorer,
+)
 from kfp import dsl
 
 from components.evaluate.cli import cli
@@ -96,11 +105,16 @@ def saved_model(model_dir: str) -> str:
     return os.path.join(model_dir, layout.SAVED_MODEL_DIR)
 
 
+def records_of(root: str) -> str:
+    return layout.split_pattern(root, "test")
+
+
 class TestScoreSplit:
     def test_reads_every_shard_and_aligns_outputs(self, dataset, models):
         scored = score_split(
-            saved_model(models["good"]), layout.split_pattern(dataset, "test"), batch_size=2
+            saved_model(models["good"]), records_of(dataset), S.DEFAULT_TASKS, batch_size=2
         )
+        assert scored.tasks == ("click", "atc", "purchase")
         order = np.argsort(scored.product_id)
         assert scored.product_id[order].tolist() == ["p1", "p2", "p3", "p4", "p5", "p6"]
         assert scored.query[order].tolist() == [r[S.QUERY] for r in ROWS]
@@ -115,7 +129,7 @@ class TestScoreSplit:
 
     def test_empty_split_gives_undefined_metrics(self, tmp_path, raw_dataset_writer, models):
         root = raw_dataset_writer(str(tmp_path / "empty"), {"test": []}, FEATURES)
-        scored = score_split(saved_model(models["good"]), layout.split_pattern(root, "test"))
+        scored = score_split(saved_model(models["good"]), records_of(root), S.DEFAULT_TASKS)
         assert scored.num_examples == 0
         m = compute_metrics(scored)
         assert (m["examples"], m["queries"]) == (0, 0)
@@ -124,21 +138,40 @@ class TestScoreSplit:
     def test_no_files_is_a_clear_error(self, tmp_path, models):
         pattern = str(tmp_path / "nothing" / "data-*.tfrecord.gz")
         with pytest.raises(FileNotFoundError, match="no TFRecord files match"):
-            score_split(saved_model(models["good"]), pattern)
+            score_split(saved_model(models["good"]), pattern, S.DEFAULT_TASKS)
 
     def test_missing_signature_is_a_clear_error(self, tmp_path, dataset):
         path = save_scorer(str(tmp_path / "plain"), good, with_signature=False)
         with pytest.raises(ValueError, match="has no 'score_examples' signature"):
-            score_split(path, layout.split_pattern(dataset, "test"))
+            score_split(path, records_of(dataset), S.DEFAULT_TASKS)
+
+    def test_a_task_the_model_lacks_is_a_clear_error(self, dataset, models):
+        tasks = ("click", "favorite", "atc", "purchase")
+        message = (
+            "has no output for ['favorite']: its score_examples outputs are ['atc', 'click', "
+            "'purchase', 'score'], the schema's tasks ['click', 'favorite', 'atc', 'purchase']"
+        )
+        with pytest.raises(ValueError, match=re.escape(message)):
+            score_split(saved_model(models["good"]), records_of(dataset), tasks)
+
+    @pytest.mark.parametrize("tasks", [(), ("click", "click"), ("click", "score")])
+    def test_the_tasks_must_be_distinct_names(self, dataset, models, tasks):
+        with pytest.raises(ValueError, match="needs one or more distinct task names"):
+            score_split(saved_model(models["good"]), records_of(dataset), tasks)
+
+    def test_a_subset_of_the_models_outputs(self, dataset, models):
+        scored = score_split(saved_model(models["good"]), records_of(dataset), ("click",))
+        assert scored.tasks == ("click",) and set(scored.predictions) == {"click"}
+        assert compute_metrics(scored)["click/auc"] == pytest.approx(GOOD_CLICK_AUC)
 
     def test_not_a_saved_model(self, tmp_path, dataset):
         with pytest.raises(FileNotFoundError, match="saved_model.pb is missing"):
-            score_split(str(tmp_path), layout.split_pattern(dataset, "test"))
+            score_split(str(tmp_path), records_of(dataset), S.DEFAULT_TASKS)
 
 
 class TestComputeMetrics:
     def test_known_values(self, dataset, models):
-        scored = score_split(saved_model(models["good"]), layout.split_pattern(dataset, "test"))
+        scored = score_split(saved_model(models["good"]), records_of(dataset), S.DEFAULT_TASKS)
         m = compute_metrics(scored)
         assert m["examples"] == 6 and m["queries"] == 3
         assert m["click/auc"] == pytest.approx(GOOD_CLICK_AUC)
@@ -152,7 +185,7 @@ class TestComputeMetrics:
         assert m["purchase/positives"] == 1
         expected = {"examples", "queries"} | {
             f"{t}/{name}"
-            for t in S.TASKS
+            for t in S.DEFAULT_TASKS
             for name in (
                 "auc",
                 "ndcg@1",
@@ -166,7 +199,7 @@ class TestComputeMetrics:
         assert set(m) == expected
 
     def test_nonfinite_predictions_make_the_task_undefined(self, dataset, models):
-        scored = score_split(saved_model(models["good"]), layout.split_pattern(dataset, "test"))
+        scored = score_split(saved_model(models["good"]), records_of(dataset), S.DEFAULT_TASKS)
         broken = dict(scored.predictions)
         broken["atc"] = broken["atc"].copy()
         broken["atc"][0] = np.nan
@@ -276,7 +309,7 @@ GATE = dict(
     max_drop_vs_champion=0.0,
     max_drop_by_metric={},
     champion_significance="better",
-    significance_task="purchase",
+    significance_task="",
     significance_confidence=0.95,
     force_push=False,
 )
@@ -285,7 +318,7 @@ GATE = dict(
 def test_evaluate_step_fills_every_output(tmp_path, dataset, models, capsys):
     out = tmp_path / "out"
     metrics = dsl.Metrics(uri=str(out / "metrics"))
-    classification = {t: dsl.ClassificationMetrics(uri=str(out / t)) for t in S.TASKS}
+    classification = [dsl.ClassificationMetrics(uri=str(out / f"slot{k}")) for k in range(4)]
     blessing = {"given": "kept"}
     report = out / "evaluate" / "report.html"  # its directory does not exist yet
     blessed = evaluate_step(
@@ -311,12 +344,15 @@ def test_evaluate_step_fills_every_output(tmp_path, dataset, models, capsys):
         [layout.BLESSING_FILE, layout.EVAL_RESULTS_FILE, "report.json"]
     )
     assert metrics.metadata["click_auc"] == pytest.approx(1 - GOOD_CLICK_AUC)
-    for task in S.TASKS:
-        assert classification[task].metadata["task"] == task
-        assert classification[task].metadata["confusionMatrix"]["annotationSpecs"] == [
+    for slot, task in zip(classification, S.DEFAULT_TASKS, strict=False):
+        assert slot.metadata["task"] == task
+        assert slot.metadata["confusionMatrix"]["annotationSpecs"] == [
             {"displayName": f"no {task}"},
             {"displayName": task},
         ]
+    assert classification[3].metadata == {
+        "unused": "the funnel has only 3 task(s) (click, atc, purchase): no task 4"
+    }
     assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert "Verdict: BLESSED (FORCED)" in capsys.readouterr().out
 
@@ -354,7 +390,10 @@ def test_runs_in_the_kfp_executor(tmp_path, dataset, models, local_runner):
     (run_dir,) = glob.glob(str(tmp_path / "root" / "evaluate-push-*"))
     with open(os.path.join(run_dir, "evaluate", "executor_output.json"), encoding="utf-8") as f:
         outputs = json.load(f)["artifacts"]
-    click = outputs["click_classification"]["artifacts"][0]["metadata"]
+    click = outputs["task_1_classification"]["artifacts"][0]["metadata"]
+    assert click["task"] == "click"
+    unused = outputs["task_4_classification"]["artifacts"][0]["metadata"]
+    assert unused["unused"].startswith("the funnel has only 3 task(s)")
     assert click["confusionMatrix"]["annotationSpecs"] == [
         {"displayName": "no click"},
         {"displayName": "click"},
@@ -379,3 +418,116 @@ def test_runs_in_the_kfp_executor(tmp_path, dataset, models, local_runner):
     assert "Verdict: BLESSED" in printed.output
     lines = [line.split() for line in printed.output.splitlines()]
     assert ["click", "auc", f"{GOOD_CLICK_AUC:.4f}"] in lines
+
+
+# Funnels other than the default: the tasks are the schema's (examples_dir/schema.json).
+FUNNELS = {
+    "four": FOUR_TASKS,
+    "one": (S.Task("click", S.CLICKS),),
+    "five": (*FOUR_TASKS, S.Task("repeat", "repeat_purchases")),
+}
+
+
+@pytest.fixture(scope="module")
+def funnels(tmp_path_factory):
+    """Per funnel: a test split of its schema and a model with one output per task."""
+    from conftest import write_raw_dataset
+
+    rows = ranking_rows(20, 5, seed=3)
+    for r in rows:
+        r["repeat_purchases"] = r[S.PURCHASES] * int(r[SIGNAL.name] > 0.8)
+    made = {}
+    for name, tasks in FUNNELS.items():
+        root = tmp_path_factory.mktemp(name)
+        schema = S.RawSchema(ranking_features=(SIGNAL, DECOY), tasks=tasks)
+        dataset = write_raw_dataset(str(root / "examples"), {"test": rows}, schema)
+        model = root / "model"
+        names = tuple(t.name for t in tasks)
+        features = (SIGNAL.name, DECOY.name)
+        save_scorer(str(model / layout.SAVED_MODEL_DIR), lambda x, d: x, features, tasks=names)
+        made[name] = (dataset, str(model))
+    return made
+
+
+def test_a_four_task_funnel_is_evaluated_task_by_task(tmp_path, funnels):
+    dataset, model = funnels["four"]
+    model_base = str(tmp_path / "serving")
+    run = EvaluateRun(dataset, model, str(tmp_path / "first"), model_base)
+    assert run.result is True
+    names = [t.name for t in FOUR_TASKS]
+    assert [c["metric"] for c in run.verdict["checks"]] == [
+        f"{t}/{m}" for m in ("auc", "ndcg@5") for t in names
+    ]
+    results = run.json(layout.EVAL_RESULTS_FILE)["candidate"]
+    for task in names:
+        assert 0.5 < results[f"{task}/auc"] <= 1.0
+        assert run.metrics.metadata[f"{task}_auc"] == pytest.approx(results[f"{task}/auc"])
+    assert [slot.metadata["task"] for slot in run.classification] == names
+    assert all("confusionMatrix" in slot.metadata for slot in run.classification)
+    assert '<td class="text">favorite</td>' in run.html
+
+    # Against itself as the champion: the paired test covers every task and the significance
+    # check reads the funnel's last task by default.
+    install_champion(os.path.join(model, layout.SAVED_MODEL_DIR), model_base)
+    again = EvaluateRun(
+        dataset, model, str(tmp_path / "again"), model_base, champion_significance="not_worse"
+    )
+    assert again.result is True
+    assert list(again.verdict["paired"]) == names
+    assert again.verdict["settings"]["significance_metric"] == "purchase/ndcg@5"
+    assert again.verdict["checks"][-1]["metric"] == "purchase/ndcg@5"
+
+
+def test_a_one_task_funnel(tmp_path, funnels):
+    dataset, model = funnels["one"]
+    model_base = str(tmp_path / "serving")
+    install_champion(os.path.join(model, layout.SAVED_MODEL_DIR), model_base)
+    run = EvaluateRun(
+        dataset, model, str(tmp_path / "out"), model_base, champion_significance="off"
+    )
+    assert run.result is True
+    assert {c["metric"] for c in run.verdict["checks"]} == {"click/auc", "click/ndcg@5"}
+    assert run.classification[0].metadata["task"] == "click"
+    for k, slot in enumerate(run.classification[1:], start=2):
+        assert slot.metadata == {"unused": f"the funnel has only 1 task(s) (click): no task {k}"}
+    assert "click" in run.html and "purchase" not in run.html
+
+
+def test_a_funnel_longer_than_the_slots_names_the_tasks_left_out(tmp_path, funnels):
+    dataset, model = funnels["five"]
+    run = EvaluateRun(dataset, model, str(tmp_path / "out"), str(tmp_path / "serving"))
+    assert [slot.metadata["task"] for slot in run.classification] == [
+        "click",
+        "favorite",
+        "atc",
+        "purchase",
+    ]
+    assert run.classification[-1].metadata["left_out"] == ["repeat"]
+    assert "repeat_auc" in run.metrics.metadata
+    assert '<td class="text">repeat</td>' in run.html
+
+
+def test_a_gate_key_naming_a_task_not_in_the_schema_is_refused(tmp_path, funnels):
+    dataset, model = funnels["four"]
+    message = (
+        "unknown task 'view' in floors key 'view/auc': the schema's tasks are "
+        "['click', 'favorite', 'atc', 'purchase']"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        EvaluateRun(
+            dataset,
+            model,
+            str(tmp_path / "out"),
+            str(tmp_path / "m"),
+            metric_floors={"view/auc": 0.5},
+        )
+    with pytest.raises(ValueError, match="significance_task must be one of the schema's tasks"):
+        EvaluateRun(
+            dataset, model, str(tmp_path / "out2"), str(tmp_path / "m"), significance_task="order"
+        )
+
+
+def test_a_model_without_an_output_for_a_schema_task_is_refused(tmp_path, funnels, models):
+    dataset, _ = funnels["four"]
+    with pytest.raises(ValueError, match=re.escape("has no output for ['favorite']")):
+        EvaluateRun(dataset, models["good"], str(tmp_path / "out"), str(tmp_path / "m"))

@@ -4,6 +4,7 @@ import yaml
 from kfp import compiler, dsl
 
 from components.evaluate.component import evaluate
+from components.evaluate.kfp_outputs import CLASSIFICATION_SLOTS, slot_name
 from components.push.component import push
 
 
@@ -53,18 +54,22 @@ def test_interface(tmp_path):
     assert params["auc_floor"]["defaultValue"] == 0.6  # the pipeline's
     assert params["metric_floors"]["defaultValue"] == {}
     assert params["champion_significance"]["defaultValue"] == "better"
+    assert params["significance_task"]["defaultValue"] == ""  # the funnel's last task
     assert params["force_push"]["defaultValue"] is False
     outputs = component["outputDefinitions"]
-    # What the Kubeflow UI draws: scalar metrics, a ROC curve and confusion matrix per task,
-    # and the HTML report.
+    # What the Kubeflow UI draws: scalar metrics, a ROC curve and confusion matrix per task
+    # in positional slots (the tasks are the data's, the outputs fixed), and the HTML report.
     assert {n: a["artifactType"]["schemaTitle"] for n, a in outputs["artifacts"].items()} == {
         "metrics": "system.Metrics",
-        "click_classification": "system.ClassificationMetrics",
-        "atc_classification": "system.ClassificationMetrics",
-        "purchase_classification": "system.ClassificationMetrics",
+        "task_1_classification": "system.ClassificationMetrics",
+        "task_2_classification": "system.ClassificationMetrics",
+        "task_3_classification": "system.ClassificationMetrics",
+        "task_4_classification": "system.ClassificationMetrics",
         "report": "system.HTML",
         "blessing": "system.Artifact",
     }
+    slots = [n for n in outputs["artifacts"] if n.endswith("_classification")]
+    assert slots == [slot_name(k) for k in range(1, CLASSIFICATION_SLOTS + 1)]
     assert outputs["parameters"]["Output"]["parameterType"] == "BOOLEAN"
 
 

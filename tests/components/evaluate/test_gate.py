@@ -1,18 +1,19 @@
 import json
 import math
+import re
 
 import pytest
 
 from components.evaluate.gate import decide
 from components.evaluate.gate_config import GateConfig
 from components.evaluate.stats import PairedComparison
-from contract.schema import TASKS
+from contract.schema import DEFAULT_TASKS as TASKS
 
 FLOORS = {"auc": 0.5, "ndcg@5": 0.2}
 
 
 def config(**overrides) -> GateConfig:
-    return GateConfig(**{"floors": FLOORS, "significance": "off", **overrides})
+    return GateConfig(**{"floors": FLOORS, "significance": "off", "tasks": TASKS, **overrides})
 
 
 def metrics(
@@ -75,7 +76,7 @@ def test_per_task_keys_override_metric_keys():
         max_drop_vs_champion=0.0,
         max_drop_by_metric={"auc": 0.05, "click/auc": 0.0},
         significance="off",
-    )
+    ).for_tasks(TASKS)
     assert gate.floor("click/auc") == 0.6 and gate.floor("purchase/auc") == 0.8
     assert gate.floor("atc/ndcg@10") == 0.5
     assert gate.allowed_drop("atc/auc") == 0.05 and gate.allowed_drop("click/auc") == 0.0
@@ -223,17 +224,75 @@ def test_missing_metric_is_a_clear_error():
     ("settings", "message"),
     [
         ({"floors": {}}, "at least one gated metric"),
-        ({"floors": {"shoes/auc": 0.5}}, "unknown task 'shoes'"),
         ({"floors": {"a/b/c": 0.5}}, "'metric' or 'task/metric'"),
+        ({"floors": {"/auc": 0.5}}, "names no task"),
+        ({"floors": {"click/": 0.5}}, "names no metric"),
         ({"floors": {"auc": math.nan}}, "must be a finite number"),
         ({"floors": {"auc": "high"}}, "must be a finite number"),
         ({"max_drop": {"auc": -0.1}}, "must be >= 0"),
         ({"default_max_drop": -0.1}, "default_max_drop must be"),
         ({"significance": "maybe"}, "significance must be one of"),
-        ({"significance_task": "view"}, "significance_task must be one of"),
+        ({"significance_task": "click/ndcg@5"}, "significance_task must be a task's name"),
         ({"confidence": 1.0}, "confidence must be in"),
     ],
 )
 def test_rejects_bad_configuration(settings, message):
     with pytest.raises(ValueError, match=message):
         GateConfig(**{"floors": FLOORS, **settings})
+
+
+class TestTasksOfTheSchema:
+    """Task names are the evaluated schema's: checked when the gate is given them."""
+
+    def test_a_key_naming_a_task_not_in_the_schema_is_refused_when_applied(self):
+        gate = GateConfig(floors={"auc": 0.5, "favorite/auc": 0.7})  # any name at first
+        assert gate.for_tasks(("click", "favorite", "atc", "purchase")).floor("favorite/auc") == 0.7
+        message = (
+            "unknown task 'favorite' in floors key 'favorite/auc': the schema's tasks are "
+            "['click', 'atc', 'purchase']"
+        )
+        with pytest.raises(ValueError, match=re.escape(message)):
+            gate.for_tasks(TASKS)
+        drop = GateConfig(floors=FLOORS, max_drop={"view/ndcg@5": 0.0})
+        with pytest.raises(ValueError, match=r"unknown task 'view' in max_drop key"):
+            drop.for_tasks(TASKS)
+
+    def test_a_significance_task_not_in_the_schema_is_refused(self):
+        gate = GateConfig(floors=FLOORS, significance_task="favorite")
+        with pytest.raises(ValueError, match=r"significance_task must be one of the schema's "):
+            gate.for_tasks(TASKS)
+        assert gate.for_tasks(("click", "favorite")).paired_key == "favorite/ndcg@5"
+
+    def test_no_significance_task_is_the_funnels_last(self):
+        assert GateConfig(floors=FLOORS).significance_task == ""
+        assert GateConfig(floors=FLOORS).for_tasks(TASKS).paired_key == "purchase/ndcg@5"
+        assert GateConfig(floors=FLOORS, tasks=("click", "atc")).main_task == "atc"
+        four = GateConfig(floors=FLOORS, significance="better").for_tasks(
+            ("click", "favorite", "atc", "purchase")
+        )
+        both = four_task_metrics()
+        blessing = decide(both, both, four, paired4())
+        assert blessing.checks[-1].metric == "purchase/ndcg@5"
+
+    def test_every_task_of_the_schema_is_gated(self):
+        four = ("click", "favorite", "atc", "purchase")
+        gate = GateConfig(floors=FLOORS).for_tasks(four)
+        assert gate.gated() == tuple(f"{t}/{m}" for m in ("auc", "ndcg@5") for t in four)
+        one = decide({"click/auc": 0.7, "click/ndcg@5": 0.6}, None, gate.for_tasks(("click",)))
+        assert [c.metric for c in one.checks] == ["click/auc", "click/ndcg@5"]
+        assert one.blessed
+
+    def test_a_gate_without_tasks_cannot_be_applied(self):
+        with pytest.raises(ValueError, match="does not know the evaluated tasks"):
+            decide(metrics(), None, GateConfig(floors=FLOORS))
+
+
+def four_task_metrics() -> dict[str, float]:
+    return {
+        f"{t}/{m}": 0.7 for t in ("click", "favorite", "atc", "purchase") for m in ("auc", "ndcg@5")
+    }
+
+
+def paired4() -> dict:
+    comparison = PairedComparison(40, 0.03, 0.01, 0.05, 0.002, 0.95)
+    return dict.fromkeys(("click", "favorite", "atc", "purchase"), comparison)

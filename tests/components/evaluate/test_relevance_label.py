@@ -40,15 +40,19 @@ def split(tmp_path_factory):
     return layout.split_pattern(root, "test")
 
 
-def test_the_label_of_each_record_in_order(split, tmp_path):
-    labels = engagement_labels(split, "tiny", str(tmp_path / "cache"))
-    # The same formula on the rows as written: the normalised query, the joined product text.
-    similarity = encoder_similarity(
+def similarity_of_rows(cache: str) -> np.ndarray:
+    # The rows as written: the normalised query, the joined product text.
+    return encoder_similarity(
         ["red shoes"] * 3 + ["socks"] * 2,
         ["red running shoes | Acme", "blue hat", "red shoes", "wool socks", "cotton socks"],
         "tiny",
-        str(tmp_path / "cache"),
+        cache,
     )
+
+
+def test_the_label_of_each_record_in_order(split, tmp_path):
+    labels = engagement_labels(split, "tiny", FEATURES, str(tmp_path / "cache"))
+    similarity = similarity_of_rows(str(tmp_path / "cache"))
     expected = engagement_relevance(
         np.array([r[S.QUERY] for r in ROWS]),
         np.array([r[S.CLICKS] for r in ROWS]),
@@ -60,10 +64,38 @@ def test_the_label_of_each_record_in_order(split, tmp_path):
     assert labels.min() >= 0.0 and labels.max() <= 3.0
 
 
+def test_the_clicks_are_the_first_tasks_count(tmp_path):
+    """A funnel whose first stage after impressions is not "clicks": its count is read."""
+    from conftest import write_raw_dataset
+
+    views = [60, 30, 10, 12, 2]
+    rows = [{**r, "product_views": v} for r, v in zip(ROWS, views, strict=True)]
+    schema = S.RawSchema(
+        ranking_features=FEATURES.ranking_features,
+        tasks=(S.Task("view", "product_views"), *S.DEFAULT_FUNNEL),
+    )
+    root = write_raw_dataset(str(tmp_path / "views"), {"test": rows}, schema)
+    labels = engagement_labels(
+        layout.split_pattern(root, "test"), "tiny", schema, str(tmp_path / "cache")
+    )
+    expected = engagement_relevance(
+        np.array([r[S.QUERY] for r in ROWS]),
+        np.array(views),
+        np.array([r[S.IMPRESSIONS] for r in ROWS]),
+        np.array([r[S.POSITION] for r in ROWS]),
+        similarity_of_rows(str(tmp_path / "cache")),
+    )
+    np.testing.assert_allclose(labels, expected, rtol=1e-6)
+    clicks = engagement_labels(
+        layout.split_pattern(root, "test"), "tiny", FEATURES, str(tmp_path / "cache")
+    )
+    assert not np.allclose(labels, clicks)
+
+
 def test_relevance_ndcg_ranks_the_score_against_the_label(split, tmp_path):
     model = save_scorer(str(tmp_path / "model"), lambda x: x)
-    scored = score_split(model, split)
-    labels = engagement_labels(split, "tiny", str(tmp_path / "cache"))
+    scored = score_split(model, split, FEATURES.task_names)
+    labels = engagement_labels(split, "tiny", FEATURES, str(tmp_path / "cache"))
     metrics = compute_metrics(scored, relevance=labels)
     expected = ndcg_at_k(scored.query, labels, scored.score, 5).mean
     assert metrics["relevance/ndcg@5"] == pytest.approx(expected)

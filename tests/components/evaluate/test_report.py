@@ -4,7 +4,7 @@ import base64
 import re
 
 import pytest
-from evaluate_testlib import ranking_rows, scored_split, synthetic_report
+from evaluate_testlib import FOUR_TASKS, ranking_rows, scored_split, synthetic_report
 
 from components.evaluate.report import EvaluationReport
 from components.evaluate.report_html import render_html
@@ -161,3 +161,76 @@ def test_the_relevance_label_gets_rows_beside_the_tasks(report):
     )
     assert '<td class="text">relevance</td>' in render_html(with_relevance)
     assert not any(r[:1] == ["relevance"] for r in rows_of(render_text(report)))
+
+
+class TestFunnels:
+    """The report has a row per task and a plot panel per task, for any funnel."""
+
+    @pytest.fixture(scope="class")
+    def four(self):
+        return synthetic_report(
+            scored_split(ROWS, lambda x, d: x, FOUR_TASKS),
+            scored_split(ROWS, lambda x, d: d, FOUR_TASKS),
+        )
+
+    @staticmethod
+    def panels(report, monkeypatch) -> dict[str, list[str]]:
+        """The panel titles of each figure of the HTML page."""
+        from components.evaluate import plots
+
+        figures = []
+        monkeypatch.setattr(plots, "_png", lambda figure: figures.append(figure) or "")
+        render_html(report)
+        return {
+            name: [axis.get_title() for axis in figure.axes]
+            for name, figure in zip(
+                ("roc", "ndcg", "calibration", "impressions"), figures, strict=True
+            )
+        }
+
+    def test_four_tasks_get_rows_and_panels(self, four, monkeypatch):
+        names = ["click", "favorite", "atc", "purchase"]
+        assert four.tasks == tuple(names)
+        text = rows_of(render_text(four))
+        for task in names:
+            assert any(r[:2] == [task, "ndcg@10"] for r in text)
+            assert any(r[:2] == [task, str(four.paired[task]["queries"])] for r in text)
+        assert four.candidate_metrics["favorite/auc"] > 0.7
+        favorite = next(r for r in text if r[:2] == ["favorite", "auc"])
+        assert favorite[2] == f"{four.candidate_metrics['favorite/auc']:.4f}"
+        assert "favorite/auc" in render_text(four).split("impression-count")[1]
+        page = render_html(four)
+        assert (
+            page.count('<td class="text">favorite</td>') == 4 + 1 + 1
+        )  # metrics, paired, confusion
+        panels = self.panels(four, monkeypatch)
+        assert panels["roc"] == [f"ROC: {t}" for t in names]
+        assert panels["ndcg"] == [f"NDCG@k: {t}" for t in names]
+        assert panels["calibration"] == [f"Calibration by decile: {t}" for t in names]
+        assert panels["impressions"] == [f"By impression group: {t}" for t in names]
+
+    def test_the_figures_widen_with_the_tasks(self, four, first_run):
+        from components.evaluate import plots
+
+        def width(png: str) -> int:
+            return int.from_bytes(base64.b64decode(png)[16:20], "big")  # the PNG header's
+
+        assert width(plots.roc_figure(four)) == pytest.approx(
+            width(plots.roc_figure(first_run)) * 4 / 3, abs=2
+        )
+
+    def test_one_task(self, monkeypatch):
+        one = synthetic_report(
+            scored_split(ROWS, lambda x, d: x, FOUR_TASKS[:1]),
+            scored_split(ROWS, lambda x, d: d, FOUR_TASKS[:1]),
+            significance="better",
+        )
+        assert one.tasks == ("click",)
+        assert one.blessing["settings"]["significance_metric"] == "click/ndcg@5"
+        text = render_text(one)
+        assert {r[0] for r in rows_of(text) if r[1:2] == ["auc"]} == {"click"}
+        assert "atc" not in text and "purchase" not in text
+        panels = self.panels(one, monkeypatch)
+        assert panels["roc"] == ["ROC: click"] and panels["impressions"] == [
+            "By impression group: click"
+        ]

@@ -42,7 +42,7 @@ def test_columns_and_ranges(log):
 
 
 def test_funnel_is_consistent(log):
-    impressions, clicks, atc, purchases = (log[c] for c in S.FUNNEL)
+    impressions, clicks, atc, purchases = (log[c] for c in S.DEMO_SCHEMA.funnel)
     assert ((impressions >= clicks) & (clicks >= atc) & (atc >= purchases) & (purchases >= 0)).all()
     low = (impressions <= S.MIN_IMPRESSIONS_EXCLUSIVE).mean()
     assert 0.02 < low < 0.3  # some pairs for the ingest filter, not most
@@ -54,7 +54,7 @@ def test_engagement_follows_relevance_and_lexical_score(log):
     assert np.corrcoef(shown["lexical_score"], ctr)[0, 1] > 0.3
     by_grade = shown.assign(ctr=ctr).groupby(demo_data.RELEVANCE)["ctr"].mean()
     assert by_grade.is_monotonic_increasing
-    totals = log.groupby(demo_data.RELEVANCE)[list(S.FUNNEL)].sum()
+    totals = log.groupby(demo_data.RELEVANCE)[list(S.DEMO_SCHEMA.funnel)].sum()
     purchase_rate = totals[S.PURCHASES] / totals[S.CLICKS]
     assert purchase_rate[3] > 2 * purchase_rate[0]
 

@@ -149,7 +149,14 @@ def test_column_checks_decide_every_row_as_the_row_checks(policy):
 def test_typed_parquet_columns_are_checked_as_the_row_reader_reads_them(tmp_path):
     rows = _catalogue_rows()[:6]
     frame = pd.DataFrame(rows)
-    for column in (*S.FUNNEL, "price", "rating", "review_count", "popularity", "discount"):
+    for column in (
+        *S.DEMO_SCHEMA.funnel,
+        "price",
+        "rating",
+        "review_count",
+        "popularity",
+        "discount",
+    ):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame.loc[2, S.CLICKS] = np.nan  # a missing count in a float column
     frame.loc[3, "price"] = np.inf

@@ -76,8 +76,8 @@ def test_no_query_in_two_splits(ingested):
 def test_labels_follow_the_counts(ingested):
     out, _ = ingested["csv"]
     rows = [r for split_rows in read_all_splits(out).values() for r in split_rows]
-    for task, column in S.TASK_COUNT_COLUMN.items():
-        assert all(r[task] == int(r[column] > 0) for r in rows)
+    for task in S.DEFAULT_FUNNEL:
+        assert all(r[task.name] == int(r[task.count] > 0) for r in rows)
     assert (
         0
         < sum(r["purchase"] for r in rows)

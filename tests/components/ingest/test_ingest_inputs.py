@@ -164,7 +164,7 @@ def test_optional_ranking_feature_may_be_missing(tmp_path):
         good_row(query="red running shoes", product_id="A", margin="0.25"),
         good_row(query="red running shoes", product_id="B", margin=""),
     ]
-    header = [*S.REQUIRED_TEXT_COLUMNS, *S.FUNNEL, "price", "margin"]
+    header = [*S.REQUIRED_TEXT_COLUMNS, *S.DEMO_SCHEMA.funnel, "price", "margin"]
     source = _write_csv(tmp_path / "margin.csv", header, rows)
     counts = run_ingest(str(source), str(tmp_path / "out"), raw_schema)
     assert counts.rows_kept == 2

@@ -65,7 +65,7 @@ def test_split_statistics_are_exact_and_merge():
             c: [r.get(c, "") for r in rows]
             if c in S.TEXT_COLUMNS
             else np.asarray([r.get(c, np.nan) for r in rows], float)
-            for c in (*S.TEXT_COLUMNS, *OPTIONAL.feature_names, *S.FUNNEL, S.POSITION)
+            for c in (*S.TEXT_COLUMNS, *OPTIONAL.feature_names, *S.DEMO_SCHEMA.funnel, S.POSITION)
         },
         set(),
     )

@@ -101,7 +101,7 @@ def test_clip_policy_repairs_the_funnel_top_down():
         policy=errors.CLIP,
     )
     assert checked.outcome == KEPT and checked.clipped
-    counts = [checked.row[c] for c in S.FUNNEL]
+    counts = [checked.row[c] for c in S.DEMO_SCHEMA.funnel]
     assert counts == [20, 20, 20, 20]
     assert not check(good_row(), policy=errors.CLIP).clipped
 

@@ -194,7 +194,7 @@ def test_gains_come_from_the_funnel_depth():
         "atc": tf.constant([[1], [1], [0], [0]]),
         "purchase": tf.constant([[1], [0], [0], [0]]),
     }
-    np.testing.assert_allclose(gains_of(labels), [7, 3, 1, 0])
+    np.testing.assert_allclose(gains_of(labels, S.DEFAULT_TASKS), [7, 3, 1, 0])
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_engagement_read_back_from_the_transformed_split(pretrained):
     import tensorflow_transform as tft
 
     dirs, _, _, rows = pretrained
-    data = read_engagement(dirs["tx"], tft.TFTransformOutput(dirs["tft"]), "train")
+    data = read_engagement(dirs["tx"], tft.TFTransformOutput(dirs["tft"]), "train", S.DEFAULT_TASKS)
     assert len(data.product_ids) == 240  # the catalog: every product of every split
     engaged, shown = {}, {}
     for r in rows["train"]:

@@ -190,7 +190,7 @@ def test_mixed_precision_computes_in_bfloat16_and_exports_a_float32_copy(data):
     layers = {layer.name: layer for layer in mixed.scorer.layers}
     computes = {n: layer.compute_dtype for n, layer in layers.items()}
     assert computes["multi_gate_experts"] == "bfloat16"
-    assert {computes[f"{t}_head"] for t in S.TASKS} == {"float32"}
+    assert {computes[f"{t}_head"] for t in S.DEFAULT_TASKS} == {"float32"}
     assert all(w.dtype == "float32" for w in mixed.weights)
     served = _float32_copy(mixed, config, tft_output, files)
     assert {layer.compute_dtype for layer in served.scorer.layers} == {"float32"}

@@ -47,13 +47,13 @@ def _train(data, tmp_path, balancing: str):
 def test_gradnorm_learns_task_weights_that_sum_to_the_tasks(data, tmp_path):
     result, layer = _train(data, tmp_path, "gradnorm")
     weights = np.asarray(layer.task_weights)
-    assert np.sum(weights) == pytest.approx(len(S.TASKS), rel=1e-5)
+    assert np.sum(weights) == pytest.approx(len(S.DEFAULT_TASKS), rel=1e-5)
     # 24 steps at a learning rate of 1e-3: Adam moves a weight by about the learning rate a
     # step, and renormalising moves them all by up to as much again.
     moved = np.abs(weights - 1.0)
     assert np.all(moved > 1e-4) and np.all(moved < 2 * 24 * 1e-3)
     assert np.all(np.asarray(layer.initial_losses) > 0)  # L(0), recorded at the first step
-    for task in S.TASKS:
+    for task in S.DEFAULT_TASKS:
         assert len(result.history[f"{task}_loss"]) == result.epochs_run
         assert len(result.history[f"val_{task}_loss"]) == result.epochs_run
 
@@ -63,7 +63,7 @@ def test_dwa_weights_follow_the_logged_task_losses(data, tmp_path):
     # The saved model is the best epoch's (early stopping restores it), which trained with the
     # weights set at the end of the epoch before, from that epoch's and the one before's losses.
     best = result.best_epoch - 1  # 0-based
-    losses = np.array([result.history[f"{t}_loss"] for t in S.TASKS]).T  # [epoch, task]
+    losses = np.array([result.history[f"{t}_loss"] for t in S.DEFAULT_TASKS]).T  # [epoch, task]
     expected = dwa_weights(losses[best - 1], losses[best - 2]) if best >= 2 else np.ones(3)
     np.testing.assert_allclose(np.asarray(layer.task_weights), np.asarray(expected), rtol=1e-5)
     assert result.epochs_run == SETTINGS["max_epochs"]

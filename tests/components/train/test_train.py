@@ -53,9 +53,9 @@ def _keras_predictions(root, model):
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1000):
         parsed = tf.io.parse_example(batch, tft_output.transformed_feature_spec())
         ids.extend(parsed[S.PRODUCT_ID].numpy())
-    ds = make_dataset(files, tft_output, preprocessor, 32, shuffle=False)
+    ds = make_dataset(files, tft_output, preprocessor, 32, shuffle=False, tasks=S.DEFAULT_TASKS)
     preds = model.predict(ds.map(lambda x, y: x), verbose=0)
-    return ids, {t: preds[t].reshape(-1) for t in S.TASKS}
+    return ids, {t: preds[t].reshape(-1) for t in S.DEFAULT_TASKS}
 
 
 def test_saved_model_scores_raw_examples_like_the_keras_model(trained):
@@ -75,7 +75,7 @@ def test_saved_model_scores_raw_examples_like_the_keras_model(trained):
     ]
     position = {pid: i for i, pid in enumerate(raw_ids)}
     order = [position[pid] for pid in ids]
-    for task in S.TASKS:
+    for task in S.DEFAULT_TASKS:
         np.testing.assert_allclose(
             out[task].numpy()[order], keras_preds[task], rtol=1e-4, atol=1e-6
         )
@@ -84,7 +84,7 @@ def test_saved_model_scores_raw_examples_like_the_keras_model(trained):
     assert np.all(out["atc"].numpy() >= out["purchase"].numpy())
     # Score = click + atc + purchase with the default weights.
     np.testing.assert_allclose(
-        out["score"].numpy(), sum(out[t].numpy() for t in S.TASKS), rtol=1e-5
+        out["score"].numpy(), sum(out[t].numpy() for t in S.DEFAULT_TASKS), rtol=1e-5
     )
 
 

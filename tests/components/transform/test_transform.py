@@ -165,8 +165,8 @@ def test_in_memory_analyze_and_transform_matches_formula(tmp_path):
     for k, price in enumerate([0.0, math.e - 1, math.e**2 - 1]):
         row = {c: b"" for c in S.TEXT_COLUMNS}
         row.update({S.QUERY: b"q", S.TITLE: b"t", "price": price, S.POSITION: 0.0})
-        row.update({c: 1 for c in S.FUNNEL})
-        row.update({t: k % 2 for t in S.LABEL_KEYS})
+        row.update({c: 1 for c in S.DEMO_SCHEMA.funnel})
+        row.update({t: k % 2 for t in S.DEFAULT_TASKS})
         rows.append(row)
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
     with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
