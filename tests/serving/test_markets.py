@@ -73,8 +73,10 @@ def test_serving_scores_by_market(served):
     rank = model.signatures[SERVING_DEFAULT]
     assert S.MARKET in rank.structured_input_signature[1]
     scores = {m: rank(**_request(log, m))["purchase"].numpy() for m in MARKETS}
-    # The masks learned per market: the same candidates score differently in each.
-    assert np.abs(scores["us"] - scores["jp"]).max() > 1e-4
+    # The masks learned per market: the same candidates score differently in each (by more
+    # than 1% of the probability: a purchase probability can be 1e-4 small).
+    relative = np.abs(scores["us"] - scores["jp"]) / np.maximum(scores["us"], scores["jp"])
+    assert relative.max() > 1e-2
     # One market for the request or one per candidate: the same scores.
     per_candidate = rank(**_request(log, "de", per_candidate=True))["purchase"].numpy()
     np.testing.assert_allclose(per_candidate, scores["de"], rtol=1e-5)

@@ -87,7 +87,8 @@ def test_ranks_through_grpc_like_the_in_process_model(model, client):
         for r in ranked:
             i = by_id[r.product_id]
             for task in S.DEFAULT_TASKS:
-                assert getattr(r, task) == pytest.approx(expected[task][i], rel=1e-4, abs=1e-6)
+                assert r.probabilities[task] == pytest.approx(expected[task][i], rel=1e-4, abs=1e-6)
+            assert list(r.probabilities) == list(S.DEFAULT_TASKS)  # funnel order
             assert r.score == pytest.approx(expected_score[i], rel=1e-4)
     assert client.status() == {1: "AVAILABLE"}
 
