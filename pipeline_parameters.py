@@ -108,7 +108,9 @@ class PipelineParameters:
         "utf-8", help='text encoding of CSV/JSONL input, e.g. "utf-8" or "iso-8859-1".'
     )
     schema_uri: str = _field(
-        "", help="JSON file declaring the numeric ranking features; empty: the demo schema."
+        "",
+        help="JSON file declaring the numeric ranking features, the markets and the funnel's "
+        "tasks (contract/schema.py RawSchema); empty: the demo schema.",
     )
     demo_queries: int = _field(
         600,

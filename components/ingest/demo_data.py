@@ -376,12 +376,24 @@ def write(df: pd.DataFrame, path: str | Path) -> Path:
     default=False,
     help="A favorites count: the four-stage funnel click -> favorite -> atc -> purchase.",
 )
-def main(queries: int, seed: int, out: str, relevance: bool, markets: str, favorites: bool) -> None:
+@click.option(
+    "--schema-out",
+    default="",
+    type=click.Path(dir_okay=False),
+    help="Also write the log's schema file (ranking features, markets, tasks) here.",
+)
+def main(
+    queries: int, seed: int, out: str, relevance: bool, markets: str, favorites: bool,
+    schema_out: str,
+) -> None:  # fmt: skip
     """Write the demo engagement log."""
     names = tuple(m.strip() for m in markets.split(",") if m.strip())
     df = generate(queries, seed, include_relevance=relevance, markets=names, favorites=favorites)
     path = write(df, out)
     click.echo(f"wrote {len(df)} rows for {df[S.QUERY].nunique()} queries to {path}")
+    if schema_out:
+        Path(schema_out).write_text(demo_schema(names, favorites).to_json(), encoding="utf-8")
+        click.echo(f"wrote its schema to {schema_out}")
 
 
 if __name__ == "__main__":

@@ -268,3 +268,49 @@ def test_bad_input_fails_with_a_clear_error_before_any_step(tmp_path):
     assert "add_to_cart" in err and "purchases" in err
     assert "Traceback" not in err
     assert not (tmp_path / "root").exists() or not _run_dirs(tmp_path)
+
+
+def test_a_four_stage_funnel_runs_end_to_end(tmp_path):
+    """The demo shop with a favorite stage (click -> favorite -> atc -> purchase), declared in
+    its schema file: every step follows the four tasks, from the ingest's labels to the
+    pushed model's outputs."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the TF Text ops of the serving graph)
+
+    from components.ingest import demo_data
+
+    tasks = ["click", "favorite", "atc", "purchase"]
+    log = demo_data.write(demo_data.generate(150, seed=2, favorites=True), tmp_path / "log.csv")
+    schema = tmp_path / "schema.json"
+    schema.write_text(demo_data.demo_schema(favorites=True).to_json())
+    code, out, err = run_piped(
+        tmp_path, "--input-data", str(log), "--schema-uri", str(schema), "--auc-floor", "0.5"
+    )
+    assert code == 0, out[-3000:] + err[-3000:]
+    (statistics,) = _artifacts(tmp_path, "statistics.json")
+    rates = statistics["splits"]["train"]["label_rate"]
+    assert list(rates) == tasks
+    assert rates["click"] > rates["favorite"] > rates["atc"] > rates["purchase"] > 0
+    (results,) = _artifacts(tmp_path, "eval_results.json")
+    for task in tasks:
+        assert 0.0 <= results["candidate"][f"{task}/ndcg@5"] <= 1.0
+    assert "favorite/ndcg@5" in out  # the summary's table has a row per task
+    (run_dir,) = _run_dirs(tmp_path)
+    assert "favorite" in (run_dir / "report.html").read_text()
+    # The pushed model: one probability per task, chained along the funnel, and the score.
+    model = tf.saved_model.load(os.path.join(tmp_path / "serving", "mlpr", "1"))
+    products = [json.loads(line) for line in (run_dir / "example_products.jsonl").open()]
+    rank = model.signatures["serving_default"]
+    request = {}
+    for name, spec in rank.structured_input_signature[1].items():
+        if name == "query":
+            request[name] = tf.constant(["trainers for women"])
+        elif spec.dtype == tf.string:
+            request[name] = tf.constant([str(p.get(name, "")) for p in products])
+        else:
+            request[name] = tf.constant([float(p.get(name, 0.0)) for p in products], tf.float32)
+    scores = {k: v.numpy() for k, v in rank(**request).items()}
+    assert sorted(scores) == sorted([*tasks, "score"])
+    for upper, lower in zip(tasks, tasks[1:], strict=False):
+        assert np.all(scores[upper] >= scores[lower])
+    np.testing.assert_allclose(scores["score"], sum(scores[t] for t in tasks), rtol=1e-5)
