@@ -230,6 +230,7 @@ def decide(
     *,
     champion_uri: str | None = None,
     repository: str | None = None,
+    not_comparable: str | None = None,
 ) -> Blessing:
     """Bless the candidate when every check passes (or force_push is set).
 
@@ -244,6 +245,8 @@ def decide(
             is a champion and config.significance is not "off".
         champion_uri: where the champion came from, for the explanation.
         repository: where a champion was looked for, for the first-run explanation.
+        not_comparable: why the model in production was not compared with (a model of
+            another funnel), when `champion` is None because of it.
     """
     keys = config.gated()
     checks = []
@@ -253,8 +256,9 @@ def decide(
             checks.append(_floor_check(key, _get(candidate, key, "candidate"), floor))
     if champion is None:
         where = f" in {repository}" if repository else ""
+        first = f"{not_comparable}, so" if not_comparable else f"no champion{where}:"
         context = (
-            f"no champion{where}: first run, only floors apply "
+            f"{first} first run, only floors apply "
             "(no comparison with a champion, no significance test)"
         )
         paired = None

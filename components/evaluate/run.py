@@ -39,7 +39,12 @@ from components.evaluate.relevance_label import engagement_labels
 from components.evaluate.report import EvaluationReport
 from components.evaluate.report_html import render_html
 from components.evaluate.report_text import render_text
-from components.evaluate.scoring import compute_metrics, find_champion, score_split
+from components.evaluate.scoring import (
+    MissingOutputs,
+    compute_metrics,
+    find_champion,
+    score_split,
+)
 from components.step_log import progress
 from contract import layout
 from contract import schema as S
@@ -135,9 +140,20 @@ def run_evaluation(
 
     champion_dir = find_champion(model_base, model_name)
     champion = champion_scored = paired = None
+    not_comparable = None
     if champion_dir is not None:
         progress(f"scoring the test split with the champion ({champion_dir})")
-        champion_scored = score_split(champion_dir, test_pattern, tasks)
+        try:
+            champion_scored = score_split(champion_dir, test_pattern, tasks)
+        except MissingOutputs as err:
+            # A champion of another funnel predicts other tasks: nothing to compare on them.
+            not_comparable = (
+                f"the champion {champion_dir} has no output for {err.missing}: a model of "
+                f"another funnel (the schema's tasks are {list(tasks)})"
+            )
+            progress(f"{not_comparable}; not compared with it")
+            champion_dir = None
+    if champion_scored is not None:
         champion = compute_metrics(champion_scored, relevance=relevance)
         paired = paired_ndcg(candidate_scored, champion_scored, config.confidence)
 
@@ -148,6 +164,7 @@ def run_evaluation(
         paired,
         champion_uri=champion_dir,
         repository=os.path.join(model_base, model_name),
+        not_comparable=not_comparable,
     )
     evaluation = EvaluationReport(
         split=test_pattern,

@@ -122,14 +122,24 @@ def _check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
     return tasks
 
 
+class MissingOutputs(ValueError):
+    """The model has no output for some task of the schema (`missing`): a model of another
+    funnel."""
+
+    def __init__(self, message: str, missing: Sequence[str]) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
+
+
 def _check_signature(scorer, tasks: Sequence[str], where: str) -> None:
     """A clear error when the model has no output for some task of the schema."""
     outputs = scorer.structured_outputs
     missing = [name for name in (*tasks, SCORE_OUTPUT) if name not in outputs]
     if missing:
-        raise ValueError(
+        raise MissingOutputs(
             f"the model at {where} has no output for {missing}: its {SIGNATURE} outputs are "
-            f"{sorted(outputs)}, the schema's tasks {list(tasks)} (plus {SCORE_OUTPUT!r})"
+            f"{sorted(outputs)}, the schema's tasks {list(tasks)} (plus {SCORE_OUTPUT!r})",
+            missing,
         )
 
 

@@ -531,3 +531,23 @@ def test_a_model_without_an_output_for_a_schema_task_is_refused(tmp_path, funnel
     dataset, _ = funnels["four"]
     with pytest.raises(ValueError, match=re.escape("has no output for ['favorite']")):
         EvaluateRun(dataset, models["good"], str(tmp_path / "out"), str(tmp_path / "m"))
+
+
+def test_a_champion_of_another_funnel_is_not_compared_with(tmp_path, funnels):
+    """The funnel gained a stage: the model in production has no output for it, so the
+    candidate is gated as a first run of the new funnel, and the verdict says why."""
+    dataset, model = funnels["four"]
+    _, click_only = funnels["one"]  # a model with a click output only
+    model_base = str(tmp_path / "serving")
+    champion = install_champion(os.path.join(click_only, layout.SAVED_MODEL_DIR), model_base)
+    run = EvaluateRun(dataset, model, str(tmp_path / "out"), model_base)
+    assert run.result is True
+    assert run.verdict["first_run"] is True and run.verdict["champion_uri"] is None
+    assert run.verdict["paired"] is None
+    reason = (
+        f"the champion {champion} has no output for ['favorite', 'atc', 'purchase']: a model of "
+        "another funnel (the schema's tasks are ['click', 'favorite', 'atc', 'purchase']), so "
+        "first run, only floors apply"
+    )
+    assert any(reason in r for r in run.verdict["reasons"]), run.verdict["reasons"]
+    assert run.json(layout.EVAL_RESULTS_FILE)["champion"] is None
