@@ -106,6 +106,7 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
         precision=p.precision,
         loss_balancing=p.loss_balancing,
         region_mask=p.region_mask,
+        relevance_task=p.relevance_task,
         train_workers=p.train_workers,
         # Each TrainJob worker asks for what the step asks for (CPU pipelines: nothing).
         worker_gpu_type="" if gpu is None else p.accelerator_type,

@@ -158,6 +158,12 @@ class PipelineParameters:
         "task's input and tower (model/region_mask.py); for a log whose schema declares its "
         'markets ("markets": [...]), with any neural architecture.',
     )
+    relevance_task: bool = _field(
+        False,
+        help="also learn the engagement relevance label (position-debiased click rate and "
+        "the query-title similarity of all-minilm-l6-v2; components/transform/relevance.py) as "
+        "a task outside the funnel; with fine_tune_layers other than all.",
+    )
     encoder_preset: str = _field(
         "all-minilm-l6-v2",
         help='text encoder: "all-minilm-l6-v2" (pretrained, shipped offline by the '

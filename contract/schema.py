@@ -85,6 +85,11 @@ DEFAULT_FUNNEL = (Task("click", CLICKS), Task("atc", ADD_TO_CART), Task("purchas
 DEFAULT_TASKS = tuple(t.name for t in DEFAULT_FUNNEL)
 
 
+# The optional extra training task outside the funnel: the engagement relevance label
+# (components/transform/relevance.py), its tower's output and its label column.
+RELEVANCE_TASK = "relevance"
+
+
 def rate_name(task: str) -> str:
     """The transformed column holding a task's count per impression (a training target)."""
     return f"{task}_rate"
@@ -218,6 +223,7 @@ class RawSchema:
             if len(set(values)) != len(values):
                 raise ValueError(f"schema {what} must differ, got {values}")
         taken = dict.fromkeys(RESERVED_COLUMNS, "a reserved column")
+        taken[RELEVANCE_TASK] = "the engagement relevance task"
         for task in tasks:
             for name in (task.name, rate_name(task.name)):
                 if name in taken:

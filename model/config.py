@@ -53,6 +53,11 @@ class RankerConfig:
         gradnorm_alpha: GradNorm's alpha: how strongly slower-training tasks are pulled up.
         dwa_temperature: Dynamic Weight Average's temperature (larger: weights closer to 1).
         calibration_weight: AITM's calibration penalty on out-of-funnel-order predictions.
+        relevance_task: one more task outside the funnel, the engagement relevance label
+            (components/transform/relevance.py: position-debiased click rate and the
+            query-title similarity of a pretrained encoder, scaled to [0, 1]), with its own
+            gate, tower and output `relevance`; not chained to the funnel's tasks. The train
+            step computes the label; serving does not output it.
         region_mask: one model for several markets: a mask generated from the market
             (model/region_mask.py) on each task's input and each tower's output, so that
             markets can differ in what they weigh; with any architecture. A log without
@@ -88,6 +93,7 @@ class RankerConfig:
     gradnorm_alpha: float = 1.5
     dwa_temperature: float = 2.0
     calibration_weight: float = 0.0
+    relevance_task: bool = False
     region_mask: bool = False
     position_buckets: int = 0
 

@@ -22,7 +22,8 @@ class MultiTaskLoss(keras.layers.Layer):
     `total()`. Keeping the weights and settings in a layer makes them part of the saved model.
 
     Args:
-        tasks: task names in funnel order (the keys of labels and predictions).
+        tasks: task names in funnel order (the keys of labels and predictions), then any
+            tasks outside the funnel (see `funnel_size`).
         balancing: how the task losses are weighted into one: "uncertainty", "gradnorm",
             "dwa" or "fixed" (model/loss_balancing.py). GradNorm's weights learn in the training
             loop (components/train/loop.py), DWA's at each epoch's end (its callback); trained
@@ -35,6 +36,9 @@ class MultiTaskLoss(keras.layers.Layer):
             (model/position_bias.py, that many buckets) and train every task's prediction
             times it against the labels; 0 disables it. The labels then carry the logged
             `position` beside the tasks; batches without it train as if disabled.
+        funnel_size: how many of `tasks`, from the first, are funnel stages (None: all); the
+            rest (e.g. an engagement relevance label, already position-debiased) are weighted
+            like the others but take no part in the calibration penalty or the examination.
 
     Example:
     >>> layer = MultiTaskLoss(tasks=("click", "atc"))  # uncertainty, log sigma = 0 at first
@@ -55,12 +59,19 @@ class MultiTaskLoss(keras.layers.Layer):
         calibration_weight=0.0,
         position_buckets=0,
         uncertainty_weighting=None,
+        funnel_size=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.tasks = tuple(tasks)
         if not self.tasks:
             raise ValueError("`tasks` must name at least one task")
+        self.funnel_size = len(self.tasks) if funnel_size is None else int(funnel_size)
+        if not 1 <= self.funnel_size <= len(self.tasks):
+            raise ValueError(
+                f"`funnel_size` must be between 1 and the {len(self.tasks)} tasks, got {funnel_size}"
+            )
+        self.funnel = self.tasks[: self.funnel_size]
         if calibration_weight < 0:
             raise ValueError(f"`calibration_weight` must be >= 0, got {calibration_weight}")
         if uncertainty_weighting is not None:  # the setting of models saved before `balancing`
@@ -132,7 +143,7 @@ class MultiTaskLoss(keras.layers.Layer):
         observed = y_pred
         if self.position_bias is not None and S.POSITION in y_true:
             examined = self.position_bias(y_true[S.POSITION])
-            observed = {t: examined * y_pred[t] for t in self.tasks}
+            observed = {**y_pred, **{t: examined * y_pred[t] for t in self.funnel}}
         return [binary_crossentropy(y_true[t], observed[t]) for t in self.tasks]
 
     @property
@@ -150,7 +161,7 @@ class MultiTaskLoss(keras.layers.Layer):
             total = weighted_sum(losses, self.weights_now)
         if self.calibration_weight:
             total = total + self.calibration_weight * calibration_penalty(
-                [y_pred[t] for t in self.tasks]
+                [y_pred[t] for t in self.funnel]
             )
         return total
 
@@ -178,6 +189,7 @@ class MultiTaskLoss(keras.layers.Layer):
                 "dwa_temperature": self.dwa_temperature,
                 "calibration_weight": self.calibration_weight,
                 "position_buckets": self.position_buckets,
+                "funnel_size": self.funnel_size,
             }
         )
         return config

@@ -76,7 +76,8 @@ def build_scorer(
         for c in S.CATEGORICAL_COLUMNS
     ]
     features = keras.layers.Concatenate(name=FEATURES)([deep, inputs[S.WIDE], *embedded])
-    task_inputs = _task_inputs(config, features, batch_norm)
+    tasks = training_tasks(config)
+    task_inputs = _task_inputs(config, tasks, features, batch_norm)
     markets = vocabulary_sizes.get(S.MARKET, 1)
 
     def masked(representation, name: str):
@@ -101,8 +102,21 @@ def build_scorer(
         )
     if config.probability_transfer:
         heads = ProbabilityTransfer(dtype="float32", name="probability_transfer")(heads)
+    for k in range(len(config.tasks), len(tasks)):  # outside the funnel: a tower of its own
+        task = tasks[k]
+        tower = MLP(config.tower_units, config.dropout, batch_norm, name=f"{task}_tower")(
+            masked(task_inputs[k], f"{task}_input_mask")
+        )
+        tower = masked(tower, f"{task}_tower_mask")
+        heads = [
+            *heads,
+            keras.layers.Dense(1, activation="sigmoid", dtype="float32", name=f"{task}_head")(
+                tower
+            ),
+        ]
     heads = MultiTaskLoss(
-        config.tasks,
+        tasks,
+        funnel_size=len(config.tasks),
         balancing=config.loss_balancing,
         task_weights=config.task_weights or None,
         gradnorm_alpha=config.gradnorm_alpha,
@@ -114,7 +128,7 @@ def build_scorer(
     )(heads)
     outputs = {
         task: keras.layers.Identity(dtype="float32", name=task)(head)
-        for task, head in zip(config.tasks, heads, strict=True)
+        for task, head in zip(tasks, heads, strict=True)
     }
     return MultiTaskRanker(inputs=inputs, outputs=outputs, name=SCORER)
 
@@ -168,16 +182,21 @@ def feature_segments(scorer: keras.Model) -> list[tuple[str, int]]:
     return segments
 
 
-def _task_inputs(config: RankerConfig, features, batch_norm: bool) -> list:
-    """One input per task for the towers: a cross network (DCN-V2), then separate networks,
-    a shared bottom, and/or the expert stages (MMoE, then customized-gate experts)."""
-    tasks = len(config.tasks)
+def training_tasks(config: RankerConfig) -> tuple[str, ...]:
+    """The tasks the scorer learns: the funnel's, then the relevance task when configured."""
+    return (*config.tasks, *((S.RELEVANCE_TASK,) if config.relevance_task else ()))
+
+
+def _task_inputs(config: RankerConfig, names, features, batch_norm: bool) -> list:
+    """One input per task of `names` for the towers: a cross network (DCN-V2), then separate
+    networks, a shared bottom, and/or the expert stages (MMoE, then customized-gate experts)."""
+    tasks = len(names)
     if config.cross_layers:
         features = CrossNetwork(config.cross_layers, name="cross_network")(features)
     if config.separate_task_networks:
         return [
             MLP(config.expert_units, config.dropout, batch_norm, name=f"{task}_network")(features)
-            for task in config.tasks
+            for task in names
         ]
     shared = features
     if config.shared_bottom_units:

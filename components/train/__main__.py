@@ -62,6 +62,11 @@ from model.loss_balancing import BALANCING  # noqa: E402
     help="Masks generated from the market on each task's input and tower (logs with markets).",
 )
 @click.option(
+    "--relevance-task/--no-relevance-task",
+    default=False,
+    help="Also learn the engagement relevance label, a task outside the funnel.",
+)
+@click.option(
     "--chief-address",
     default="",
     help="host:port of the chief, to join a cluster (instead of a TF_CONFIG).",
@@ -102,6 +107,7 @@ def main(
     precision: str,
     loss_balancing: str,
     region_mask: bool,
+    relevance_task: bool,
     chief_address: str,
     worker_addresses: str,
     task_type: str,

@@ -27,6 +27,7 @@ def train(
     precision: str = "auto",
     loss_balancing: str = "",
     region_mask: bool = False,
+    relevance_task: bool = False,
     train_workers: int = 1,
 ):
     """Trains the multi-task ranker and exports it for TF Serving; see components/train/step.py.
@@ -51,6 +52,7 @@ def train(
         precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
         loss_balancing: "uncertainty", "gradnorm", "dwa" or "fixed" ("": the architecture's).
         region_mask: masks generated from the market on each task's input and tower.
+        relevance_task: also learn the engagement relevance label (a task outside the funnel).
         train_workers: nodes that train together; above 1 the others run as a TrainJob.
     """
     from components.step_log import quiet
@@ -78,6 +80,7 @@ def train(
         precision=precision,
         loss_balancing=loss_balancing,
         region_mask=region_mask,
+        relevance_task=relevance_task,
         train_workers=train_workers,
         worker_gpu_type=worker_gpu_type,
         worker_gpu_count=worker_gpu_count,

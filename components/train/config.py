@@ -60,6 +60,9 @@ class TrainConfig:
         of the scorer (about 2,000 floats per product with MLPR's default experts), so
         `rank_precomputed` computes only the query's and the pair's; False: psi(i) and the
         categorical ids only (256 floats and 4 ids per product), for a catalog too large.
+    relevance_encoder: the pretrained text encoder preset whose query-title similarity goes
+        into the relevance task's label (RankerConfig.relevance_task): the label does not
+        follow the ranker's own encoder.
     precision: the Keras dtype policy training computes under: "float32", "mixed_bfloat16",
         "mixed_float16", or "auto" (mixed_bfloat16 on GPUs of compute capability 8.0 and up,
         mixed_float16 on older GPUs, float32 on CPUs). Weights, the heads' sigmoids and the
@@ -84,6 +87,7 @@ class TrainConfig:
     targets: str = "rate"
     catalog_terms: bool = True
     precision: str = "auto"
+    relevance_encoder: str = "all-minilm-l6-v2"
 
     def __post_init__(self) -> None:
         check_targets(self.targets)

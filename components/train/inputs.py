@@ -50,10 +50,13 @@ def market_ids(transformed: dict):
 
 def label_columns(available, tasks: Sequence[str], targets: str = "rate") -> dict[str, str]:
     """Training label -> the transformed column it comes from: each of `tasks` (its rate or
-    its binary label, by `targets`), and the logged position when the data has it (for
-    position-bias-aware training; model/position_bias.py)."""
+    its binary label, by `targets`; the relevance task's label is its own column), and the
+    logged position when the data has it (for position-bias-aware training;
+    model/position_bias.py)."""
     check_targets(targets)
-    columns = {t: S.rate_name(t) if targets == "rate" else t for t in tasks}
+    columns = {
+        t: t if t == S.RELEVANCE_TASK or targets != "rate" else S.rate_name(t) for t in tasks
+    }
     missing = [c for c in columns.values() if c not in available]
     if missing:
         raise ValueError(
@@ -158,7 +161,11 @@ def read_split(files: list[str], tft_output: tft.TFTransformOutput, tasks: Seque
         *(S.vocab_id_name(c) for c in S.CATEGORICAL_COLUMNS),
     )
     spec = tft_output.transformed_feature_spec()
-    labels = [c for c in (*tasks, *(S.rate_name(t) for t in tasks), S.POSITION) if c in spec]
+    labels = [
+        c
+        for c in (*tasks, *(S.rate_name(t) for t in tasks), S.POSITION, S.IMPRESSIONS)
+        if c in spec
+    ]
     columns: dict[str, list] = {n: [] for n in (*names, *labels)}
     markets: list = []
     for batch in read_transformed(files, tft_output, 4096):

@@ -57,6 +57,7 @@ SETTINGS = (
     "precision",
     "loss_balancing",
     "region_mask",
+    "relevance_task",
 )
 
 
@@ -64,13 +65,14 @@ def step_config(settings: dict, preset: str, text_cache_dir: str) -> TrainConfig
     """The TrainConfig of the step's `settings` (its parameters as the worker CLI spells
     them, `encoder_preset` included), starting from `preset`; "" text cache: this run's;
     "" loss balancing: the architecture's own."""
-    fixed = ("architecture", "fine_tune_layers", "loss_balancing", "region_mask")
+    fixed = ("architecture", "fine_tune_layers", "loss_balancing", "region_mask", "relevance_task")
     other = {k: v for k, v in settings.items() if k not in fixed}
     changes = {}
     if settings.get("loss_balancing", ""):
         changes["loss_balancing"] = settings["loss_balancing"]
-    if settings.get("region_mask", False):
-        changes["region_mask"] = True
+    for switch in ("region_mask", "relevance_task"):
+        if settings.get(switch, False):
+            changes[switch] = True
     if changes and settings["architecture"] == XGBOOST:
         raise ValueError(
             f"{' and '.join(changes)} change a neural network; xgboost is none: leave them unset"
@@ -103,6 +105,7 @@ def train_step(
     precision: str = "auto",
     loss_balancing: str = "",
     region_mask: bool = False,
+    relevance_task: bool = False,
     train_workers: int = 1,
     worker_gpu_type: str = "",
     worker_gpu_count: int = 0,

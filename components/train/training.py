@@ -41,6 +41,7 @@ from components.train.inputs import (
 from components.train.progress import ProgressLines
 from components.train.text_cache import TextCache
 from components.transform.preprocessing import VOCAB_OOV_BUCKETS
+from components.transform.relevance import MAX_GRADE, encoder_similarity, engagement_relevance
 from contract import layout
 from contract import schema as S
 from model.encoder import ALL_LAYERS, TextEncoder
@@ -49,6 +50,7 @@ from model.losses import binary_crossentropy
 from model.multitask_loss import loss_layer
 from model.presets import TINY, load_encoder
 from model.ranker import build_ranker, cached_ranker, compile_ranker
+from model.scorer import training_tasks
 from model.text_preprocessor import TextPreprocessor
 from model.xgboost_baseline import fit_xgboost
 from serving.export import export_serving_model
@@ -331,6 +333,11 @@ def _float32_copy(model, config, tft_output, train_files):
 
 def _text_datasets(config, tft_output, train_files, eval_files, preprocessor, batch_size):
     """Token-level batches: the whole encoder runs (and trains) on every step."""
+    if config.ranker_config.relevance_task:
+        raise ValueError(
+            "the relevance task trains with the encoder's outputs cached (fine_tune_layers 0 "
+            "or a number of top layers), not with fine_tune_layers 'all'"
+        )
     eval_ds = make_dataset(
         eval_files,
         tft_output,
@@ -372,6 +379,37 @@ def _text_datasets(config, tft_output, train_files, eval_files, preprocessor, ba
     )
 
 
+def relevance_targets(split: dict, config: TrainConfig) -> np.ndarray:
+    """The relevance task's label of each row of a transformed split (`read_split`; a split
+    holds whole queries): the engagement relevance of components/transform/relevance.py from
+    the first task's count and the impressions, the logged position and the similarity of
+    `config.relevance_encoder`, scaled from 0-3 to [0, 1]."""
+    first = config.ranker_config.tasks[0]
+    needed = [S.IMPRESSIONS, S.POSITION, S.rate_name(first)]
+    missing = [c for c in needed if c not in split]
+    if missing:
+        raise ValueError(
+            f"the relevance task needs {missing} in the transformed data: transform it again "
+            "with this version"
+        )
+    impressions = split[S.IMPRESSIONS].astype(np.float64).reshape(-1)
+    clicks = np.rint(split[S.rate_name(first)].astype(np.float64).reshape(-1) * impressions)
+    queries = [q.decode("utf-8", "replace") for q in split[S.QUERY]]
+    similarity = encoder_similarity(
+        queries,
+        [p.decode("utf-8", "replace") for p in split[S.PRODUCT_TEXT]],
+        config.relevance_encoder,
+        config.text_cache_dir,
+        config.query_length,
+        config.product_length,
+    )
+    grade = engagement_relevance(
+        np.asarray(queries, dtype=object), clicks, impressions,
+        split[S.POSITION].reshape(-1), similarity,
+    )  # fmt: skip
+    return (grade / MAX_GRADE).astype(np.float32)
+
+
 def _cached_datasets(config, model, tft_output, train_files, eval_files, preprocessor, batch_size):
     """Batches of cached encoder outputs (components/train/text_cache.py): each distinct
     query and product text of the splits is encoded once by the frozen part."""
@@ -382,6 +420,11 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
     }
     counts = len(splits["train"][S.WIDE]), len(splits["eval"][S.WIDE])
     _check_examples(*counts)
+    tasks = training_tasks(config.ranker_config)
+    if config.ranker_config.relevance_task:
+        for name, split in splits.items():
+            progress(f"labelling the relevance task of the {name} split")
+            split[S.RELEVANCE_TASK] = relevance_targets(split, config)
     start = time.monotonic()
     queries, query_index = np.unique(
         np.concatenate([s[S.QUERY] for s in splits.values()]), return_inverse=True
@@ -409,7 +452,7 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
             seed=config.seed,
             targets=config.targets,
             epochs=config.max_epochs,
-            tasks=config.ranker_config.tasks,
+            tasks=tasks,
         )  # fmt: skip
         for name, split, rows in (
             ("train", splits["train"], slice(0, cut)),

@@ -95,6 +95,9 @@ def preprocessing_fn(inputs: dict, raw_schema: S.RawSchema) -> dict:
         if label in inputs:
             outputs[label] = inputs[label]
     if S.IMPRESSIONS in inputs:
+        # The impressions too: the relevance task's label smooths each pair's click rate by
+        # how often it was shown (components/transform/relevance.py).
+        outputs[S.IMPRESSIONS] = inputs[S.IMPRESSIONS]
         impressions = tf.maximum(tf.cast(inputs[S.IMPRESSIONS], tf.float32), 1.0)
         for task in raw_schema.tasks:
             count = tf.cast(inputs[task.count], tf.float32)

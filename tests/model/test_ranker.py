@@ -237,3 +237,39 @@ def test_tied_projection_init_starts_the_cosine_at_the_encoders_own():
     assert not np.array_equal(
         np.asarray(untied.query_projection.kernel), np.asarray(untied.product_projection.kernel)
     )
+
+
+def test_the_relevance_task_is_a_tower_outside_the_funnel(tmp_path):
+    model = _ranker(relevance_task=True, position_buckets=3, calibration_weight=1.0)
+    x = _inputs(8)
+    out = model.predict(x, verbose=0)
+    assert sorted(out) == sorted([*S.DEFAULT_TASKS, S.RELEVANCE_TASK])
+    layer = loss_layer(model)
+    assert layer.tasks == (*S.DEFAULT_TASKS, S.RELEVANCE_TASK) and layer.funnel_size == 3
+    # Not chained: the relevance head is not capped by the purchase probability.
+    assert model.get_layer("scorer").get_layer("relevance_tower") is not None
+    # Its loss is its own binary cross-entropy against the label, untouched by the
+    # examination of the logged position (the funnel's are multiplied by it).
+    y = {t: np.full((8, 1), 0.5, "float32") for t in (*S.DEFAULT_TASKS, S.RELEVANCE_TASK)}
+    y[S.POSITION] = np.full((8, 1), 3.0, "float32")
+    losses = layer.task_losses(y, {t: keras.ops.convert_to_tensor(out[t]) for t in out})
+    p = out[S.RELEVANCE_TASK].reshape(-1).astype("float64")
+    expected = np.mean(-(0.5 * np.log(p) + 0.5 * np.log(1 - p)))
+    assert float(losses[-1]) == pytest.approx(expected, rel=1e-4)
+    examined = layer.position_bias(keras.ops.convert_to_tensor(y[S.POSITION]))
+    q = (keras.ops.convert_to_numpy(examined) * out["click"]).reshape(-1).astype("float64")
+    assert float(losses[0]) == pytest.approx(
+        np.mean(-(0.5 * np.log(q) + 0.5 * np.log(1 - q))), rel=1e-4
+    )
+    # It trains, and the layer's settings survive a .keras file.
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert loss_layer(restored).funnel_size == 3
+    np.testing.assert_allclose(
+        restored.predict(x, verbose=0)[S.RELEVANCE_TASK],
+        model.predict(x, verbose=0)[S.RELEVANCE_TASK],
+        rtol=1e-5,
+    )
