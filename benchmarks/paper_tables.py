@@ -43,6 +43,7 @@ MLPR_POSITION_BIAS = "mlpr (position bias)"
 MLPR_ANY = "mlpr (any count)"
 XGBOOST_ANY = "xgboost (any count)"
 MLPR_REGION_MASK = "mlpr (region mask)"  # trained on a log with markets (--markets)
+MLPR_RELEVANCE_TASK = "mlpr (relevance task)"  # + the engagement relevance label as a task
 REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
 # MLPR with each other loss balancing (model/loss_balancing.py); "mlpr" is "uncertainty".
 BALANCING_VARIANTS = {f"mlpr ({b})": b for b in ("gradnorm", "dwa", "fixed")}
@@ -94,6 +95,7 @@ def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
         Variant(MLPR_ANY, "mlpr", train_changes=(("targets", "any"),)),
         Variant(XGBOOST_ANY, "xgboost", train_changes=(("targets", "any"),)),
         Variant(MLPR_REGION_MASK, "mlpr", (("region_mask", True),)),
+        Variant(MLPR_RELEVANCE_TASK, "mlpr", (("relevance_task", True),)),
         *(
             Variant(label, "mlpr", (("loss_balancing", balancing),))
             for label, balancing in BALANCING_VARIANTS.items()
@@ -470,7 +472,8 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         ]
         trained = [m for m in ("xgboost", MLPR_TINY, "mlpr") if m in results]
         md += [table(references + trained, ref_keys, None, None), ""]
-    variants = [m for m in (MLPR_TINY, MLPR_POSITION_BIAS, MLPR_ANY, XGBOOST_ANY) if m in results]
+    variants = (MLPR_TINY, MLPR_POSITION_BIAS, MLPR_RELEVANCE_TASK, MLPR_ANY, XGBOOST_ANY)
+    variants = [m for m in variants if m in results]
     if variants:
         keys = t2_keys + (["human/ndcg@5"] if "human/ndcg@5" in metric_keys else [])
         md += ["## MLPR variants beside MLPR (absolute)", ""]
