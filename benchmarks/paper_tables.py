@@ -339,6 +339,32 @@ def average_per_query(runs: list[dict]) -> dict:
     return {q: float(np.mean([r[q] for r in runs])) for q in keys}
 
 
+def paired_rows(
+    results: dict, labels: list[str], tasks: list[str], column: str, names: dict | None = None
+) -> list[str]:
+    """A table of paired t-tests over test queries of each of `labels` against "mlpr", per
+    task (NDCG@5; per-query values averaged over seeds), its first column titled `column` and
+    holding `names[label]` (default: the label)."""
+    from components.evaluate.stats import paired_comparison
+
+    rows = [
+        f"| {column} | task | queries | mean difference | 95% CI | p-value |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label in labels:
+        for task in tasks:
+            res = paired_comparison(
+                average_per_query([pq[task] for pq in results[label]["per_query"]]),
+                average_per_query([pq[task] for pq in results["mlpr"]["per_query"]]),
+            )
+            rows.append(
+                f"| {(names or {}).get(label, label)} | {task} | {res.queries} | "
+                f"{res.mean_difference:+.4f} | [{res.ci_low:+.4f}, {res.ci_high:+.4f}] | "
+                f"{res.p_value:.3g} |"
+            )
+    return rows
+
+
 def market_section(results: dict, keys: list[str]) -> list[str]:
     """MLPR with the region mask against MLPR without it, on a log with markets: the metrics,
     paired tests over queries, the seed spread of MLPR's NDCG@5, and NDCG@5 per market."""
@@ -404,6 +430,8 @@ def write_report(results: dict, meta: dict, out: str) -> str:
 
     os.makedirs(out, exist_ok=True)
     metric_keys = [k for k in next(iter(results.values()))["metrics"][0] if "/" in k]
+    # The tasks of the paired tests: the funnel's, and the human grades when the data has them.
+    tasks = [*DEFAULT_TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]
     rows = []
     for label, res in results.items():
         for key in metric_keys:
@@ -478,6 +506,14 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         keys = t2_keys + (["human/ndcg@5"] if "human/ndcg@5" in metric_keys else [])
         md += ["## MLPR variants beside MLPR (absolute)", ""]
         md += [table([m for m in ("mlpr", *variants) if m in results], keys, None, None), ""]
+        if "mlpr" in results:
+            md += [
+                "Paired t-tests over test queries, NDCG@5 of each against MLPR (per-query values "
+                "averaged over seeds; positive: the variant ranks better):",
+                "",
+                *paired_rows(results, variants, tasks, "variant"),
+                "",
+            ]
     if MLPR_REGION_MASK in results and "mlpr" in results:
         md += market_section(results, t2_keys)
     balanced = [label for label in BALANCING_VARIANTS if label in results]
@@ -492,21 +528,9 @@ def write_report(results: dict, meta: dict, out: str) -> str:
             "Paired t-tests over test queries, NDCG@5 of each against uncertainty weighting "
             "(per-query values averaged over seeds; positive: the other balancing ranks better):",
             "",
-            "| balancing | task | queries | mean difference | 95% CI | p-value |",
-            "|---|---|---|---|---|---|",
+            *paired_rows(results, balanced, tasks, "balancing", names=BALANCING_VARIANTS),
+            "",
         ]
-        for label in balanced:
-            for task in [*DEFAULT_TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]:
-                res = paired_comparison(
-                    average_per_query([pq[task] for pq in results[label]["per_query"]]),
-                    average_per_query([pq[task] for pq in results["mlpr"]["per_query"]]),
-                )
-                md.append(
-                    f"| {BALANCING_VARIANTS[label]} | {task} | {res.queries} | "
-                    f"{res.mean_difference:+.4f} | [{res.ci_low:+.4f}, {res.ci_high:+.4f}] | "
-                    f"{res.p_value:.3g} |"
-                )
-        md += [""]
     md += ["## Table 3: encoder fine-tuned vs frozen (absolute)", ""]
     md += [table(["mlp_mtl (frozen)", "mlp_mtl", "mlpr (frozen)", "mlpr"], t2_keys, None, None), ""]
     md += ["## Table 4: adding MLPR's stages to MLP_MTL (absolute)", ""]
@@ -525,7 +549,6 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         "| comparison | task | queries | mean difference | 95% CI | p-value |",
         "|---|---|---|---|---|---|",
     ]
-    tasks = [*DEFAULT_TASKS, *(["human"] if "human/ndcg@5" in metric_keys else [])]
     baselines = [m for m in TABLE2 if m not in ("mlpr", "xgboost") and m in results]
     for task in tasks if "mlpr" in results else ():
         key = f"{task}/ndcg@5"
