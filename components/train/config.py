@@ -108,6 +108,12 @@ class TrainConfig:
         if self.score_weights and min(self.score_weights) < 0:
             raise ValueError(f"score_weights must not be negative, got {self.score_weights}")
 
+        ranker = self.ranker
+        if ranker is not None and ranker.relevance_task and ranker.fine_tune_layers == ALL_LAYERS:
+            raise ValueError(
+                "the relevance task trains with the encoder's outputs cached (fine_tune_layers 0 "
+                "or a number of top layers), not with fine_tune_layers 'all'"
+            )
         if self.architecture != XGBOOST and self.architecture not in ARCHITECTURES:
             raise ValueError(
                 f"unknown architecture {self.architecture!r}; choose one of "

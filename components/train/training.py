@@ -333,11 +333,6 @@ def _float32_copy(model, config, tft_output, train_files):
 
 def _text_datasets(config, tft_output, train_files, eval_files, preprocessor, batch_size):
     """Token-level batches: the whole encoder runs (and trains) on every step."""
-    if config.ranker_config.relevance_task:
-        raise ValueError(
-            "the relevance task trains with the encoder's outputs cached (fine_tune_layers 0 "
-            "or a number of top layers), not with fine_tune_layers 'all'"
-        )
     eval_ds = make_dataset(
         eval_files,
         tft_output,

@@ -19,19 +19,15 @@ from components.evaluate.gate_config import GateConfig
 from components.evaluate.kfp_outputs import CLASSIFICATION_SLOTS, slot_name
 from components.evaluate.report import EvaluationReport
 from components.evaluate.scoring import ScoredSplit, compute_metrics
+from components.ingest.demo_data import FAVORITE_FUNNEL, FAVORITES
 from contract import layout
 from contract import schema as S
 
 SIGNAL = S.RankingFeature("lexical_score")
 DECOY = S.RankingFeature("decoy")
-# A funnel with a stage between click and add-to-cart, its count column "favorites".
-FAVORITES = "favorites"
-FOUR_TASKS = (
-    S.Task("click", S.CLICKS),
-    S.Task("favorite", FAVORITES),
-    S.Task("atc", S.ADD_TO_CART),
-    S.Task("purchase", S.PURCHASES),
-)
+# A funnel with a stage between click and add-to-cart, its count column "favorites": the
+# demo shop's four-stage variant.
+FOUR_TASKS = FAVORITE_FUNNEL
 
 
 def save_scorer(
