@@ -131,6 +131,7 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
         significance_confidence=p.significance_confidence,
         force_push=p.force_push,
         relevance_encoder=p.relevance_encoder,
+        reference_check=p.reference_check,
     )
     resources.set_resources(evaluated, resources.EVALUATE)
     resources.mount_repository(evaluated, p.repository_pvc)

@@ -25,7 +25,7 @@ from components.step_log import quiet
 # The choices below come from model/, which loads TensorFlow: quietly (compile, local runs).
 quiet()
 from components import resources  # noqa: E402
-from components.evaluate.gate_config import SIGNIFICANCE_MODES  # noqa: E402
+from components.evaluate.gate_config import REFERENCE_MODES, SIGNIFICANCE_MODES  # noqa: E402
 from components.ingest.errors import FUNNEL_POLICIES  # noqa: E402
 from components.train.config import PRECISIONS, XGBOOST  # noqa: E402
 from model.architectures import ARCHITECTURES  # noqa: E402
@@ -269,6 +269,15 @@ class PipelineParameters:
     )
     significance_confidence: float = _field(
         0.95, help="level of the paired test's confidence interval.", minimum=0.5, maximum=0.999
+    )
+    reference_check: str = _field(
+        "gate",
+        help="on every task, first runs included, the candidate's test NDCG@5 against the best "
+        "no-training reference (BM25 of the query against the title, the zero-shot cosine of "
+        'its own text encoder, the schema\'s relevance_score features): "gate" refuses a '
+        "candidate significantly below it (one-sided paired t-test over queries, p < 0.05), "
+        '"warn" records it and warns without blocking, "off" scores no references.',
+        choices=REFERENCE_MODES,
     )
     force_push: bool = _field(
         False,

@@ -66,9 +66,9 @@ def encode(texts: list[str], side: str, dtype: str, preset: str, length: int) ->
 @click.option("--out", default=None, help="Also write the report (Markdown) here.")
 def main(work: str, queries: int, preset: str, out: str | None) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import references as refs
     from paper_tables import human_grades, source_log
 
+    from components.evaluate import references as refs
     from components.evaluate.metrics import ndcg_per_query
     from components.evaluate.stats import paired_comparison
     from contract import schema as S

@@ -40,9 +40,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 def main(queries, encoder_preset, seeds, work, out) -> None:
     import xgboost as xgb
     from paper_tables import human_grades, prepare
-    from references import read_pairs, zero_shot_scores
 
     from components.evaluate.metrics import ndcg_per_query
+    from components.evaluate.references import read_pairs, zero_shot_scores
     from components.evaluate.stats import paired_comparison
     from contract import layout
     from contract import schema as S

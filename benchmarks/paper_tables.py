@@ -44,6 +44,8 @@ MLPR_ANY = "mlpr (any count)"
 XGBOOST_ANY = "xgboost (any count)"
 MLPR_REGION_MASK = "mlpr (region mask)"  # trained on a log with markets (--markets)
 MLPR_RELEVANCE_TASK = "mlpr (relevance task)"  # + the engagement relevance label as a task
+MLPR_NO_PRIOR = "mlpr (no prior)"
+MLPR_BEFORE = "mlpr (no prior, loss-selected)"
 REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
 # MLPR with each other loss balancing (model/loss_balancing.py); "mlpr" is "uncertainty".
 BALANCING_VARIANTS = {f"mlpr ({b})": b for b in ("gradnorm", "dwa", "fixed")}
@@ -96,6 +98,15 @@ def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
         Variant(XGBOOST_ANY, "xgboost", train_changes=(("targets", "any"),)),
         Variant(MLPR_REGION_MASK, "mlpr", (("region_mask", True),)),
         Variant(MLPR_RELEVANCE_TASK, "mlpr", (("relevance_task", True),)),
+        # Without the encoder's prior (model/encoder_prior.py), as MLPR was before it.
+        Variant(MLPR_NO_PRIOR, "mlpr", (("encoder_prior", False),)),
+        # Neither the prior nor the epoch chosen for ranking: MLPR as before both.
+        Variant(
+            MLPR_BEFORE,
+            "mlpr",
+            (("encoder_prior", False),),
+            train_changes=(("select_on", "val_loss"),),
+        ),
         *(
             Variant(label, "mlpr", (("loss_balancing", balancing),))
             for label, balancing in BALANCING_VARIANTS.items()
@@ -282,7 +293,7 @@ def by_impression_group(scored) -> dict:
 
 def reference_results(examples: str, raw_schema, relevance, preset: str, cache: str) -> dict:
     """Results (one entry each) of the untrained references on the same test pairs."""
-    import references as refs
+    from components.evaluate import references as refs
 
     pairs = refs.read_pairs(examples, raw_schema)
     catalog = [
@@ -298,7 +309,7 @@ def reference_results(examples: str, raw_schema, relevance, preset: str, cache: 
     out = {}
     for label, score in scorers.items():
         begin = time.monotonic()
-        scored = refs.as_scored(pairs, score())
+        scored = refs.as_scored(pairs, score(), raw_schema.task_names)
         values, per_query = metrics_of(scored, relevance)
         out[label] = {
             "metrics": [values],
@@ -500,7 +511,14 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         ]
         trained = [m for m in ("xgboost", MLPR_TINY, "mlpr") if m in results]
         md += [table(references + trained, ref_keys, None, None), ""]
-    variants = (MLPR_TINY, MLPR_POSITION_BIAS, MLPR_RELEVANCE_TASK, MLPR_ANY, XGBOOST_ANY)
+    variants = (
+        MLPR_TINY,
+        MLPR_NO_PRIOR,
+        MLPR_POSITION_BIAS,
+        MLPR_RELEVANCE_TASK,
+        MLPR_ANY,
+        XGBOOST_ANY,
+    )
     variants = [m for m in variants if m in results]
     if variants:
         keys = t2_keys + (["human/ndcg@5"] if "human/ndcg@5" in metric_keys else [])

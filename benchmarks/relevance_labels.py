@@ -65,9 +65,9 @@ def labels_of(pairs: pd.DataFrame, similarity: np.ndarray) -> dict[str, np.ndarr
 )
 def main(queries: int, seed: int, encoder_preset: str, work: str | None, out: str) -> None:
     """Spearman per query of engagement relevance labels against Home Depot's grades."""
-    import references as refs
     from paper_tables import human_grades, prepare
 
+    from components.evaluate import references as refs
     from components.evaluate.metrics import ndcg_at_k
     from components.transform.relevance import spearman_per_query
     from contract import layout

@@ -140,6 +140,10 @@ class RankingFeature:
         max_value: largest valid value, or None.
         required: a missing or empty value dead-letters the row; otherwise it is
             imputed by the transform with the training mean (z = 0).
+        relevance_score: the feature is itself a query-product relevance score (a lexical
+            match, a search engine's score): the evaluate step ranks the test pairs by it
+            alone as a no-training reference the candidate must not fall below. In a schema
+            file, `"relevance_score": true`.
     """
 
     name: str
@@ -147,6 +151,7 @@ class RankingFeature:
     min_value: float | None = None
     max_value: float | None = None
     required: bool = True
+    relevance_score: bool = False
 
     def __post_init__(self) -> None:
         if not _is_identifier(self.name):
@@ -155,6 +160,19 @@ class RankingFeature:
             raise ValueError(f"ranking feature {self.name!r} clashes with a reserved column")
         if self.log1p and self.min_value is not None and self.min_value <= -1:
             raise ValueError(f"ranking feature {self.name!r} uses log1p but allows values <= -1")
+        if not isinstance(self.relevance_score, bool):
+            raise ValueError(
+                f"ranking feature {self.name!r}: relevance_score must be true or false, "
+                f"got {self.relevance_score!r}"
+            )
+
+    def to_dict(self) -> dict:
+        """The feature as a schema file's ranking_features entry: `relevance_score` only when
+        true, so a schema without relevance scores reads and writes as before."""
+        data = dataclasses.asdict(self)
+        if not self.relevance_score:
+            del data["relevance_score"]
+        return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,6 +290,11 @@ class RawSchema:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.ranking_features)
 
+    @property
+    def relevance_scores(self) -> tuple[str, ...]:
+        """The ranking features marked `relevance_score`: the evaluate step's references."""
+        return tuple(f.name for f in self.ranking_features if f.relevance_score)
+
     def required_columns(self) -> tuple[str, ...]:
         """Columns a CSV header or Parquet schema must contain."""
         required = [f.name for f in self.ranking_features if f.required]
@@ -279,7 +302,7 @@ class RawSchema:
         return REQUIRED_TEXT_COLUMNS + market + self.funnel + tuple(required)
 
     def to_json(self) -> str:
-        data: dict = {"ranking_features": [dataclasses.asdict(f) for f in self.ranking_features]}
+        data: dict = {"ranking_features": [f.to_dict() for f in self.ranking_features]}
         if self.columns:
             data["columns"] = dict(self.columns)
         if self.markets:
@@ -328,7 +351,7 @@ class RawSchema:
 # The ranking features of the embedded demo shop (components/ingest/demo_data.py).
 DEMO_SCHEMA = RawSchema(
     ranking_features=(
-        RankingFeature("lexical_score", min_value=0.0, max_value=1.0),
+        RankingFeature("lexical_score", min_value=0.0, max_value=1.0, relevance_score=True),
         RankingFeature("price", log1p=True, min_value=0.0),
         RankingFeature("rating", min_value=0.0, max_value=5.0),
         RankingFeature("review_count", log1p=True, min_value=0.0),

@@ -32,6 +32,12 @@ class RankerConfig:
             the cosine interaction starts as the text encoder's own cosine similarity of
             the query and the product (a pretrained encoder's zero-shot ranking signal)
             instead of noise; they train apart from there.
+        encoder_prior: keep the text encoder's prior (model/encoder_prior.py): the cosine
+            of the raw encoder vectors of the query and the product is skipped to every
+            task's logit, whose correction by the tower starts at zero, so that an untrained
+            ranker ranks each query's products exactly as the encoder's zero-shot cosine
+            does and training adds to it.
+        prior_scale: the prior's weight on each task's logit at initialisation (it trains).
         categorical_embedding_dim: embedding width of each categorical product field.
         dropout: dropout inside every MLP (experts, bottoms, towers).
         cross_layers: DCN-V2's cross network on the features, that many cross layers
@@ -75,6 +81,8 @@ class RankerConfig:
     fine_tune_layers: int | str = ALL_LAYERS
     interactions: tuple[str, ...] = INTERACTIONS
     tied_projection_init: bool = True
+    encoder_prior: bool = True
+    prior_scale: float = 5.0
     categorical_embedding_dim: int = 8
     dropout: float = 0.2
     cross_layers: int = 0

@@ -21,6 +21,7 @@ import keras
 from contract import schema as S
 from model.config import RankerConfig
 from model.encoder import TextEncoder
+from model.encoder_prior import UnitVector
 from model.multitask_loss import MultiTaskRanker
 from model.optimizer import EncoderAwareAdamW
 from model.scorer import (
@@ -53,6 +54,7 @@ TEXT_INPUTS = (
 )
 QUERY_PROJECTION = "query_projection"
 PRODUCT_PROJECTION = "product_projection"
+QUERY_UNIT, PRODUCT_UNIT = "query_unit_vector", "product_unit_vector"
 QUERY_ENCODER = "query_encoder"
 PRODUCT_ENCODER = "product_encoder"
 TEXT_ENCODER = "text_encoder"
@@ -67,16 +69,28 @@ def model_input_names() -> tuple[str, ...]:
     return TEXT_INPUTS + (S.WIDE,) + categorical_input_names() + (S.MARKET_ID,)
 
 
-def _text_tower(encoder: TextEncoder, projection, side: str) -> keras.Model:
+def _text_tower(encoder: TextEncoder, top, side: str) -> keras.Model:
     # Any length: serving and the text cache pad each batch only to its longest text.
     ids = keras.Input((None,), dtype="int32", name=f"{side}_token_ids")
     mask = keras.Input((None,), dtype="int32", name=f"{side}_padding_mask")
     vector = encoder({"token_ids": ids, "padding_mask": mask})
     return keras.Model(
         inputs={ids.name: ids, mask.name: mask},
-        outputs=projection(vector),
+        outputs=top(vector),
         name=f"{side}_encoder",
     )
+
+
+class _TowerTop:
+    """The text vector -> phi(q) or psi(i): the projection, then (with the encoder's prior)
+    the unit encoder vector after it (model/encoder_prior.py)."""
+
+    def __init__(self, projection: keras.layers.Dense, unit: UnitVector | None):
+        self.projection, self.unit = projection, unit
+
+    def __call__(self, vector):
+        projected = self.projection(vector)
+        return projected if self.unit is None else self.unit([projected, vector])
 
 
 @keras.saving.register_keras_serializable(package="mlpr")
@@ -118,11 +132,16 @@ class Ranker(MultiTaskRanker):
                 f"{config.fine_tune_layers!r}"
             )
         # === Parts ===
-        scorer = build_scorer(config, wide_dim, vocabulary_sizes)
+        scorer = build_scorer(config, wide_dim, vocabulary_sizes, encoder_dim=encoder.output_dim)
         query_projection = keras.layers.Dense(config.projection_dim, name=QUERY_PROJECTION)
         product_projection = keras.layers.Dense(config.projection_dim, name=PRODUCT_PROJECTION)
-        query_encoder = _text_tower(encoder, query_projection, "query")
-        product_encoder = _text_tower(encoder, product_projection, "product")
+        prior = config.encoder_prior
+        query_top = _TowerTop(query_projection, UnitVector(name=QUERY_UNIT) if prior else None)
+        product_top = _TowerTop(
+            product_projection, UnitVector(name=PRODUCT_UNIT) if prior else None
+        )
+        query_encoder = _text_tower(encoder, query_top, "query")
+        product_encoder = _text_tower(encoder, product_top, "product")
         if config.tied_projection_init:
             product_projection.kernel.assign(query_projection.kernel)
         # === Functional model ===
@@ -169,6 +188,17 @@ class Ranker(MultiTaskRanker):
     @property
     def product_projection(self) -> keras.layers.Dense:
         return self.product_encoder.get_layer(PRODUCT_PROJECTION)
+
+    def embed(self, side: str, vectors):
+        """phi(q) (`side` "query") or psi(i) ("product") of text vectors [N, d], the text
+        encoder's pooled outputs: what the query or product encoder gives after its text
+        encoder."""
+        tower = {"query": self.query_encoder, "product": self.product_encoder}[side]
+        projection = tower.get_layer(f"{side}_projection")
+        projected = projection(vectors)
+        if not self.ranker_config.encoder_prior:
+            return projected
+        return tower.get_layer(f"{side}_unit_vector")([projected, vectors])
 
     def get_config(self):
         # Rebuilt from its arguments, like keras-hub tasks: the functional graph (where the
@@ -245,8 +275,8 @@ def cached_ranker(ranker: Ranker) -> MultiTaskRanker:
     inputs.update(features)
     outputs = ranker.scorer(
         {
-            QUERY_EMBEDDING: ranker.query_projection(query),
-            PRODUCT_EMBEDDING: ranker.product_projection(product),
+            QUERY_EMBEDDING: ranker.embed("query", query),
+            PRODUCT_EMBEDDING: ranker.embed("product", product),
             **features,
         }
     )

@@ -13,6 +13,7 @@ from contract import schema as S
 from model.attention_unit import AttentionUnit
 from model.config import RankerConfig
 from model.cross_network import CrossNetwork
+from model.encoder_prior import EncoderPrior, PriorSkip
 from model.experts import CustomizedGateExperts, MultiGateExperts
 from model.interactions import Interactions
 from model.mlp import MLP
@@ -26,6 +27,9 @@ PRODUCT_EMBEDDING = "product_embedding"
 SCORER = "scorer"
 # The concatenated features that the first networks of the scorer read.
 FEATURES = "deep_and_wide"
+# The encoder's prior (model/encoder_prior.py): its split of phi(q), psi(i) and its skip.
+ENCODER_PRIOR = "encoder_prior"
+PRIOR_SKIP = "prior_skip"
 
 
 def categorical_input_names() -> tuple[str, ...]:
@@ -50,25 +54,34 @@ def build_scorer(
     wide_dim: int,
     vocabulary_sizes: dict[str, int],
     batch_norm: bool = True,
+    encoder_dim: int = 0,
 ) -> MultiTaskRanker:
     """The upper network as a functional model named `scorer`; its inputs are named by
     `scorer_input_names()` and its outputs are one probability [N, 1] per task.
 
-    `batch_norm=False` builds serving's folded form (`folded_scorer`), not a model to train."""
+    With `config.encoder_prior`, phi(q) and psi(i) carry the unit text-encoder vector of
+    `encoder_dim` after their projection (model/encoder_prior.py), and its cosine is skipped
+    to every task's logit. `batch_norm=False` builds serving's folded form
+    (`folded_scorer`), not a model to train."""
     missing = [c for c in S.CATEGORICAL_COLUMNS if c not in vocabulary_sizes]
     if missing:
         raise ValueError(f"vocabulary_sizes lacks {missing}; got {sorted(vocabulary_sizes)}")
     if wide_dim <= 0:
         raise ValueError(f"wide_dim must be positive, got {wide_dim}")
-    dim = config.projection_dim
+    if config.encoder_prior and encoder_dim <= 0:
+        raise ValueError("the encoder prior needs the text encoder's width (encoder_dim)")
+    width = config.projection_dim + (encoder_dim if config.encoder_prior else 0)
     inputs = {
-        QUERY_EMBEDDING: keras.Input((dim,), dtype="float32", name=QUERY_EMBEDDING),
-        PRODUCT_EMBEDDING: keras.Input((dim,), dtype="float32", name=PRODUCT_EMBEDDING),
+        QUERY_EMBEDDING: keras.Input((width,), dtype="float32", name=QUERY_EMBEDDING),
+        PRODUCT_EMBEDDING: keras.Input((width,), dtype="float32", name=PRODUCT_EMBEDDING),
         **feature_inputs(wide_dim),
     }
-    deep = Interactions(config.interactions, name="interactions")(
-        [inputs[QUERY_EMBEDDING], inputs[PRODUCT_EMBEDDING]]
-    )
+    phi, psi, prior = inputs[QUERY_EMBEDDING], inputs[PRODUCT_EMBEDDING], None
+    if config.encoder_prior:
+        phi, psi, prior = EncoderPrior(config.projection_dim, dtype="float32", name=ENCODER_PRIOR)(
+            [phi, psi]
+        )
+    deep = Interactions(config.interactions, name="interactions")([phi, psi])
     embedded = [
         keras.layers.Embedding(
             vocabulary_sizes[c], config.categorical_embedding_dim, name=f"{c}_embedding"
@@ -85,34 +98,39 @@ def build_scorer(
             return representation
         return RegionMask(markets, name=name)([representation, inputs[S.MARKET_ID]])
 
+    def head(task: str, tower):
+        # With the prior, a logit whose correction starts at zero (PriorSkip adds the prior
+        # and the sigmoid); without, the probability. Float32 under mixed precision too.
+        if config.encoder_prior:
+            return keras.layers.Dense(
+                1, kernel_initializer="zeros", dtype="float32", name=f"{task}_head"
+            )(tower)
+        return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name=f"{task}_head")(
+            tower
+        )
+
     heads, previous = [], None
-    for k, task in enumerate(config.tasks):
+    for k, task in enumerate(tasks):
         tower = MLP(config.tower_units, config.dropout, batch_norm, name=f"{task}_tower")(
             masked(task_inputs[k], f"{task}_input_mask")
         )
         tower = masked(tower, f"{task}_tower_mask")
-        if config.attention_units and previous is not None:
+        in_funnel = k < len(config.tasks)  # the relevance task is outside the funnel
+        if in_funnel and config.attention_units and previous is not None:
             tower = AttentionUnit(config.tower_units[-1], name=f"{task}_attention")(
                 [tower, previous]
             )
         previous = tower
-        # The probabilities and the loss in float32 under a mixed-precision policy too.
-        heads.append(
-            keras.layers.Dense(1, activation="sigmoid", dtype="float32", name=f"{task}_head")(tower)
+        heads.append(head(task, tower))
+    if config.encoder_prior:
+        heads = PriorSkip(len(tasks), config.prior_scale, dtype="float32", name=PRIOR_SKIP)(
+            [*heads, prior]
         )
     if config.probability_transfer:
-        heads = ProbabilityTransfer(dtype="float32", name="probability_transfer")(heads)
-    for k in range(len(config.tasks), len(tasks)):  # outside the funnel: a tower of its own
-        task = tasks[k]
-        tower = MLP(config.tower_units, config.dropout, batch_norm, name=f"{task}_tower")(
-            masked(task_inputs[k], f"{task}_input_mask")
-        )
-        tower = masked(tower, f"{task}_tower_mask")
+        funnel = len(config.tasks)
         heads = [
-            *heads,
-            keras.layers.Dense(1, activation="sigmoid", dtype="float32", name=f"{task}_head")(
-                tower
-            ),
+            *ProbabilityTransfer(dtype="float32", name="probability_transfer")(heads[:funnel]),
+            *heads[funnel:],
         ]
     heads = MultiTaskLoss(
         tasks,
@@ -149,7 +167,9 @@ def folded_scorer(
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        folded = build_scorer(config, wide_dim, vocabulary_sizes, batch_norm=False)
+        folded = build_scorer(
+            config, wide_dim, vocabulary_sizes, batch_norm=False, encoder_dim=encoder_dim(scorer)
+        )
     finally:
         keras.config.set_dtype_policy(previous)
     for mine, theirs in zip(folded.layers, scorer.layers, strict=True):
@@ -167,7 +187,7 @@ def feature_segments(scorer: keras.Model) -> list[tuple[str, int]]:
     `(name, width)`: the interactions (`cosine`, `hadamard`, then `query` and `product` for
     `concat`), the wide features (`S.WIDE`) and each categorical column's embedding."""
     interactions = scorer.get_layer("interactions")
-    dim = scorer.get_layer(QUERY_EMBEDDING).output.shape[-1]
+    dim = interactions.input[0].shape[-1]
     segments = []
     for kind in interactions.kinds:
         if kind == "cosine":
@@ -180,6 +200,15 @@ def feature_segments(scorer: keras.Model) -> list[tuple[str, int]]:
     for column in S.CATEGORICAL_COLUMNS:
         segments.append((column, scorer.get_layer(f"{column}_embedding").output_dim))
     return segments
+
+
+def encoder_dim(scorer: keras.Model) -> int:
+    """The width of the unit encoder vector that phi(q) and psi(i) carry after their
+    projection (model/encoder_prior.py); 0 for a scorer without the encoder's prior."""
+    if ENCODER_PRIOR not in {layer.name for layer in scorer.layers}:
+        return 0
+    prior = scorer.get_layer(ENCODER_PRIOR)
+    return scorer.get_layer(QUERY_EMBEDDING).output.shape[-1] - prior.projection_dim
 
 
 def training_tasks(config: RankerConfig) -> tuple[str, ...]:

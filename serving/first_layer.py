@@ -12,7 +12,9 @@ product is a sum of one term per part, `part @ K[rows of part]`:
 - the query's term (phi(q), with the bias) once per distinct query of a request
   (`query_terms`);
 - only the terms that mix the two (the cosine, the Hadamard product) and the per-pair
-  ranking features are computed per candidate (`score`).
+  ranking features are computed per candidate (`score`), with the encoder's prior (the
+  cosine of the unit encoder vectors that phi(q) and psi(i) carry, model/encoder_prior.py),
+  which goes to the heads.
 
 The rest of the scorer, from those networks' outputs on, is the scorer's own layers (a
 sub-model of it). Serving splits the folded scorer (model/scorer.py `folded_scorer`: batch
@@ -27,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from contract import schema as S
-from model.scorer import FEATURES, feature_segments
+from model.scorer import ENCODER_PRIOR, FEATURES, feature_segments
 
 
 class SplitScorer(tf.Module):
@@ -85,19 +87,31 @@ class SplitScorer(tf.Module):
             rows.get("hadamard", np.zeros([0, self.width], np.float32)), trainable=False
         )
         self.wide_kernel = tf.Variable(rows[S.WIDE], trainable=False, name="wide_kernel")
-        # The scorer from the outputs of the networks that read the features, and the
-        # market id (the region masks').
+        # The encoder's prior (model/encoder_prior.py): phi(q) and psi(i) carry the unit
+        # encoder vector after their projection; its cosine goes to the heads.
+        self.prior = None
+        if ENCODER_PRIOR in {layer.name for layer in scorer.layers}:
+            self.prior = scorer.get_layer(ENCODER_PRIOR)
+        prior = [] if self.prior is None else [self.prior.output[2]]
+        # The scorer from the outputs of the networks that read the features, the market id
+        # (the region masks') and the prior.
         outputs = [t for layer in self.consumers for t in keras.tree.flatten(layer.output)]
         self.rest = keras.Model(
-            inputs=[*outputs, scorer.get_layer(S.MARKET_ID).output],
+            inputs=[*outputs, scorer.get_layer(S.MARKET_ID).output, *prior],
             outputs={t: scorer.get_layer(t).output for t in scorer.output_names},
         )
+
+    def _projected(self, embedding: tf.Tensor) -> tf.Tensor:
+        """phi(q) or psi(i) without the unit encoder vector the prior reads."""
+        if self.prior is None:
+            return embedding
+        return embedding[:, : self.prior.projection_dim]
 
     def query_terms(self, phi: tf.Tensor) -> tf.Tensor:
         """phi(q) [Q, d] -> its first-layer terms and the bias [Q, W]."""
         if "query" not in self.kinds:
             return tf.broadcast_to(self.bias, [tf.shape(phi)[0], self.width])
-        return tf.matmul(phi, self.query_kernel) + self.bias
+        return tf.matmul(self._projected(phi), self.query_kernel) + self.bias
 
     def product_terms(self, psi: tf.Tensor, category_ids: list[tf.Tensor]) -> tf.Tensor:
         """psi(i) [N, d] and the categorical ids (one [N] int tensor per column) -> their
@@ -111,12 +125,16 @@ class SplitScorer(tf.Module):
         )
         terms = tf.matmul(embedded, self.categorical_kernel)
         if "product" in self.kinds:
-            terms += tf.matmul(psi, self.product_kernel)
+            terms += tf.matmul(self._projected(psi), self.product_kernel)
         return terms
 
     def score(self, phi, psi, query_terms, product_terms, wide, market=None) -> dict:
         """One probability [N, 1] per task from each candidate's phi(q), psi(i), query terms,
         product terms (all [N, ...]), wide features and market id (None: market 0)."""
+        prior = []
+        if self.prior is not None:
+            phi, psi, cosine = self.prior([phi, psi])
+            prior = [cosine]
         pre = query_terms + product_terms + tf.matmul(wide, self.wide_kernel)
         if "cosine" in self.kinds:
             q = phi / tf.maximum(tf.norm(phi, axis=-1, keepdims=True), 1e-12)
@@ -133,7 +151,7 @@ class SplitScorer(tf.Module):
             outputs += keras.tree.flatten(layer.from_first_layer(own, training=False))
         if market is None:
             market = tf.zeros([tf.shape(wide)[0]], tf.int32)
-        return self.rest([*outputs, tf.cast(market, tf.int32)], training=False)
+        return self.rest([*outputs, tf.cast(market, tf.int32), *prior], training=False)
 
 
 def _reads(layer: keras.layers.Layer, features) -> bool:

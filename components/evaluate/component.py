@@ -29,6 +29,7 @@ def evaluate(
     significance_confidence: float = 0.95,
     force_push: bool = False,
     relevance_encoder: str = "",
+    reference_check: str = "gate",
 ) -> bool:
     """Evaluates the candidate and returns whether to push it; see components/evaluate/run.py.
 
@@ -36,7 +37,8 @@ def evaluate(
         examples: raw splits from ingest; the test split is used, for the tasks of its
             schema.json.
         model: the trained candidate; its SavedModel is in model/saved_model.
-        metrics: every candidate metric, e.g. click_auc, purchase_ndcg_at_5.
+        metrics: every candidate metric, e.g. click_auc, purchase_ndcg_at_5, and each
+            no-training reference's, e.g. reference_bm25_click_ndcg_at_5.
         task_1_classification: ROC curve and confusion matrix of the funnel's first task's
             probability (metadata "task" names it; kfp outputs are fixed, the tasks are the
             schema's).
@@ -45,7 +47,8 @@ def evaluate(
         task_4_classification: the same for the fourth task. A slot past a shorter funnel's
             last task is empty (metadata "unused" says so); a longer funnel's further tasks
             are named in this slot's metadata ("left_out"), their curves in the report.
-        report: the HTML report: verdict, checks, candidate vs champion, paired tests, plots.
+        report: the HTML report: verdict, checks, candidate vs champion, paired tests,
+            references, plots.
         blessing: blessing.json (verdict, checks, paired tests), eval_results.json, report.json.
         model_base: root of the TF Serving model repository (a mounted path).
         model_name: the model's directory under model_base.
@@ -61,6 +64,10 @@ def evaluate(
         significance_confidence: level of the paired confidence interval.
         force_push: bless even when checks fail.
         relevance_encoder: encoder preset labelling relevance from engagement ("": none).
+        reference_check: the candidate's NDCG@5 against the best no-training reference (bm25,
+            its encoder zero-shot, the schema's relevance-score features) per task, first
+            runs included: "gate" (significantly below refuses it), "warn" (recorded, not
+            blocking) or "off" (no references scored).
     """
     from components.step_log import quiet
 
@@ -77,5 +84,5 @@ def evaluate(
         max_drop_vs_champion=max_drop_vs_champion, max_drop_by_metric=max_drop_by_metric,
         champion_significance=champion_significance, significance_task=significance_task,
         significance_confidence=significance_confidence, force_push=force_push,
-        relevance_encoder=relevance_encoder,
+        relevance_encoder=relevance_encoder, reference_check=reference_check,
     )  # fmt: skip

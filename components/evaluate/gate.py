@@ -1,12 +1,17 @@
 """The blessing gate: may the candidate model replace the one in production?
 
-Three kinds of check, each with its value, threshold, outcome and a sentence:
+Four kinds of check, each with its value, threshold, outcome and a sentence:
 - floor: every gated metric with a floor must reach it (always, also on the first run);
 - champion: when a model is in production, every gated metric must not fall more than its
   allowed drop below the champion's value on the same split;
 - significance: when a model is in production, the per-query paired NDCG@5 difference
   (candidate - champion) on the main task must be significantly positive ("better") or not
-  significantly negative ("not_worse"), judged by its confidence interval.
+  significantly negative ("not_worse"), judged by its confidence interval;
+- reference: on every task, also on the first run, the candidate's NDCG@5 must not be
+  significantly below that of the best no-training reference (references.py): a one-sided
+  paired t-test over the test queries with a positive label, failing at p < reference_alpha.
+  With reference_check "warn" a failing reference check is recorded and warned about in the
+  reasons but does not block (its outcome is "warn").
 The candidate is blessed when every check passes, or when force_push is set, in which case
 the blessing says it was forced and which checks failed anyway.
 """
@@ -19,15 +24,17 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from components.evaluate.gate_config import BETTER, NOT_WORSE, OFF, GateConfig
+from components.evaluate.gate_config import BETTER, NOT_WORSE, OFF, WARN, GateConfig
 
 if TYPE_CHECKING:
+    from components.evaluate.references import ReferenceComparison
     from components.evaluate.stats import PairedComparison
 
 FLOOR = "floor"
 CHAMPION = "champion"
 SIGNIFICANCE = "significance"
-PASS, FAIL = "pass", "fail"
+REFERENCE = "reference"
+PASS, FAIL, WARNED = "pass", "fail", "warn"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,13 +42,16 @@ class Check:
     """One comparison made by the gate.
 
     Args:
-        check: "floor", "champion" or "significance".
+        check: "floor", "champion", "significance" or "reference".
         metric: full metric key, e.g. "click/auc".
-        value: what was compared (NaN when undefined): the candidate's metric, or for the
-            significance check a bound of the paired confidence interval.
-        threshold: what it had to reach: the floor, the champion's value - allowed drop, or 0.
+        value: what was compared (NaN when undefined): the candidate's metric, for the
+            significance check a bound of the paired confidence interval, for the reference
+            check the one-sided p-value.
+        threshold: what it had to reach: the floor, the champion's value - allowed drop, 0,
+            or (reference) the level the p-value must not fall below.
         passed: whether it did.
         reason: one sentence with the numbers.
+        warn_only: a failure warns but does not block (reference_check "warn").
     """
 
     check: str
@@ -50,10 +60,13 @@ class Check:
     threshold: float
     passed: bool
     reason: str
+    warn_only: bool = False
 
     @property
     def outcome(self) -> str:
-        return PASS if self.passed else FAIL
+        if self.passed:
+            return PASS
+        return WARNED if self.warn_only else FAIL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,10 +80,13 @@ class Blessing:
             then the reason of each failed check.
         champion_uri: the champion compared against, or None on a first run.
         forced: blessed only because force_push was set (some check failed).
-        first_run: no champion was found, so only the floors applied.
+        first_run: no champion was found, so only the floors (and the reference check)
+            applied.
         settings: the gate's settings, resolved per metric (GateConfig.to_dict).
         paired: per task, the paired NDCG@5 comparison with the champion (None on a first
             run; a task's entry is None when its predictions were not finite).
+        references: per task, the comparison with the best no-training reference (None when
+            no references were scored; a task's entry is None when none is defined on it).
     """
 
     blessed: bool
@@ -81,14 +97,21 @@ class Blessing:
     first_run: bool = False
     settings: Mapping = dataclasses.field(default_factory=dict)
     paired: Mapping[str, PairedComparison | None] | None = None
+    references: Mapping[str, ReferenceComparison | None] | None = None
 
     @property
     def checks_passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return not self.failed
 
     @property
     def failed(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if not c.passed)
+        """The checks that failed and block (not those that only warn)."""
+        return tuple(c for c in self.checks if not c.passed and not c.warn_only)
+
+    @property
+    def warnings(self) -> tuple[Check, ...]:
+        """The checks that failed but only warn."""
+        return tuple(c for c in self.checks if not c.passed and c.warn_only)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict; NaN values become None (null)."""
@@ -97,6 +120,7 @@ class Blessing:
             "checks_passed": self.checks_passed,
             "forced": self.forced,
             "failed_checks": [f"{c.check}:{c.metric}" for c in self.failed],
+            "warnings": [f"{c.check}:{c.metric}" for c in self.warnings],
             "first_run": self.first_run,
             "reasons": list(self.reasons),
             "champion_uri": self.champion_uri,
@@ -104,9 +128,13 @@ class Blessing:
             "paired": None
             if self.paired is None
             else {t: None if p is None else p.to_dict() for t, p in self.paired.items()},
+            "references": None
+            if self.references is None
+            else {t: None if r is None else r.to_dict() for t, r in self.references.items()},
             "checks": [
                 {
-                    **dataclasses.asdict(c),
+                    # The outcome ("pass", "fail", "warn") says whether a failure only warns.
+                    **{k: v for k, v in dataclasses.asdict(c).items() if k != "warn_only"},
                     "value": _finite_or_none(c.value),
                     "threshold": _finite_or_none(c.threshold),
                     "outcome": c.outcome,
@@ -211,6 +239,41 @@ def _significance_check(
     return Check(SIGNIFICANCE, metric, value, 0.0, passed, f"{summary}: {verdict}")
 
 
+def _reference_check(
+    config: GateConfig, task: str, comparison: ReferenceComparison, candidate_value: float
+) -> Check:
+    """The candidate's NDCG@5 on `task` must not be significantly below the best reference's
+    (one-sided paired t-test over the queries with a positive label, level reference_alpha)."""
+    metric, alpha = f"{task}/ndcg@5", config.reference_alpha
+    warn_only = config.reference_check == WARN
+    name, paired = comparison.reference, comparison.paired
+    if paired is None or math.isnan(candidate_value):
+        reason = (
+            f"{metric} is undefined for the candidate (predictions not finite), so it cannot be "
+            f"compared with reference {name} {comparison.reference_value:.4f}"
+        )
+        return Check(REFERENCE, metric, math.nan, alpha, False, reason, warn_only)
+    p = comparison.p_less
+    detail = (
+        f"paired over {paired.queries} queries: {paired.mean_difference:+.4f}, one-sided "
+        f"p = {_p(p)}"
+    )
+    if math.isnan(p):
+        # Fewer than two queries, or the same difference on every query: nothing to test.
+        reason = (
+            f"{metric} = {candidate_value:.4f} against reference {name} "
+            f"{comparison.reference_value:.4f} ({detail}): cannot be tested, so it does not block"
+        )
+        return Check(REFERENCE, metric, p, alpha, True, reason, warn_only)
+    passed = p >= alpha
+    relation = "is not" if passed else "is"
+    reason = (
+        f"{metric} = {candidate_value:.4f} {relation} significantly below reference {name} "
+        f"{comparison.reference_value:.4f} ({detail})"
+    )
+    return Check(REFERENCE, metric, p, alpha, passed, reason, warn_only)
+
+
 def _p(p_value: float) -> str:
     return "undefined" if math.isnan(p_value) else f"{p_value:.4g}"
 
@@ -231,6 +294,7 @@ def decide(
     champion_uri: str | None = None,
     repository: str | None = None,
     not_comparable: str | None = None,
+    references: Mapping[str, ReferenceComparison | None] | None = None,
 ) -> Blessing:
     """Bless the candidate when every check passes (or force_push is set).
 
@@ -247,6 +311,9 @@ def decide(
         repository: where a champion was looked for, for the first-run explanation.
         not_comparable: why the model in production was not compared with (a model of
             another funnel), when `champion` is None because of it.
+        references: per task, the candidate against the best no-training reference
+            (references.compare_with_references); None: none were scored, no reference
+            check. Ignored when config.reference_check is "off".
     """
     keys = config.gated()
     checks = []
@@ -254,11 +321,19 @@ def decide(
         floor = config.floor(key)
         if floor is not None:
             checks.append(_floor_check(key, _get(candidate, key, "candidate"), floor))
+    if config.reference_check == OFF:
+        references = None
+    reference_checks = [
+        _reference_check(config, task, comparison, _get(candidate, f"{task}/ndcg@5", "candidate"))
+        for task, comparison in (references or {}).items()
+        if comparison is not None
+    ]
     if champion is None:
         where = f" in {repository}" if repository else ""
         first = f"{not_comparable}, so" if not_comparable else f"no champion{where}:"
+        applied = "floors and the reference check" if reference_checks else "floors"
         context = (
-            f"{first} first run, only floors apply "
+            f"{first} first run, only {applied} apply "
             "(no comparison with a champion, no significance test)"
         )
         paired = None
@@ -290,7 +365,9 @@ def decide(
             f"(allowed drops: {drops}; {_significance_rule(config)})"
         )
 
-    failed = [c for c in checks if not c.passed]
+    checks += reference_checks
+    failed = [c for c in checks if not c.passed and not c.warn_only]
+    warned = [c for c in checks if not c.passed and c.warn_only]
     forced = bool(failed) and config.force_push
     if forced:
         names = ", ".join(f"{c.check} {c.metric}" for c in failed)
@@ -300,6 +377,11 @@ def decide(
         )
     elif failed:
         verdict = f"not blessed: {len(failed)} of {len(checks)} checks failed"
+    elif warned:
+        verdict = (
+            f"blessed: {len(checks) - len(warned)} of {len(checks)} checks passed; the other "
+            f"{len(warned)} only warn (reference_check is {WARN!r})"
+        )
     else:
         verdict = f"blessed: all {len(checks)} checks passed"
         if config.force_push:
@@ -307,10 +389,16 @@ def decide(
     return Blessing(
         blessed=not failed or forced,
         checks=tuple(checks),
-        reasons=(verdict, context, *(c.reason for c in failed)),
+        reasons=(
+            verdict,
+            context,
+            *(c.reason for c in failed),
+            *(f"warning: {c.reason}" for c in warned),
+        ),
         champion_uri=champion_uri if champion is not None else None,
         forced=forced,
         first_run=champion is None,
         settings=config.to_dict(),
         paired=None if paired is None else dict(paired),
+        references=None if references is None else dict(references),
     )

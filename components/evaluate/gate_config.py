@@ -25,6 +25,12 @@ OFF = "off"  # no significance check
 SIGNIFICANCE_MODES = (BETTER, NOT_WORSE, OFF)
 # The per-query metric the paired test compares.
 PAIRED_METRIC = "ndcg@5"
+# What the check against the no-training references (references.py) does when the candidate's
+# NDCG@5 on a task is significantly below the best reference's.
+GATE = "gate"  # refuses the candidate
+WARN = "warn"  # recorded, and its reason given as a warning, but it does not block
+# OFF: no references are scored, no check
+REFERENCE_MODES = (GATE, WARN, OFF)
 
 
 def split_key(key: str) -> tuple[str | None, str]:
@@ -80,6 +86,13 @@ class GateConfig:
             "": the funnel's last task.
         confidence: level of the paired confidence interval, e.g. 0.95.
         force_push: bless the candidate even when checks fail (recorded in the blessing).
+        reference_check: the check against the no-training references (bm25, the zero-shot
+            cosine of the candidate's encoder, the schema's relevance-score features), on
+            every task, first runs included: "gate" (the candidate's NDCG@5 must not be
+            significantly below the best reference's), "warn" (recorded and warned about,
+            not blocking) or "off" (no references scored).
+        reference_alpha: the level of that one-sided paired t-test: the check fails when its
+            p-value is below this.
         tasks: the evaluated tasks in funnel order (the schema's); empty until the gate is
             given them with `for_tasks`, which checks the task names of the keys and of
             significance_task against them. Applying the gate needs them.
@@ -95,6 +108,8 @@ class GateConfig:
     significance_task: str = ""
     confidence: float = 0.95
     force_push: bool = False
+    reference_check: str = GATE
+    reference_alpha: float = 0.05
     tasks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -120,6 +135,13 @@ class GateConfig:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
         if not isinstance(self.force_push, bool):
             raise ValueError(f"force_push must be true or false, got {self.force_push!r}")
+        if self.reference_check not in REFERENCE_MODES:
+            raise ValueError(
+                f"reference_check must be one of {REFERENCE_MODES}, got {self.reference_check!r}"
+            )
+        alpha = self.reference_alpha
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
+            raise ValueError(f"reference_alpha must be in (0, 1), got {alpha!r}")
         object.__setattr__(self, "tasks", tuple(self.tasks))
         if self.tasks:
             self._check_tasks()
@@ -217,4 +239,6 @@ class GateConfig:
             "significance_metric": self.paired_key,
             "confidence": self.confidence,
             "force_push": self.force_push,
+            "reference_check": self.reference_check,
+            "reference_alpha": self.reference_alpha,
         }

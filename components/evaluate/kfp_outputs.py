@@ -11,6 +11,7 @@ schema: the step has CLASSIFICATION_SLOTS positional ClassificationMetrics outpu
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 from components.evaluate.analysis import TaskAnalysis
@@ -37,6 +38,32 @@ def log_metrics(output, metrics: Mapping[str, float]) -> None:
             print(f"metric {key} is undefined (NaN) on this split; not logged")
             continue
         output.log_metric(metric_name(key), value)
+
+
+# The metrics of each no-training reference in the Metrics artifact, per task.
+REFERENCE_METRICS = ("auc", "ndcg@1", "ndcg@5", "ndcg@10")
+
+
+def reference_metric_name(reference: str, key: str) -> str:
+    """The kfp Metrics name of a reference's metric: ("zero-shot all-minilm-l6-v2",
+    "click/ndcg@5") -> "reference_zero_shot_all_minilm_l6_v2_click_ndcg_at_5" (letters,
+    digits and underscores only)."""
+    slug = re.sub(r"[^0-9A-Za-z]+", "_", reference).strip("_").lower()
+    return f"reference_{slug}_{re.sub(r'[^0-9A-Za-z_]+', '_', metric_name(key))}"
+
+
+def log_references(
+    output, references: Mapping[str, Mapping[str, float]], tasks: Sequence[str]
+) -> None:
+    """Each reference's AUC and NDCG@1/5/10 per task into a kfp Metrics artifact, named by
+    reference_metric_name; undefined (NaN) ones are left out."""
+    for reference, metrics in references.items():
+        for task in tasks:
+            for metric in REFERENCE_METRICS:
+                value = metrics.get(f"{task}/{metric}")
+                if value is None or (isinstance(value, float) and math.isnan(value)):
+                    continue
+                output.log_metric(reference_metric_name(reference, f"{task}/{metric}"), value)
 
 
 def confusion_categories(task: str) -> list[str]:

@@ -43,7 +43,12 @@ class EvaluationReport:
         candidate, champion: their curves and impression groups; the candidate's tasks are
             the report's (`tasks`).
         blessing: the blessing as written to blessing.json (Blessing.to_dict), with the
-            checks and the paired NDCG@5 comparison per task.
+            checks, the paired NDCG@5 comparison per task and the comparison with the best
+            no-training reference per task.
+        reference_metrics: compute_metrics of each no-training reference, by name ({} when
+            none were scored: reference_check "off").
+        reference_notes: the references left out and why (e.g. no zero-shot reference for a
+            random-weight encoder).
     """
 
     split: str
@@ -54,6 +59,8 @@ class EvaluationReport:
     candidate: ModelAnalysis
     champion: ModelAnalysis | None
     blessing: Mapping
+    reference_metrics: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    reference_notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.champion_metrics is None) != (self.champion is None):
@@ -68,6 +75,11 @@ class EvaluationReport:
     def paired(self) -> Mapping[str, Mapping | None]:
         """Per task, the paired NDCG@5 comparison as a dict ({} on a first run)."""
         return self.blessing.get("paired") or {}
+
+    @property
+    def references(self) -> Mapping[str, Mapping | None]:
+        """Per task, the comparison with the best reference as a dict ({} without any)."""
+        return self.blessing.get("references") or {}
 
     def metric(self, which: str, key: str) -> float:
         """A headline metric of "candidate" or "champion" (NaN when absent or undefined)."""
@@ -95,11 +107,20 @@ class EvaluationReport:
             "candidate": self.candidate.to_dict(),
             "champion": None if self.champion is None else self.champion.to_dict(),
             "blessing": dict(self.blessing),
+            "reference_metrics": {
+                name: _metrics_to_json(m) for name, m in self.reference_metrics.items()
+            },
+            "reference_notes": list(self.reference_notes),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> EvaluationReport:
-        missing = {f.name for f in dataclasses.fields(cls)} - set(data)
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = required - set(data)
         if missing:
             raise ValueError(f"not an evaluation report: it lacks {sorted(missing)}")
         champion = data["champion"]
@@ -112,6 +133,10 @@ class EvaluationReport:
             candidate=ModelAnalysis.from_dict(data["candidate"]),
             champion=None if champion is None else ModelAnalysis.from_dict(champion),
             blessing=data["blessing"],
+            reference_metrics={
+                name: _metrics_from_json(m) for name, m in data.get("reference_metrics", {}).items()
+            },
+            reference_notes=tuple(data.get("reference_notes", ())),
         )
 
     def write(self, directory: str) -> str:
@@ -165,6 +190,38 @@ def paired_verdict(paired: Mapping | None) -> str:
     if high is not None and high < 0:
         return "candidate significantly worse"
     return "no significant difference"
+
+
+def reference_rows(report: EvaluationReport) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the references table: per task, the candidate's NDCG@5, each
+    reference's, the best reference, the paired difference (candidate - best), the queries,
+    the one-sided p-value and the check's outcome; no rows without references."""
+    names = list(report.reference_metrics)
+    outcomes = {
+        c["metric"]: c["outcome"]
+        for c in report.blessing.get("checks", ())
+        if c["check"] == "reference"
+    }
+    rows = []
+    for task in report.tasks:
+        key = f"{task}/ndcg@5"
+        cells = [task, fmt(report.metric("candidate", key))]
+        cells += [fmt(report.reference_metrics[n].get(key)) for n in names]
+        comparison = report.references.get(task)
+        paired = (comparison or {}).get("paired")
+        if comparison is None or paired is None:
+            cells += [comparison["reference"] if comparison else "n/a", "n/a", "n/a", "n/a"]
+        else:
+            p = comparison["p_less"]
+            cells += [
+                comparison["reference"],
+                signed(paired["mean_difference"]),
+                str(paired["queries"]),
+                "n/a" if p is None else f"{p:.4g}",
+            ]
+        rows.append([*cells, outcomes.get(key, "-")])
+    header = ["task", "candidate", *names, "best", "difference", "queries", "one-sided p", "check"]
+    return (header, rows) if names else (header, [])
 
 
 GROUP_METRICS = ("auc", "ndcg@5")

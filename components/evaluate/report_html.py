@@ -16,6 +16,7 @@ from components.evaluate.report import (
     impression_group_rows,
     market_group_rows,
     paired_verdict,
+    reference_rows,
     signed,
     verdict_title,
 )
@@ -33,6 +34,7 @@ th { background: #f2f4f7; } td.text, th.text { text-align: left; }
 .refused { background: #fbe5e3; border: 1px solid #d9776c; }
 .forced { background: #fff3d6; border: 1px solid #e0b04a; }
 .pass { color: #1d7a33; font-weight: 600; } .fail { color: #b3261e; font-weight: 600; }
+.warn { color: #9a6a00; font-weight: 600; }
 .better { color: #1d7a33; } .worse { color: #b3261e; }
 .note { color: #555; font-size: 12px; max-width: 1100px; }
 img { max-width: 100%; border: 1px solid #e3e6ea; }
@@ -148,6 +150,37 @@ def _paired(report: EvaluationReport) -> str:
     return title + _table(header, rows, text_columns=(0, 5)) + note
 
 
+def _references(report: EvaluationReport) -> str:
+    mode = report.blessing.get("settings", {}).get("reference_check")
+    scored = report.reference_metrics or report.reference_notes
+    if mode is None or (mode != "off" and not scored):  # written before them, or none scored
+        return ""
+    title = "<h2>No-training references (NDCG@5)</h2>"
+    notes = "".join(f'<p class="note">{_e(n)}.</p>' for n in report.reference_notes)
+    if mode == "off":
+        return title + '<p class="note">reference_check is off: no references scored.</p>'
+    header, plain = reference_rows(report)
+    if not plain:
+        return title + notes
+    rows = []
+    for row in plain:
+        cells = [_e(cell) for cell in row]
+        cells[-1] = f'<span class="{_e(row[-1])}">{_e(row[-1])}</span>'
+        rows.append(cells)
+    alpha = report.blessing.get("settings", {}).get("reference_alpha", 0.05)
+    note = (
+        '<p class="note">What a shop gets without training: each reference ranks every '
+        "query's products by one score (BM25 of the query against the title, the zero-shot "
+        "cosine of the candidate's text encoder before training, a relevance-score feature "
+        "of the schema). Per task, the candidate against the reference with the best NDCG@5: "
+        "mean per-query difference over the test queries with a positive label and the "
+        f"one-sided paired t-test of &quot;the candidate is below it&quot;; the check fails "
+        f"at p &lt; {_e(alpha)} (reference_check {_e(mode)}).</p>"
+    )
+    text_columns = (0, len(header) - 5, len(header) - 1)
+    return title + _table(header, rows, text_columns=text_columns) + note + notes
+
+
 def _confusion(report: EvaluationReport) -> str:
     negative, positive = CONFUSION_CATEGORIES
     rows = []
@@ -217,6 +250,7 @@ def render_html(report: EvaluationReport) -> str:
         _verdict(report),
         _side_by_side(report),
         _paired(report),
+        _references(report),
         _checks(report),
         _plot(
             "ROC per task",

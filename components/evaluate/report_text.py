@@ -9,6 +9,7 @@ from components.evaluate.report import (
     impression_group_rows,
     market_group_rows,
     paired_verdict,
+    reference_rows,
     signed,
     verdict_title,
 )
@@ -103,6 +104,25 @@ def _paired(report: EvaluationReport) -> list[str]:
     return [title, *_table(["task", "queries", "mean diff", "CI", "p-value", "verdict"], rows)]
 
 
+def _references(report: EvaluationReport) -> list[str]:
+    mode = report.blessing.get("settings", {}).get("reference_check")
+    scored = report.reference_metrics or report.reference_notes
+    if mode is None or (mode != "off" and not scored):  # written before them, or none scored
+        return []
+    title = (
+        "No-training references: NDCG@5 per task; the candidate - the best reference, paired "
+        "over queries, one-sided p"
+    )
+    header, rows = reference_rows(report)
+    lines = [title]
+    if mode == "off":
+        lines.append("  reference_check is off: no references scored")
+    elif rows:
+        lines += _table(header, rows)
+    lines += [f"  ({note})" for note in report.reference_notes]
+    return lines
+
+
 def _confusion(report: EvaluationReport) -> list[str]:
     negative, positive = CONFUSION_CATEGORIES
     rows = []
@@ -169,6 +189,7 @@ def render_text(report: EvaluationReport) -> str:
         _checks(report),
         _side_by_side(report),
         _paired(report),
+        _references(report),
         _confusion(report),
         _ndcg_curves(report),
         _calibration(report),
@@ -179,7 +200,7 @@ def render_text(report: EvaluationReport) -> str:
 
 
 def summary_text(report: EvaluationReport) -> str:
-    """The verdict with its reasons, the metrics beside the champion's and the paired tests:
-    the sections of this report that a local run's summary shows."""
-    sections = [_verdict(report), _side_by_side(report), _paired(report)]
-    return "\n\n".join("\n".join(section) for section in sections)
+    """The verdict with its reasons, the metrics beside the champion's, the paired tests and
+    the references: the sections of this report that a local run's summary shows."""
+    sections = [_verdict(report), _side_by_side(report), _paired(report), _references(report)]
+    return "\n\n".join("\n".join(section) for section in sections if section)

@@ -14,8 +14,12 @@ max_drop_by_metric), and the per-query paired NDCG@5 difference on significance_
 for the funnel's last task) must be significantly positive (champion_significance
 "better": a tiny noisy gain does not displace the champion), not significantly negative
 ("not_worse"), or is not tested ("off"). A task named by the gate's keys or by
-significance_task must be one of the schema's. On the first run only the floors apply.
-force_push blesses the candidate even when checks fail; the blessing records that it was
+significance_task must be one of the schema's. On the first run only the floors apply, and
+the reference check: the no-training references (references.py: BM25 over the titles, the
+zero-shot cosine of the candidate's own encoder, the schema's relevance-score features) are
+scored on the same test split, and on every task the candidate's NDCG@5 must not be
+significantly below the best of them (reference_check "gate"; "warn": recorded, not
+blocking; "off": none scored). force_push blesses the candidate even when checks fail; the blessing records that it was
 forced and which checks failed.
 
 `evaluate_step` is the kfp component's body: it also fills the step's visual outputs (the
@@ -29,12 +33,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping, MutableMapping, Sequence
 
+from components.evaluate import references
 from components.evaluate.analysis import analyse, paired_ndcg
 from components.evaluate.gate import Blessing, decide
-from components.evaluate.gate_config import GateConfig
-from components.evaluate.kfp_outputs import log_classifications, log_metrics
+from components.evaluate.gate_config import OFF, GateConfig
+from components.evaluate.kfp_outputs import log_classifications, log_metrics, log_references
 from components.evaluate.relevance_label import engagement_labels
 from components.evaluate.report import EvaluationReport
 from components.evaluate.report_html import render_html
@@ -71,6 +77,7 @@ def evaluate_step(
     significance_confidence: float,
     force_push: bool,
     relevance_encoder: str = "",
+    reference_check: str = "gate",
 ) -> bool:
     """`run_evaluation` with the gate of the step's parameters, then the step's outputs: every
     candidate metric into `metrics` (kfp Metrics), the k-th task's ROC curve and confusion
@@ -88,11 +95,13 @@ def evaluate_step(
         significance_task=significance_task,
         confidence=significance_confidence,
         force_push=force_push,
+        reference_check=reference_check,
     )
     verdict, evaluation = run_evaluation(
         examples_dir, model_dir, blessing_dir, model_base, model_name, config, relevance_encoder
     )
     log_metrics(metrics, evaluation.candidate_metrics)
+    log_references(metrics, evaluation.reference_metrics, evaluation.tasks)
     log_classifications(classification, evaluation.candidate.tasks)
     blessing_metadata.update(
         blessed=verdict.blessed,
@@ -121,10 +130,12 @@ def run_evaluation(
     split of `examples_dir`, for the tasks of its schema.json (`config` is checked against
     them), against the newest version under `model_base/model_name`, and write into
     `blessing_dir`: blessing.json (the verdict and every check), eval_results.json
-    (both models' metrics, the file the champion gate of a later run reads) and report.json
-    (the report's content). `relevance_encoder`: a text encoder preset whose similarity,
-    with the click rate, labels relevance for "relevance/ndcg@k" (relevance_label.py); "":
-    none. Returns the verdict and the report."""
+    (both models' and the references' metrics, the file the champion gate of a later run
+    reads) and report.json (the report's content). Unless config.reference_check is "off",
+    the no-training references are scored on the same split and gated against
+    (references.py; the zero-shot one from the encoder in `model_dir`). `relevance_encoder`:
+    a text encoder preset whose similarity, with the click rate, labels relevance for
+    "relevance/ndcg@k" (relevance_label.py); "": none. Returns the verdict and the report."""
     schema = S.RawSchema.load(os.path.join(examples_dir, layout.SCHEMA_FILE))
     tasks = schema.task_names
     config = config.for_tasks(tasks)
@@ -157,6 +168,22 @@ def run_evaluation(
         champion = compute_metrics(champion_scored, relevance=relevance)
         paired = paired_ndcg(candidate_scored, champion_scored, config.confidence)
 
+    reference_metrics: dict = {}
+    comparisons = None
+    notes: list[str] = []
+    if config.reference_check != OFF:
+        progress("scoring the test split with the no-training references")
+        with tempfile.TemporaryDirectory(prefix="mlpr-references-") as cache_dir:
+            scored_references, notes = references.score_references(
+                examples_dir, schema, model_dir, cache_dir
+            )
+        for note in notes:
+            progress(note)
+        reference_metrics = {n: compute_metrics(s) for n, s in scored_references.items()}
+        comparisons = references.compare_with_references(
+            candidate_scored, candidate, scored_references, reference_metrics, config.confidence
+        )
+
     verdict = decide(
         candidate,
         champion,
@@ -165,6 +192,7 @@ def run_evaluation(
         champion_uri=champion_dir,
         repository=os.path.join(model_base, model_name),
         not_comparable=not_comparable,
+        references=comparisons,
     )
     evaluation = EvaluationReport(
         split=test_pattern,
@@ -175,6 +203,8 @@ def run_evaluation(
         candidate=analyse(candidate_scored),
         champion=None if champion_scored is None else analyse(champion_scored),
         blessing=verdict.to_dict(),
+        reference_metrics=reference_metrics,
+        reference_notes=tuple(notes),
     )
     os.makedirs(blessing_dir, exist_ok=True)
     with open(os.path.join(blessing_dir, layout.BLESSING_FILE), "w", encoding="utf-8") as f:
@@ -185,6 +215,7 @@ def run_evaluation(
         "champion_uri": champion_dir,
         "candidate": _json_metrics(candidate),
         "champion": None if champion is None else _json_metrics(champion),
+        "references": {name: _json_metrics(m) for name, m in reference_metrics.items()},
     }
     with open(os.path.join(blessing_dir, layout.EVAL_RESULTS_FILE), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2, allow_nan=False)

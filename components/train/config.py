@@ -11,6 +11,7 @@ from model.architectures import ARCHITECTURES
 from model.architectures import architecture as architecture_config
 from model.config import RankerConfig
 from model.encoder import ALL_LAYERS
+from model.presets import TINY
 from model.xgboost_baseline import XGBoostConfig
 
 XGBOOST = "xgboost"
@@ -19,6 +20,9 @@ XGBOOST = "xgboost"
 # pair stands for its impressions, as the paper trains on impressions); "any", whether the
 # count is above 0 (the binary label that evaluation uses).
 TARGETS = ("rate", "any")
+
+# What chooses the epoch the train step keeps (TrainConfig.select_on).
+SELECT_ON = ("ndcg@5", "val_loss")
 
 # The precisions training can compute in (TrainConfig.precision; distribute.resolve_precision).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -38,11 +42,11 @@ class TrainConfig:
     query_length: packed query length in tokens ([CLS] and [SEP] included).
     product_length: packed product-text length in tokens.
     batch_size: examples per step.
-    max_epochs: upper bound on epochs; early stopping on the eval loss usually stops sooner.
+    max_epochs: upper bound on epochs; early stopping (`select_on`) usually stops sooner.
     learning_rate: AdamW learning rate.
     encoder_learning_rate: the learning rate of the text encoder's trained layers (at most
         `learning_rate`; the usual BERT practice is 1e-5 to 5e-5); None: `learning_rate`.
-    early_stopping_patience: epochs without eval-loss improvement before stopping.
+    early_stopping_patience: epochs without improvement of `select_on` before stopping.
     score_weights: weights of the tasks' probabilities in the exported ranking score, one per
         task in funnel order (empty: 1 each; the default funnel's click, atc, purchase).
     seed: seeds weight initialisation, shuffling and dropout.
@@ -60,6 +64,11 @@ class TrainConfig:
         of the scorer (about 2,000 floats per product with MLPR's default experts), so
         `rank_precomputed` computes only the query's and the pair's; False: psi(i) and the
         categorical ids only (256 floats and 4 ids per product), for a catalog too large.
+    select_on: what picks the epoch the model keeps and stops training
+        (components/train/selection.py): "ndcg@5", the eval split's NDCG@5 within each
+        query, scored before training too (epoch 0: the untrained model, which with the
+        encoder's prior ranks as the encoder's zero-shot cosine); "val_loss", the eval loss.
+    select_task: the task whose NDCG@5 selects; "": the mean over the funnel's tasks.
     relevance_encoder: the pretrained text encoder preset whose query-title similarity goes
         into the relevance task's label (RankerConfig.relevance_task): the label does not
         follow the ranker's own encoder.
@@ -88,9 +97,13 @@ class TrainConfig:
     catalog_terms: bool = True
     precision: str = "auto"
     relevance_encoder: str = "all-minilm-l6-v2"
+    select_on: str = "ndcg@5"
+    select_task: str = ""
 
     def __post_init__(self) -> None:
         check_targets(self.targets)
+        if self.select_on not in SELECT_ON:
+            raise ValueError(f"select_on must be one of {SELECT_ON}, got {self.select_on!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("batch_size", "max_epochs", "query_length", "product_length"):
@@ -127,7 +140,8 @@ class TrainConfig:
     def for_tasks(self, tasks: Sequence[str]) -> TrainConfig:
         """This configuration for a log whose funnel has `tasks` (its schema's `task_names`):
         the ranker builds one tower per task, and the score weighs each task (1 each unless
-        `score_weights` says otherwise, one weight per task)."""
+        `score_weights` says otherwise, one weight per task). With the random-weight "tiny"
+        encoder, the ranker keeps no encoder prior (RankerConfig.encoder_prior)."""
         tasks = tuple(tasks)
         weights = tuple(self.score_weights) or (1.0,) * len(tasks)
         if len(weights) != len(tasks):
@@ -137,6 +151,9 @@ class TrainConfig:
         ranker = None
         if self.architecture != XGBOOST:
             ranker = self.ranker_config.replace(tasks=tasks)
+            if self.encoder_preset == TINY:
+                # Random weights: its cosine is noise, no prior worth keeping.
+                ranker = ranker.replace(encoder_prior=False)
         return dataclasses.replace(self, ranker=ranker, score_weights=weights)
 
     def to_json(self) -> str:

@@ -149,6 +149,18 @@ def wide_and_labels(
     return np.concatenate(wide), {t: np.concatenate(v) for t, v in labels.items()}
 
 
+def queries_and_labels(
+    files: list[str], tft_output: tft.TFTransformOutput, tasks: Sequence[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each example's query (bytes) and each task's 0/1 label (evaluation's), in file order."""
+    query, labels = [], {t: [] for t in tasks}
+    for batch in read_transformed(files, tft_output, 4096):
+        query.append(batch[S.QUERY].numpy())
+        for t in tasks:
+            labels[t].append(batch[t].numpy().reshape(-1))
+    return np.concatenate(query), {t: np.concatenate(v) for t, v in labels.items()}
+
+
 def read_split(files: list[str], tft_output: tft.TFTransformOutput, tasks: Sequence[str]) -> dict:
     """A whole transformed split as numpy: the query, product id and product text (bytes), the wide
     features, the categorical ids, the market ids (0 without markets), the labels and rates of

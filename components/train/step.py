@@ -132,10 +132,14 @@ def train_step(
             train_workers, worker_gpu_type, worker_gpu_count,
         )  # fmt: skip
     best = result.best_epoch - 1
-    for name, values in result.history.items():
-        # A per-epoch history gives its best epoch's value; XGBoost's holds one value per task.
-        value = values[best] if len(values) == result.epochs_run else values[-1]
-        metrics.log_metric(name, round(value, 5))
+    if result.best_epoch == 0:  # no epoch ranked better: the untrained model was kept
+        for name, value in result.selection["untrained"].items():
+            metrics.log_metric(name, round(value, 5))
+    else:
+        for name, values in result.history.items():
+            # A per-epoch history gives its best epoch's value; XGBoost's one value per task.
+            value = values[best] if len(values) == result.epochs_run else values[-1]
+            metrics.log_metric(name, round(value, 5))
     metrics.log_metric("best_epoch", result.best_epoch)
     metrics.log_metric("train_examples", result.train_examples)
     metadata["architecture"] = architecture
@@ -143,10 +147,22 @@ def train_step(
     metadata["domain_pretrained"] = preset != encoder_preset
     metadata["best_val_loss"] = result.best_val_loss
     progress(
-        f"{result.epochs_run} epoch(s), best {result.best_epoch} (val_loss "
-        f"{result.best_val_loss:.4f}); exported in {result.export_seconds:.0f} s"
+        f"{result.epochs_run} epoch(s), {_best(result)}; exported in {result.export_seconds:.0f} s"
     )
     return result
+
+
+def _best(result: TrainResult) -> str:
+    """The kept epoch and what chose it, for the step's line."""
+    if result.selection is None:
+        return f"best {result.best_epoch} (val_loss {result.best_val_loss:.4f})"
+    chosen = result.selection
+    if result.best_epoch == 0:
+        return (
+            f"kept the untrained model ({chosen['metric']} {chosen['best']:.4f}; no epoch "
+            "ranked the eval split better)"
+        )
+    return f"best {result.best_epoch} ({chosen['metric']} {chosen['best']:.4f})"
 
 
 def _train_with_workers(

@@ -33,12 +33,14 @@ from components.train.distribute import (
 from components.train.inputs import (
     cached_dataset,
     make_dataset,
+    queries_and_labels,
     read_split,
     split_files,
     training_texts,
     wide_and_labels,
 )
 from components.train.progress import ProgressLines
+from components.train.selection import RankingSelection
 from components.train.text_cache import TextCache
 from components.transform.preprocessing import VOCAB_OOV_BUCKETS
 from components.transform.relevance import MAX_GRADE, encoder_similarity, engagement_relevance
@@ -63,7 +65,7 @@ CHECKPOINT_FILE = os.path.join("checkpoints", "best.weights.h5")
 class TrainResult:
     epochs_run: int
     best_epoch: int
-    best_val_loss: float
+    best_val_loss: float | None  # None: the untrained model was kept (best_epoch 0)
     train_examples: int
     eval_examples: int
     seconds: float
@@ -73,6 +75,9 @@ class TrainResult:
     export_seconds: float = 0.0  # the .keras file, the product table and the SavedModel
     replicas: int = 1  # replicas in sync; the global batch is batch_size x replicas
     precision: str = "float32"  # the Keras dtype policy the model trained under
+    # How the epoch was chosen (components/train/selection.py): the metric, the best epoch
+    # (0: untrained) and its value, the untrained model's values; None: on the eval loss.
+    selection: dict | None = None
 
 
 def _count(dataset: tf.data.Dataset) -> int:
@@ -296,10 +301,30 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
         optimizer = trained.optimizer
         if precision == "mixed_float16":  # float16 gradients need a scaled loss
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    selection = None
+    if config.select_on != "val_loss":
+        if where.workers > 1:
+            logging.warning(
+                "select_on %r is scored on one process; on %d workers the eval loss selects",
+                config.select_on,
+                where.workers,
+            )
+        else:
+            funnel = config.ranker_config.tasks
+            query, labels = queries_and_labels(eval_files, tft_output, funnel)
+            selection = RankingSelection(
+                eval_ds.map(lambda x, y: x),
+                query,
+                labels,
+                funnel,
+                task=config.select_task,
+                patience=config.early_stopping_patience,
+                checkpoint=os.path.join(output_dir, CHECKPOINT_FILE),
+            )
     fitting = time.monotonic()
     history = _fit(
         trained, optimizer, sharded(train_ds), sharded(eval_ds), counts, batch_size, config,
-        output_dir, verbose, where,
+        output_dir, verbose, where, selection,
     )  # fmt: skip
     extra["fit_seconds"] = round(time.monotonic() - fitting, 1)
     extra["replicas"] = where.replicas
@@ -308,14 +333,18 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
         # Serve in float32, as before: the same weights in a model that computes in float32.
         model = _float32_copy(model, config, tft_output, train_files)
     val_loss = history["val_loss"]
-    best = int(min(range(len(val_loss)), key=val_loss.__getitem__))
+    if selection is None:
+        best_epoch = int(min(range(len(val_loss)), key=val_loss.__getitem__)) + 1
+    else:
+        best_epoch = selection.best_epoch  # 0: the untrained model was kept
+        extra["selection"] = selection.summary()
     preset_dir = os.path.join(output_dir, ENCODER_PRESET_DIR)
     backbone.save_to_preset(preset_dir)
     tokenizer.save_to_preset(preset_dir)
     fit = {
         "epochs_run": len(val_loss),
-        "best_epoch": best + 1,
-        "best_val_loss": float(val_loss[best]),
+        "best_epoch": best_epoch,
+        "best_val_loss": float(val_loss[best_epoch - 1]) if best_epoch else None,
         "train_examples": counts[0],
         "eval_examples": counts[1],
         "history": {k: [float(v) for v in vs] for k, vs in history.items()},
@@ -464,11 +493,10 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
         }
     }
     if model.text_encoder.trained_blocks == 0:
-        projection = model.product_projection
 
         def product_vectors(texts: list[bytes]) -> np.ndarray:
             vectors = cache.get("product", texts).vectors()
-            return np.asarray(projection(vectors), dtype=np.float32)
+            return np.asarray(model.embed("product", vectors), dtype=np.float32)
 
         extra["product_vectors"] = product_vectors
     return (
@@ -487,22 +515,35 @@ def _with_cardinality(dataset, examples: int, batch_size: int, epochs: int = 1):
 
 
 def _fit(
-    model, optimizer, train_ds, eval_ds, counts, batch_size, config, output_dir, verbose, where
+    model,
+    optimizer,
+    train_ds,
+    eval_ds,
+    counts,
+    batch_size,
+    config,
+    output_dir,
+    verbose,
+    where,
+    selection: RankingSelection | None = None,
 ) -> dict:
     os.makedirs(os.path.join(output_dir, os.path.dirname(CHECKPOINT_FILE)), exist_ok=True)
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(output_dir, CHECKPOINT_FILE),
-            monitor="val_loss",
-            save_best_only=True,
-            save_weights_only=True,
-        ),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=config.early_stopping_patience,
-            restore_best_weights=True,
-        ),
-    ]
+    if selection is not None:  # early stopping and the best epoch on ranking
+        callbacks = [selection]
+    else:
+        callbacks = [
+            keras.callbacks.ModelCheckpoint(
+                os.path.join(output_dir, CHECKPOINT_FILE),
+                monitor="val_loss",
+                save_best_only=True,
+                save_weights_only=True,
+            ),
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=config.early_stopping_patience,
+                restore_best_weights=True,
+            ),
+        ]
     balancer = loss_layer(model)
     if balancer.balancing == "dwa":
         callbacks.append(DynamicWeightAverage(balancer))

@@ -315,3 +315,32 @@ def test_a_four_stage_funnel_runs_end_to_end(tmp_path):
     for upper, lower in zip(tasks, tasks[1:], strict=False):
         assert np.all(scores[upper] >= scores[lower])
     np.testing.assert_allclose(scores["score"], sum(scores[t] for t in tasks), rtol=1e-5)
+
+
+def test_a_model_below_a_no_training_reference_is_refused(tmp_path):
+    """A first run whose model learned nothing (the random `tiny` encoder, one epoch at a
+    learning rate of 1e-9) clears floors of 0 but ranks far below the demo schema's relevance
+    score lexical_score: the reference check refuses it, and says against what and how sure."""
+    code, out, err = run_piped(
+        tmp_path, "--encoder-preset", "tiny", "--max-epochs", "1", "--learning-rate", "1e-9",
+        "--auc-floor", "0",
+    )  # fmt: skip
+    assert code == 0, out[-3000:] + err[-3000:]
+    (blessing,) = _artifacts(tmp_path, "blessing.json")
+    assert blessing["blessed"] is False and blessing["first_run"] is True
+    failed = [c for c in blessing["checks"] if c["outcome"] == "fail"]
+    assert failed and {c["check"] for c in failed} == {"reference"}  # not a floor
+    for check in failed:
+        task = check["metric"].split("/")[0]
+        comparison = blessing["references"][task]
+        assert check["value"] == comparison["p_less"] < 0.05
+        assert f"significantly below reference {comparison['reference']} " in check["reason"]
+        assert check["reason"] in out  # the summary's reasons
+    assert re.search(
+        r"purchase/ndcg@5 = 0\.\d{4} is significantly below reference \S+ 0\.\d{4} \(paired over "
+        r"\d+ queries: -0\.\d{4}, one-sided p = [\d.e-]+\)",
+        out,
+    )
+    # No zero-shot reference for a random-weight encoder, and the summary says so.
+    assert "no zero-shot reference: the candidate's encoder 'tiny' starts from random" in out
+    assert re.search(r"^push\s+skipped\s+the model was not blessed", out, re.M)

@@ -21,6 +21,7 @@ from model.scorer import (
 from serving.first_layer import SplitScorer
 
 DIM, WIDE, VOCABULARY = 8, 6, 7
+ENCODER = 5  # the unit encoder vector phi(q) and psi(i) carry for the prior
 MARKETS = 3
 SIZES = {**{c: VOCABULARY for c in S.CATEGORICAL_COLUMNS}, S.MARKET: MARKETS}
 SMALL = dict(
@@ -33,7 +34,7 @@ SMALL = dict(
 
 
 def _scorer(config):
-    scorer = build_scorer(config, WIDE, SIZES)
+    scorer = build_scorer(config, WIDE, SIZES, encoder_dim=ENCODER)
     rng = np.random.default_rng(0)
     for v in scorer.weights:  # kernels as drawn, x2; random biases and batch-norm statistics
         if "cross_kernel" in v.path:
@@ -42,17 +43,25 @@ def _scorer(config):
             v.assign(0.05 * np.asarray(v))
             continue
         if "kernel" in v.path:
-            v.assign(2 * np.asarray(v))
+            drawn = np.asarray(v)  # the heads' start at zero under the prior: draw them
+            v.assign(2 * drawn if drawn.any() else rng.normal(scale=0.3, size=v.shape))
             continue
         value = rng.normal(scale=0.3, size=v.shape)
         v.assign(np.abs(value) + 0.5 if "variance" in v.path else value)
     return scorer
 
 
-def _inputs(n, rng):
+def _embedding(n, rng):
+    projected = rng.normal(scale=3, size=(n, DIM))
+    unit = rng.normal(size=(n, ENCODER))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    return np.concatenate([projected, unit], axis=1).astype("float32")
+
+
+def _inputs(n, rng, width=DIM + ENCODER):
     return {
-        QUERY_EMBEDDING: rng.normal(scale=3, size=(n, DIM)).astype("float32"),
-        PRODUCT_EMBEDDING: rng.normal(scale=3, size=(n, DIM)).astype("float32"),
+        QUERY_EMBEDDING: _embedding(n, rng)[:, :width],
+        PRODUCT_EMBEDDING: _embedding(n, rng)[:, :width],
         S.WIDE: rng.normal(size=(n, WIDE)).astype("float32"),
         **{c: rng.integers(0, VOCABULARY, n).astype("int32") for c in categorical_input_names()},
         S.MARKET_ID: rng.integers(0, MARKETS, n).astype("int32"),
@@ -65,6 +74,11 @@ def _inputs(n, rng):
 )
 def test_split_scorer_equals_the_scorer(name, interactions):
     _check_split(ARCHITECTURES[name].replace(**SMALL, interactions=interactions))
+
+
+@pytest.mark.parametrize("name", ["mlpr", "mlp_mtl"])
+def test_split_scorer_without_the_encoder_prior_equals_the_scorer(name):
+    _check_split(ARCHITECTURES[name].replace(**SMALL, encoder_prior=False))
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -88,7 +102,7 @@ def _check_split(config):
     scorer = _scorer(config)
     folded = folded_scorer(scorer, config, WIDE, SIZES)
     split = SplitScorer(folded)
-    x = _inputs(50, np.random.default_rng(1))
+    x = _inputs(50, np.random.default_rng(1), DIM + (ENCODER if config.encoder_prior else 0))
     expected = scorer(x, training=False)
     # The query terms of one query, as serving computes them once and gathers.
     query_terms = split.query_terms(tf.constant(x[QUERY_EMBEDDING]))

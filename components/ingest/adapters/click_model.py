@@ -32,7 +32,7 @@ from components.ingest.text_features import lexical_score, tokens
 from contract import schema as S
 
 FEATURES = (
-    S.RankingFeature("lexical_score", min_value=0.0, max_value=1.0),
+    S.RankingFeature("lexical_score", min_value=0.0, max_value=1.0, relevance_score=True),
     S.RankingFeature("title_words", log1p=True, min_value=0.0),
     S.RankingFeature("query_words", log1p=True, min_value=0.0),
     S.RankingFeature("catalog_queries", log1p=True, min_value=0.0),

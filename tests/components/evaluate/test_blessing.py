@@ -28,6 +28,9 @@ MODELS = {
     "jitter": lambda x, d: 0.92 * x + 0.08 * d,
 }
 GATED = [f"{t}/{m}" for m in ("auc", "ndcg@5") for t in S.DEFAULT_TASKS]
+# The reference check of every task (here against BM25: this schema marks no relevance score,
+# and these hand-made models have no encoder, so no zero-shot reference).
+REFERENCE_CHECKS = [("reference", f"{t}/ndcg@5") for t in S.DEFAULT_TASKS]
 
 
 @pytest.fixture(scope="module")
@@ -61,22 +64,25 @@ def checks_by(verdict: dict) -> dict[tuple[str, str], dict]:
     return {(c["check"], c["metric"]): c for c in verdict["checks"]}
 
 
-def test_first_run_applies_the_floors_only(tmp_path, dataset, models):
+def test_first_run_applies_the_floors_and_the_reference_check(tmp_path, dataset, models):
     run, model_base = evaluate_against(tmp_path, dataset, models, "strong")
     verdict = run.verdict
     assert run.result is True
     assert (verdict["blessed"], verdict["first_run"], verdict["forced"]) == (True, True, False)
     assert verdict["champion_uri"] is None and verdict["paired"] is None
-    assert [(c["check"], c["metric"]) for c in verdict["checks"]] == [("floor", k) for k in GATED]
+    assert [(c["check"], c["metric"]) for c in verdict["checks"]] == [
+        ("floor", k) for k in GATED
+    ] + REFERENCE_CHECKS
     candidate = run.json(layout.EVAL_RESULTS_FILE)["candidate"]
     for check in verdict["checks"]:
-        assert check["value"] == pytest.approx(candidate[check["metric"]])
+        if check["check"] == "floor":
+            assert check["value"] == pytest.approx(candidate[check["metric"]])
         assert check["outcome"] == "pass"
     assert checks_by(verdict)[("floor", "click/auc")]["threshold"] == 0.6  # the default floor
     assert verdict["reasons"] == [
-        "blessed: all 6 checks passed",
-        f"no champion in {os.path.join(model_base, 'mlpr')}: first run, only floors apply "
-        "(no comparison with a champion, no significance test)",
+        "blessed: all 9 checks passed",
+        f"no champion in {os.path.join(model_base, 'mlpr')}: first run, only floors and the "
+        "reference check apply (no comparison with a champion, no significance test)",
     ]
     assert "none: first run, nothing is served yet" in run.html
 
@@ -87,7 +93,7 @@ def test_better_candidate_displaces_the_champion(tmp_path, dataset, models):
     assert run.result is True and verdict["blessed"] and not verdict["first_run"]
     assert verdict["champion_uri"] == os.path.join(model_base, "mlpr", "1")
     checks = checks_by(verdict)
-    assert len(checks) == 13 and all(c["outcome"] == "pass" for c in checks.values())
+    assert len(checks) == 16 and all(c["outcome"] == "pass" for c in checks.values())
     champion_auc = results["champion"]["click/auc"]
     assert checks[("champion", "click/auc")]["threshold"] == pytest.approx(champion_auc)
     assert checks[("champion", "click/auc")]["value"] > champion_auc + 0.4
@@ -117,7 +123,7 @@ def test_worse_candidate_is_refused_with_every_failed_check(tmp_path, dataset, m
         + ["significance:purchase/ndcg@5"]
     )
     assert verdict["failed_checks"] == expected
-    assert verdict["reasons"][0] == "not blessed: 10 of 13 checks failed"
+    assert verdict["reasons"][0] == "not blessed: 10 of 16 checks failed"
     check = checks_by(verdict)[("champion", "purchase/ndcg@5")]
     assert check["value"] == pytest.approx(results["candidate"]["purchase/ndcg@5"])
     assert check["threshold"] == pytest.approx(results["champion"]["purchase/ndcg@5"])
@@ -135,7 +141,7 @@ def test_forced_push_is_blessed_recorded_and_pushed(tmp_path, dataset, models):
     assert len(verdict["failed_checks"]) == 10
     assert verdict["settings"]["force_push"] is True
     assert verdict["reasons"][0].startswith(
-        "blessed because force_push is set, although 10 of 13 checks failed: floor click/auc"
+        "blessed because force_push is set, although 10 of 16 checks failed: floor click/auc"
     )
     assert run.blessing.metadata["forced"] is True
     from kfp import dsl

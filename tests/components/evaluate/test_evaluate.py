@@ -260,8 +260,9 @@ def test_evaluate_then_push_flow(tmp_path, dataset, models):
     assert run.metrics.metadata["click_ndcg_at_5"] == pytest.approx(GOOD_CLICK_NDCG5)
     assert run.metrics.metadata["purchase_queries_without_positive"] == 2
     assert (
-        f"no champion in {os.path.join(model_base, 'mlpr')}: first run, only floors apply "
-        "(no comparison with a champion, no significance test)" in run.verdict["reasons"]
+        f"no champion in {os.path.join(model_base, 'mlpr')}: first run, only floors and the "
+        "reference check apply (no comparison with a champion, no significance test)"
+        in run.verdict["reasons"]
     )
     results = run.json(layout.EVAL_RESULTS_FILE)
     assert results["champion"] is None
@@ -455,9 +456,9 @@ def test_a_four_task_funnel_is_evaluated_task_by_task(tmp_path, funnels):
     run = EvaluateRun(dataset, model, str(tmp_path / "first"), model_base)
     assert run.result is True
     names = [t.name for t in FOUR_TASKS]
-    assert [c["metric"] for c in run.verdict["checks"]] == [
-        f"{t}/{m}" for m in ("auc", "ndcg@5") for t in names
-    ]
+    assert [(c["check"], c["metric"]) for c in run.verdict["checks"]] == [
+        ("floor", f"{t}/{m}") for m in ("auc", "ndcg@5") for t in names
+    ] + [("reference", f"{t}/ndcg@5") for t in names]
     results = run.json(layout.EVAL_RESULTS_FILE)["candidate"]
     for task in names:
         assert 0.5 < results[f"{task}/auc"] <= 1.0
@@ -547,7 +548,7 @@ def test_a_champion_of_another_funnel_is_not_compared_with(tmp_path, funnels):
     reason = (
         f"the champion {champion} has no output for ['favorite', 'atc', 'purchase']: a model of "
         "another funnel (the schema's tasks are ['click', 'favorite', 'atc', 'purchase']), so "
-        "first run, only floors apply"
+        "first run, only floors and the reference check apply"
     )
     assert any(reason in r for r in run.verdict["reasons"]), run.verdict["reasons"]
     assert run.json(layout.EVAL_RESULTS_FILE)["champion"] is None

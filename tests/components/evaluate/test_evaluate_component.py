@@ -49,6 +49,7 @@ def test_interface(tmp_path):
         "significance_confidence": "NUMBER_DOUBLE",
         "force_push": "BOOLEAN",
         "relevance_encoder": "STRING",
+        "reference_check": "STRING",
     }
     assert "isOptional" not in params["model_base"]
     assert params["auc_floor"]["defaultValue"] == 0.6  # the pipeline's
@@ -56,6 +57,7 @@ def test_interface(tmp_path):
     assert params["champion_significance"]["defaultValue"] == "better"
     assert params["significance_task"]["defaultValue"] == ""  # the funnel's last task
     assert params["force_push"]["defaultValue"] is False
+    assert params["reference_check"]["defaultValue"] == "gate"
     outputs = component["outputDefinitions"]
     # What the Kubeflow UI draws: scalar metrics, a ROC curve and confusion matrix per task
     # in positional slots (the tasks are the data's, the outputs fixed), and the HTML report.

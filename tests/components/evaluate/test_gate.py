@@ -3,9 +3,12 @@ import math
 import re
 
 import pytest
+from evaluate_testlib import ranking_rows, scored_split
 
 from components.evaluate.gate import decide
 from components.evaluate.gate_config import GateConfig
+from components.evaluate.references import ReferenceComparison, compare_with_references
+from components.evaluate.scoring import compute_metrics
 from components.evaluate.stats import PairedComparison
 from contract.schema import DEFAULT_TASKS as TASKS
 
@@ -234,6 +237,8 @@ def test_missing_metric_is_a_clear_error():
         ({"significance": "maybe"}, "significance must be one of"),
         ({"significance_task": "click/ndcg@5"}, "significance_task must be a task's name"),
         ({"confidence": 1.0}, "confidence must be in"),
+        ({"reference_check": "block"}, r"reference_check must be one of \('gate', 'warn', 'off'\)"),
+        ({"reference_alpha": 0.0}, "reference_alpha must be in"),
     ],
 )
 def test_rejects_bad_configuration(settings, message):
@@ -296,3 +301,122 @@ def four_task_metrics() -> dict[str, float]:
 def paired4() -> dict:
     comparison = PairedComparison(40, 0.03, 0.01, 0.05, 0.002, 0.95)
     return dict.fromkeys(("click", "favorite", "atc", "purchase"), comparison)
+
+
+ZERO_SHOT = "zero-shot all-minilm-l6-v2"
+
+
+def below(p_less: float, mean: float = -0.085, queries: int = 63) -> dict:
+    """purchase: the candidate (0.612) against the best reference (0.697)."""
+    paired = PairedComparison(queries, mean, mean - 0.05, mean + 0.05, 2 * p_less, 0.95)
+    return {"purchase": ReferenceComparison(ZERO_SHOT, 0.612, 0.697, paired, p_less)}
+
+
+class TestReferenceCheck:
+    CANDIDATE = metrics(overrides={"purchase/ndcg@5": 0.612})
+
+    def test_significantly_below_the_best_reference_is_refused(self):
+        blessing = decide(self.CANDIDATE, None, config(), repository="/m", references=below(0.0012))
+        assert not blessing.blessed and blessing.first_run
+        assert failed(blessing) == [("reference", "purchase/ndcg@5")]
+        check = blessing.failed[0]
+        assert (check.value, check.threshold, check.outcome) == (0.0012, 0.05, "fail")
+        reason = (
+            "purchase/ndcg@5 = 0.6120 is significantly below reference zero-shot "
+            "all-minilm-l6-v2 0.6970 (paired over 63 queries: -0.0850, one-sided p = 0.0012)"
+        )
+        assert check.reason == reason
+        assert blessing.reasons == (
+            "not blessed: 1 of 7 checks failed",
+            "no champion in /m: first run, only floors and the reference check apply "
+            "(no comparison with a champion, no significance test)",
+            reason,
+        )
+        data = blessing.to_dict()
+        assert data["failed_checks"] == ["reference:purchase/ndcg@5"]
+        assert data["references"]["purchase"]["reference"] == ZERO_SHOT
+        assert data["references"]["purchase"]["paired"]["queries"] == 63
+        assert data["settings"]["reference_check"] == "gate"
+
+    def test_not_significantly_below_passes(self):
+        blessing = decide(self.CANDIDATE, None, config(), references=below(0.06))
+        assert blessing.blessed
+        (check,) = [c for c in blessing.checks if c.check == "reference"]
+        assert check.passed and check.reason.startswith(
+            "purchase/ndcg@5 = 0.6120 is not significantly below reference zero-shot"
+        )
+
+    def test_too_few_queries_to_test_does_not_block(self):
+        comparison = below(math.nan, queries=1)
+        blessing = decide(self.CANDIDATE, None, config(), references=comparison)
+        assert blessing.blessed
+        assert "cannot be tested, so it does not block" in blessing.checks[-1].reason
+
+    def test_warn_records_but_blesses(self):
+        gate = config(reference_check="warn")
+        blessing = decide(self.CANDIDATE, None, gate, references=below(0.0012))
+        assert blessing.blessed and not blessing.forced and blessing.checks_passed
+        assert failed(blessing) == [("reference", "purchase/ndcg@5")]  # not passed...
+        assert blessing.failed == () and len(blessing.warnings) == 1  # ...but only warns
+        data = blessing.to_dict()
+        assert data["checks"][-1]["outcome"] == "warn"
+        assert data["failed_checks"] == [] and data["warnings"] == ["reference:purchase/ndcg@5"]
+        assert data["reasons"][0] == (
+            "blessed: 6 of 7 checks passed; the other 1 only warn (reference_check is 'warn')"
+        )
+        assert data["reasons"][-1].startswith("warning: purchase/ndcg@5 = 0.6120 is significantly")
+
+    def test_off_has_no_reference_check(self):
+        gate = config(reference_check="off")
+        blessing = decide(self.CANDIDATE, None, gate, repository="/m", references=below(0.0012))
+        assert blessing.blessed and {c.check for c in blessing.checks} == {"floor"}
+        assert blessing.references is None
+        assert "first run, only floors apply" in blessing.reasons[1]
+
+    def test_applies_beside_a_champion_and_force_push_overrides_it(self):
+        gate = config(force_push=True)
+        blessing = decide(
+            self.CANDIDATE, self.CANDIDATE, gate, champion_uri="/m/1", references=below(0.0012)
+        )
+        assert blessing.blessed and blessing.forced
+        assert failed(blessing) == [("reference", "purchase/ndcg@5")]
+        assert blessing.reasons[0].endswith("1 of 13 checks failed: reference purchase/ndcg@5")
+
+    def test_from_scored_splits_the_best_reference_is_the_one_compared(self):
+        """A candidate ranking by noise against two references: the signal (best on every
+        task) and the noise itself. The check compares with the signal and refuses."""
+        rows = ranking_rows(40, 6, seed=0)
+        candidate = scored_split(rows, lambda x, d: d)
+        scored = {
+            "noise": scored_split(rows, lambda x, d: d),
+            "signal": scored_split(rows, lambda x, d: x),
+        }
+        reference_metrics = {n: compute_metrics(s) for n, s in scored.items()}
+        candidate_metrics = compute_metrics(candidate)
+        comparisons = compare_with_references(
+            candidate, candidate_metrics, scored, reference_metrics
+        )
+        for task in TASKS:
+            c = comparisons[task]
+            assert c.reference == "signal"
+            assert c.reference_value == pytest.approx(reference_metrics["signal"][f"{task}/ndcg@5"])
+            gap = candidate_metrics[f"{task}/ndcg@5"] - c.reference_value
+            assert c.paired.mean_difference == pytest.approx(gap) and gap < -0.2
+            assert c.p_less < 1e-6
+        blessing = decide(
+            candidate_metrics, None, config(floors={"ndcg@5": 0.0}), references=comparisons
+        )
+        assert [c.metric for c in blessing.failed] == [f"{t}/ndcg@5" for t in TASKS]
+        assert all("below reference signal" in c.reason for c in blessing.failed)
+        # The candidate is the noise reference itself: every difference with it is 0...
+        same = compare_with_references(
+            candidate,
+            candidate_metrics,
+            {"noise": scored["noise"]},
+            {"noise": reference_metrics["noise"]},
+        )
+        assert math.isnan(same["click"].p_less)
+        # ...which is no evidence of being worse.
+        assert decide(
+            candidate_metrics, None, config(floors={"ndcg@5": 0.0}), references=same
+        ).blessed

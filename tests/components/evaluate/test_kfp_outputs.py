@@ -6,7 +6,13 @@ import pytest
 from kfp import dsl
 
 from components.evaluate.analysis import analyse_task
-from components.evaluate.kfp_outputs import CLASSIFICATION_SLOTS, log_classifications, slot_name
+from components.evaluate.kfp_outputs import (
+    CLASSIFICATION_SLOTS,
+    log_classifications,
+    log_references,
+    reference_metric_name,
+    slot_name,
+)
 
 
 def analyses(tasks) -> dict:
@@ -68,3 +74,20 @@ def test_an_undefined_task_says_why(tmp_path):
 def test_needs_a_slot():
     with pytest.raises(ValueError, match="at least one ClassificationMetrics slot"):
         log_classifications([], analyses(("click",)))
+
+
+def test_reference_metrics_have_kfp_legal_names(tmp_path):
+    assert reference_metric_name("zero-shot all-minilm-l6-v2", "click/ndcg@5") == (
+        "reference_zero_shot_all_minilm_l6_v2_click_ndcg_at_5"
+    )
+    metrics = dsl.Metrics(uri=str(tmp_path / "metrics"))
+    references = {
+        "bm25": {"click/ndcg@5": 0.7, "click/auc": float("nan"), "click/positives": 3},
+        "zero-shot /models/My Encoder": {"click/ndcg@5": 0.8},
+    }
+    log_references(metrics, references, ("click",))
+    # Undefined values and counts are left out; only letters, digits and underscores.
+    assert metrics.metadata == {
+        "reference_bm25_click_ndcg_at_5": 0.7,
+        "reference_zero_shot_models_my_encoder_click_ndcg_at_5": 0.8,
+    }

@@ -29,6 +29,10 @@ CONFIG = TrainConfig(
     ranker=RankerConfig(
         projection_dim=16, num_shared_experts=2, expert_units=(32, 16), tower_units=(8,)
     ),
+    # These tests check the export and that the signal is learned (AUC); the 64 eval rows
+    # hold too few queries for NDCG@5 to pick an epoch steadily: the eval loss does here,
+    # and test_the_best_epoch_ranks_the_eval_split_best_and_is_kept trains with NDCG@5.
+    select_on="val_loss",
 )
 
 
@@ -111,15 +115,54 @@ def test_named_raw_signature_matches_example_signature(trained):
         np.testing.assert_allclose(by_name[key].numpy(), by_example[key].numpy(), rtol=1e-5)
 
 
-def test_early_stopping_keeps_best_epoch_and_writes_info(trained):
+def test_early_stopping_on_the_eval_loss_keeps_its_best_epoch(trained):
     root, _, result = trained
     info = json.loads((root / "model" / layout.TRAIN_INFO_FILE).read_text())
     val = info["result"]["history"]["val_loss"]
     assert result.best_val_loss == pytest.approx(min(val))
     assert result.best_epoch == int(np.argmin(val)) + 1
+    assert result.selection is None
+
+
+def test_the_best_epoch_ranks_the_eval_split_best_and_is_kept(trained, tmp_path):
+    """The epoch is chosen on the eval split's NDCG@5 (the tasks' mean), the untrained model
+    (epoch 0) included, and the exported model is that epoch's."""
+    data, raw, _ = trained
+    root = tmp_path
+    config = dataclasses.replace(CONFIG, select_on="ndcg@5", max_epochs=4)
+    result = run_training(
+        str(data / "tft"), str(data / "tx"), str(root / "model"), config, verbose=0
+    )
+    info = json.loads((root / "model" / layout.TRAIN_INFO_FILE).read_text())
+    history = info["result"]["history"]
+    selection = info["result"]["selection"]
+    ndcg = [selection["untrained"]["val_ndcg@5"], *history["val_ndcg@5"]]
+    assert selection["metric"] == "val_ndcg@5"
+    assert result.best_epoch == selection["best_epoch"] == int(np.argmax(ndcg))
+    assert selection["best"] == pytest.approx(max(ndcg))
+    for task in S.DEFAULT_TASKS:  # the mean of the tasks' NDCG@5
+        assert len(history[f"val_{task}_ndcg@5"]) == result.epochs_run
+    per_task = [history[f"val_{t}_ndcg@5"][-1] for t in S.DEFAULT_TASKS]
+    assert history["val_ndcg@5"][-1] == pytest.approx(np.mean(per_task))
     assert result.train_examples == 384 and result.eval_examples == 64
     assert info["config"]["encoder_preset"] == "tiny"
     assert os.path.exists(root / "model" / "checkpoints" / "best.weights.h5")
+    # The exported model scores the eval split as the kept epoch did.
+    from components.evaluate.metrics import ndcg_per_query
+    from components.evaluate.scoring import score_split
+
+    scored = score_split(
+        str(root / "model" / layout.SAVED_MODEL_DIR),
+        layout.split_pattern(raw, "eval"),
+        S.DEFAULT_TASKS,
+    )
+    values = [
+        np.mean(
+            list(ndcg_per_query(scored.query, scored.labels[t], scored.predictions[t], 5).values())
+        )
+        for t in S.DEFAULT_TASKS
+    ]
+    assert np.mean(values) == pytest.approx(selection["best"], abs=1e-4)
 
 
 def test_learns_signal(trained):
