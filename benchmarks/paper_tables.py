@@ -45,7 +45,7 @@ XGBOOST_ANY = "xgboost (any count)"
 MLPR_REGION_MASK = "mlpr (region mask)"  # trained on a log with markets (--markets)
 MLPR_RELEVANCE_TASK = "mlpr (relevance task)"  # + the engagement relevance label as a task
 MLPR_NO_PRIOR = "mlpr (no prior)"
-MLPR_BEFORE = "mlpr (no prior, loss-selected)"
+MLPR_BEFORE = "mlpr (no prior; loss-selected)"
 REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
 # MLPR with each other loss balancing (model/loss_balancing.py); "mlpr" is "uncertainty".
 BALANCING_VARIANTS = {f"mlpr ({b})": b for b in ("gradnorm", "dwa", "fixed")}
@@ -514,6 +514,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
     variants = (
         MLPR_TINY,
         MLPR_NO_PRIOR,
+        MLPR_BEFORE,
         MLPR_POSITION_BIAS,
         MLPR_RELEVANCE_TASK,
         MLPR_ANY,

@@ -82,7 +82,7 @@ class RankerConfig:
     interactions: tuple[str, ...] = INTERACTIONS
     tied_projection_init: bool = True
     encoder_prior: bool = True
-    prior_scale: float = 5.0
+    prior_scale: float = 1.0
     categorical_embedding_dim: int = 8
     dropout: float = 0.2
     cross_layers: int = 0

@@ -25,6 +25,7 @@ Three layers, each one idea:
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -116,3 +117,36 @@ class PriorSkip(keras.layers.Layer):
             "tasks": self.tasks,
             "initial_scale": self.initial_scale,
         }
+
+
+def start_heads_at_rates(
+    scorer: keras.Model,
+    rates: dict[str, float],
+    funnel: tuple[str, ...],
+    mean_prior: float,
+    probability_transfer: bool,
+) -> dict[str, float]:
+    """Set each task's head bias so that, with its correction still at zero, the scorer
+    predicts the task's mean training rate for a pair of average prior: what a classifier's
+    output bias starts at (the log-odds of the base rate), so that the first epochs learn to
+    rank rather than to shift every probability from the prior's scale to the rates.
+
+    `rates`: each task's mean training target; under probability transfer, a funnel task's
+    head predicts the rate given the task before it (rate_k / rate_{k-1}). Returns the biases.
+    """
+    skip = scorer.get_layer("prior_skip")
+    scales = keras.ops.convert_to_numpy(skip.scale)
+    biases, previous = {}, None
+    for k, (task, rate) in enumerate(rates.items()):
+        target = rate
+        if probability_transfer and task in funnel and previous is not None:
+            target = rate / max(previous, 1e-6)
+        if task in funnel:
+            previous = rate
+        target = min(max(target, 1e-4), 1 - 1e-4)
+        bias = float(np.log(target / (1 - target)) - scales[k] * mean_prior)
+        head = scorer.get_layer(f"{task}_head")
+        kernel, _ = head.get_weights()
+        head.set_weights([kernel, np.array([bias], dtype=kernel.dtype)])
+        biases[task] = bias
+    return biases

@@ -64,18 +64,18 @@ class RankingSelection(keras.callbacks.Callback):
         self.initial: dict[str, float] = {}
         self._best_weights = None
         self._wait = 0
+        self._predict = None
 
     def score(self) -> dict[str, float]:
         """NDCG@k of each task over the eval queries with a positive label, and their mean
         (or the selection task's value) under `monitor`."""
         predicted: dict[str, list] = {t: [] for t in self.tasks}
-
-        @tf.function
-        def predict(x):
-            return self.model(x, training=False)
-
+        if self._predict is None:  # traced once (and once more for a shorter last batch)
+            self._predict = tf.function(
+                lambda x: self.model(x, training=False), reduce_retracing=True
+            )
         for x in self.eval_inputs:
-            out = predict(x)
+            out = self._predict(x)
             for t in self.tasks:
                 predicted[t].append(np.asarray(out[t], dtype=np.float64).reshape(-1))
         values = {}

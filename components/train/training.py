@@ -32,6 +32,7 @@ from components.train.distribute import (
 )
 from components.train.inputs import (
     cached_dataset,
+    label_columns,
     make_dataset,
     queries_and_labels,
     read_split,
@@ -47,6 +48,7 @@ from components.transform.relevance import MAX_GRADE, encoder_similarity, engage
 from contract import layout
 from contract import schema as S
 from model.encoder import ALL_LAYERS, TextEncoder
+from model.encoder_prior import start_heads_at_rates
 from model.loss_balancing import DynamicWeightAverage
 from model.losses import binary_crossentropy
 from model.multitask_loss import loss_layer
@@ -78,6 +80,8 @@ class TrainResult:
     # How the epoch was chosen (components/train/selection.py): the metric, the best epoch
     # (0: untrained) and its value, the untrained model's values; None: on the eval loss.
     selection: dict | None = None
+    # The heads' start under the encoder's prior (_start_heads): mean cosine, rates, biases.
+    prior_start: dict | None = None
 
 
 def _count(dataset: tf.data.Dataset) -> int:
@@ -492,6 +496,11 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
             "fingerprint": cache.fingerprint,
         }
     }
+    if model.text_encoder.trained_blocks == 0 and config.ranker_config.encoder_prior:
+        extra["prior_start"] = _start_heads(
+            model, config, splits["train"], encoded_queries.vectors(), encoded_products.vectors(),
+            query_index[:cut], product_index[:cut],
+        )  # fmt: skip
     if model.text_encoder.trained_blocks == 0:
 
         def product_vectors(texts: list[bytes]) -> np.ndarray:
@@ -505,6 +514,23 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
         counts,
         extra,
     )
+
+
+def _start_heads(model, config, train, query_vectors, product_vectors, query_rows, product_rows):
+    """Start each task's head at its mean training rate for a pair of average encoder cosine
+    (model/encoder_prior.start_heads_at_rates). Returns the mean cosine and the biases."""
+
+    def unit(v):
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    cosine = np.sum(unit(query_vectors)[query_rows] * unit(product_vectors)[product_rows], axis=1)
+    ranker = config.ranker_config
+    columns = label_columns(train, training_tasks(ranker), config.targets)
+    rates = {t: float(np.mean(train[columns[t]])) for t in training_tasks(ranker)}
+    biases = start_heads_at_rates(
+        model.scorer, rates, ranker.tasks, float(np.mean(cosine)), ranker.probability_transfer
+    )
+    return {"mean_cosine": float(np.mean(cosine)), "rates": rates, "biases": biases}
 
 
 def _with_cardinality(dataset, examples: int, batch_size: int, epochs: int = 1):

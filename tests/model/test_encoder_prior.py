@@ -124,3 +124,34 @@ def test_the_cached_ranker_carries_the_prior_too():
     phi = np.asarray(model.embed("query", vectors["query_vector"]))
     assert phi.shape[1] == 8 + 16
     np.testing.assert_allclose(np.linalg.norm(phi[:, 8:], axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_heads_start_at_the_tasks_rates_for_a_pair_of_mean_cosine():
+    from model.encoder_prior import start_heads_at_rates
+    from model.scorer import PRODUCT_EMBEDDING, QUERY_EMBEDDING
+
+    model = _ranker(ARCHITECTURES["mlpr"])
+    rates = {"click": 0.2, "atc": 0.05, "purchase": 0.01}
+    biases = start_heads_at_rates(model.scorer, rates, S.DEFAULT_TASKS, 0.3, True)
+    # Under probability transfer each head predicts its rate given the task before it.
+    for task, conditional in (("click", 0.2), ("atc", 0.25), ("purchase", 0.2)):
+        assert biases[task] == pytest.approx(np.log(conditional / (1 - conditional)) - 1.0 * 0.3)
+    # A pair whose unit encoder vectors have cosine 0.3 is predicted at the rates.
+    rng = np.random.default_rng(0)
+    unit_q = np.zeros(16, "float32")
+    unit_q[0] = 1.0
+    unit_p = np.zeros(16, "float32")
+    unit_p[:2] = (0.3, np.sqrt(1 - 0.09))
+    n = 4
+    x = {
+        QUERY_EMBEDDING: np.concatenate([rng.normal(size=(n, 8)), np.tile(unit_q, (n, 1))], axis=1),
+        PRODUCT_EMBEDDING: np.concatenate([rng.normal(size=(n, 8)), np.tile(unit_p, (n, 1))], axis=1),
+        S.WIDE: rng.normal(size=(n, 3)).astype("float32"),
+        **{S.vocab_id_name(c): rng.integers(0, 4, n).astype("int32") for c in S.CATEGORICAL_COLUMNS},
+        S.MARKET_ID: np.zeros(n, "int32"),
+    }  # fmt: skip
+    out = model.scorer(
+        {k: np.asarray(v, "float32" if v.dtype.kind == "f" else "int32") for k, v in x.items()}
+    )
+    for task, rate in rates.items():
+        np.testing.assert_allclose(np.asarray(out[task]).reshape(-1), rate, rtol=1e-4)
