@@ -39,6 +39,9 @@ SETTINGS = dict(
     encoder_preset="tiny",
     max_epochs=3,
     precision="float32",
+    # Several workers choose the epoch on the eval loss (NDCG@5 is scored on one process):
+    # every placement here does, so the histories compare key for key.
+    select_on="val_loss",
     # Dropout draws its masks per replica, so it cannot match one device's draw over the
     # global batch; without it the runs differ by float rounding only.
     ranker_changes={
