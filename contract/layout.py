@@ -22,6 +22,7 @@ TRANSFORMED_DIR = "transformed"
 # train -> Model
 SAVED_MODEL_DIR = "saved_model"  # the serving export (raw features in, probabilities out)
 KERAS_MODEL_FILE = "model.keras"
+ENCODER_PRESET_DIR = "encoder_preset"  # the text encoder the model trained with (keras-hub)
 TRAIN_INFO_FILE = "train_info.json"  # config, history, example counts
 
 # evaluate -> blessing

@@ -28,6 +28,10 @@ import keras
 import numpy as np
 from keras import ops
 
+# The layers' names in the scorer.
+ENCODER_PRIOR = "encoder_prior"
+PRIOR_SKIP = "prior_skip"
+
 
 @keras.saving.register_keras_serializable(package="mlpr")
 class UnitVector(keras.layers.Layer):
@@ -86,7 +90,7 @@ class PriorSkip(keras.layers.Layer):
         initial_scale: w_k at initialisation (positive: a higher cosine, a higher probability).
     """
 
-    def __init__(self, tasks: int, initial_scale: float = 5.0, **kwargs):
+    def __init__(self, tasks: int, initial_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.tasks = int(tasks)
         self.initial_scale = float(initial_scale)
@@ -134,7 +138,7 @@ def start_heads_at_rates(
     `rates`: each task's mean training target; under probability transfer, a funnel task's
     head predicts the rate given the task before it (rate_k / rate_{k-1}). Returns the biases.
     """
-    skip = scorer.get_layer("prior_skip")
+    skip = scorer.get_layer(PRIOR_SKIP)
     scales = keras.ops.convert_to_numpy(skip.scale)
     biases, previous = {}, None
     for k, (task, rate) in enumerate(rates.items()):

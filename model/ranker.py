@@ -193,12 +193,14 @@ class Ranker(MultiTaskRanker):
         """phi(q) (`side` "query") or psi(i) ("product") of text vectors [N, d], the text
         encoder's pooled outputs: what the query or product encoder gives after its text
         encoder."""
-        tower = {"query": self.query_encoder, "product": self.product_encoder}[side]
-        projection = tower.get_layer(f"{side}_projection")
-        projected = projection(vectors)
+        tower, projection, unit = {
+            "query": (self.query_encoder, QUERY_PROJECTION, QUERY_UNIT),
+            "product": (self.product_encoder, PRODUCT_PROJECTION, PRODUCT_UNIT),
+        }[side]
+        projected = tower.get_layer(projection)(vectors)
         if not self.ranker_config.encoder_prior:
             return projected
-        return tower.get_layer(f"{side}_unit_vector")([projected, vectors])
+        return tower.get_layer(unit)([projected, vectors])
 
     def get_config(self):
         # Rebuilt from its arguments, like keras-hub tasks: the functional graph (where the

@@ -13,7 +13,7 @@ from contract import schema as S
 from model.attention_unit import AttentionUnit
 from model.config import RankerConfig
 from model.cross_network import CrossNetwork
-from model.encoder_prior import EncoderPrior, PriorSkip
+from model.encoder_prior import ENCODER_PRIOR, PRIOR_SKIP, EncoderPrior, PriorSkip
 from model.experts import CustomizedGateExperts, MultiGateExperts
 from model.interactions import Interactions
 from model.mlp import MLP
@@ -27,9 +27,6 @@ PRODUCT_EMBEDDING = "product_embedding"
 SCORER = "scorer"
 # The concatenated features that the first networks of the scorer read.
 FEATURES = "deep_and_wide"
-# The encoder's prior (model/encoder_prior.py): its split of phi(q), psi(i) and its skip.
-ENCODER_PRIOR = "encoder_prior"
-PRIOR_SKIP = "prior_skip"
 
 
 def categorical_input_names() -> tuple[str, ...]:
@@ -205,10 +202,17 @@ def feature_segments(scorer: keras.Model) -> list[tuple[str, int]]:
 def encoder_dim(scorer: keras.Model) -> int:
     """The width of the unit encoder vector that phi(q) and psi(i) carry after their
     projection (model/encoder_prior.py); 0 for a scorer without the encoder's prior."""
-    if ENCODER_PRIOR not in {layer.name for layer in scorer.layers}:
+    prior = prior_layer(scorer)
+    if prior is None:
         return 0
-    prior = scorer.get_layer(ENCODER_PRIOR)
     return scorer.get_layer(QUERY_EMBEDDING).output.shape[-1] - prior.projection_dim
+
+
+def prior_layer(scorer: keras.Model) -> EncoderPrior | None:
+    """The scorer's `EncoderPrior` layer, or None without the encoder's prior."""
+    if ENCODER_PRIOR not in {layer.name for layer in scorer.layers}:
+        return None
+    return scorer.get_layer(ENCODER_PRIOR)
 
 
 def training_tasks(config: RankerConfig) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from contract import schema as S
-from model.scorer import ENCODER_PRIOR, FEATURES, feature_segments
+from model.scorer import FEATURES, feature_segments, prior_layer
 
 
 class SplitScorer(tf.Module):
@@ -89,9 +89,7 @@ class SplitScorer(tf.Module):
         self.wide_kernel = tf.Variable(rows[S.WIDE], trainable=False, name="wide_kernel")
         # The encoder's prior (model/encoder_prior.py): phi(q) and psi(i) carry the unit
         # encoder vector after their projection; its cosine goes to the heads.
-        self.prior = None
-        if ENCODER_PRIOR in {layer.name for layer in scorer.layers}:
-            self.prior = scorer.get_layer(ENCODER_PRIOR)
+        self.prior = prior_layer(scorer)
         prior = [] if self.prior is None else [self.prior.output[2]]
         # The scorer from the outputs of the networks that read the features, the market id
         # (the region masks') and the prior.

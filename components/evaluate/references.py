@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from components.evaluate.metrics import ndcg_per_query
-from components.evaluate.stats import PairedComparison, paired_comparison
+from components.evaluate.stats import PairedComparison, one_sided_p_less, paired_comparison
 from contract import layout
 from contract import schema as S
 
@@ -161,7 +161,6 @@ def zero_shot_encoder(model_dir: str) -> tuple[ZeroShotEncoder | None, str]:
     train_info.json, or (None, why there is no zero-shot reference): no train_info.json, an
     XGBoost candidate (no text encoder), the random-weight "tiny" preset (its cosine before
     training means nothing), or a starting preset that is not reachable here."""
-    from components.train.training import ENCODER_PRESET_DIR  # the train step's layout
     from model.presets import TINY
 
     path = os.path.join(model_dir, layout.TRAIN_INFO_FILE)
@@ -178,7 +177,7 @@ def zero_shot_encoder(model_dir: str) -> tuple[ZeroShotEncoder | None, str]:
             "from random weights"
         )
     name = os.path.basename(os.path.normpath(preset)) if os.path.isdir(preset) else preset
-    saved = os.path.join(model_dir, ENCODER_PRESET_DIR)
+    saved = os.path.join(model_dir, layout.ENCODER_PRESET_DIR)
     frozen = str((config.get("ranker") or {}).get("fine_tune_layers", "")) == "0"
     if frozen and os.path.isdir(saved):
         load = saved  # the encoder as trained with: frozen, so as it started
@@ -262,14 +261,6 @@ class ReferenceComparison:
             "p_less": finite(self.p_less),
             "paired": None if self.paired is None else self.paired.to_dict(),
         }
-
-
-def one_sided_p_less(paired: PairedComparison) -> float:
-    """p-value of the one-sided paired t-test "mean difference < 0", from the two-sided one."""
-    p = paired.p_value
-    if math.isnan(p):
-        return math.nan
-    return p / 2 if paired.mean_difference < 0 else 1.0 - p / 2
 
 
 def compare_with_references(

@@ -59,7 +59,6 @@ from model.text_preprocessor import TextPreprocessor
 from model.xgboost_baseline import fit_xgboost
 from serving.export import export_serving_model
 
-ENCODER_PRESET_DIR = "encoder_preset"
 CHECKPOINT_FILE = os.path.join("checkpoints", "best.weights.h5")
 
 
@@ -342,7 +341,7 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
     else:
         best_epoch = selection.best_epoch  # 0: the untrained model was kept
         extra["selection"] = selection.summary()
-    preset_dir = os.path.join(output_dir, ENCODER_PRESET_DIR)
+    preset_dir = os.path.join(output_dir, layout.ENCODER_PRESET_DIR)
     backbone.save_to_preset(preset_dir)
     tokenizer.save_to_preset(preset_dir)
     fit = {
