@@ -9,10 +9,10 @@ against the number of queries, one panel per metric (human grades, then each tas
 seed standard deviation (`learning_curve.png`).
 
     MLPR_HOMEDEPOT=../shared/data/homedepot/train.csv.zip python benchmarks/learning_curve.py \\
-        --sizes 250,500,1000,3000,11795 --seeds 0,1,2 --models mlpr,xgboost,mlp_mtl
+        --sizes 250,500,1000,3000,11795 --seeds 0,1,2
 
-A size already run (its `q<size>/metrics.csv` with every model) is not run again; `--plot-only`
-redraws from what is there.
+Each size resumes from its `q<size>/runs.jsonl` (a finished model and seed is not run again);
+`--plot-only` redraws from what is there.
 """
 
 from __future__ import annotations
@@ -110,7 +110,12 @@ def table(frame: pd.DataFrame) -> list[str]:
 @click.command()
 @click.option("--sizes", default="250,500,1000,3000,11795", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
-@click.option("--models", default="mlpr,xgboost,mlp_mtl", show_default=True)
+@click.option(
+    "--models",
+    default="mlpr,xgboost,xgboost (+ cosine),mlp_mtl",
+    show_default=True,
+    help="paper_tables.py labels; 'xgboost (+ cosine)' is XGBoost with the encoder's cosine.",
+)
 @click.option("--max-epochs", default=8, show_default=True)
 @click.option(
     "--out",

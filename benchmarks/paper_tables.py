@@ -42,6 +42,9 @@ MLPR_TINY = "mlpr (tiny)"
 MLPR_POSITION_BIAS = "mlpr (position bias)"
 MLPR_ANY = "mlpr (any count)"
 XGBOOST_ANY = "xgboost (any count)"
+# XGBoost with the zero-shot cosine of the run's encoder as one more ranking feature.
+XGBOOST_COSINE = "xgboost (+ cosine)"
+COSINE_FEATURE = "encoder_cosine"
 MLPR_REGION_MASK = "mlpr (region mask)"  # trained on a log with markets (--markets)
 MLPR_RELEVANCE_TASK = "mlpr (relevance task)"  # + the engagement relevance label as a task
 MLPR_NO_PRIOR = "mlpr (no prior)"
@@ -60,6 +63,8 @@ class Variant:
     changes: tuple = ()  # (field, value) pairs applied to the architecture's RankerConfig
     encoder_preset: str | None = None  # None: the run's --encoder-preset
     train_changes: tuple = ()  # (field, value) pairs applied to the TrainConfig
+    # Trained on the log with the encoder's zero-shot cosine as a ranking feature (COSINE_FEATURE).
+    cosine_feature: bool = False
 
 
 def table4_variants() -> list[Variant]:
@@ -89,6 +94,8 @@ def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
     variants = [Variant(name, name) for name in TABLE2]
     if encoder_preset != "tiny":  # the reference point of the random, from-scratch encoder
         variants.append(Variant(MLPR_TINY, "mlpr", (("fine_tune_layers", "all"),), "tiny"))
+        # The strongest simple baseline: boosted trees given what the encoder knows for free.
+        variants.append(Variant(XGBOOST_COSINE, "xgboost", cosine_feature=True))
     variants += [
         Variant("mlp_mtl (frozen)", "mlp_mtl", (("fine_tune_layers", 0),)),
         Variant("mlpr (frozen)", "mlpr", (("fine_tune_layers", 0),)),
@@ -121,10 +128,17 @@ PREPARED_FILE = "prepared.json"
 
 
 def prepare(
-    dataset: str, queries: int, seed: int, work: str, markets: tuple[str, ...] = ()
+    dataset: str,
+    queries: int,
+    seed: int,
+    work: str,
+    markets: tuple[str, ...] = (),
+    cosine_preset: str | None = None,
 ) -> tuple[str, str, str, pd.DataFrame]:
     """Raw log -> ingest -> transform, once. Returns (examples, tft, transformed, raw log).
-    A `work` folder that a finished call with the same arguments left is reused as it is."""
+    With `cosine_preset`, the log gets that encoder's zero-shot cosine as one more ranking
+    feature (`with_encoder_cosine`). A `work` folder that a finished call with the same
+    arguments left is reused as it is."""
     from components.ingest import demo_data, job
     from components.transform.transform import run_transform
 
@@ -134,6 +148,8 @@ def prepare(
     wanted = {"dataset": dataset, "queries": queries, "seed": seed, "rows": len(log)}
     if markets:
         wanted["markets"] = list(markets)
+    if cosine_preset:
+        wanted["cosine_preset"] = cosine_preset
     if os.path.exists(marker):
         with open(marker, encoding="utf-8") as fh:
             found = json.load(fh)
@@ -142,12 +158,49 @@ def prepare(
         return examples, tft_dir, transformed, log
     raw = os.path.join(work, "raw.csv")
     os.makedirs(work, exist_ok=True)
+    if cosine_preset:
+        log, schema = with_encoder_cosine(
+            log, schema, cosine_preset, os.path.join(work, "text_cache")
+        )
     demo_data.write(log, raw)
     job.run_ingest(raw, examples, schema)
     run_transform(examples, tft_dir, transformed, temp_dir=os.path.join(work, "tmp"))
     with open(marker, "w", encoding="utf-8") as fh:
         json.dump(wanted, fh)
     return examples, tft_dir, transformed, log
+
+
+def with_encoder_cosine(log: pd.DataFrame, schema, preset: str, cache_dir: str):
+    """(log, schema) with COSINE_FEATURE: the cosine of `preset`'s untrained vectors of each
+    row's query and product text, read as the model reads them (the query normalised by the
+    transform's own function, the product fields joined), as the zero-shot reference scores
+    them (components/evaluate/references.py). A shop can give any model this column."""
+    import tensorflow as tf
+
+    from components.transform.preprocessing import (
+        PRODUCT_TEXT_FIELDS,
+        PRODUCT_TEXT_SEPARATOR,
+        query_text,
+    )
+    from components.transform.relevance import encoder_similarity
+    from contract import schema as S
+
+    queries = [
+        v.decode("utf-8") for v in query_text(tf.constant([str(q) for q in log[S.QUERY]])).numpy()
+    ]
+    fields = (
+        log[[c for c in PRODUCT_TEXT_FIELDS if c in log]]
+        .fillna("")
+        .astype(str)
+        .apply(lambda c: c.str.strip())
+    )
+    products = [
+        PRODUCT_TEXT_SEPARATOR.join(v for v in row if v) for row in fields.itertuples(index=False)
+    ]
+    cosine = encoder_similarity(queries, products, preset, cache_dir)
+    feature = S.RankingFeature(COSINE_FEATURE, min_value=-1.0, max_value=1.0)
+    schema = dataclasses.replace(schema, ranking_features=(*schema.ranking_features, feature))
+    return log.assign(**{COSINE_FEATURE: np.clip(cosine, -1.0, 1.0)}), schema
 
 
 def source_log(dataset: str, queries: int, seed: int, markets: tuple[str, ...] = ()):
@@ -509,7 +562,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
             "encoder's query and product-text vectors (zero-shot).",
             "",
         ]
-        trained = [m for m in ("xgboost", MLPR_TINY, "mlpr") if m in results]
+        trained = [m for m in ("xgboost", XGBOOST_COSINE, MLPR_TINY, "mlpr") if m in results]
         md += [table(references + trained, ref_keys, None, None), ""]
     variants = (
         MLPR_TINY,
@@ -519,6 +572,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         MLPR_RELEVANCE_TASK,
         MLPR_ANY,
         XGBOOST_ANY,
+        XGBOOST_COSINE,
     )
     variants = [m for m in variants if m in results]
     if variants:
@@ -578,7 +632,16 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         )
         mlpr = average_per_query([pq[task] for pq in results["mlpr"]["per_query"]])
         for other in dict.fromkeys(
-            ("xgboost", best, MLPR_TINY, MLPR_POSITION_BIAS, MLPR_ANY, XGBOOST_ANY, *references)
+            (
+                "xgboost",
+                XGBOOST_COSINE,
+                best,
+                MLPR_TINY,
+                MLPR_POSITION_BIAS,
+                MLPR_ANY,
+                XGBOOST_ANY,
+                *references,
+            )  # fmt: skip
         ):
             if other not in results:
                 continue
@@ -697,12 +760,17 @@ def main(
         examples, S.RawSchema.load(os.path.join(examples, layout.SCHEMA_FILE)), relevance,
         encoder_preset, os.path.join(work, "text_cache"),
     )  # fmt: skip
+    paths = {False: (examples, tft_dir, transformed)}
+    if any(v.cosine_feature for v in variants):  # the same log with the cosine as a feature
+        paths[True] = prepare(
+            dataset, queries, 0, os.path.join(work, "cosine"), market_names, encoder_preset
+        )[:3]
     # Seeds outermost: a run cut short still has every model for the first seeds.
     for seed in seed_list:
         for variant in variants:
             if (variant.label, seed) in done:
                 continue
-            run = train_and_score(variant, seed, (examples, tft_dir, transformed), args, work)
+            run = train_and_score(variant, seed, paths[variant.cosine_feature], args, work)
             values, per_query = metrics_of(run["scored"], relevance)
             record = {
                 "setup": setup,

@@ -40,8 +40,9 @@ def test_no_configuration_is_trained_twice():
             v.architecture,
             tuple(sorted(dict(v.changes).items())),
             tuple(sorted(dict(v.train_changes).items())),
+            v.cosine_feature,
         )
-        for v in paper_tables.all_variants()
+        for v in paper_tables.all_variants("all-minilm-l6-v2")
     ]
     assert len(configs) == len(set(configs))
 
@@ -140,3 +141,35 @@ def test_the_market_section_tests_the_region_mask_and_shows_each_market():
     text = "\n".join(lines)
     assert "| click | 10 | +0.0500 |" in text and "| 0.0100 |" in text
     assert "| de | 5 | 0.7500 / 0.7000 |" in text
+
+
+def test_the_cosine_feature_is_the_zero_shot_cosine_of_the_texts_the_model_reads(tmp_path):
+    """XGBoost's cosine column: the encoder's cosine of the normalised query and the joined
+    product fields, one per row, and a ranking feature of the schema."""
+    import numpy as np
+
+    from components.ingest import demo_data
+    from components.transform.relevance import encoder_similarity
+    from contract import schema as S
+
+    log = demo_data.generate(6, seed=1).head(8).reset_index(drop=True)
+    log.loc[0, S.QUERY] = "  Cordless DRILL "
+    schema = demo_data.demo_schema()
+    out, out_schema = paper_tables.with_encoder_cosine(log, schema, "tiny", str(tmp_path / "c"))
+    names = [f.name for f in out_schema.ranking_features]
+    assert names == [*(f.name for f in schema.ranking_features), paper_tables.COSINE_FEATURE]
+    cosine = out[paper_tables.COSINE_FEATURE].to_numpy()
+    assert cosine.shape == (8,) and np.all(np.abs(cosine) <= 1.0)
+    fields = ["title", "product_type", "brand", "color", "gender"]
+    products = [
+        " | ".join(str(row[f]).strip() for f in fields if str(row[f]).strip())
+        for _, row in log.iterrows()
+    ]
+    queries = ["cordless drill", *(str(q).lower().strip() for q in log[S.QUERY][1:])]
+    expected = encoder_similarity(queries, products, "tiny", str(tmp_path / "e"))
+    np.testing.assert_allclose(cosine, expected, rtol=1e-5)
+    # The query as the model reads it: case and outer spaces do not change the cosine.
+    clean = log.assign(**{S.QUERY: queries})
+    again, _ = paper_tables.with_encoder_cosine(clean, schema, "tiny", str(tmp_path / "d"))
+    np.testing.assert_allclose(again[paper_tables.COSINE_FEATURE], cosine, rtol=1e-6)
+    assert len(set(np.round(cosine, 6))) > 1  # one per row, not one per log
