@@ -1,8 +1,13 @@
 """What the evaluation report shows of one model on the test split, beyond the headline metrics.
 
 Per task: the ROC curve (at most ~100 points), a confusion matrix at the threshold that
-maximises F1 on the split, NDCG@k for k = 1..10, and calibration (mean predicted probability
-against the observed rate in ten equal-count bins of the prediction). Per impression group
+maximises F1 on the split, NDCG@k for k = 1..10, and calibration: ten equal-count bins of the
+prediction, each with its mean prediction against what the model predicts, observed. A model
+trained on rates (`targets="rate"`, the default) predicts a task's count per impression, so a
+bin's observed value is its pairs' engagements over their impressions, and both sides are
+weighted by impressions; a model trained on "count > 0" (`targets="any"`) predicts the 0/1
+label, observed as the bin's share of positive pairs. The expected calibration error (ECE)
+sums the bins' |predicted - observed|, weighted by the bins' impressions (pairs for "any"). Per impression group
 (the test pairs' impressions cut at their 25th and 75th percentiles): AUC and NDCG@5 of every
 task. Plain numpy in, frozen dataclasses out; `to_dict`/`from_dict` carry them through JSON.
 """
@@ -31,6 +36,9 @@ GROUP_PERCENTILES = (25, 75)
 GROUP_NAMES = ("0-25%", "25-75%", "75-100%")
 GROUP_METRICS = ("auc", "ndcg@5")
 THRESHOLD_RULE = "maximises F1 on the test split"
+# What a task's probability is compared with in the calibration bins (CalibrationTarget).
+PER_IMPRESSION = "count per impression"  # targets="rate"
+AT_LEAST_ONCE = "engaged at least once"  # targets="any"
 # Rows are the actual class, columns the predicted class (as the Kubeflow UI shows them).
 CONFUSION_CATEGORIES = ("negative", "positive")
 
@@ -70,13 +78,16 @@ class Confusion:
 
 @dataclasses.dataclass(frozen=True)
 class CalibrationBin:
-    """One equal-count bin of the predictions: their mean against the observed positive rate."""
+    """One equal-count bin of the predictions: their mean against the observed rate (both
+    impression-weighted when the target is the count per impression; `impressions` is then
+    the bin's, else 0)."""
 
     lowest: float
     highest: float
     mean_predicted: float
     observed_rate: float
     pairs: int
+    impressions: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +99,7 @@ class TaskAnalysis:
     confusion: Confusion | None
     ndcg_curve: tuple[float, ...]
     calibration: tuple[CalibrationBin, ...]
+    calibration_target: str = AT_LEAST_ONCE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +149,7 @@ class ModelAnalysis:
                 "confusion": None if t.confusion is None else dataclasses.asdict(t.confusion),
                 "ndcg_curve": [_nan_to_none(v) for v in t.ndcg_curve],
                 "calibration": [dataclasses.asdict(b) for b in t.calibration],
+                "calibration_target": t.calibration_target,
             }
 
         return {
@@ -172,6 +185,7 @@ class ModelAnalysis:
                 ),
                 ndcg_curve=tuple(_none_to_nan(v) for v in t["ndcg_curve"]),
                 calibration=tuple(CalibrationBin(**b) for b in t["calibration"]),
+                calibration_target=t.get("calibration_target", AT_LEAST_ONCE),
             )
 
         return cls(
@@ -241,22 +255,90 @@ def confusion_at(labels: np.ndarray, scores: np.ndarray, threshold: float, rule:
 
 
 def calibration_bins(
-    labels: np.ndarray, scores: np.ndarray, bins: int = CALIBRATION_BINS
+    labels: np.ndarray,
+    scores: np.ndarray,
+    bins: int = CALIBRATION_BINS,
+    counts: np.ndarray | None = None,
+    impressions: np.ndarray | None = None,
 ) -> tuple[CalibrationBin, ...]:
-    """Mean prediction against observed rate in `bins` equal-count bins (fewer for few pairs)."""
+    """`bins` equal-count bins of the prediction (fewer for few pairs), each with its mean
+    prediction against the observed rate: with `counts` and `impressions`, the bin's
+    engagements over its impressions (each pair's count capped at its impressions, as the
+    transform caps the rate it trains on) against the impression-weighted mean prediction;
+    without, the share of positive `labels` against the plain mean."""
     if scores.size == 0:
         return ()
     order = np.argsort(scores, kind="stable")
-    return tuple(
-        CalibrationBin(
-            lowest=float(scores[rows].min()),
-            highest=float(scores[rows].max()),
-            mean_predicted=float(scores[rows].mean()),
-            observed_rate=float(np.mean(labels[rows] > 0)),
-            pairs=int(rows.size),
+    out = []
+    for rows in np.array_split(order, min(bins, scores.size)):
+        predicted, observed, shown = float(scores[rows].mean()), float(np.mean(labels[rows] > 0)), 0
+        if counts is not None and impressions is not None:
+            weights = impressions[rows].astype(np.float64)
+            shown = int(weights.sum())
+            if shown > 0:
+                predicted = float(np.sum(scores[rows] * weights) / shown)
+                engaged = np.minimum(counts[rows].astype(np.float64), weights)
+                observed = float(engaged.sum() / shown)
+        out.append(
+            CalibrationBin(
+                lowest=float(scores[rows].min()),
+                highest=float(scores[rows].max()),
+                mean_predicted=predicted,
+                observed_rate=observed,
+                pairs=int(rows.size),
+                impressions=shown,
+            )
         )
-        for rows in np.array_split(order, min(bins, scores.size))
-    )
+    return tuple(out)
+
+
+def expected_calibration_error(bins: Sequence[CalibrationBin]) -> float:
+    """The bins' |mean predicted - observed|, weighted by their impressions (by their pairs
+    when they have none); NaN without bins.
+
+    >>> b = [CalibrationBin(0, 0.1, 0.05, 0.15, 10, 100), CalibrationBin(0.1, 1, 0.5, 0.5, 10, 300)]
+    >>> round(expected_calibration_error(b), 6)
+    0.025
+    """
+    if not bins:
+        return math.nan
+    by_impressions = any(b.impressions for b in bins)
+    weights = np.array([b.impressions if by_impressions else b.pairs for b in bins], np.float64)
+    gaps = np.array([abs(b.mean_predicted - b.observed_rate) for b in bins])
+    return float(np.sum(weights * gaps) / max(weights.sum(), 1.0))
+
+
+def calibration_metrics(scored: ScoredSplit, per_impression: bool) -> dict[str, float]:
+    """Per task, "t/ece" (expected_calibration_error over the deciles) and
+    "t/observed_to_predicted": engagements over the sum of predicted engagements (impressions
+    times the prediction; with `per_impression` False, positive pairs over the sum of
+    predictions), 1 for a model right on average. NaN when undefined (non-finite
+    predictions, no impressions)."""
+    out = {}
+    for task in scored.tasks:
+        scores, labels = scored.predictions[task], scored.labels[task]
+        counts, shown = _targets(scored, task, per_impression)
+        if not np.all(np.isfinite(scores)) or scores.size == 0:
+            out[f"{task}/ece"] = out[f"{task}/observed_to_predicted"] = math.nan
+            continue
+        out[f"{task}/ece"] = expected_calibration_error(
+            calibration_bins(labels, scores, counts=counts, impressions=shown)
+        )
+        if counts is not None:
+            weights = shown.astype(np.float64)
+            observed = float(np.minimum(counts.astype(np.float64), weights).sum())
+            expected = float(np.sum(scores * weights))
+        else:
+            observed, expected = float(np.count_nonzero(labels > 0)), float(scores.sum())
+        out[f"{task}/observed_to_predicted"] = observed / expected if expected > 0 else math.nan
+    return out
+
+
+def _targets(scored: ScoredSplit, task: str, per_impression: bool):
+    """(counts, impressions) to calibrate `task` against per impression, or (None, None)."""
+    if per_impression and scored.counts is not None and task in scored.counts:
+        return scored.counts[task], scored.impressions
+    return None, None
 
 
 def impression_bounds(impressions: np.ndarray) -> tuple[float, float]:
@@ -345,9 +427,14 @@ def analyse_task(
     labels: np.ndarray,
     scores: np.ndarray,
     ks: Sequence[int] = NDCG_CURVE_KS,
+    counts: np.ndarray | None = None,
+    impressions: np.ndarray | None = None,
 ) -> TaskAnalysis:
+    """One task's curves; with `counts` and `impressions`, calibrated against the count per
+    impression (`calibration_bins`)."""
+    target = AT_LEAST_ONCE if counts is None or impressions is None else PER_IMPRESSION
     if not np.all(np.isfinite(scores)):
-        return TaskAnalysis(None, None, tuple(math.nan for _ in ks), ())
+        return TaskAnalysis(None, None, tuple(math.nan for _ in ks), (), target)
     roc = roc_points(labels, scores)
     confusion = None
     if roc is not None:
@@ -357,15 +444,24 @@ def analyse_task(
         roc=roc,
         confusion=confusion,
         ndcg_curve=tuple(r.mean for r in ndcg_at_ks(query, labels, scores, ks).values()),
-        calibration=calibration_bins(labels, scores),
+        calibration=calibration_bins(labels, scores, counts=counts, impressions=impressions),
+        calibration_target=target,
     )
 
 
-def analyse(scored: ScoredSplit) -> ModelAnalysis:
-    """The report's curves and groups of one model's scored test split."""
+def analyse(scored: ScoredSplit, per_impression: bool = True) -> ModelAnalysis:
+    """The report's curves and groups of one model's scored test split; `per_impression`:
+    the model predicts each task's count per impression (trained with targets="rate"), so
+    its calibration is read against that where the split has the counts."""
     return ModelAnalysis(
         tasks={
-            task: analyse_task(scored.query, scored.labels[task], scored.predictions[task])
+            task: analyse_task(
+                scored.query,
+                scored.labels[task],
+                scored.predictions[task],
+                counts=_targets(scored, task, per_impression)[0],
+                impressions=_targets(scored, task, per_impression)[1],
+            )
             for task in scored.tasks
         },
         impression_groups=impression_groups(scored),

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
-from components.evaluate.analysis import GROUP_NAMES, NDCG_CURVE_KS, ModelAnalysis
+from components.evaluate.analysis import GROUP_NAMES, NDCG_CURVE_KS, PER_IMPRESSION, ModelAnalysis
 from components.evaluate.report import EvaluationReport
 
 CANDIDATE_COLOR = "#1f6fb4"
@@ -114,7 +114,9 @@ def calibration_figure(report: EvaluationReport) -> str:
         y_limits = _zoom(predicted + observed)
         axis.plot(x_limits, x_limits, color="grey", linewidth=1, label="calibrated (y = x)")
         axis.set(title=f"Calibration by decile: {task}", xlim=x_limits, ylim=y_limits)
-        axis.set(xlabel="mean predicted probability", ylabel="observed rate")
+        target = report.candidate.tasks[task].calibration_target
+        weighted = " (impression-weighted)" if target == PER_IMPRESSION else ""
+        axis.set(xlabel=f"mean predicted probability{weighted}", ylabel=f"observed: {target}")
         axis.legend(loc="upper left", fontsize=8)
     return _png(figure)
 

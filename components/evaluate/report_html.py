@@ -266,9 +266,13 @@ def render_html(report: EvaluationReport) -> str:
         _plot(
             "Calibration per task",
             plots.calibration_figure(report),
-            "Ten equal-count bins of the predicted probability: mean prediction against the "
-            "observed rate; on the grey line (y = x) a model is calibrated. The axes zoom to "
-            "the predictions, which may span a narrow range.",
+            "Ten equal-count bins of the predicted probability: mean prediction against what "
+            "it predicts, observed. A model trained on rates (the default) predicts each "
+            "task's count per impression: a bin's observed value is its engagements over its "
+            "impressions, and its mean prediction is weighted by impressions. On the grey "
+            "line (y = x) a model is calibrated; the ECE in the metrics is the impression-"
+            "weighted mean distance from it. The axes zoom to the predictions, which may span "
+            "a narrow range.",
         ),
         _confusion(report),
         _groups(report),

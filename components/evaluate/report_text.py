@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from components.evaluate.analysis import CONFUSION_CATEGORIES, NDCG_CURVE_KS, THRESHOLD_RULE
+from components.evaluate.analysis import (
+    CONFUSION_CATEGORIES,
+    NDCG_CURVE_KS,
+    THRESHOLD_RULE,
+    expected_calibration_error,
+)
 from components.evaluate.report import (
     EvaluationReport,
     fmt,
@@ -154,13 +159,21 @@ def _ndcg_curves(report: EvaluationReport) -> list[str]:
 
 def _calibration(report: EvaluationReport) -> list[str]:
     lines = [
-        "Calibration of the candidate: mean predicted -> observed rate, by decile of the prediction"
+        "Calibration of the candidate: mean predicted -> observed, by decile of the prediction "
+        "(ECE: the bins' mean distance)"
     ]
     width = max(9, *(len(task) for task in report.tasks))
     for task in report.tasks:
-        bins = report.candidate.tasks[task].calibration
-        cells = ", ".join(f"{b.mean_predicted:.3f}->{b.observed_rate:.3f}" for b in bins)
-        lines.append(f"  {task:<{width}} {cells or 'n/a'}")
+        analysis = report.candidate.tasks[task]
+        cells = ", ".join(
+            f"{b.mean_predicted:.3f}->{b.observed_rate:.3f}" for b in analysis.calibration
+        )
+        ece = expected_calibration_error(analysis.calibration)
+        lines.append(
+            f"  {task:<{width}} {analysis.calibration_target}; ECE {ece:.4f}: {cells}"
+            if cells
+            else f"  {task:<{width}} n/a"
+        )
     return lines
 
 

@@ -37,7 +37,7 @@ import tempfile
 from collections.abc import Mapping, MutableMapping, Sequence
 
 from components.evaluate import references
-from components.evaluate.analysis import analyse, paired_ndcg
+from components.evaluate.analysis import analyse, calibration_metrics, paired_ndcg
 from components.evaluate.gate import Blessing, decide
 from components.evaluate.gate_config import OFF, GateConfig
 from components.evaluate.kfp_outputs import log_classifications, log_metrics, log_references
@@ -146,8 +146,13 @@ def run_evaluation(
         progress(f"labelling relevance from engagement and {relevance_encoder}'s similarity")
         relevance = engagement_labels(test_pattern, relevance_encoder, schema)
     progress(f"scoring the test split with the candidate ({', '.join(tasks)})")
-    candidate_scored = score_split(candidate_dir, test_pattern, tasks)
+    counts = {task.name: task.count for task in schema.tasks}
+    candidate_scored = score_split(candidate_dir, test_pattern, tasks, counts=counts)
     candidate = compute_metrics(candidate_scored, relevance=relevance)
+    # What the probabilities predict: the count per impression unless trained on "count > 0".
+    # The push keeps no train settings, so the champion is read as the candidate is.
+    per_impression = trained_targets(model_dir) == "rate"
+    candidate.update(calibration_metrics(candidate_scored, per_impression))
 
     champion_dir = find_champion(model_base, model_name)
     champion = champion_scored = paired = None
@@ -155,7 +160,7 @@ def run_evaluation(
     if champion_dir is not None:
         progress(f"scoring the test split with the champion ({champion_dir})")
         try:
-            champion_scored = score_split(champion_dir, test_pattern, tasks)
+            champion_scored = score_split(champion_dir, test_pattern, tasks, counts=counts)
         except MissingOutputs as err:
             # A champion of another funnel predicts other tasks: nothing to compare on them.
             not_comparable = (
@@ -166,6 +171,7 @@ def run_evaluation(
             champion_dir = None
     if champion_scored is not None:
         champion = compute_metrics(champion_scored, relevance=relevance)
+        champion.update(calibration_metrics(champion_scored, per_impression))
         paired = paired_ndcg(candidate_scored, champion_scored, config.confidence)
 
     reference_metrics: dict = {}
@@ -200,8 +206,8 @@ def run_evaluation(
         champion_uri=champion_dir,
         candidate_metrics=candidate,
         champion_metrics=champion,
-        candidate=analyse(candidate_scored),
-        champion=None if champion_scored is None else analyse(champion_scored),
+        candidate=analyse(candidate_scored, per_impression),
+        champion=None if champion_scored is None else analyse(champion_scored, per_impression),
         blessing=verdict.to_dict(),
         reference_metrics=reference_metrics,
         reference_notes=tuple(notes),
@@ -221,6 +227,16 @@ def run_evaluation(
         json.dump(results, f, indent=2, allow_nan=False)
     evaluation.write(blessing_dir)
     return verdict, evaluation
+
+
+def trained_targets(model_dir: str) -> str:
+    """The `targets` the model in `model_dir` was trained on (its train_info.json): "rate"
+    (each task's count per impression, the default) or "any" (count > 0)."""
+    path = os.path.join(model_dir, layout.TRAIN_INFO_FILE)
+    if not os.path.isfile(path):
+        return "rate"
+    with open(path, encoding="utf-8") as f:
+        return str(json.load(f).get("config", {}).get("targets", "rate"))
 
 
 def _json_metrics(metrics: dict) -> dict:

@@ -31,10 +31,14 @@ SCORE_OUTPUT = "score"
 DEFAULT_KS = (1, 5, 10)
 
 
-def _parse_spec(tasks: Sequence[str]) -> dict[str, tf.io.FixedLenFeature]:
-    """The features read beside the model's outputs: identity, impressions and one label per
-    task (ingest writes each task's 0/1 label under the task's name)."""
+def _parse_spec(
+    tasks: Sequence[str], counts: Sequence[str] = ()
+) -> dict[str, tf.io.FixedLenFeature]:
+    """The features read beside the model's outputs: identity, impressions, one label per
+    task (ingest writes each task's 0/1 label under the task's name) and the `counts`
+    columns."""
     return {
+        **{column: tf.io.FixedLenFeature([], tf.int64) for column in counts},
         S.QUERY: tf.io.FixedLenFeature([], tf.string),
         S.PRODUCT_ID: tf.io.FixedLenFeature([], tf.string),
         S.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
@@ -57,6 +61,8 @@ class ScoredSplit:
         score: the model's ranking score, shape [n].
         market: the market of each example, shape [n] (str; "" for a log without markets);
             None: none of them has one.
+        counts: each task's engagement count (its schema count column), shape [n] each;
+            None: not read.
     """
 
     query: np.ndarray
@@ -66,6 +72,7 @@ class ScoredSplit:
     predictions: Mapping[str, np.ndarray]
     score: np.ndarray
     market: np.ndarray | None = None
+    counts: Mapping[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         n = self.query.shape[0]
@@ -81,6 +88,7 @@ class ScoredSplit:
             **({"market": self.market} if self.market is not None else {}),
             **{f"labels[{t}]": v for t, v in self.labels.items()},
             **{f"predictions[{t}]": v for t, v in self.predictions.items()},
+            **{f"counts[{t}]": v for t, v in (self.counts or {}).items()},
         }
         wrong = {name: v.shape for name, v in columns.items() if v.shape != (n,)}
         if wrong:
@@ -161,7 +169,11 @@ def _check_outputs(
 
 
 def score_split(
-    saved_model_dir: str, file_pattern: str, tasks: Sequence[str], batch_size: int = 1024
+    saved_model_dir: str,
+    file_pattern: str,
+    tasks: Sequence[str],
+    batch_size: int = 1024,
+    counts: Mapping[str, str] | None = None,
 ) -> ScoredSplit:
     """Run the model's `score_examples` signature over every record matching `file_pattern`.
 
@@ -171,8 +183,13 @@ def score_split(
         tasks: the tasks to evaluate, in funnel order (the schema's `task_names`): each is a
             label feature of the records and an output of the model.
         batch_size: examples per signature call.
+        counts: {task: its count column} (the schema's `Task.count`) to read as
+            ScoredSplit.counts; None: none.
     """
     tasks = _check_tasks(tasks)
+    counts = dict(counts or {})
+    if set(counts) - set(tasks):
+        raise ValueError(f"counts names tasks {sorted(set(counts) - set(tasks))} not scored")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     files = sorted(tf.io.gfile.glob(file_pattern))
@@ -181,7 +198,7 @@ def score_split(
     # Keep a reference to the loaded object: its variables back the signature.
     _loaded, scorer = _load_scorer(saved_model_dir)
     _check_signature(scorer, tasks, saved_model_dir)
-    spec = _parse_spec(tasks)
+    spec = _parse_spec(tasks, sorted(set(counts.values())))
     records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
 
     parts: dict[str, list[np.ndarray]] = {}
@@ -222,6 +239,7 @@ def score_split(
         predictions={task: columns[f"out:{task}"].astype(np.float64) for task in tasks},
         score=columns[f"out:{SCORE_OUTPUT}"].astype(np.float64),
         market=text(S.MARKET),
+        counts={task: columns[column] for task, column in counts.items()} if counts else None,
     )
 
 

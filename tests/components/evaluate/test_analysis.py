@@ -8,11 +8,14 @@ from evaluate_testlib import FOUR_TASKS, ranking_rows, scored_split
 from sklearn.metrics import roc_auc_score
 
 from components.evaluate.analysis import (
+    PER_IMPRESSION,
     ModelAnalysis,
     analyse,
     best_f1_threshold,
     calibration_bins,
+    calibration_metrics,
     confusion_at,
+    expected_calibration_error,
     impression_bounds,
     impression_group_of,
     impression_groups,
@@ -73,6 +76,53 @@ def test_calibration_deciles():
     assert bins[0].mean_predicted == pytest.approx(0.025) and bins[0].observed_rate == 0.0
     assert bins[9].lowest == 0.9 and bins[9].highest == 0.95 and bins[9].observed_rate == 0.5
     assert [b.pairs for b in calibration_bins(labels[:4], scores[:4])] == [1, 1, 1, 1]
+
+
+def test_calibration_against_the_count_per_impression():
+    """A model trained on rates predicts engagements per impression: each bin weighs its
+    pairs by impressions, and a model that predicts every pair's true rate has ECE 0, though
+    against the "engaged at least once" label it looks far off."""
+    rng = np.random.default_rng(3)
+    impressions = rng.integers(5, 200, size=400)
+    rate = rng.uniform(0.01, 0.4, size=400)
+    counts = np.round(rate * impressions).astype(np.int64)
+    exact = counts / impressions  # the observed rate itself as the prediction
+    labels = (counts > 0).astype(np.int64)
+    bins = calibration_bins(labels, exact, counts=counts, impressions=impressions)
+    assert sum(b.impressions for b in bins) == impressions.sum()
+    assert expected_calibration_error(bins) == pytest.approx(0.0, abs=1e-12)
+    # By hand for the lowest bin: engagements over impressions, and the weighted mean.
+    first = np.argsort(exact, kind="stable")[:40]
+    assert bins[0].observed_rate == pytest.approx(counts[first].sum() / impressions[first].sum())
+    assert bins[0].mean_predicted == pytest.approx(
+        np.sum(exact[first] * impressions[first]) / impressions[first].sum()
+    )
+    # Against the 0/1 label (what the report drew before), the same model is off by far.
+    assert expected_calibration_error(calibration_bins(labels, exact)) > 0.5
+    # A count above its impressions counts as one engagement per impression (the capped rate).
+    capped = calibration_bins(np.ones(2), np.array([0.5, 0.5]), 1, np.array([9, 1]), np.array([3, 1]))
+    assert capped[0].observed_rate == pytest.approx(1.0)
+    # Halving every prediction: observed/predicted 2, ECE the impression-weighted mean gap.
+    scored = scored_split(ranking_rows(8, 5, seed=4), lambda x, d: x)
+    n = scored.num_examples
+    scored = dataclasses.replace(
+        scored,
+        impressions=impressions[:n],
+        counts={t: counts[:n] for t in scored.tasks},
+        predictions={t: exact[:n] / 2 for t in scored.tasks},
+    )
+    metrics = calibration_metrics(scored, per_impression=True)
+    observed = counts[:n].sum()
+    assert metrics["click/observed_to_predicted"] == pytest.approx(
+        observed / np.sum(exact[:n] / 2 * impressions[:n])
+    )
+    assert metrics["click/observed_to_predicted"] == pytest.approx(2.0)
+    assert metrics["click/ece"] == pytest.approx(observed / impressions[:n].sum() / 2)
+    assert analyse(scored).tasks["click"].calibration_target == PER_IMPRESSION
+    binary = calibration_metrics(scored, per_impression=False)
+    assert binary["click/observed_to_predicted"] == pytest.approx(
+        np.count_nonzero(scored.labels["click"]) / np.sum(exact[:n] / 2)
+    )
 
 
 def test_impression_groups_by_percentile():
