@@ -105,6 +105,7 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
         seed=p.seed,
         precision=p.precision,
         loss_balancing=p.loss_balancing,
+        listwise_tasks=p.listwise_tasks,
         region_mask=p.region_mask,
         relevance_task=p.relevance_task,
         train_workers=p.train_workers,

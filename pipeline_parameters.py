@@ -152,6 +152,13 @@ class PipelineParameters:
         "(uncertainty for mlpr, fixed for the baselines).",
         choices=("", *BALANCING),
     )
+    listwise_tasks: str = _field(
+        "",
+        help="tasks trained with the listwise softmax loss over each query's products "
+        '(TF-Ranking\'s softmax cross-entropy), comma-separated (e.g. "click,purchase"); the '
+        "others keep the paper's pointwise cross-entropy. A listwise task's probability ranks "
+        "but is no longer a calibrated rate. Empty: none; with fine_tune_layers other than all.",
+    )
     region_mask: bool = _field(
         False,
         help="one model across markets: masks generated from each row's market on every "

@@ -49,6 +49,7 @@ MLPR_REGION_MASK = "mlpr (region mask)"  # trained on a log with markets (--mark
 MLPR_RELEVANCE_TASK = "mlpr (relevance task)"  # + the engagement relevance label as a task
 MLPR_NO_PRIOR = "mlpr (no prior)"
 MLPR_BEFORE = "mlpr (no prior; loss-selected)"
+MLPR_LISTWISE = "mlpr (listwise)"  # every task on the softmax loss over its query's list
 REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
 # MLPR with each other loss balancing (model/loss_balancing.py); "mlpr" is "uncertainty".
 BALANCING_VARIANTS = {f"mlpr ({b})": b for b in ("gradnorm", "dwa", "fixed")}
@@ -114,6 +115,7 @@ def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
             (("encoder_prior", False),),
             train_changes=(("select_on", "val_loss"),),
         ),
+        Variant(MLPR_LISTWISE, "mlpr", (("listwise_tasks", tuple(DEFAULT_TASKS)),)),
         *(
             Variant(label, "mlpr", (("loss_balancing", balancing),))
             for label, balancing in BALANCING_VARIANTS.items()
@@ -568,6 +570,7 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         MLPR_TINY,
         MLPR_NO_PRIOR,
         MLPR_BEFORE,
+        MLPR_LISTWISE,
         MLPR_POSITION_BIAS,
         MLPR_RELEVANCE_TASK,
         MLPR_ANY,

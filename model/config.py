@@ -73,6 +73,10 @@ class RankerConfig:
             predictions times it, so that the ranker learns relevance rather than where the old
             ranking put a product (model/position_bias.py). Serving never sees positions.
             0 disables it; rows logged without a position (0) are unaffected.
+        listwise_tasks: tasks trained with the listwise softmax loss over each query's
+            products (TF-Ranking's softmax cross-entropy; model/losses.py) instead of the
+            paper's pointwise cross-entropy; the rest stay pointwise. Their probabilities then
+            rank well but are no longer calibrated rates.
     """
 
     tasks: tuple[str, ...] = S.DEFAULT_TASKS
@@ -104,6 +108,7 @@ class RankerConfig:
     relevance_task: bool = False
     region_mask: bool = False
     position_buckets: int = 0
+    listwise_tasks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fine_tune_layers", check_fine_tune_layers(self.fine_tune_layers))
@@ -144,6 +149,17 @@ class RankerConfig:
             raise ValueError(f"tasks must be distinct names, at least one, got {self.tasks}")
         if not self.expert_units or not self.tower_units:
             raise ValueError("expert_units and tower_units must not be empty")
+
+    def check_listwise_tasks(self) -> None:
+        """listwise_tasks must be distinct tasks of this configuration (checked once the
+        tasks are the log's: TrainConfig.for_tasks)."""
+        known = (*self.tasks, *((S.RELEVANCE_TASK,) if self.relevance_task else ()))
+        unknown = [t for t in self.listwise_tasks if t not in known]
+        if unknown or len(set(self.listwise_tasks)) != len(self.listwise_tasks):
+            raise ValueError(
+                f"listwise_tasks must be distinct tasks of the log, {list(known)}; got "
+                f"{list(self.listwise_tasks)}"
+            )
 
     def replace(self, **changes) -> RankerConfig:
         return dataclasses.replace(self, **changes)

@@ -37,3 +37,34 @@ def binary_crossentropy(y_true, y_pred, epsilon=1e-7):
     y_true = ops.cast(y_true, y_pred.dtype)
     p = ops.clip(y_pred, epsilon, 1.0 - epsilon)
     return -_mean(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+
+
+def listwise_softmax_crossentropy(y_true, y_pred, list_ids, epsilon=1e-7):
+    """TF-Ranking's softmax loss over each list (the examples of one query in the batch):
+    the cross-entropy between the list's labels, normalised to sum to 1, and the softmax of
+    its scores, -sum_i y_i / sum_j y_j * log softmax(s)_i, averaged over the lists with a
+    positive label (a list without one carries no ranking signal); 0 for none.
+
+    `y_pred` are probabilities, scored by their logits s = log(p / (1 - p)); `list_ids` give
+    each example's list ([N] or [N, 1], equal ids: one list). Lists are found by comparing
+    ids within the batch (an [N, N] mask), so they need not be contiguous.
+
+    Example: one list, labels (1, 0), logits (0, 0): log 2.
+    >>> y, p = ops.convert_to_tensor([[1.0], [0.0]]), ops.convert_to_tensor([[0.5], [0.5]])
+    >>> round(float(listwise_softmax_crossentropy(y, p, ops.convert_to_tensor([[7], [7]]))), 4)
+    0.6931
+    """
+    p = ops.clip(ops.reshape(y_pred, (-1,)), epsilon, 1.0 - epsilon)
+    scores = ops.log(p) - ops.log(1.0 - p)
+    labels = ops.cast(ops.reshape(y_true, (-1,)), scores.dtype)
+    ids = ops.reshape(list_ids, (-1,))
+    same = ops.cast(ops.equal(ids[:, None], ids[None, :]), scores.dtype)  # [N, N]
+    # log sum_j exp(s_j) over each example's list, stably (the list's own max subtracted).
+    masked = ops.where(same > 0, scores[None, :], ops.full_like(same, -1e9))
+    top = ops.max(masked, axis=1, initial=-1e9)
+    log_norm = top + ops.log(ops.sum(same * ops.exp(scores[None, :] - top[:, None]), axis=1))
+    label_sum = ops.sum(same * labels[None, :], axis=1)  # each example's list's label sum
+    weights = ops.where(label_sum > 0, labels / ops.maximum(label_sum, epsilon), 0.0)
+    list_size = ops.sum(same, axis=1)
+    lists_with_positive = ops.sum(ops.where(label_sum > 0, 1.0 / list_size, 0.0))
+    return ops.sum(weights * (log_norm - scores)) / ops.maximum(lists_with_positive, 1.0)

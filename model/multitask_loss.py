@@ -8,8 +8,16 @@ from model.loss_balancing import (
     renormalised,
     weighted_sum,
 )
-from model.losses import binary_crossentropy, calibration_penalty, uncertainty_weighted_sum
+from model.losses import (
+    binary_crossentropy,
+    calibration_penalty,
+    listwise_softmax_crossentropy,
+    uncertainty_weighted_sum,
+)
 from model.position_bias import PositionBias
+
+# The label key that carries each example's list (its query) for listwise tasks.
+LIST_ID = "list_id"
 
 
 @keras.saving.register_keras_serializable(package="mlpr")
@@ -39,6 +47,9 @@ class MultiTaskLoss(keras.layers.Layer):
         funnel_size: how many of `tasks`, from the first, are funnel stages (None: all); the
             rest (e.g. an engagement relevance label, already position-debiased) are weighted
             like the others but take no part in the calibration penalty or the examination.
+        listwise_tasks: tasks trained with the listwise softmax loss over each query's
+            products (model/losses.listwise_softmax_crossentropy) instead of the pointwise
+            binary cross-entropy; their labels then carry LIST_ID, each example's query.
 
     Example:
     >>> layer = MultiTaskLoss(tasks=("click", "atc"))  # uncertainty, log sigma = 0 at first
@@ -60,12 +71,17 @@ class MultiTaskLoss(keras.layers.Layer):
         position_buckets=0,
         uncertainty_weighting=None,
         funnel_size=None,
+        listwise_tasks=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.tasks = tuple(tasks)
         if not self.tasks:
             raise ValueError("`tasks` must name at least one task")
+        self.listwise_tasks = tuple(listwise_tasks or ())
+        unknown = [t for t in self.listwise_tasks if t not in self.tasks]
+        if unknown:
+            raise ValueError(f"`listwise_tasks` {unknown} are not tasks of {self.tasks}")
         self.funnel_size = len(self.tasks) if funnel_size is None else int(funnel_size)
         if not 1 <= self.funnel_size <= len(self.tasks):
             raise ValueError(
@@ -138,13 +154,24 @@ class MultiTaskLoss(keras.layers.Layer):
         return input_shape
 
     def task_losses(self, y_true: dict, y_pred: dict) -> list:
-        """Each task's mean binary cross-entropy, in task order (times the examination
-        probability of the logged position when position-bias-aware)."""
+        """Each task's loss, in task order: its mean binary cross-entropy (times the
+        examination probability of the logged position when position-bias-aware), or for the
+        listwise tasks the softmax loss over each query's examples in the batch."""
         observed = y_pred
         if self.position_bias is not None and S.POSITION in y_true:
             examined = self.position_bias(y_true[S.POSITION])
             observed = {**y_pred, **{t: examined * y_pred[t] for t in self.funnel}}
-        return [binary_crossentropy(y_true[t], observed[t]) for t in self.tasks]
+        if self.listwise_tasks and LIST_ID not in y_true:
+            raise ValueError(
+                f"the listwise tasks {list(self.listwise_tasks)} need each example's query "
+                f"under {LIST_ID!r} in the labels"
+            )
+        return [
+            listwise_softmax_crossentropy(y_true[t], observed[t], y_true[LIST_ID])
+            if t in self.listwise_tasks
+            else binary_crossentropy(y_true[t], observed[t])
+            for t in self.tasks
+        ]
 
     @property
     def weights_now(self):
@@ -190,6 +217,7 @@ class MultiTaskLoss(keras.layers.Layer):
                 "calibration_weight": self.calibration_weight,
                 "position_buckets": self.position_buckets,
                 "funnel_size": self.funnel_size,
+                "listwise_tasks": list(self.listwise_tasks),
             }
         )
         return config

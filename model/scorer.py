@@ -138,6 +138,7 @@ def build_scorer(
         dwa_temperature=config.dwa_temperature,
         calibration_weight=config.calibration_weight,
         position_buckets=config.position_buckets,
+        listwise_tasks=config.listwise_tasks,
         dtype="float32",
         name=MultiTaskRanker.LOSS_LAYER,
     )(heads)

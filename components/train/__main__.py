@@ -57,6 +57,11 @@ from model.loss_balancing import BALANCING  # noqa: E402
     help="How the task losses are weighted; empty: the architecture's own.",
 )
 @click.option(
+    "--listwise-tasks",
+    default="",
+    help="Tasks trained with the listwise softmax loss, comma-separated (default: none).",
+)
+@click.option(
     "--region-mask/--no-region-mask",
     default=False,
     help="Masks generated from the market on each task's input and tower (logs with markets).",
@@ -106,6 +111,7 @@ def main(
     seed: int,
     precision: str,
     loss_balancing: str,
+    listwise_tasks: str,
     region_mask: bool,
     relevance_task: bool,
     chief_address: str,

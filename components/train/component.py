@@ -26,6 +26,7 @@ def train(
     seed: int = 0,
     precision: str = "auto",
     loss_balancing: str = "",
+    listwise_tasks: str = "",
     region_mask: bool = False,
     relevance_task: bool = False,
     train_workers: int = 1,
@@ -51,6 +52,7 @@ def train(
         seed: seeds initialisation, shuffling and dropout.
         precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
         loss_balancing: "uncertainty", "gradnorm", "dwa" or "fixed" ("": the architecture's).
+        listwise_tasks: tasks trained with the listwise softmax loss, comma-separated.
         region_mask: masks generated from the market on each task's input and tower.
         relevance_task: also learn the engagement relevance label (a task outside the funnel).
         train_workers: nodes that train together; above 1 the others run as a TrainJob.
@@ -79,6 +81,7 @@ def train(
         seed=seed,
         precision=precision,
         loss_balancing=loss_balancing,
+        listwise_tasks=listwise_tasks,
         region_mask=region_mask,
         relevance_task=relevance_task,
         train_workers=train_workers,

@@ -127,6 +127,11 @@ class TrainConfig:
                 "the relevance task trains with the encoder's outputs cached (fine_tune_layers 0 "
                 "or a number of top layers), not with fine_tune_layers 'all'"
             )
+        if ranker is not None and ranker.listwise_tasks and ranker.fine_tune_layers == ALL_LAYERS:
+            raise ValueError(
+                "listwise tasks train with the encoder's outputs cached (fine_tune_layers 0 or a "
+                "number of top layers), not with fine_tune_layers 'all'"
+            )
         if self.architecture != XGBOOST and self.architecture not in ARCHITECTURES:
             raise ValueError(
                 f"unknown architecture {self.architecture!r}; choose one of "
@@ -151,6 +156,7 @@ class TrainConfig:
         ranker = None
         if self.architecture != XGBOOST:
             ranker = self.ranker_config.replace(tasks=tasks)
+            ranker.check_listwise_tasks()
             if self.encoder_preset == TINY:
                 # Random weights: its cosine is noise, no prior worth keeping.
                 ranker = ranker.replace(encoder_prior=False)

@@ -125,6 +125,33 @@ def shuffled_epochs(
     return out
 
 
+def list_order(query_index: np.ndarray, seed: int) -> np.ndarray:
+    """A permutation of the examples that keeps each query's examples together, in their
+    order, with the queries in a random order drawn from `seed`."""
+    queries = np.unique(query_index)
+    rank = np.empty(int(queries.max()) + 1 if queries.size else 0, dtype=np.int64)
+    rank[queries] = np.random.default_rng(seed).permutation(queries.size)
+    return np.argsort(rank[query_index], kind="stable")
+
+
+def shuffled_lists(
+    columns: dict, query_index: np.ndarray, batch_size: int, seed: int, epochs: int
+) -> tf.data.Dataset:
+    """`epochs` passes over `columns` (equal-length arrays) in batches, each pass in a
+    `list_order` of its own seed, one after the other (as `shuffled_epochs`, for listwise
+    training: a batch holds whole queries, but for the one or two its edges cut)."""
+    passes = [
+        tf.data.Dataset.from_tensor_slices(
+            {name: values[order] for name, values in columns.items()}
+        ).batch(batch_size)
+        for order in (list_order(query_index, seed * 1_000 + epoch) for epoch in range(epochs))
+    ]
+    out = passes[0]
+    for one in passes[1:]:
+        out = out.concatenate(one)
+    return out
+
+
 def training_texts(files: list[str], tft_output: tft.TFTransformOutput, limit: int) -> list[str]:
     """Query and product texts of the training split (for learning a vocabulary)."""
     texts: list[str] = []
@@ -202,12 +229,17 @@ def cached_dataset(
     epochs: int = 1,
     *,
     tasks: Sequence[str],
+    lists: bool = False,
 ) -> tf.data.Dataset:
     """(cached-ranker inputs, labels) batches: each example's query and product rows looked
     up in the encoded texts (model/ranker.cached_ranker's inputs). `query_index` and
     `product_index` give each example's row in `encoded_queries` / `encoded_products`
     (text_cache.EncodedTexts): one vector per text, or token vectors padded per batch. With
-    `shuffle`, `epochs` shuffled passes (`shuffled_epochs`)."""
+    `shuffle`, `epochs` shuffled passes (`shuffled_epochs`). With `lists` (listwise tasks),
+    the labels carry each example's query (model/multitask_loss.LIST_ID), and shuffled
+    passes keep each query's examples together (`shuffled_lists`), so that a batch holds
+    whole lists (a batch's edges can cut one)."""
+    from model.multitask_loss import LIST_ID
     from model.ranker import (
         PRODUCT_HIDDEN,
         PRODUCT_MASK,
@@ -238,6 +270,10 @@ def cached_dataset(
             for name, column in label_map.items()
         },
     }
+    label_names = [*label_map]
+    if lists:
+        columns[LIST_ID] = query_index.astype(np.int64).reshape(-1, 1)
+        label_names.append(LIST_ID)
 
     def rows(side: str, index: tf.Tensor):
         values, starts, lengths = tables[side]
@@ -265,12 +301,15 @@ def cached_dataset(
                     PRODUCT_MASK: product_mask,
                 }
             )
-        return inputs, {name: batch[name] for name in label_map}
+        return inputs, {name: batch[name] for name in label_names}
 
-    data = tf.data.Dataset.from_tensor_slices(columns)
-    batches = (
-        shuffled_epochs(data, batch_size, seed, epochs, buffer=len(query_index))
-        if shuffle
-        else data.batch(batch_size)
-    )
+    if shuffle and lists:
+        batches = shuffled_lists(columns, query_index, batch_size, seed, epochs)
+    else:
+        data = tf.data.Dataset.from_tensor_slices(columns)
+        batches = (
+            shuffled_epochs(data, batch_size, seed, epochs, buffer=len(query_index))
+            if shuffle
+            else data.batch(batch_size)
+        )
     return batches.map(to_inputs).prefetch(tf.data.AUTOTUNE)

@@ -56,6 +56,7 @@ SETTINGS = (
     "seed",
     "precision",
     "loss_balancing",
+    "listwise_tasks",
     "region_mask",
     "relevance_task",
 )
@@ -65,11 +66,17 @@ def step_config(settings: dict, preset: str, text_cache_dir: str) -> TrainConfig
     """The TrainConfig of the step's `settings` (its parameters as the worker CLI spells
     them, `encoder_preset` included), starting from `preset`; "" text cache: this run's;
     "" loss balancing: the architecture's own."""
-    fixed = ("architecture", "fine_tune_layers", "loss_balancing", "region_mask", "relevance_task")
+    fixed = (
+        "architecture", "fine_tune_layers", "loss_balancing", "listwise_tasks", "region_mask",
+        "relevance_task",
+    )  # fmt: skip
     other = {k: v for k, v in settings.items() if k not in fixed}
     changes = {}
     if settings.get("loss_balancing", ""):
         changes["loss_balancing"] = settings["loss_balancing"]
+    listwise = tuple(t.strip() for t in settings.get("listwise_tasks", "").split(",") if t.strip())
+    if listwise:
+        changes["listwise_tasks"] = listwise
     for switch in ("region_mask", "relevance_task"):
         if settings.get(switch, False):
             changes[switch] = True
@@ -104,6 +111,7 @@ def train_step(
     seed: int,
     precision: str = "auto",
     loss_balancing: str = "",
+    listwise_tasks: str = "",
     region_mask: bool = False,
     relevance_task: bool = False,
     train_workers: int = 1,

@@ -480,6 +480,7 @@ def _cached_datasets(config, model, tft_output, train_files, eval_files, preproc
             targets=config.targets,
             epochs=config.max_epochs,
             tasks=tasks,
+            lists=bool(config.ranker_config.listwise_tasks),
         )  # fmt: skip
         for name, split, rows in (
             ("train", splits["train"], slice(0, cut)),

@@ -100,7 +100,9 @@ def test_calibration_against_the_count_per_impression():
     # Against the 0/1 label (what the report drew before), the same model is off by far.
     assert expected_calibration_error(calibration_bins(labels, exact)) > 0.5
     # A count above its impressions counts as one engagement per impression (the capped rate).
-    capped = calibration_bins(np.ones(2), np.array([0.5, 0.5]), 1, np.array([9, 1]), np.array([3, 1]))
+    capped = calibration_bins(
+        np.ones(2), np.array([0.5, 0.5]), 1, np.array([9, 1]), np.array([3, 1])
+    )
     assert capped[0].observed_rate == pytest.approx(1.0)
     # Halving every prediction: observed/predicted 2, ECE the impression-weighted mean gap.
     scored = scored_split(ranking_rows(8, 5, seed=4), lambda x, d: x)

@@ -70,3 +70,29 @@ def test_dwa_weights_follow_the_logged_task_losses(data, tmp_path):
     # Every epoch's loss is the weighted sum of its task losses, each a mean over the split.
     first = result.history["loss"][0]
     assert first == pytest.approx(sum(losses[0]), rel=1e-4)  # weights of 1 in epoch 1
+
+
+def test_a_listwise_task_trains_on_each_querys_list(data, tmp_path):
+    """RankerConfig.listwise_tasks: the click task takes the softmax loss over its query's
+    products, the others stay pointwise. The softmax loss of a list is about the log of its
+    length (here 10 queries of ~38 products, in batches of 64: lists of ~20 to 38), far
+    above the pointwise loss of a rate near 0.05 (below log 2)."""
+    config = train_config(**SETTINGS, ranker_changes={**SMALL, "listwise_tasks": ("click",)})
+    result = run_training(str(data / "tft"), str(data / "tx"), str(tmp_path), config, verbose=0)
+    model = keras.saving.load_model(str(tmp_path / layout.KERAS_MODEL_FILE))
+    assert loss_layer(model).listwise_tasks == ("click",)
+    assert min(result.history["click_loss"]) > np.log(10)
+    assert max(result.history["atc_loss"]) < np.log(2)
+    assert all(np.isfinite(result.history["val_click_loss"]))
+
+
+def test_listwise_tasks_must_be_the_logs_tasks_and_train_cached():
+    config = train_config(**SETTINGS, ranker_changes={**SMALL, "listwise_tasks": ("view",)})
+    with pytest.raises(ValueError, match="listwise_tasks must be distinct tasks of the log"):
+        config.for_tasks(S.DEFAULT_TASKS)
+    assert config.for_tasks(("view", "click")).ranker.listwise_tasks == ("view",)
+    with pytest.raises(ValueError, match="listwise tasks train with the encoder's outputs cached"):
+        train_config(
+            **{**SETTINGS, "fine_tune_layers": "all"},
+            ranker_changes={**SMALL, "listwise_tasks": ("click",)},
+        )
