@@ -34,6 +34,8 @@ import pandas as pd
 from contract.schema import DEFAULT_TASKS
 
 S_TITLE = "title"
+# The demo shop's log through the Home Depot adapter (`demo_as_homedepot`).
+DEMO_AS_HOMEDEPOT = "demo-homedepot"
 RUNS_FILE = "runs.jsonl"  # one finished (model, seed) run per line, so a long run can resume
 # Fields of a run record gathered into one list per model (one entry per seed).
 RESULT_FIELDS = ("metrics", "per_query", "groups", "speed", "seconds", "markets")
@@ -205,6 +207,23 @@ def with_encoder_cosine(log: pd.DataFrame, schema, preset: str, cache_dir: str):
     return log.assign(**{COSINE_FEATURE: np.clip(cosine, -1.0, 1.0)}), schema
 
 
+def demo_as_homedepot(queries: int, seed: int) -> pd.DataFrame:
+    """The demo shop (apparel, furniture, home goods) as a Home Depot source table: its
+    queries, product ids and titles, and its hidden grade 0-3 as a Home Depot grade 1-3; a
+    second shop for the Home Depot adapter, whose catalog and words differ."""
+    from components.ingest import demo_data
+
+    shop = demo_data.generate(queries, seed=seed, include_relevance=True)
+    return pd.DataFrame(
+        {
+            "search_term": shop["query"],
+            "product_uid": shop["product_id"].astype(str),
+            "product_title": shop["title"],
+            "relevance": 1.0 + shop["relevance"].to_numpy(float) * 2.0 / 3.0,
+        }
+    )
+
+
 def source_log(dataset: str, queries: int, seed: int, markets: tuple[str, ...] = ()):
     """(raw log, its schema): the demo shop of `queries` queries (in `markets`, when given), or
     `queries` Home Depot queries sampled with `seed`, engagement simulated with `seed`."""
@@ -216,6 +235,11 @@ def source_log(dataset: str, queries: int, seed: int, markets: tuple[str, ...] =
     if dataset == "demo":
         log = demo_data.generate(queries, seed=seed, include_relevance=True, markets=markets)
         schema = demo_data.demo_schema(markets)
+    elif dataset == DEMO_AS_HOMEDEPOT:
+        from components.ingest.adapters import homedepot
+
+        log = homedepot.simulate(demo_as_homedepot(queries, seed), seed=seed)
+        schema = homedepot.SCHEMA
     else:
         from components.ingest.adapters import homedepot
 
@@ -270,11 +294,12 @@ def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict
 
 
 def human_grades(log: pd.DataFrame, dataset: str) -> dict | None:
-    """{(query, product id): human relevance grade} of a Home Depot log, else None; for a
-    pair that comes more than once, the grade of its first row, the one ingest keeps."""
+    """{(query, product id): human relevance grade} of a log through the Home Depot adapter
+    (its `relevance` column), else None; for a pair that comes more than once, the grade of
+    its first row, the one ingest keeps."""
     from contract import schema as S
 
-    if dataset != "homedepot" or "relevance" not in log:
+    if dataset == "demo" or "relevance" not in log:
         return None
     grades: dict = {}
     # The first copy of a duplicated pair, as ingest keeps it (later copies are dead-lettered).
@@ -679,7 +704,11 @@ def write_report(results: dict, meta: dict, out: str) -> str:
 
 @click.command()
 @click.option(
-    "--dataset", type=click.Choice(["demo", "homedepot"]), default="demo", show_default=True
+    "--dataset",
+    type=click.Choice(["demo", "homedepot", DEMO_AS_HOMEDEPOT]),
+    default="demo",
+    show_default=True,
+    help=f"{DEMO_AS_HOMEDEPOT}: the demo shop through the Home Depot adapter.",
 )
 @click.option(
     "--queries", default=600, show_default=True, help="Demo size, or Home Depot queries sampled."
