@@ -99,6 +99,7 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
         encoder_preset=p.encoder_preset,
         fine_tune_layers=p.fine_tune_layers,
         text_cache_dir=p.text_cache_dir,
+        checkpoint_root=p.checkpoint_root,
         max_epochs=p.max_epochs,
         batch_size=p.batch_size,
         learning_rate=p.learning_rate,

@@ -189,6 +189,18 @@ class PipelineParameters:
         "or gate over the same texts and encoder), e.g. /mnt/mlpr/text_cache on the "
         "repository volume; empty: a temporary folder, for this run only.",
     )
+    checkpoint_root: str = _field(
+        "",
+        help="where the train step writes its training state after every epoch, so that a "
+        "step killed mid-training (a preempted node, an evicted pod) resumes at the next epoch "
+        "when it runs again: under this folder, keyed by the step's inputs and settings, so a "
+        "new run over the same (cached) inputs resumes too; e.g. /mnt/mlpr/checkpoints on "
+        "the repository volume. Empty: inside the step's model artifact, which a retry of "
+        "the same task shares. Removed once the model is written.",
+        local_default="runs/checkpoints",
+        local_help="training state of unfinished train steps, resumed by a rerun with the same "
+        "inputs and settings (empty: inside the step's model artifact).",
+    )
     pretrain_encoder: bool = _field(
         False,
         help="first pretrain the encoder on the log (two towers, 20 negatives per engaged "

@@ -273,6 +273,8 @@ def main(pipeline_root: str, verbose: bool, freeze_encoder: bool, cache: bool, *
     if freeze_encoder:
         params["fine_tune_layers"] = "0"
     params["model_base"] = os.path.abspath(params["model_base"])
+    if params["checkpoint_root"]:  # the step runs in a folder of its own
+        params["checkpoint_root"] = os.path.abspath(params["checkpoint_root"])
     params["serving_base"] = params["serving_base"] or params["model_base"]
     try:
         p = P.PipelineParameters(**params)

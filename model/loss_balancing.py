@@ -100,3 +100,11 @@ class DynamicWeightAverage(keras.callbacks.Callback):
         if len(self.history) >= 2:
             weights = dwa_weights(self.history[-1], self.history[-2], self.layer.dwa_temperature)
             self.layer.task_weights.assign(weights)
+
+    def backup_state(self) -> tuple[dict, list]:
+        """Its loss history, for a resumed run (components/train/backup.py); the weights
+        themselves are the loss layer's variables."""
+        return {"history": self.history}, []
+
+    def restore_state(self, state: dict, arrays: list) -> None:
+        self.history = [list(map(float, row)) for row in state["history"]]

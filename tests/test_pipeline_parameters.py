@@ -20,7 +20,12 @@ from local.run_pipeline import main as local_run
 
 # The local run differs on purpose: it runs on this machine (a local model repository that
 # the local server reads, CPU batching), where the compiled pipeline asks for a volume and GPUs.
-LOCAL_DEFAULTS = {"model_base": "runs/serving", "serving_base": None, "serving_batching": "cpu"}
+LOCAL_DEFAULTS = {
+    "model_base": "runs/serving",
+    "checkpoint_root": "runs/checkpoints",
+    "serving_base": None,
+    "serving_batching": "cpu",
+}
 
 
 def _golden() -> dict:

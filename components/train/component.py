@@ -20,6 +20,7 @@ def train(
     encoder_preset: str = "all-minilm-l6-v2",
     fine_tune_layers: str = "0",
     text_cache_dir: str = "",
+    checkpoint_root: str = "",
     max_epochs: int = 8,
     batch_size: int = 128,
     learning_rate: float = 0.001,
@@ -46,6 +47,8 @@ def train(
         encoder_preset: "tiny", "all-minilm-l6-v2", a keras-hub/Hugging Face dir or preset name.
         fine_tune_layers: the encoder's layers that train: "all", or the top k ("0": frozen).
         text_cache_dir: where the frozen encoder's outputs are kept for later runs ("": this run).
+        checkpoint_root: where unfinished training is backed up, keyed by the step's inputs and
+            settings ("": inside `model`, which a retry of the task shares).
         max_epochs: upper bound on epochs.
         batch_size: examples per training step and replica (GPU).
         learning_rate: AdamW learning rate at one replica (times sqrt(replicas) with more).
@@ -75,6 +78,7 @@ def train(
         encoder_preset=encoder_preset,
         fine_tune_layers=fine_tune_layers,
         text_cache_dir=text_cache_dir,
+        checkpoint_root=checkpoint_root,
         max_epochs=max_epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,

@@ -76,6 +76,11 @@ class TrainConfig:
         "mixed_float16", or "auto" (mixed_bfloat16 on GPUs of compute capability 8.0 and up,
         mixed_float16 on older GPUs, float32 on CPUs). Weights, the heads' sigmoids and the
         loss stay float32, and the exported model computes in float32.
+    backup_dir: where the training state is written after every epoch and read back when
+        training starts again after a kill (components/train/backup.py): a folder that a
+        retry of the same task finds again; removed once the model is exported. None: no
+        backup. The frozen encoder's outputs are cached there too when `text_cache_dir` is
+        None.
     """
 
     architecture: str = "mlpr"
@@ -98,6 +103,7 @@ class TrainConfig:
     precision: str = "auto"
     relevance_encoder: str = "all-minilm-l6-v2"
     select_on: str = "ndcg@5"
+    backup_dir: str | None = None
     select_task: str = ""
 
     def __post_init__(self) -> None:

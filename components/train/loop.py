@@ -26,6 +26,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from components.step_log import progress
+from components.train.backup import EpochBackup
 from model.multitask_loss import loss_layer
 from model.ranker import PRODUCT_PROJECTION, QUERY_PROJECTION
 
@@ -91,12 +93,18 @@ def fit(
     eval_steps: int,
     callbacks: list[keras.callbacks.Callback],
     verbose: int = 2,
+    backup: EpochBackup | None = None,
+    write_backup: bool = True,
 ) -> dict[str, list[float]]:
     """Train `model` (built in `strategy`'s scope) on `train_ds`, which holds every epoch's
     batches one after the other (`inputs.shuffled_epochs`), `steps_per_epoch` at a time, and
     evaluate on `eval_ds` (`eval_steps` batches) after each epoch. Batches are global: the
     strategy splits each over its replicas. `callbacks` see what `fit` would show them,
-    and may stop training (`model.stop_training`). Returns the history, as `fit` does."""
+    and may stop training (`model.stop_training`). Returns the history, as `fit` does.
+
+    With `backup` (backup.py), the whole training state is written there after every epoch
+    (by this process when `write_backup`: the chief), and a backup found there at the start
+    is restored: training goes on at the epoch after the one it saved, as if never stopped."""
     replicas = strategy.num_replicas_in_sync
     balancer = loss_layer(model)
     tasks = balancer.tasks
@@ -147,10 +155,27 @@ def fit(
         epochs=epochs,
         steps=steps_per_epoch,
     )
-    batches = iter(strategy.experimental_distribute_dataset(train_ds))
     model.stop_training = False
     callback_list.on_train_begin()
-    for epoch in range(epochs):
+    # Every variable whose value carries over from one epoch to the next, in a fixed order.
+    variables = [
+        *model.variables,
+        *optimizer.variables,
+        *(weight_optimizer.variables if gradnorm else []),
+    ]
+    start, logs = 0, {}
+    if backup is not None and backup.exists():
+        state = backup.restore(variables, callbacks)
+        start = state["epoch"] + 1
+        history.history = {name: list(values) for name, values in state["history"].items()}
+        history.epoch = list(range(start))
+        model.stop_training = bool(state["stopped"])
+        progress(f"resuming after epoch {start} of {epochs} from the backup in {backup.path}")
+    # Each epoch's batches follow the last one's: skip the epochs already trained.
+    batches = iter(strategy.experimental_distribute_dataset(train_ds.skip(start * steps_per_epoch)))
+    for epoch in range(start, epochs):
+        if model.stop_training:  # resumed from a backup written as training stopped
+            break
         callback_list.on_epoch_begin(epoch)
         train_metrics.reset()
         for step in range(steps_per_epoch):
@@ -164,6 +189,8 @@ def fit(
             eval_on(eval_batches)
         logs.update(eval_metrics.results("val_"))
         callback_list.on_epoch_end(epoch, logs)
+        if backup is not None and write_backup:
+            backup.save(epoch, variables, history.history, callbacks, model.stop_training)
         if model.stop_training:
             break
     callback_list.on_train_end(logs)

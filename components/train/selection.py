@@ -128,6 +128,27 @@ class RankingSelection(keras.callbacks.Callback):
                 self.best,
             )
 
+    def backup_state(self) -> tuple[dict, list]:
+        """Its state across epochs, for a resumed run (components/train/backup.py)."""
+        state = {
+            "best": float(self.best),
+            "best_epoch": self.best_epoch,
+            "wait": self._wait,
+            "initial": self.initial,
+        }
+        return state, list(self._best_weights or [])
+
+    def restore_state(self, state: dict, arrays: list) -> None:
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self._wait, self.initial = int(state["wait"]), dict(state["initial"])
+        self._best_weights = list(arrays) if arrays else None
+        if self.checkpoint and self._best_weights is not None:
+            # on_train_begin wrote the fresh model's weights there: write the best again.
+            current = self.model.get_weights()
+            self.model.set_weights(self._best_weights)
+            self.model.save_weights(self.checkpoint)
+            self.model.set_weights(current)
+
     def summary(self) -> dict:
         """What was selected, for train_info.json."""
         return {

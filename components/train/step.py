@@ -8,8 +8,13 @@ task; attention units pass information from click to add-to-cart to purchase;
 probability transfer chains the funnel; the task losses are weighted by learned
 uncertainty. The baselines are the same model with stages switched off ("mlp_single",
 "mlp_mtl", "esm2", "mmoe", "ple", "aitm"), or "xgboost": one XGBoost per task on the wide
-features, exported as TensorFlow ops. Training stops early on the eval-split loss and keeps
-the best epoch.
+features, exported as TensorFlow ops. Training stops early on the eval split's NDCG@5 and keeps
+the best epoch (components/train/selection.py).
+
+A killed step resumes: the training state is backed up after every epoch
+(components/train/backup.py) inside the model artifact, which a retry of the task shares, or
+under `checkpoint_root` keyed by the step's inputs and settings, which a new run over the
+same cached inputs finds too; the backup is removed once the model is written.
 
 The encoder starts from the pretrain step's preset unless that step was switched off (its
 output is then only a marker file), and from `encoder_preset` otherwise: "tiny" (random,
@@ -26,10 +31,13 @@ serving SavedModel (raw features in, probabilities out) and train_info.json.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 from components.step_log import progress
 from components.train.config import XGBOOST, TrainConfig, train_config
@@ -43,6 +51,24 @@ def starting_preset(pretrained_dir: str, encoder_preset: str) -> str:
     if os.path.exists(os.path.join(pretrained_dir, PRETRAIN_DISABLED_FILE)):
         return encoder_preset
     return pretrained_dir
+
+
+# The backup's folder inside the model artifact when no checkpoint_root is given.
+BACKUP_DIR = "backup"
+
+
+def backup_dir(
+    checkpoint_root: str, model_dir: str, inputs: Mapping[str, str], settings: Mapping
+) -> str:
+    """Where this step backs its training up: inside `model_dir` (a retry of the same task
+    writes the same artifact), or under `checkpoint_root` in a folder named by a hash of the
+    step's input artifacts (`inputs`: name -> URI) and training `settings`, so that a rerun
+    over the same inputs (cached steps keep their artifacts' URIs) with the same settings
+    finds it, and any other run does not."""
+    if not checkpoint_root:
+        return os.path.join(model_dir, BACKUP_DIR)
+    key = json.dumps({"inputs": dict(inputs), "settings": dict(settings)}, sort_keys=True)
+    return os.path.join(checkpoint_root, "train-" + hashlib.sha256(key.encode()).hexdigest()[:20])
 
 
 # The step's training settings, as the worker CLI (components/train/__main__.py) names them.
@@ -105,6 +131,7 @@ def train_step(
     encoder_preset: str,
     fine_tune_layers: str,
     text_cache_dir: str,
+    checkpoint_root: str = "",
     max_epochs: int,
     batch_size: int,
     learning_rate: float,
@@ -133,6 +160,10 @@ def train_step(
     preset = starting_preset(pretrained_dir, encoder_preset)
     config = step_config(settings, preset, text_cache_dir)
     if train_workers == 1:
+        inputs = {"transform": transform_dir, "transformed": transformed_dir, "pretrained": preset}
+        config = dataclasses.replace(
+            config, backup_dir=backup_dir(checkpoint_root, model_dir, inputs, settings)
+        )
         result = run_training(transform_dir, transformed_dir, model_dir, config)
     else:
         result = _train_with_workers(

@@ -21,6 +21,7 @@ import tensorflow_transform as tft
 
 from components.step_log import progress
 from components.train import loop
+from components.train.backup import EpochBackup, clean_stale
 from components.train.config import XGBOOST, TrainConfig
 from components.train.distribute import (
     Placement,
@@ -187,12 +188,18 @@ def run_training(
         tempfile.TemporaryDirectory(prefix="text-cache-") as scratch,
     ):
         os.makedirs(output_dir, exist_ok=True)
-        if config.text_cache_dir is None:  # a cache for this run only
-            config = dataclasses.replace(config, text_cache_dir=scratch)
-        return _train_and_export(
+        if config.backup_dir:
+            clean_stale(config.backup_dir)
+        if config.text_cache_dir is None:  # a cache for this run (and its retries) only
+            cache = os.path.join(config.backup_dir, "text_cache") if config.backup_dir else scratch
+            config = dataclasses.replace(config, text_cache_dir=cache)
+        result = _train_and_export(
             config, tft_output, raw_schema, train_files, eval_files, transformed_dir,
             output_dir, verbose, start, where,
         )  # fmt: skip
+        if config.backup_dir and where.is_chief:
+            EpochBackup(config.backup_dir).remove()  # the model is written: nothing to resume
+        return result
 
 
 def fit_ranker(
@@ -576,6 +583,8 @@ def _fit(
     steps_per_epoch = math.ceil(counts[0] / batch_size)
     if where.is_chief:
         callbacks.append(ProgressLines(config.max_epochs, steps_per_epoch))
+    # One process: its backup. Several workers would each need the chief's: not yet.
+    backup = EpochBackup(config.backup_dir) if config.backup_dir and where.workers == 1 else None
     return loop.fit(
         model,
         optimizer,
@@ -587,6 +596,7 @@ def _fit(
         eval_steps=math.ceil(counts[1] / batch_size),
         callbacks=callbacks,
         verbose=verbose,
+        backup=backup,
     )
 
 

@@ -133,3 +133,28 @@ def test_xgboost_trains_exports_and_logs_its_rounds(tmp_path):
     model_dir = tmp_path / "model"
     assert (model_dir / layout.SAVED_MODEL_DIR / "saved_model.pb").exists()
     assert (model_dir / layout.TRAIN_INFO_FILE).exists()
+
+
+def test_the_backup_folder_is_keyed_by_the_steps_inputs_and_settings(tmp_path):
+    from components.train.step import BACKUP_DIR, backup_dir
+
+    inputs = {
+        "transform": "/p/run1/transform/graph",
+        "transformed": "/p/run1/tx",
+        "pretrained": "x",
+    }
+    settings = {"architecture": "mlpr", "seed": 0, "max_epochs": 8}
+    # No root: inside the model artifact, which a retry of the task writes again.
+    assert backup_dir("", "/p/run2/train/model", inputs, settings) == os.path.join(
+        "/p/run2/train/model", BACKUP_DIR
+    )
+    root = str(tmp_path)
+    first = backup_dir(root, "/p/run2/train/model", inputs, settings)
+    # A new run over the same (cached) inputs and settings: the same folder, wherever its model.
+    assert (
+        backup_dir(root, "/p/run3/train/model", dict(reversed(inputs.items())), settings) == first
+    )
+    assert os.path.dirname(first) == root
+    # Another seed, or other inputs: another folder.
+    assert backup_dir(root, "m", inputs, {**settings, "seed": 1}) != first
+    assert backup_dir(root, "m", {**inputs, "transformed": "/p/run4/tx"}, settings) != first
