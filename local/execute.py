@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import warnings
 
+from components.lifeline import follow_runner, with_this_process
 from components.step_log import quiet
 
 
@@ -37,6 +39,10 @@ def main(run_file: str) -> int:
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     # Resource requests and GPUs are for the cluster (components/resources.py).
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+    # This process and every step end with the runner that started it, and the steps with this
+    # one too (components/lifeline.py).
+    follow_runner()
+    os.environ.update(with_this_process(os.environ))
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=run["pipeline_root"],

@@ -33,6 +33,7 @@ import click
 from rich.console import Console
 
 import pipeline_parameters as P
+from components.lifeline import with_this_process
 from local import view as V
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -172,7 +173,8 @@ def run_local(
             },
             fh,
         )
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # The orchestrator and every step end when this process does (components/lifeline.py).
+    env = with_this_process(dict(os.environ, PYTHONUNBUFFERED="1"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
     console.print(
         f"MLPR: running the pipeline locally (kfp.local), every step in a process of its own; "

@@ -72,6 +72,9 @@ def evaluate(
     from components.step_log import quiet
 
     quiet()  # before TensorFlow loads (components/step_log.py)
+    from components.lifeline import follow_runner
+
+    follow_runner()  # a local run's step ends with the run (components/lifeline.py)
 
     from components.evaluate.run import evaluate_step
 

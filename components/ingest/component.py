@@ -42,6 +42,9 @@ def ingest(
     from components.step_log import quiet
 
     quiet(tensorflow=False)  # ingest runs without TensorFlow
+    from components.lifeline import follow_runner
+
+    follow_runner()  # a local run's step ends with the run (components/lifeline.py)
 
     from components.ingest.step import ingest_step
 

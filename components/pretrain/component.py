@@ -37,6 +37,9 @@ def pretrain(
     from components.step_log import quiet
 
     quiet()  # before TensorFlow loads (components/step_log.py)
+    from components.lifeline import follow_runner
+
+    follow_runner()  # a local run's step ends with the run (components/lifeline.py)
 
     from components.artifacts import keep_metrics
     from components.pretrain.step import pretrain_step

@@ -39,6 +39,9 @@ def push(
     from components.step_log import quiet
 
     quiet()  # before TensorFlow loads (components/step_log.py)
+    from components.lifeline import follow_runner
+
+    follow_runner()  # a local run's step ends with the run (components/lifeline.py)
 
     from components.push.publish import push_step
 

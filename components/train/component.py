@@ -63,6 +63,9 @@ def train(
     from components.step_log import quiet
 
     quiet()  # before TensorFlow loads (components/step_log.py)
+    from components.lifeline import follow_runner
+
+    follow_runner()  # a local run's step ends with the run (components/lifeline.py)
 
     from components.artifacts import keep_metrics
     from components.train.step import train_step
