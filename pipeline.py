@@ -8,6 +8,7 @@ pipeline_parameters.py. The same DAG runs locally through kfp.local (`./dev demo
 local/run_pipeline.py) and on a cluster (k8s/run_pipeline.py).
 """
 
+import dataclasses
 from typing import NamedTuple
 
 import click
@@ -47,9 +48,11 @@ PIPELINE_DESCRIPTION = (
 PIPELINE_SUMMARY = "Trains, evaluates and (when blessed) publishes the MLPR ranker."
 
 
-def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
+def mlpr_dag(
+    p: PipelineParameters, retry: resources.Retry = resources.DEFAULT_RETRY
+) -> PipelineOutputs:
     """The DAG over the run parameters `p` (kfp pipeline channels; the GPU ones None in a
-    pipeline compiled without GPUs)."""
+    pipeline compiled without GPUs), each step retried as `retry` says."""
     # None in a pipeline compiled without GPUs: no step asks for one (build_pipeline).
     gpu = (
         None
@@ -69,12 +72,12 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
         max_bad_share=p.max_bad_share,
         beam_pipeline_args=p.beam_pipeline_args,
     )
-    resources.set_resources(ingested, resources.INGEST)
+    resources.set_resources(ingested, resources.INGEST, retry)
     resources.mount_repository(ingested, p.repository_pvc)
     transformed = transform(
         examples=ingested.outputs["examples"], beam_pipeline_args=p.beam_pipeline_args
     )
-    resources.set_resources(transformed, resources.TRANSFORM)
+    resources.set_resources(transformed, resources.TRANSFORM, retry)
     # One pretrain task, switched by pretrain_encoder: when off it only writes a marker and
     # train uses encoder_preset as it is. (Two branches joined by dsl.OneOf would spare the
     # GPU scheduling of that marker step, but kfp.local cannot run dsl.OneOf; the step is
@@ -89,7 +92,7 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
         hard_negatives=p.pretrain_hard_negatives,
         seed=p.seed,
     )
-    resources.set_resources(pretrained, resources.PRETRAIN)
+    resources.set_resources(pretrained, resources.PRETRAIN, retry)
     resources.use_gpus(pretrained, gpu)
     trained = train(
         transform_graph=transformed.outputs["transform_graph"],
@@ -114,7 +117,7 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
         worker_gpu_type="" if gpu is None else p.accelerator_type,
         worker_gpu_count=0 if gpu is None else p.accelerator_count,
     )
-    resources.set_resources(trained, resources.TRAIN)
+    resources.set_resources(trained, resources.TRAIN, retry)
     resources.expose_pod_ip(trained)
     resources.mount_repository(trained, p.repository_pvc)
     resources.use_gpus(trained, gpu)
@@ -135,7 +138,7 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
         relevance_encoder=p.relevance_encoder,
         reference_check=p.reference_check,
     )
-    resources.set_resources(evaluated, resources.EVALUATE)
+    resources.set_resources(evaluated, resources.EVALUATE, retry)
     resources.mount_repository(evaluated, p.repository_pvc)
     # Two locks on publishing: the branch runs only when blessed, and the pusher itself
     # refuses a model whose blessing is not positive.
@@ -148,7 +151,7 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
             serving_base=p.serving_base,
             serving_batching=p.serving_batching,
         )
-        resources.set_resources(pushed, resources.PUSH)
+        resources.set_resources(pushed, resources.PUSH, retry)
         resources.mount_repository(pushed, p.repository_pvc)
     return PipelineOutputs(
         examples=ingested.outputs["examples"],
@@ -158,8 +161,11 @@ def mlpr_dag(p: PipelineParameters) -> PipelineOutputs:
     )
 
 
-def build_pipeline(gpus: int = resources.DEFAULT_GPUS) -> GraphComponent:
-    """The pipeline for a cluster with GPUs (gpus > 0) or without (gpus == 0).
+def build_pipeline(
+    gpus: int = resources.DEFAULT_GPUS, retries: int = resources.DEFAULT_RETRY.count
+) -> GraphComponent:
+    """The pipeline for a cluster with GPUs (gpus > 0) or without (gpus == 0), every step
+    retried up to `retries` times (resources.Retry; 0: never).
 
     kfp takes a pipeline's parameters from its function's signature, here generated from the
     PipelineParameters table, and a run-time parameter can change a resource request but not
@@ -169,8 +175,8 @@ def build_pipeline(gpus: int = resources.DEFAULT_GPUS) -> GraphComponent:
     parameters. With gpus == 0 those parameters do not exist and no step asks for an
     accelerator, toleration or node selector.
     """
-    if gpus < 0:
-        raise ValueError(f"gpus must be 0 or more, got {gpus}")
+    if gpus < 0 or retries < 0:
+        raise ValueError(f"gpus and retries must be 0 or more, got {gpus} and {retries}")
     signature = P.signature(gpus=bool(gpus), returns=PipelineOutputs)
     if gpus:
         signature = signature.replace(
@@ -183,7 +189,8 @@ def build_pipeline(gpus: int = resources.DEFAULT_GPUS) -> GraphComponent:
     def pipeline_function(*channels):
         # kfp calls this with one channel per parameter, in signature order.
         given = dict(zip(signature.parameters, channels, strict=True))
-        return mlpr_dag(PipelineParameters(**(dict.fromkeys(P.GPU_PARAMETERS) | given)))
+        parameters = PipelineParameters(**(dict.fromkeys(P.GPU_PARAMETERS) | given))
+        return mlpr_dag(parameters, dataclasses.replace(resources.DEFAULT_RETRY, count=retries))
 
     pipeline_function.__signature__ = signature
     pipeline_function.__doc__ = P.docstring(PIPELINE_SUMMARY, gpus=bool(gpus))
@@ -194,8 +201,13 @@ def build_pipeline(gpus: int = resources.DEFAULT_GPUS) -> GraphComponent:
 mlpr_pipeline = build_pipeline()
 
 
-def compile_pipeline(path: str = DEFAULT_YAML, gpus: int = resources.DEFAULT_GPUS) -> str:
-    pipeline = mlpr_pipeline if gpus == resources.DEFAULT_GPUS else build_pipeline(gpus)
+def compile_pipeline(
+    path: str = DEFAULT_YAML,
+    gpus: int = resources.DEFAULT_GPUS,
+    retries: int = resources.DEFAULT_RETRY.count,
+) -> str:
+    default = gpus == resources.DEFAULT_GPUS and retries == resources.DEFAULT_RETRY.count
+    pipeline = mlpr_pipeline if default else build_pipeline(gpus, retries)
     compiler.Compiler().compile(pipeline, package_path=path)
     return path
 
@@ -217,9 +229,17 @@ def cli() -> None:
     help="GPUs per GPU step by default (a run parameter, accelerator_count); 0 compiles a "
     "pipeline for clusters without GPUs: no accelerator request, toleration or node selector.",
 )
-def compile_command(output: str, gpus: int) -> None:
+@click.option(
+    "--retries",
+    default=resources.DEFAULT_RETRY.count,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help=f"How often a failed step runs again (after {resources.DEFAULT_RETRY.backoff}, then "
+    f"{resources.DEFAULT_RETRY.factor:g} times longer each time); 0: never.",
+)
+def compile_command(output: str, gpus: int, retries: int) -> None:
     """Compile the pipeline to Kubeflow Pipelines IR YAML."""
-    click.echo(compile_pipeline(output, gpus))
+    click.echo(compile_pipeline(output, gpus, retries))
 
 
 if __name__ == "__main__":

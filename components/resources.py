@@ -61,6 +61,34 @@ PUSH = StepResources(cpu="500m", memory="1Gi", cache=False)
 
 
 @dataclasses.dataclass(frozen=True)
+class Retry:
+    """How often a failed step runs again, and after how long (KFP's retry policy, fixed at
+    compile time: the IR's RetryPolicy holds numbers, not run parameters).
+
+    Every step is safe to run again: ingest and transform replace what an earlier attempt
+    wrote before they write, train resumes from its last epoch's backup
+    (components/train/backup.py), evaluate rewrites its verdict, and push publishes a version
+    by renaming a whole copy into place.
+
+    Args:
+        count: retries after the first attempt (0: none).
+        backoff: the wait before the first retry ("30s").
+        factor: each next wait is the last one times this.
+        max_duration: no retry starts after this long ("3600s").
+    """
+
+    count: int
+    backoff: str = "30s"
+    factor: float = 2.0
+    max_duration: str = "3600s"
+
+
+# A preempted node or an evicted pod costs a retry, not the run.
+DEFAULT_RETRY = Retry(count=2)
+NO_RETRY = Retry(count=0)
+
+
+@dataclasses.dataclass(frozen=True)
 class GpuRequest:
     """The GPU settings of a step, usually pipeline parameters (channels) so a run picks them.
 
@@ -75,13 +103,23 @@ class GpuRequest:
     node_selector: Any
 
 
-def set_resources(task: PipelineTask, step: StepResources) -> PipelineTask:
-    """Sets the step's CPU and memory requests and its caching."""
-    return (
+def set_resources(
+    task: PipelineTask, step: StepResources, retry: Retry = DEFAULT_RETRY
+) -> PipelineTask:
+    """Sets the step's CPU and memory requests, its caching and its retries."""
+    task = (
         task.set_cpu_request(step.cpu)
         .set_memory_request(step.memory)
         .set_caching_options(enable_caching=step.cache)
     )
+    if retry.count:
+        task.set_retry(
+            num_retries=retry.count,
+            backoff_duration=retry.backoff,
+            backoff_factor=retry.factor,
+            backoff_max_duration=retry.max_duration,
+        )
+    return task
 
 
 def mount_repository(task: PipelineTask, pvc_name: Any) -> PipelineTask:

@@ -26,7 +26,7 @@ def main(run_file: str) -> int:
     quiet()
     from kfp import local
 
-    from pipeline import mlpr_pipeline
+    from pipeline import build_pipeline
 
     with open(run_file, encoding="utf-8") as fh:
         run = json.load(fh)
@@ -50,7 +50,7 @@ def main(run_file: str) -> int:
         enable_caching=run["cache"],
     )
     try:
-        task = mlpr_pipeline(**run["parameters"])
+        task = build_pipeline(retries=run.get("retries", 0))(**run["parameters"])
     except RuntimeError as err:
         print(f"error: the pipeline failed: {err}", file=sys.stderr)
         return 1

@@ -152,10 +152,16 @@ def _show_failure(console: Console, steps: V.StepView, logs: StepLogs) -> None:
 
 
 def run_local(
-    p: P.PipelineParameters, pipeline_root: str, verbose: bool, console: Console, cache: bool = True
+    p: P.PipelineParameters,
+    pipeline_root: str,
+    verbose: bool,
+    console: Console,
+    cache: bool = True,
+    retries: int = 0,
 ) -> int:
     """Run the DAG over `p` and print the view and the summary; the exit status. `cache`:
-    steps that cache reuse an earlier run's outputs for the same inputs."""
+    steps that cache reuse an earlier run's outputs for the same inputs; `retries`: how often
+    a failed step runs again (pipeline.build_pipeline)."""
     from local.summary import format_summary
 
     before = _versions(p.model_base, p.model_name)
@@ -169,6 +175,7 @@ def run_local(
                 "pipeline_root": pipeline_root,
                 "outputs": outputs_file,
                 "cache": cache,
+                "retries": retries,
                 "parameters": parameters,
             },
             fh,
@@ -268,7 +275,18 @@ def run_local(
     "their inputs are the same, as Kubeflow does (input files are compared by path, not "
     "content); --no-cache runs every step.",
 )
-def main(pipeline_root: str, verbose: bool, freeze_encoder: bool, cache: bool, **params) -> None:
+@click.option(
+    "--retries",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How often a failed step runs again, as the compiled pipeline's retry policy does "
+    "on Kubeflow (2). Locally a failure is shown at once: run again, and the finished steps "
+    "come from the cache and training resumes from its last epoch (--checkpoint-root).",
+)
+def main(
+    pipeline_root: str, verbose: bool, freeze_encoder: bool, cache: bool, retries: int, **params
+) -> None:
     """Run the MLPR pipeline locally (kfp.local) on the demo shop or your logs, with a live
     view of its steps, and print a summary."""
     console = Console(highlight=False, soft_wrap=True)
@@ -285,7 +303,7 @@ def main(pipeline_root: str, verbose: bool, freeze_encoder: bool, cache: bool, *
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     os.makedirs(p.model_base, exist_ok=True)
-    sys.exit(run_local(p, os.path.abspath(pipeline_root), verbose, console, cache))
+    sys.exit(run_local(p, os.path.abspath(pipeline_root), verbose, console, cache, retries))
 
 
 if __name__ == "__main__":

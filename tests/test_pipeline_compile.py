@@ -233,3 +233,30 @@ def test_run_refuses_pretraining_tiny_on_its_top_layer_before_any_step(tmp_path)
     assert refused.exit_code == 2
     assert "'tiny' encoder is random" in refused.output and "got 1" in refused.output
     assert not root.exists()  # no step ran
+
+
+def test_every_step_retries_as_compiled(tmp_path):
+    """Every step runs again after a failure (a preempted node, an evicted pod), with backoff;
+    `compile --retries 0` and the local run (build_pipeline(retries=0)) never retry."""
+    from click.testing import CliRunner
+
+    from components import resources
+    from pipeline import cli
+
+    spec, _ = _documents(GOLDEN)
+    for step, task in _tasks(spec).items():
+        if step not in _STEPS:
+            continue
+        assert task["retryPolicy"] == {
+            "maxRetryCount": resources.DEFAULT_RETRY.count,
+            "backoffDuration": resources.DEFAULT_RETRY.backoff,
+            "backoffFactor": resources.DEFAULT_RETRY.factor,
+            "backoffMaxDuration": resources.DEFAULT_RETRY.max_duration,
+        }, step
+    assert resources.DEFAULT_RETRY.count >= 1
+    out = tmp_path / "once.yaml"
+    result = CliRunner().invoke(cli, ["compile", "--retries", "0", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    never, _ = _documents(str(out))
+    assert not any("retryPolicy" in task for task in _tasks(never).values())
+    assert set(_tasks(never)) == set(_tasks(spec))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 import tensorflow as tf
+import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
@@ -58,10 +59,13 @@ def run_transform(
     beam_args: Sequence[str] = (),
     temp_dir: str | None = None,
 ) -> None:
-    """Analyze the train split of `examples_dir`, write the transform graph and every split."""
+    """Analyze the train split of `examples_dir`, write the transform graph and every split.
+    What an earlier attempt left in the output folders (a killed step, retried) is removed
+    first, so no shard of it mixes with this one's."""
     _check_inputs(examples_dir)
     raw_schema = load_raw_schema(examples_dir)
     temp_dir = temp_dir or tempfile.mkdtemp(prefix="tft-")
+    clear_earlier_outputs(transform_output_dir, transformed_examples_dir)
 
     tf.io.gfile.makedirs(transform_output_dir)
     # The raw schema travels with the transform graph: the export needs it for its signatures.
@@ -80,6 +84,20 @@ def run_transform(
             pipeline, examples_dir, transform_output_dir, transformed_examples_dir, raw_schema
         )
     progress("wrote the transform graph and the transformed splits")
+
+
+def clear_earlier_outputs(transform_output_dir: str, transformed_examples_dir: str) -> None:
+    """Remove the transform graph and the transformed splits' shards found there."""
+    for name in (
+        tft.TFTransformOutput.TRANSFORM_FN_DIR,
+        tft.TFTransformOutput.TRANSFORMED_METADATA_DIR,
+    ):
+        path = os.path.join(transform_output_dir, name)
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+    for split in S.SPLITS:
+        for shard in tf.io.gfile.glob(layout.split_pattern(transformed_examples_dir, split)):
+            tf.io.gfile.remove(shard)
 
 
 def build_transform(

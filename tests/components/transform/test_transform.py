@@ -209,3 +209,26 @@ def test_zscores_are_the_float64_formula_rounded_once(tmp_path):
         got = parsed[S.zscore_name(feature)].numpy()[order]
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_retry_replaces_what_a_killed_attempt_left(tmp_path):
+    """A transform killed half-way leaves shards and part of a graph behind; running it again
+    into the same folders (a retried step) gives only this attempt's outputs."""
+    raw = write_raw_dataset(
+        str(tmp_path / "raw"), {"train": TRAIN, "eval": EVAL, "test": TEST}, SCHEMA
+    )
+    out, examples = tmp_path / "tft", tmp_path / "transformed"
+    stale = examples / "train" / f"data-00007-of-00009{layout.RECORD_SUFFIX}"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half a shard of an earlier attempt")
+    (out / tft.TFTransformOutput.TRANSFORM_FN_DIR).mkdir(parents=True)
+    (out / tft.TFTransformOutput.TRANSFORM_FN_DIR / "saved_model.pb").write_bytes(b"partial")
+    run_transform(raw, str(out), str(examples), temp_dir=str(tmp_path / "tmp"))
+    shards = tf.io.gfile.glob(layout.split_pattern(str(examples), "train"))
+    assert str(stale) not in shards and shards
+    tft_output = tft.TFTransformOutput(str(out))
+    rows = sum(
+        int(b.shape[0]) for b in tf.data.TFRecordDataset(shards, compression_type="GZIP").batch(100)
+    )
+    assert rows == len(TRAIN)
+    assert "query" in tft_output.transformed_feature_spec()
