@@ -365,8 +365,9 @@ def _status(port) -> dict:
 
 def test_swap_broken_push_and_removal_under_16_threads_fail_no_request(model, tmp_path):
     """latest:2 serves versions 1 and 2 by number; then under 16 client threads: version 3 is
-    pushed (swap), a broken version 4 is pushed (retried, reported, never served), versions 4
-    and 3 are removed (fallback to 2). No request fails."""
+    pushed (swap), a broken version 4 is pushed (retried, never served, and reported END with
+    its load error once removed), versions 4 and 3 are removed (fallback to 2). No request
+    fails."""
     base = tmp_path / "repo"
     for version in (1, 2):
         _push_copy(model[1], base, version)
@@ -408,13 +409,18 @@ def test_swap_broken_push_and_removal_under_16_threads_fail_no_request(model, tm
         broken = base / "mlpr" / "4"
         broken.mkdir()
         shutil.copy(Path(model[1]) / "saved_model.pb", broken)
-        wait_for(lambda: _status(port).get(4, ("", ""))[1], "the broken version's error")
-        state, message = _status(port)[4]
-        assert state == "END" and message and str(base) not in message  # no server path
+        wait_for(
+            lambda: any(v.version == 4 and v.error for v in server.versions.statuses()),
+            "the broken version's first failed load",
+        )
+        assert _status(port)[4][0] in ("LOADING", "END")  # LOADING while it is retried
         mark = len(seen)
         wait_for(lambda: len(seen) >= mark + 32, "traffic after the broken push")
         assert set(seen[mark:]) <= {3}
-        shutil.rmtree(broken)
+        shutil.rmtree(broken)  # no longer wanted: retries cancelled, END with its error
+        wait_for(lambda: _status(port)[4][0] == "END", "the broken version to end")
+        state, message = _status(port)[4]
+        assert message and str(base) not in message  # the load error, no server path
         shutil.rmtree(base / "mlpr" / "3")
         wait_for(lambda: _status(port).get(3, ("",))[0] == "END", "version 3 to unload")
         unloaded = time.monotonic()
