@@ -9,8 +9,10 @@ serving.server` is started on it as a user starts it, and the client (serving/cl
 ranks 100 candidate products per request, from 1, 4 and 16 threads, with the raw signature
 (every candidate's text encoded in the request) and with pre-computed product embeddings.
 
-Prints p50/p95/p99 latency and throughput per cell, measured in this run, and then the same
-requests timed in-process on the loaded SavedModel at concurrency 1 (no gRPC, no
+Prints p50/p95/p99 latency and throughput per cell, measured in this run; then, at
+concurrency 1, the same request over gRPC (PredictionService.Predict) and over the server's
+REST API (`--rest-port`, a kept-alive connection, columnar JSON), taking turns, against the
+target of a REST p50 within 1.5x of gRPC's; and then the same requests timed in-process on the loaded SavedModel at concurrency 1 (no gRPC, no
 serialization), which splits each end-to-end figure into model time and serving overhead.
 The paper's Table 5 (V100) is printed beside. Client and server share this machine's CPUs.
 
@@ -26,11 +28,14 @@ the report gives the ratios.
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import click
@@ -40,6 +45,8 @@ CONCURRENCY = (1, 4, 16)
 SIGNATURES = {"raw": "serving_default", "precomputed": "rank_precomputed"}
 # A model and its reference take turns this many times in every measured cell.
 ROUNDS = 6
+# REST predict p50 at concurrency 1 against gRPC's, same request, kept-alive connections.
+REST_TARGET_RATIO = 1.5
 # The paper's Table 5: p99 latency of ranking a query's candidates on a V100.
 PAPER_TABLE5_P99_MS = {"raw": 171.0, "precomputed": 112.0}
 GOALS_P99_MS = {
@@ -200,6 +207,55 @@ def start_server(model_base: str, port: int, log_path: str, *options: str) -> su
             time.sleep(0.5)
     process.terminate()
     raise RuntimeError(f"the server did not become SERVING within 300 s; see {log_path}")
+
+
+class RestPredict:
+    """POST `{"signature_name": ..., "inputs": {...}}` to the server's REST API on one
+    kept-alive connection per thread; returns the outputs as arrays."""
+
+    def __init__(self, port: int, model_name: str = "mlpr"):
+        self.port = port
+        self.path = f"/v1/models/{model_name}:predict"
+        self._local = threading.local()
+
+    def __call__(self, signature: str, inputs: dict) -> dict:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection("127.0.0.1", self.port, 60)
+        body = json.dumps({"signature_name": signature, "inputs": inputs})
+        conn.request("POST", self.path, body, {"Content-Type": "application/json"})
+        answer = conn.getresponse()
+        data = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"REST predict failed with {answer.status}: {data[:300]!r}")
+        return {k: np.asarray(v) for k, v in json.loads(data)["outputs"].items()}
+
+
+def grpc_against_rest(
+    client,
+    rest: RestPredict,
+    requests: list,
+    features: list,
+    precomputed: bool,
+    max_requests: int,
+    max_seconds: float,
+) -> dict:
+    """The same Predict over gRPC and REST at concurrency 1, in turn; checks they agree."""
+    from serving.client import ranking_inputs
+
+    signature = SIGNATURES["precomputed" if precomputed else "raw"]
+    prepared = [ranking_inputs(q, p, features, precomputed) for q, p in requests]
+    grpc_scores = client.predict(signature, prepared[0])[0]["score"]
+    rest_scores = rest(signature, prepared[0])["score"]
+    np.testing.assert_allclose(rest_scores, grpc_scores, rtol=1e-6)
+    calls = {
+        "gRPC": lambda inputs: client.predict(signature, inputs),
+        "REST": lambda inputs: rest(signature, inputs),
+    }
+    for inputs in prepared[:3]:
+        for call in calls.values():
+            call(inputs)
+    return run_in_turn(calls, prepared, 1, max_requests, max_seconds)
 
 
 def summarize(latencies_s: list[float], wall_s: float) -> dict:
@@ -408,7 +464,7 @@ def main(
     schema = S.RawSchema.load(os.path.join(tft_dir, layout.SCHEMA_FILE))
     requests = candidate_lists(log, schema, 64, candidates, seed)
 
-    rows, model_rows, flops, exports = [], [], {}, {}
+    rows, model_rows, rest_rows, flops, exports = [], [], [], {}, {}
     if reference_tree and "base" in names:
         raise click.BadParameter("--reference-tree measures tiny and minilm only")
     trees = [(e, e, None) for e in names]
@@ -431,10 +487,15 @@ def main(
         labels = [label for e, label, _ in trees if e == encoder]
         servers, clients = {}, {}
         try:
+            rest = None
             for label in labels:
                 port = free_port()
                 log_path = os.path.join(work, f"server_{label.replace(' ', '_')}.log")
-                servers[label] = start_server(exported[label][0], port, log_path)
+                options = ()
+                if label == encoder:  # this tree's server also answers REST
+                    rest = RestPredict(free_port())
+                    options = ("--rest-port", str(rest.port))
+                servers[label] = start_server(exported[label][0], port, log_path, *options)
                 clients[label] = RankingClient(f"127.0.0.1:{port}", timeout_s=60.0)
             for mode in ("precomputed", "raw"):
                 precomputed = mode == "precomputed"
@@ -446,6 +507,21 @@ def main(
                     calls[label] = lambda r, c=client, f=features, p=precomputed: c.rank(
                         r[0], r[1], f, p
                     )
+                cells = grpc_against_rest(
+                    clients[encoder],
+                    rest,
+                    requests,
+                    feature_names_of(clients[encoder], precomputed),
+                    precomputed,
+                    max_requests,
+                    max_seconds,
+                )
+                rest_rows.append({"encoder": encoder, "mode": mode, **cells})
+                click.echo(
+                    f"[{encoder}] {mode:<11} c=1   gRPC p50 {cells['gRPC']['p50']:.1f} ms  "
+                    f"REST p50 {cells['REST']['p50']:.1f} ms",
+                    err=True,
+                )
                 for level in levels:
                     cells = run_in_turn(calls, requests, level, max_requests, max_seconds)
                     for label, cell in cells.items():
@@ -501,6 +577,23 @@ def main(
         "## End to end: serving/client.py -> gRPC -> serving/server.py",
         "",
         table(rows),
+        "## gRPC and REST: the same Predict request, concurrency 1, kept-alive connections",
+        "",
+        "Each request's inputs built once; the gRPC call builds its PredictRequest, the REST "
+        "call its JSON body (columnar), and each decodes the answer; the two take turns. "
+        f"Target: REST p50 within {REST_TARGET_RATIO}x of gRPC's.",
+        "",
+        "| encoder | products | gRPC p50 ms | gRPC p99 ms | REST p50 ms | REST p99 ms | "
+        "REST / gRPC p50 | target |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['encoder']} | {r['mode']} | {r['gRPC']['p50']:.1f} | {r['gRPC']['p99']:.1f} | "
+            f"{r['REST']['p50']:.1f} | {r['REST']['p99']:.1f} | "
+            f"{r['REST']['p50'] / r['gRPC']['p50']:.2f}x | "
+            f"{'met' if r['REST']['p50'] <= REST_TARGET_RATIO * r['gRPC']['p50'] else 'MISSED'} |"
+            for r in rest_rows
+        ),
+        "",
         "## The model alone: the same requests on the SavedModel in-process, concurrency 1",
         "",
         table(model_rows),

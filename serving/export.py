@@ -16,7 +16,8 @@ are 1-D, one entry per candidate product, except where said):
 - `encode_products`: the product fields -> `product_embedding` (float32 [N, d], psi(i)),
   for batch jobs that pre-compute embeddings.
 - `score_examples`: `examples`, serialized raw `tf.Example`s as ingest writes them (batch
-  scoring and evaluation); the same graph as `serving_default`.
+  scoring and evaluation); the same graph as `serving_default`, and the same features: an
+  example needs no more than `serving_default` takes (no `position`, no `description`).
 
 The ranking signatures return `click`, `atc`, `purchase` (P(click), P(click, add-to-cart),
 P(click, add-to-cart, purchase)) and `score`, their weighted sum (weights fixed at export).
@@ -36,7 +37,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from contract import schema as S
-from contract.features import raw_feature_spec, serving_feature_spec
+from contract.features import serving_feature_spec
 from model.ranker import categorical_input_names
 from model.scorer import folded_scorer
 from serving.first_layer import SplitScorer
@@ -132,7 +133,9 @@ def export_serving_model(
         archive.track(graph.split)
 
     names = list(_raw_dtypes(raw_schema))
-    parse_spec = raw_feature_spec(raw_schema, with_labels=False)
+    # What serving_default takes, parsed from each example: the logged position and the
+    # description (training-only) are not required, and an example that has them still parses.
+    parse_spec = serving_feature_spec(raw_schema)
     archive.add_endpoint(
         SERVING_DEFAULT, graph.rank_raw, input_signature=[_signature(raw_schema, names)]
     )

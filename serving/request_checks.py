@@ -18,6 +18,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
+# The largest request, over gRPC (a message) and REST (a body): a request at the candidate
+# limit (1,024) with every raw product field is about 0.3 MB of row-format JSON, less as a
+# proto; 4 MiB is gRPC's own default. TF Serving sets no limit.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 MAX_MESSAGE_CHARS = 1024  # errors longer than this are cut, with an ellipsis
 MAX_VALUE_CHARS = 64  # a request value quoted in an error is cut to this
 

@@ -6,7 +6,8 @@ run where no `tensorflow_model_server` binary exists:
 
 - `tensorflow.serving.PredictionService`: Predict, GetModelMetadata (signature_def);
 - `tensorflow.serving.ModelService`: GetModelStatus;
-- `grpc.health.v1.Health`: SERVING once a version is loaded;
+- `grpc.health.v1.Health`: SERVING while a version is AVAILABLE, NOT_SERVING while none is
+  (none loaded yet, or every version directory removed);
 - with `--rest-port`, TF Serving's REST API (serving/rest.py): predict in row or columnar
   JSON, model status and metadata, errors as `{"error": ...}` with TF Serving's HTTP codes.
 
@@ -37,17 +38,24 @@ import click
 import grpc
 import tensorflow as tf
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
-    model_service_pb2_grpc,
+    inference_pb2,
+    model_management_pb2,
     predict_pb2,
-    prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from serving import tfs_config
-from serving.request_checks import RequestError, bounded, checked_array, quoted
+from serving.request_checks import (
+    MAX_REQUEST_BYTES,
+    RequestError,
+    bounded,
+    checked_array,
+    quoted,
+)
 from serving.signatures import SERVING_DEFAULT
 from serving.versions import (
     AVAILABLE,
@@ -66,6 +74,7 @@ log = logging.getLogger(__name__)
 # TF Serving never splits a request across batches: no more candidates than one CPU batch.
 DEFAULT_MAX_CANDIDATES = tfs_config.BATCHING_PROFILES["cpu"].max_batch_size
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
 _ASSERTION = re.compile(r"assertion failed: (.*?)(?:\n|$)", re.DOTALL)
 
 
@@ -92,6 +101,7 @@ class ModelServer:
         policy: VersionPolicy = LATEST,
         max_load_retries: int = MAX_LOAD_RETRIES,
         retry_interval_s: float = RETRY_INTERVAL_S,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
     ):
         if max_candidates < 1:
             raise ValueError(f"max_candidates must be >= 1, got {max_candidates}")
@@ -104,16 +114,19 @@ class ModelServer:
             max_load_retries,
             retry_interval_s,
             warmup=self._warmup,
-            on_switch=lambda _: self._set_health(True),
+            on_switch=lambda served: self._set_health(served is not None),
         )
+        self.workers = workers
+        self.max_request_bytes = max_request_bytes
         self.health = health.HealthServicer()
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
+            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict"),
+            options=[
+                ("grpc.max_receive_message_length", max_request_bytes),
+                ("grpc.max_send_message_length", max_request_bytes),
+            ],
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            _PredictionService(self), self._server
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self), self._server)
+        self._server.add_generic_rpc_handlers(_services(self))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port: int | None = None
         self.rest_port: int | None = None
@@ -139,7 +152,9 @@ class ModelServer:
         port); returns the bound port."""
         from serving.rest import RestApi, RestServer
 
-        self._rest = RestServer(RestApi(self), host, port)
+        self._rest = RestServer(
+            RestApi(self), host, port, self.workers, max_body_bytes=self.max_request_bytes
+        )
         self.rest_port = self._rest.start()
         log.info("REST API of %r on %s:%d", self.model_name, host, self.rest_port)
         return self.rest_port
@@ -191,7 +206,7 @@ class ModelServer:
             raise RequestError(
                 grpc.StatusCode.NOT_FOUND,
                 f"Servable not found for request: {wanted} (loaded versions: {loaded or 'none'}, "
-                f"policy {self.versions.policy}, under {self.versions.model_root})",
+                f"policy {self.versions.policy})",
             )
         return served
 
@@ -281,14 +296,9 @@ class ModelServer:
             entry.version = s.version
             entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(s.state)
             entry.status.SetInParent()  # TF Serving always reports a status, OK included
-            if s.error:
-                entry.status.error_code = (
-                    error_codes_pb2.UNKNOWN if s.state == END else error_codes_pb2.UNAVAILABLE
-                )
-                entry.status.error_message = (
-                    f"load attempt {s.attempts} of {self.versions.max_load_retries + 1} "
-                    f"failed: {s.error}"
-                )
+            if s.state == END and s.error:  # while LOADING (retries too) the status is OK
+                entry.status.error_code = s.error_code
+                entry.status.error_message = s.error
         return response
 
     def _inputs(self, request, signature: str, specs: dict, limit: bool = True) -> dict:
@@ -342,23 +352,83 @@ def _clean(detail: str) -> str:
     return text.replace("\\'", "'")
 
 
-class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, server: ModelServer):
-        self.server = server
+class _Undecodable:
+    """A request whose bytes are not the message its method takes."""
 
-    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
-        return _answer(context, lambda: self.server.predict(request))
-
-    def GetModelMetadata(self, request, context):  # noqa: N802
-        return _answer(context, lambda: self.server.metadata(request))
+    def __init__(self, message: str, error: Exception):
+        self.message = message
+        self.error = error
 
 
-class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, server: ModelServer):
-        self.server = server
+def _decoder(message_class):
+    def decode(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except Exception as err:  # protobuf's DecodeError, or an unpaired UTF-8 string
+            return _Undecodable(message_class.DESCRIPTOR.full_name, err)
 
-    def GetModelStatus(self, request, context):  # noqa: N802
-        return _answer(context, lambda: self.server.model_status(request.model_spec))
+    return decode
+
+
+def _services(server: ModelServer) -> tuple:
+    """TF Serving's PredictionService and ModelService over `server`, every method of them
+    registered. gRPC's own registration logs a traceback for a message that does not parse
+    and for a method a servicer lacks; here each is one log line and TF Serving's status."""
+    implemented = {
+        "Predict": server.predict,
+        "GetModelMetadata": server.metadata,
+        "GetModelStatus": lambda request: server.model_status(request.model_spec),
+    }
+    services = {
+        PREDICTION_SERVICE: {
+            "Classify": classification_pb2.ClassificationRequest,
+            "Regress": regression_pb2.RegressionRequest,
+            "Predict": predict_pb2.PredictRequest,
+            "MultiInference": inference_pb2.MultiInferenceRequest,
+            "GetModelMetadata": get_model_metadata_pb2.GetModelMetadataRequest,
+        },
+        MODEL_SERVICE: {
+            "GetModelStatus": get_model_status_pb2.GetModelStatusRequest,
+            "HandleReloadConfigRequest": model_management_pb2.ReloadConfigRequest,
+        },
+    }
+    return tuple(
+        grpc.method_handlers_generic_handler(
+            service,
+            {
+                name: grpc.unary_unary_rpc_method_handler(
+                    _method(f"{service}/{name}", implemented.get(name)),
+                    request_deserializer=_decoder(request_class),
+                    response_serializer=lambda response: response.SerializeToString(),
+                )
+                for name, request_class in methods.items()
+            },
+        )
+        for service, methods in services.items()
+    )
+
+
+def _method(name: str, handler):
+    def call(request, context):
+        if isinstance(request, _Undecodable):
+            # gRPC's C++ server (TF Serving's) answers INTERNAL when a message does not parse.
+            log.warning(
+                "%s: INTERNAL, the request is not a %s (%s)",
+                name,
+                request.message,
+                bounded(request.error, 200),
+            )
+            context.abort(grpc.StatusCode.INTERNAL, f"Failed to parse request as {request.message}")
+        if handler is None:
+            log.info("%s: UNIMPLEMENTED", name)
+            context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{name} is not implemented by this server: the model serves predict "
+                "signatures (Predict)",
+            )
+        return _answer(context, lambda: handler(request))
+
+    return call
 
 
 def _answer(context, handler):
@@ -406,6 +476,13 @@ def _answer(context, handler):
 )
 @click.option("--max-load-retries", default=MAX_LOAD_RETRIES, show_default=True, type=int)
 @click.option(
+    "--max-request-bytes",
+    default=MAX_REQUEST_BYTES,
+    show_default=True,
+    type=int,
+    help="The largest gRPC message and REST body.",
+)
+@click.option(
     "--load-retry-interval-seconds", default=RETRY_INTERVAL_S, show_default=True, type=float
 )
 def main(
@@ -420,6 +497,7 @@ def main(
     policy,
     max_load_retries,
     load_retry_interval_seconds,
+    max_request_bytes,
 ) -> None:
     """Serve MODEL_BASE/MODEL_NAME over TF Serving's gRPC API."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -435,6 +513,7 @@ def main(
         version_policy,
         max_load_retries,
         load_retry_interval_seconds,
+        max_request_bytes,
     )
     bound = server.start(host, port, poll_seconds)
     rest = (

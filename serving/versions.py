@@ -10,9 +10,14 @@ does (its `ServableVersionPolicy` and `AvailabilityPreservingPolicy`, and the re
 - a version the policy wants is loaded (and its warmup requests replayed) before a version
   it no longer wants is unloaded, so that something is always served: when the newest
   directory disappears, the next one loads and takes over, and the old one serves until then;
-- a failed load is retried, `max_load_retries` times at `retry_interval_s`; the attempts and
-  the last error show in `statuses()` (GetModelStatus), and after the last one the version
-  ends in END with its error;
+- a failed load is retried, `max_load_retries` times at `retry_interval_s`, the version
+  LOADING meanwhile; after the last attempt it ends in END with the load error and that
+  error's own status code (GetModelStatus), as TF Serving's LoaderHarness reports it;
+- a version that is still LOADING when the policy no longer wants it (a newer version
+  came, or its directory went) has its retries cancelled and ends in END, with its last
+  load error if it had one (TF Serving's CancelLoadServableRetry); a version that ended and
+  is wanted again (back on disk, or the newest again) starts afresh;
+- error texts name versions by `<model_name>/<version>`, never by the server's own path;
 - requests hold the version they started with: a swap fails none of them.
 """
 
@@ -26,10 +31,10 @@ from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops of the serving graph)
-from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.core.protobuf import error_codes_pb2, saved_model_pb2
 
 from serving.repository import SAVED_MODEL_PB, numeric_versions
-from serving.request_checks import bounded
+from serving.request_checks import RequestError, bounded
 from serving.warmup import read_warmup_requests
 
 log = logging.getLogger(__name__)
@@ -59,13 +64,29 @@ class ServedVersion:
 @dataclasses.dataclass
 class VersionStatus:
     """What GetModelStatus reports of one version: LOADING (also between load retries),
-    AVAILABLE, or END (unloaded, or failed for good); `error` is the last load error."""
+    AVAILABLE, or END (unloaded, failed for good, or given up when no longer wanted);
+    `error` is the last load error and `error_code` its status code (error_codes_pb2);
+    `retired`: ended and no longer wanted, so wanting it again starts afresh."""
 
     version: int
     state: str = LOADING
     error: str = ""
+    error_code: int = error_codes_pb2.OK
     attempts: int = 0
     retry_at: float = 0.0
+    retired: bool = False
+
+
+def load_error_code(err: BaseException) -> int:
+    """The status code of a failed load, as TensorFlow's loader would report it: an OpError's
+    own code, NOT_FOUND for a missing file, a refused warmup request's code, else UNKNOWN."""
+    if isinstance(err, tf.errors.OpError):
+        return err.error_code
+    if isinstance(err, RequestError):  # gRPC numbers its codes as error_codes_pb2 does
+        return err.code.value[0]
+    if isinstance(err, FileNotFoundError):
+        return error_codes_pb2.NOT_FOUND
+    return error_codes_pb2.UNKNOWN
 
 
 def load_version(version: int, path: Path) -> ServedVersion:
@@ -118,7 +139,8 @@ class VersionManager:
     Args:
         warmup: called with each newly loaded version and its warmup requests; an exception
             fails the load.
-        on_switch: called with the new newest version whenever it changes.
+        on_switch: called with the new newest version whenever it changes (None: no
+            version is available any more).
         clock: seconds, monotonic (tests pass their own).
     """
 
@@ -180,25 +202,37 @@ class VersionManager:
                     self._loaded = {v: s for v, s in self._loaded.items() if v != version}
                     self._status[version] = VersionStatus(version, END)
                     log.info("unloaded version %d of %r", version, self.model_name)
-            for version, status in self._status.items():  # gone before it ever loaded
-                if version not in on_disk and status.state == LOADING:
+            for version, status in self._status.items():
+                if version in wanted or version in self._loaded:
+                    continue
+                if status.state == LOADING:  # waiting for a retry, or gone before a load
                     status.state = END
+                    if status.error:
+                        log.info(
+                            "version %d of %r is no longer wanted: its load retries are cancelled",
+                            version,
+                            self.model_name,
+                        )
+                status.retired = status.state == END
             after = self.current
-            if after is not None and after is not before:
-                log.info(
-                    "serving version %d of %r (was %s)",
-                    after.version,
-                    self.model_name,
-                    before.version if before else "none",
-                )
+            if after is not before:
+                if after is None:
+                    log.warning("no version of %r is available", self.model_name)
+                else:
+                    log.info(
+                        "serving version %d of %r (was %s)",
+                        after.version,
+                        self.model_name,
+                        before.version if before else "none",
+                    )
                 if self._on_switch is not None:
                     self._on_switch(after)
             return after
 
     def _try_load(self, version: int, path: Path) -> None:
         status = self._status.get(version)
-        if status is None or (status.state == END and not status.error):
-            status = self._status[version] = VersionStatus(version)  # new, or back on disk
+        if status is None or status.retired:
+            status = self._status[version] = VersionStatus(version)  # new, or wanted again
         if status.state == END or self._clock() < status.retry_at:
             return
         status.attempts += 1
@@ -207,7 +241,8 @@ class VersionManager:
             if self._warmup is not None:
                 self._warmup(candidate, read_warmup_requests(str(path)))
         except Exception as err:  # a broken version must not take the server down
-            status.error = bounded(f"{type(err).__name__}: {err}")
+            status.error = self._without_root(bounded(f"{type(err).__name__}: {err}"))
+            status.error_code = load_error_code(err)
             last = status.attempts > self.max_load_retries
             status.state = END if last else LOADING
             status.retry_at = self._clock() + self.retry_interval_s
@@ -222,7 +257,15 @@ class VersionManager:
             )
             return
         self._loaded = {**self._loaded, version: candidate}
-        status.state, status.error = AVAILABLE, ""
+        status.state, status.error, status.error_code = AVAILABLE, "", error_codes_pb2.OK
+
+    def _without_root(self, text: str) -> str:
+        """`text` with the model's directory written `<model_name>`: an error a client reads
+        names no path of the server's."""
+        roots = {str(self.model_root), str(self.model_root.resolve())}
+        for root in sorted(roots, key=len, reverse=True):
+            text = text.replace(root, self.model_name)
+        return text
 
     def start(self, poll_seconds: float) -> None:
         if poll_seconds <= 0:

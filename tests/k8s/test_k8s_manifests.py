@@ -148,11 +148,14 @@ def test_tfserving_reads_the_model_the_pipeline_pushes(overlay):
     pvc = one(render("storage"), "PersistentVolumeClaim")
     assert pvc["metadata"]["name"] == resources.REPOSITORY_PVC
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]  # pipeline pods and replicas
-    # Ready once that model answers on REST.
+    # Ready while a version of that model is AVAILABLE: its metadata answers 200 only then
+    # (tests/serving/test_server_health.py asks the local server the same path); alive while
+    # the process listens.
     assert container["readinessProbe"]["httpGet"] == {
-        "path": f"/v1/models/{model.name}",
+        "path": f"/v1/models/{model.name}/metadata",
         "port": "http",
     }
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "grpc"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -81,6 +81,32 @@ def test_one_query_raw_precomputed_and_examples_agree(model):
     np.testing.assert_allclose(per_pair["score"].numpy(), click + atc + purchase, rtol=1e-5)
 
 
+def test_score_examples_takes_what_serving_default_takes(model):
+    """An example holding only serving_default's inputs (no logged position, no description,
+    no labels) is scored, as serving_default scores the same candidates."""
+    _, loaded = model
+    rows = catalog_rows(6, query="red boots")
+    raw = loaded.signatures[SERVING_DEFAULT]
+    names = raw.structured_input_signature[1]
+    assert S.POSITION not in names and S.DESCRIPTION not in names
+
+    def example(row) -> bytes:
+        features = {}
+        for name, spec in names.items():
+            if spec.dtype == tf.string:
+                value = tf.train.BytesList(value=[str(row[name]).encode()])
+                features[name] = tf.train.Feature(bytes_list=value)
+            else:
+                value = tf.train.FloatList(value=[float(row[name])])
+                features[name] = tf.train.Feature(float_list=value)
+        return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+    scored = loaded.signatures[SCORE_EXAMPLES](examples=tf.constant([example(r) for r in rows]))
+    expected = raw(**named_inputs(raw, rows))
+    for key in output_keys(S.DEFAULT_TASKS):
+        np.testing.assert_allclose(scored[key].numpy(), expected[key].numpy(), rtol=1e-5)
+
+
 def test_queries_of_a_batch_are_scored_as_their_own(model):
     """Two queries in one request (TF Serving's batching joins requests): each candidate is
     scored with its own query, as if sent alone."""

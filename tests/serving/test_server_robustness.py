@@ -365,8 +365,9 @@ def _status(port) -> dict:
 
 def test_swap_broken_push_and_removal_under_16_threads_fail_no_request(model, tmp_path):
     """latest:2 serves versions 1 and 2 by number; then under 16 client threads: version 3 is
-    pushed (swap), a broken version 4 is pushed (retried, reported, never served), versions 4
-    and 3 are removed (fallback to 2). No request fails."""
+    pushed (swap), a broken version 4 is pushed (retried, never served, and reported END with
+    its load error once removed), versions 4 and 3 are removed (fallback to 2). No request
+    fails."""
     base = tmp_path / "repo"
     for version in (1, 2):
         _push_copy(model[1], base, version)
@@ -408,13 +409,18 @@ def test_swap_broken_push_and_removal_under_16_threads_fail_no_request(model, tm
         broken = base / "mlpr" / "4"
         broken.mkdir()
         shutil.copy(Path(model[1]) / "saved_model.pb", broken)
-        wait_for(lambda: _status(port).get(4, ("", ""))[1], "the broken version's error")
-        state, message = _status(port)[4]
-        assert state in ("LOADING", "END") and "failed" in message
+        wait_for(
+            lambda: any(v.version == 4 and v.error for v in server.versions.statuses()),
+            "the broken version's first failed load",
+        )
+        assert _status(port)[4][0] in ("LOADING", "END")  # LOADING while it is retried
         mark = len(seen)
         wait_for(lambda: len(seen) >= mark + 32, "traffic after the broken push")
         assert set(seen[mark:]) <= {3}
-        shutil.rmtree(broken)
+        shutil.rmtree(broken)  # no longer wanted: retries cancelled, END with its error
+        wait_for(lambda: _status(port)[4][0] == "END", "the broken version to end")
+        state, message = _status(port)[4]
+        assert message and str(base) not in message  # the load error, no server path
         shutil.rmtree(base / "mlpr" / "3")
         wait_for(lambda: _status(port).get(3, ("",))[0] == "END", "version 3 to unload")
         unloaded = time.monotonic()
@@ -442,7 +448,6 @@ def rest(server):
 
 
 def _http(url: str, method: str = "GET", body=None, raw: bytes | None = None):
-    import json
     import urllib.error
     import urllib.request
 
@@ -459,6 +464,11 @@ def _http(url: str, method: str = "GET", body=None, raw: bytes | None = None):
 def _json_inputs(n=3):
     inputs = ranking_inputs("red boots", catalog_rows(n), FEATURES, precomputed=True)
     return {k: list(v) for k, v in inputs.items()}
+
+
+def _full(**changed) -> dict:
+    """Every input of rank_precomputed for 3 candidates, with `changed` ones replaced."""
+    return {**_json_inputs(), **changed}
 
 
 def test_rest_predict_in_row_and_columnar_format_equals_grpc(server, rest):
@@ -528,35 +538,35 @@ REST_ERRORS = [
     (
         "/v1/models/mlpr:predict",
         "POST",
-        {"signature_name": RANK_PRECOMPUTED, "inputs": {"query": [[[[[[[[[["x"]]]]]]]]]]}},
+        {"signature_name": RANK_PRECOMPUTED, "inputs": _full(query=[[[[[[[[[["x"]]]]]]]]]])},
         400,
         "nests lists",
     ),
     (
         "/v1/models/mlpr:predict",
         "POST",
-        {"signature_name": RANK_PRECOMPUTED, "inputs": {"query": [1.5]}},
+        {"signature_name": RANK_PRECOMPUTED, "inputs": _full(query=[1.5])},
         400,
         "takes strings",
     ),
     (
         "/v1/models/mlpr:predict",
         "POST",
-        {"signature_name": RANK_PRECOMPUTED, "inputs": {"query": [{"b64": "***"}]}},
+        {"signature_name": RANK_PRECOMPUTED, "inputs": _full(query=[{"b64": "***"}])},
         400,
         "no valid base64",
     ),
     (
         "/v1/models/mlpr:predict",
         "POST",
-        {"signature_name": RANK_PRECOMPUTED, "inputs": {"price": ["cheap"]}},
+        {"signature_name": RANK_PRECOMPUTED, "inputs": _full(price=["cheap", 1.0, 2.0])},
         400,
         "takes numbers",
     ),
     (
         "/v1/models/mlpr:predict",
         "POST",
-        {"signature_name": RANK_PRECOMPUTED, "inputs": {"price": [[1.0], [2.0, 3.0]]}},
+        {"signature_name": RANK_PRECOMPUTED, "inputs": _full(price=[[1.0], [2.0, 3.0]])},
         400,
         "rectangular",
     ),
@@ -568,7 +578,67 @@ REST_ERRORS = [
         400,
         "Failed to convert version",
     ),
-    ("/v2/models/mlpr", "GET", None, 400, "Malformed request"),
+    ("/v2/models/mlpr", "GET", None, 404, "Not found"),
+    ("/", "GET", None, 404, "Not found"),
+    ("/v1/models/mlpr:PREDICT", "POST", {"instances": [1]}, 400, "Malformed request"),
+    ("/v1/models/mlpr", "PUT", {"instances": [1]}, 400, "Malformed request: PUT"),
+    ("/v1/models/mlpr", "DELETE", None, 400, "Malformed request: DELETE"),
+    ("/v1/models/mlpr:predict", "PATCH", None, 400, "Malformed request: PATCH"),
+    ("/v1/models/mlpr", "OPTIONS", None, 400, "Malformed request: OPTIONS"),
+    ("/v1/models/mlpr:predict", "POST", b"", 400, "The document is empty"),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "inputs": {"query": ["a"]}},
+        400,
+        "Missing named input: discount in 'inputs' object.",
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "instances": ["a", "b"]},
+        400,
+        "instances is a plain list",
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "instances": [{"b64": "AA=="}]},
+        400,
+        # A b64 object is a value, as json_tensor.cc reads it: the first input's.
+        "input 'discount' takes numbers (float32), got an object",
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": SCORE_EXAMPLES, "instances": [{"b64": "AA=="}, {"examples": "x"}]},
+        400,
+        "Expecting value/list but got object at item 1",
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "inputs": _full(price=[1.0] * 100_000)},
+        400,
+        "input 'price' has 100000 entries, at most 64",
+    ),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        {"signature_name": RANK_PRECOMPUTED, "instances": [{"query": "a"}] * 100_000},
+        400,
+        "'instances' has 100000 entries, at most 64",
+    ),
+    # A lone surrogate, as an input name, a value and a signature name: a client's mistake.
+    ("/v1/models/mlpr:predict", "POST", b'{"inputs":{"\\ud800":1}}', 400, "Missing named input"),
+    (
+        "/v1/models/mlpr:predict",
+        "POST",
+        b'{"signature_name":"rank_precomputed","instances":[{"\\ud800":1}]}',
+        400,
+        "\\ud800",
+    ),
+    ("/v1/models/mlpr:predict", "POST", b'{"signature_name":"\\udcff"}', 400, "not found"),
     ("/v1/models/shoes", "GET", None, 404, "Could not find any versions"),
     ("/v1/models/mlpr/versions/7", "GET", None, 404, "Could not find version 7"),
 ]
@@ -600,62 +670,3 @@ def test_rest_bad_values_are_refused_by_the_model_and_the_limits(rest):
         {"signature_name": RANK_PRECOMPUTED, "inputs": many},
     )
     assert code == 400 and "300" in answer["error"], answer
-
-
-def test_rest_fuzzing_never_answers_500_and_keeps_serving(rest):
-    rng = random.Random(1)
-    junk = [
-        None,
-        True,
-        -1,
-        1e308,
-        float("nan"),
-        "",
-        "x" * 5000,
-        [],
-        {},
-        [[1]],
-        {"b64": "AA=="},
-        "\udcff",
-    ]
-
-    def mutate(body):
-        inputs = body["inputs"]
-        kind = rng.randrange(6)
-        name = rng.choice(sorted(inputs))
-        if kind == 0:
-            inputs[name] = rng.choice(junk)
-        elif kind == 1:
-            inputs[name][rng.randrange(len(inputs[name]))] = rng.choice(junk)
-        elif kind == 2:
-            del inputs[name]
-        elif kind == 3:
-            inputs[f"extra{rng.randrange(3)}"] = inputs[name]
-        elif kind == 4:
-            inputs[name] = [inputs[name]] * rng.randint(1, 3)
-        else:
-            body[rng.choice(["signature_name", "instances", "junk"])] = rng.choice(junk)
-        return body
-
-    codes: collections.Counter = collections.Counter()
-    for i in range(1, 151):
-        body = {"signature_name": RANK_PRECOMPUTED, "inputs": _json_inputs()}
-        for _ in range(rng.choice([1, 1, 2])):
-            with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):
-                mutate(body)
-        raw = json.dumps(body, allow_nan=True).encode("utf-8", "surrogatepass")
-        code, answer = _http(f"{rest}/v1/models/mlpr:predict", "POST", raw=raw)
-        codes[code] += 1
-        assert code < 500, answer
-        assert code == 200 or (
-            set(answer) == {"error"} and len(answer["error"]) <= MAX_MESSAGE_CHARS
-        )
-        if i % 50 == 0:
-            code, good = _http(
-                f"{rest}/v1/models/mlpr:predict",
-                "POST",
-                {"signature_name": RANK_PRECOMPUTED, "inputs": _json_inputs()},
-            )
-            assert code == 200 and len(good["outputs"]["score"]) == 3
-    print(f"REST fuzz: {dict(codes)}")
-    assert codes[400] >= 100  # the run did exercise the checks
