@@ -174,3 +174,48 @@ def test_typed_parquet_columns_are_checked_as_the_row_reader_reads_them(tmp_path
     reasons = {d["row"]: d["reason"] for d in by_columns.dead_letters}
     assert reasons == {3: "missing_value", 4: "not_a_number", 5: "missing_value"}  # 5: "1_0"
     assert all(type(d["row"]) is int for d in by_columns.dead_letters)
+
+
+def test_parquet_counts_beyond_2_53_are_kept_exactly_or_out_of_range(tmp_path):
+    """Integer counts are compared as integers: 2^53 + 1 stays 2^53 + 1 (a float64 would
+    make it 2^53 and miss the funnel violation below), 2^62 is kept, and a uint64 beyond
+    int64 is out_of_range, on the column path as on the row path."""
+    big = [2**53 + 1, 2**62, 2**53, 2**64 - 1, 2**63 - 1]
+    clicks = [2**53 + 1, 2**62 - 1, 2**53 + 1, 5, 2**63 - 1]
+    rows = [good_row(product_id=f"P{i}") for i in range(len(big))]
+    for kind in (pa.int64(), pa.uint64()):
+        keep = big if kind == pa.uint64() else [*big[:3], 7, big[4]]
+        table = pa.Table.from_pylist(rows)
+        for name, values in ((S.IMPRESSIONS, keep), (S.CLICKS, clicks)):
+            table = table.set_column(table.column_names.index(name), name, pa.array(values, kind))
+        for name in (S.ADD_TO_CART, S.PURCHASES):
+            table = table.set_column(
+                table.column_names.index(name), name, pa.array([1] * len(big), kind)
+            )
+        path = tmp_path / f"log-{kind}.parquet"
+        pq.write_table(table, path)
+        found = list(blocks.read_blocks(str(path), "parquet", "utf-8"))
+        records = [found[0].record(i) for i in range(len(found[0]))]
+        by_rows = columnar.check_block(
+            blocks.RowBlock(str(path), records=records), S.DEMO_SCHEMA, "utf-8", "reject", {}, []
+        )
+        by_columns = columnar.check_block(found[0], S.DEMO_SCHEMA, "utf-8", "reject", {}, [])
+        assert _decided(by_columns)[1] == _decided(by_rows)[1]
+        (part,) = by_columns.kept
+        kept = dict(zip(part.columns[S.PRODUCT_ID], part.columns[S.IMPRESSIONS], strict=True))
+        letters = [(d["row"], d["reason"], d["field"]) for d in by_columns.dead_letters]
+        if kind == pa.uint64():
+            assert kept == {"P0": 2**53 + 1, "P1": 2**62, "P4": 2**63 - 1}
+            assert letters == [
+                (3, "funnel_violation", S.CLICKS),
+                (4, "out_of_range", S.IMPRESSIONS),
+            ]
+            assert by_columns.dead_letters[1]["message"] == (
+                f"row 4 of {path.name}: field 'impressions' is beyond the largest count, "
+                "2^63 - 1: 18446744073709551615"
+            )
+        else:
+            assert kept == {"P0": 2**53 + 1, "P1": 2**62, "P3": 7, "P4": 2**63 - 1}
+            assert letters == [(3, "funnel_violation", S.CLICKS)]
+        clicks_kept = dict(zip(part.columns[S.PRODUCT_ID], part.columns[S.CLICKS], strict=True))
+        assert clicks_kept["P0"] == 2**53 + 1 and clicks_kept["P1"] == 2**62 - 1
