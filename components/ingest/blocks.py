@@ -131,6 +131,7 @@ def _arrow_csv(path: str, encoding: str, header: list[str]) -> Iterator[pa.Recor
             parse_options=pa_csv.ParseOptions(newlines_in_values=False),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(header, pa.string()),
+                include_columns=[name for name in header if name],  # as `readers.read_csv`
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),

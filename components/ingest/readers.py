@@ -2,7 +2,8 @@
 number (Parquet is read in blocks by `blocks`, its rows numbered by position).
 
 CSV rows are numbered by data record (header excluded; a quoted field may span lines), JSONL
-rows by line number. Text is decoded with errors="surrogateescape",
+rows by line number. A CSV column without a name in the header (a spreadsheet's trailing empty
+columns) counts for the width of a row, and its fields are ignored like an extra column's. Text is decoded with errors="surrogateescape",
 so bytes that are invalid in the declared encoding survive as surrogates and validation can
 dead-letter the row that holds them instead of failing the whole file.
 """
@@ -136,7 +137,7 @@ def read_csv(path: str, encoding: str) -> Iterator[RawRecord]:
                 problem = f"has {len(fields)} fields but the header has {len(header)}"
                 yield RawRecord(path, row, None, fields, problem)
             else:
-                values = dict(zip(header, fields, strict=True))
+                values = {k: v for k, v in zip(header, fields, strict=True) if k}
                 yield RawRecord(path, row, values, values)
 
 

@@ -154,6 +154,15 @@ def csv_header(reader: Iterator[list[str]]) -> list[str] | None:
     return None
 
 
+def _refuse_repeated_names(names: list[str], where: str, unnamed_ok: bool = True) -> None:
+    """A column named twice: which of the two a field means is a guess, so the file is
+    refused. Unnamed CSV columns ("", as a spreadsheet exports trailing empty columns) are
+    ignored like any extra column (`readers.read_csv`), however many there are."""
+    dupes = sorted({c for c in names if (c or not unnamed_ok) and names.count(c) > 1})
+    if dupes:
+        raise IngestError(f"{where} names column(s) twice: {', '.join(map(repr, dupes))}")
+
+
 def _check_csv(path: str, encoding: str, schema: S.RawSchema) -> None:
     try:
         with open_text(path, encoding, newline="") as text:
@@ -162,9 +171,7 @@ def _check_csv(path: str, encoding: str, schema: S.RawSchema) -> None:
         raise IngestError(f"cannot read the CSV header of {path}: {err}") from err
     if header is None:
         raise IngestError(f"{path} is empty: no CSV header line")
-    dupes = sorted({c for c in header if header.count(c) > 1})
-    if dupes:
-        raise IngestError(f"CSV header of {path} names column(s) twice: {', '.join(dupes)}")
+    _refuse_repeated_names(header, f"CSV header of {path}")
     missing = _missing(header, schema)
     if missing:
         raise IngestError(S.required_fields_message(missing, f"CSV header of {path}"))
@@ -213,6 +220,7 @@ def _check_parquet(path: str, encoding: str, schema: S.RawSchema) -> None:
             names = pq.ParquetFile(fh).schema_arrow.names
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for non-Parquet bytes
         raise IngestError(f"{path} is not a readable Parquet file: {err}") from err
+    _refuse_repeated_names(names, f"Parquet schema of {path}", unnamed_ok=False)
     missing = _missing(names, schema)
     if missing:
         raise IngestError(S.required_fields_message(missing, f"Parquet schema of {path}"))
