@@ -148,7 +148,7 @@ def read_jsonl(path: str, encoding: str) -> Iterator[RawRecord]:
             if not stripped:
                 continue
             try:
-                value = json.loads(stripped)
+                value = sources.load_json(stripped)
             except json.JSONDecodeError as err:
                 yield RawRecord(path, line_no, None, stripped, f"is not valid JSON: {err.msg}")
                 continue

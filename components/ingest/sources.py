@@ -11,12 +11,14 @@ import bz2
 import codecs
 import csv
 import dataclasses
+import decimal
 import gzip
 import io
 import json
 import lzma
 import os
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
@@ -177,6 +179,25 @@ def _check_csv(path: str, encoding: str, schema: S.RawSchema) -> None:
         raise IngestError(S.required_fields_message(missing, f"CSV header of {path}"))
 
 
+def load_json(text: str) -> Any:
+    """`json.loads`, except that an integer too long for `int()` (over 4,300 digits: Python's
+    guard against slow conversions) becomes an exact `decimal.Decimal`, which validation
+    dead-letters as out of range, instead of failing the line (or the up-front check)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # the digit limit (JSONDecodeError is a ValueError too, raised above)
+        return json.loads(text, parse_int=_json_int)
+
+
+def _json_int(text: str) -> int | decimal.Decimal:
+    try:
+        return int(text)
+    except ValueError:
+        return decimal.Decimal(text)
+
+
 _JSONL_SAMPLE_ROWS = 1000  # JSON objects read up front to check the required keys
 
 
@@ -193,7 +214,7 @@ def _check_jsonl(path: str, encoding: str, schema: S.RawSchema) -> None:
                     continue
                 lines += 1
                 try:
-                    value = json.loads(stripped)
+                    value = load_json(stripped)
                 except json.JSONDecodeError:
                     continue  # dead-lettered row by row
                 if isinstance(value, dict):
