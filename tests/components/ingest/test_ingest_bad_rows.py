@@ -275,3 +275,28 @@ def test_numbers_too_long_for_int_or_float_are_dead_letters_in_csv_and_jsonl(tmp
         )
         kept = sorted(r[S.CLICKS] for split in read_all_splits(out).values() for r in split)
         assert kept == [7, 10]
+
+
+def test_a_failed_run_leaves_no_temporary_folders(bad_csv, tmp_path, monkeypatch):
+    """Beam's write sinks make beam-temp-* folders beside counts.json and in train/, eval/,
+    test/ and dead_letter/; a run that stops (a broken file, or any failure inside the job)
+    deletes them all."""
+    import gzip
+
+    from components.ingest import columnar
+
+    truncated = tmp_path / "log.csv.gz"
+    packed = gzip.compress(bad_csv.read_bytes() * 50)
+    truncated.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(errors.IngestError, match="truncated or corrupt"):
+        run_ingest(str(truncated), str(tmp_path / "broken"), S.DEMO_SCHEMA)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("a failure inside the job")
+
+    monkeypatch.setattr(columnar, "check_block", crash)
+    with pytest.raises(RuntimeError, match="a failure inside the job"):
+        run_ingest(str(bad_csv), str(tmp_path / "crashed"), S.DEMO_SCHEMA)
+    for out in ("broken", "crashed"):
+        assert (tmp_path / out / "train").is_dir()  # the sinks had started
+        assert sorted(str(p) for p in (tmp_path / out).rglob("beam-temp-*")) == []
