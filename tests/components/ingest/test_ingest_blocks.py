@@ -38,6 +38,7 @@ CLEAN = (
 )
 ODD = {
     "a field over two lines": b'query,title\nshoes,"Runner\nfast"\nsofa,Oslo\n',
+    "a field with a line of the header's width": b'query,title\nshoes,"Runner\nS,M\nL"\nsofa,Oslo\n',
     "a quote left open": b'query,title\nshoes,"Runner\nsofa,Oslo\nlamp,Lux\n',
     "a quote open to the end": b'query,title\nsofa,Oslo\nshoes,"Runner\n',
     "a row too wide": b"query,title\nsofa,Oslo\nboots,Hiker,extra\nlamp,Lux\n",
