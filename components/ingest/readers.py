@@ -11,10 +11,11 @@ dead-letter the row that holds them instead of failing the whole file.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -91,6 +92,10 @@ class _Lines:
         self.taken = []
         self.suspect = 0
 
+    def idle(self) -> bool:
+        """No line given back to read again (called between records)."""
+        return not self._pending
+
     def restart_after_first(self) -> str:
         """The first line of the record being read; the lines after it are read again."""
         first, rest = self.taken[0], self.taken[1:]
@@ -142,34 +147,62 @@ def read_csv(path: str, encoding: str) -> Iterator[RawRecord]:
         header = sources.csv_header(csv.reader(text))  # leaves `text` at the next line
         if header is None:
             return
-        lines = _Lines(text, len(header))
-        reader = csv.reader(lines)
-        row = 0
-        while True:
-            lines.next_record()
-            try:
-                fields = next(reader)
-                if lines.suspect and not _one_strict_row(lines.taken, len(header)):
-                    raise _UnclosedQuote
-            except StopIteration:
-                return
-            except (_UnclosedQuote, csv.Error) as err:
-                row += 1
-                unclosed = isinstance(err, _UnclosedQuote) or lines.suspect > 0
-                first = lines.restart_after_first() if lines.taken else ""
-                problem = UNCLOSED_QUOTE if unclosed else f"is not valid CSV: {err}"
-                yield RawRecord(path, row, None, _excerpt(first), problem)
-                reader = csv.reader(lines)  # a fresh parser state at the next line
-                continue
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue  # a blank line
+        yield from csv_records(path, text, header)
+
+
+def csv_records(
+    path: str,
+    text: Iterator[str],
+    header: list[str],
+    row: int = 0,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[RawRecord]:
+    """The rows of `text` (the physical lines after the header, ends kept), numbered from
+    `row` + 1. With `stop`, reading ends at the first record boundary where `stop()` is true
+    (`blocks` hands the rest back to pyarrow there)."""
+    lines = _Lines(text, len(header))
+    reader = csv.reader(lines)
+    while True:
+        if stop is not None and lines.idle() and stop():
+            return
+        lines.next_record()
+        try:
+            fields = next(reader)
+            if lines.suspect and not _one_strict_row(lines.taken, len(header)):
+                raise _UnclosedQuote
+        except StopIteration:
+            return
+        except (_UnclosedQuote, csv.Error) as err:
             row += 1
-            if len(fields) != len(header):
-                problem = f"has {len(fields)} fields but the header has {len(header)}"
-                yield RawRecord(path, row, None, fields, problem)
-            else:
-                values = {k: v for k, v in zip(header, fields, strict=True) if k}
-                yield RawRecord(path, row, values, values)
+            unclosed = isinstance(err, _UnclosedQuote) or lines.suspect > 0
+            first = lines.restart_after_first() if lines.taken else ""
+            problem = UNCLOSED_QUOTE if unclosed else f"is not valid CSV: {err}"
+            yield RawRecord(path, row, None, _excerpt(first), problem)
+            reader = csv.reader(lines)  # a fresh parser state at the next line
+            continue
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue  # a blank line
+        row += 1
+        if len(fields) != len(header):
+            problem = f"has {len(fields)} fields but the header has {len(header)}"
+            yield RawRecord(path, row, None, fields, problem)
+        else:
+            values = {k: v for k, v in zip(header, fields, strict=True) if k}
+            yield RawRecord(path, row, values, values)
+
+
+def ends_inside_quote(line: str) -> bool:
+    """Whether the CSV parser, at the end of `line` (the last of a file, no line end), is
+    still inside a quoted field: the row reader's quote left open to the end of the file."""
+    asked_more = []
+
+    def once():
+        yield line
+        asked_more.append(True)
+
+    with contextlib.suppress(csv.Error, StopIteration):
+        next(csv.reader(once()))
+    return bool(asked_more)
 
 
 def read_jsonl(path: str, encoding: str) -> Iterator[RawRecord]:

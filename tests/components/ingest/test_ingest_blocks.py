@@ -41,6 +41,8 @@ ODD = {
     "a field with a line of the header's width": b'query,title\nshoes,"Runner\nS,M\nL"\nsofa,Oslo\n',
     "a quote left open": b'query,title\nshoes,"Runner\nsofa,Oslo\nlamp,Lux\n',
     "a quote open to the end": b'query,title\nsofa,Oslo\nshoes,"Runner\n',
+    "a quote open to the end, no line end": b'query,title\nsofa,Oslo\nshoes,"Runner',
+    "a quote open to the end, CR lines": b'query,title\rsofa,Oslo\rshoes,"Runner',
     "a row too wide": b"query,title\nsofa,Oslo\nboots,Hiker,extra\nlamp,Lux\n",
     "a blank row of spaces": b"query,title\nsofa,Oslo\n   \nlamp,Lux\n",
     "an invalid byte": b"query,title\nsofa,Oslo\ncaf\xe9,Lux\nlamp,Lux\n",
@@ -64,6 +66,40 @@ def test_the_row_reader_takes_over_what_pyarrow_reads_otherwise(tmp_path, case):
     found = list(blocks.read_blocks(str(path), "csv", "utf-8"))
     assert _rows_of(found) == [(r.row, r.values, r.problem) for r in read_csv(str(path), "utf-8")]
     assert any(b.records is not None for b in found)
+
+
+def test_a_last_line_without_a_line_end_stays_with_pyarrow_when_its_quotes_close(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_bytes(b'query,title\nsofa,Oslo\nshoes,"Runner, fast"')
+    found = list(blocks.read_blocks(str(path), "csv", "utf-8"))
+    assert all(b.table is not None for b in found)
+    assert _rows_of(found) == [
+        (1, {"query": "sofa", "title": "Oslo"}, None),
+        (2, {"query": "shoes", "title": "Runner, fast"}, None),
+    ]
+    assert _rows_of(found) == [(r.row, r.values, r.problem) for r in read_csv(str(path), "utf-8")]
+
+
+def test_pyarrow_reads_on_after_a_bad_row(tmp_path, monkeypatch):
+    """A row of the wrong width (or a field over two lines) costs the speed of its chunk only:
+    the row reader reads from that chunk's first line to the first record that ends a chunk,
+    and pyarrow reads the rest."""
+    monkeypatch.setattr(blocks, "_CSV_BLOCK_BYTES", 100)  # chunks of about 7 lines
+    lines = [f"q{i},title {i}" for i in range(200)]
+    lines[20] = "q20,title 20,one field too many"
+    lines[120] = 'q120,"a title\nover two lines"'
+    path = tmp_path / "log.csv"
+    path.write_text("query,title\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    found = list(blocks.read_blocks(str(path), "csv", "utf-8"))
+    rows = _rows_of(found)
+    assert rows == [(r.row, r.values, r.problem) for r in read_csv(str(path), "utf-8")]
+    assert [r[0] for r in rows] == list(range(1, 201))
+    assert rows[20] == (21, None, "has 3 fields but the header has 2")
+    assert rows[120][1] == {"query": "q120", "title": "a title\nover two lines"}
+    by_rows = [b for b in found if b.records is not None]
+    assert len(by_rows) == 2  # one chunk's rows for each bad row
+    assert sum(len(b) for b in by_rows) < 20
+    assert found[-1].table is not None and found[0].table is not None
 
 
 def test_the_row_reader_resumes_after_the_rows_pyarrow_passed_on(tmp_path, monkeypatch):
