@@ -3,15 +3,18 @@
 A block holds up to a few thousand consecutive rows of one file, so Beam's per-element cost
 is paid per block and validation, encoding and statistics run over columns:
 
-- CSV is read by pyarrow's streaming CSV reader (every column as text), Parquet by pyarrow
-  batch by batch; such a block is an Arrow table with the export's column names.
-- Anything pyarrow's reader does not take exactly as `readers.read_csv` reads it switches that
-  file to the row reader from the first row not yet passed on: a quote left open, a field that
-  spans lines, a wrong number of fields, bytes invalid in the encoding, a header that is not
-  the first line, a broken file. The row reader's blocks hold `RawRecord`s, numbered as that
-  reader numbers them; so a malformed row still costs that row only, with the same dead
-  letter as before. JSONL is always read by the row reader (`json.loads` keeps integers of any
-  size and the exact text of each line).
+- CSV is cut into chunks of whole lines (about 1 MiB), each read by pyarrow's CSV reader
+  (every column as text); Parquet is read by pyarrow batch by batch. Such a block is an Arrow
+  table with the export's column names.
+- A chunk that pyarrow does not read exactly as `readers.read_csv` reads it goes to the row
+  reader, from its first line to the first record that ends a chunk (then pyarrow reads on):
+  a quote left open (also on a last line without a line end, which pyarrow would close), a
+  field that spans lines, a wrong number of fields, bytes invalid in the encoding. The row
+  reader's blocks hold `RawRecord`s, numbered as that reader numbers them; so a malformed row
+  still costs that row only, with the same dead letter, and the speed of its chunk only. The
+  row reader reads a whole file whose header is not its first line or whose encoding cannot
+  be cut at line ends (UTF-16). JSONL is always read by the row reader (`json.loads` keeps
+  integers of any size and the exact text of each line).
 
 Row numbers are the row reader's: CSV by data record (header excluded), Parquet by position,
 JSONL by line.
@@ -19,8 +22,10 @@ JSONL by line.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
+import io
 import itertools
 import logging
 from collections.abc import Iterator
@@ -40,7 +45,7 @@ from contract.schema import RawSchema
 
 BLOCK_ROWS = 8192  # rows per block from the row reader
 PARQUET_BATCH_ROWS = 4096  # rows per Parquet block: a corrupt page is reported as before
-_CSV_BLOCK_BYTES = 1 << 20  # pyarrow's CSV block: about 5,000 rows of a typical log
+_CSV_BLOCK_BYTES = 1 << 20  # a CSV chunk: about 5,000 rows of a typical log
 
 logger = logging.getLogger(__name__)
 
@@ -115,62 +120,125 @@ def _first_line_header(path: str, encoding: str) -> list[str] | None:
     return sources.csv_header(iter([fields]))
 
 
-def _arrow_csv(path: str, encoding: str, header: list[str]) -> Iterator[pa.RecordBatch]:
-    stream = sources.open_binary(path)
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether the encoding writes line ends, quotes and commas as ASCII bytes that no other
+    character contains (utf-8, latin-1, cp1252, ...): then a file can be cut at its b"\\n"."""
     try:
-        reader = pa_csv.open_csv(
-            stream,
+        return '\n\r",a'.encode(encoding).endswith(b'\n\r",a') and (b"\n".decode(encoding) == "\n")
+    except (LookupError, UnicodeError):
+        return False
+
+
+def _byte_chunks(stream, size: int) -> Iterator[bytes]:
+    """The stream in pieces of about `size` bytes, each ending at a line end (b"\\n") but the
+    last."""
+    rest = b""
+    while data := stream.read(size):
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        rest, data = data[cut:], data[:cut]
+        if data:
+            yield data
+    if rest:
+        yield rest
+
+
+def _arrow_chunk(chunk: bytes, encoding: str, header: list[str], skip: int) -> pa.Table | None:
+    """The rows of `chunk` (whole lines) as pyarrow reads them; None when pyarrow would read them
+    otherwise than `readers.read_csv` (the row reader reads that chunk)."""
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(chunk),
             read_options=pa_csv.ReadOptions(
                 column_names=header,
-                skip_rows=1,
-                block_size=_CSV_BLOCK_BYTES,
+                skip_rows=skip,
+                block_size=len(chunk) + 1,  # one block: a line never straddles two
                 encoding=encoding,
+                use_threads=False,
             ),
             # A field spanning lines or a row of the wrong width raises: the row reader
             # takes over there.
             parse_options=pa_csv.ParseOptions(newlines_in_values=False),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(header, pa.string()),
+                include_columns=[name for name in header if name],  # as `readers.read_csv`
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
         )
-        for batch in reader:
-            for name, column in zip(batch.schema.names, batch.columns, strict=True):
-                # pyarrow lets a quoted field run on over a line end even so: one that did is
-                # a quote left open (or a field that spans lines), the row reader's case.
-                if pc.any(pc.match_substring_regex(column, "[\r\n]")).as_py():
-                    raise _SpansLines(f"a field of column {name!r} runs over a line end")
-            yield batch
-    finally:
-        stream.close()
+    except (pa.ArrowException, ValueError):  # any problem: the row reader decides
+        return None
+    for column in table.columns:
+        # pyarrow lets a quoted field run on over a line end even so: one that did is a quote
+        # left open (or a field that spans lines), the row reader's case.
+        if pc.any(pc.match_substring_regex(column, "[\r\n]")).as_py():
+            return None
+    if not chunk.endswith((b"\n", b"\r")):
+        # The file's last line, without a line end: pyarrow closes a quote left open there,
+        # the row reader dead-letters it. The row reader decides.
+        last = chunk[max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1 :]
+        if readers.ends_inside_quote(last.decode(encoding, errors="surrogateescape")):
+            return None
+    return table
 
 
-class _SpansLines(ValueError):
-    """A CSV field that runs over a line end (for the row reader to read)."""
+class _ChunkLines:
+    """The physical lines of byte chunks for the row reader, decoded (ends kept), taking the
+    next chunk when one runs out; `at_chunk_end` when the last line given ended a chunk."""
+
+    def __init__(self, first: bytes, rest: Iterator[bytes], encoding: str) -> None:
+        self._rest, self._encoding = rest, encoding
+        self._lines: collections.deque[str] = collections.deque()
+        self._add(first)
+        self.at_chunk_end = False
+
+    def _add(self, chunk: bytes) -> None:
+        text = chunk.decode(self._encoding, errors="surrogateescape")
+        self._lines.extend(io.StringIO(text, newline="").readlines())
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        while not self._lines:
+            self._add(next(self._rest))  # StopIteration: the end of the file
+        line = self._lines.popleft()
+        self.at_chunk_end = not self._lines
+        return line
 
 
 def read_csv_blocks(path: str, encoding: str, progress: Progress) -> Iterator[RowBlock]:
-    done = 0
+    """The rows of a CSV file, cut into chunks of whole lines: pyarrow reads each chunk that it
+    reads as `readers.read_csv` would, the row reader the others, from the first line of such
+    a chunk to the first record that ends a chunk; so a bad row costs the speed of its chunk
+    only. The row reader reads the whole file when the header is not its first line or the
+    encoding cannot be cut at line ends."""
     header = _first_line_header(path, encoding)
-    if header is not None:
-        try:
-            for batch in _arrow_csv(path, encoding, header):
-                if batch.num_rows:
-                    yield RowBlock(path, done + 1, table=pa.Table.from_batches([batch]))
-                    done += batch.num_rows
-                    progress.row = done
-            return
-        except Exception as err:  # noqa: BLE001 (any problem: the row reader decides)
-            logger.info(
-                "%s: the row reader takes over after row %d (%s: %s)",
-                path,
-                done,
-                type(err).__name__,
-                str(err).split("\n")[0][:200],
+    if header is None or not _ascii_compatible(encoding):
+        yield from _records_in_blocks(readers.read_csv(path, encoding), path, progress)
+        return
+    stream = sources.open_binary(path)
+    try:
+        chunks = _byte_chunks(stream, _CSV_BLOCK_BYTES)
+        skip = 1  # the header line, in the first chunk
+        for chunk in chunks:
+            table = _arrow_chunk(chunk, encoding, header, skip)
+            if table is not None:
+                if table.num_rows:
+                    yield RowBlock(path, progress.row + 1, table=table)
+                    progress.row += table.num_rows
+                skip = 0
+                continue
+            lines = _ChunkLines(chunk, chunks, encoding)
+            if skip:
+                next(lines)  # the header, a line of its own (`_first_line_header`)
+                skip = 0
+            records = readers.csv_records(
+                path, lines, header, progress.row, stop=lambda lines=lines: lines.at_chunk_end
             )
-    rest = (r for r in readers.read_csv(path, encoding) if r.row > done)
-    yield from _records_in_blocks(rest, path, progress)
+            yield from _records_in_blocks(records, path, progress)
+    finally:
+        stream.close()
 
 
 def read_parquet_blocks(path: str, encoding: str, progress: Progress) -> Iterator[RowBlock]:

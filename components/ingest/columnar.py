@@ -100,8 +100,10 @@ def _counts(column: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, np.ndar
         values = pc.cast(pc.if_else(pa.array(clean), array, "0"), pa.int64())
         return np.array(values.to_numpy(zero_copy_only=False), np.int64), clean
     if pa.types.is_integer(array.type):
-        values = pc.cast(array.fill_null(0), pa.float64()).to_numpy(zero_copy_only=False)
-        clean = _bools(array.is_valid()) & (values >= 0) & (values < _LARGEST_EXACT)
+        # Compared as integers in their own type, never through float64: every count up to
+        # 2^63 - 1 is kept exactly; a uint64 beyond it is left to the row checks (out_of_range).
+        values = array.fill_null(0).to_numpy(zero_copy_only=False)
+        clean = _bools(array.is_valid()) & (values >= 0) & (values <= validate.MAX_COUNT)
         return np.where(clean, values, 0).astype(np.int64), clean
     if pa.types.is_floating(array.type):
         values = pc.cast(array.fill_null(np.nan), pa.float64()).to_numpy(zero_copy_only=False)

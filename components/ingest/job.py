@@ -387,14 +387,19 @@ def _delete_matching(patterns: Sequence[str]) -> None:
 
 
 def _delete_temporary(output_dir: str) -> None:
-    """The beam-temp-* folders that the write sinks of a failed run leave behind."""
-    pattern = os.path.join(output_dir, "beam-temp-*")
+    """The beam-temp-* folders that the write sinks of a failed run leave behind: beside the
+    counts and statistics, and in each split's and the dead letters' folder."""
+    folders = [output_dir] + [
+        os.path.join(output_dir, name) for name in (*S.SPLITS, layout.DEAD_LETTER_DIR)
+    ]
+    patterns = [os.path.join(folder, "beam-temp-*") for folder in folders]
     if "://" not in output_dir:  # a local folder (empty temporary folders too)
-        found = set(glob.glob(pattern))
+        found = {path for pattern in patterns for path in glob.glob(pattern)}
     else:  # an object store: the prefixes of the temporary objects
         found = {
             m.path[: m.path.index("/", m.path.index("beam-temp-"))]
-            for m in FileSystems.match([os.path.join(pattern, "*")])[0].metadata_list
+            for result in FileSystems.match([os.path.join(p, "*") for p in patterns])
+            for m in result.metadata_list
         }
     if found:
         FileSystems.delete(sorted(found))
@@ -457,11 +462,11 @@ def run_ingest(
     try:
         with make_pipeline(beam_args) as pipeline:
             build_pipeline(pipeline, inputs, output_dir, schema, encoding, funnel_policy)
-    except Exception as err:
+    except BaseException as err:  # a broken file, a crash, an interrupt: nothing half-written
+        _delete_temporary(output_dir)
         unreadable = _unreadable_file(err)
         if unreadable is None:
             raise
-        _delete_temporary(output_dir)
         raise IngestError(unreadable) from None
     with FileSystems.open(events_path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
         events = json.loads(fh.read().decode("utf-8"))

@@ -11,12 +11,14 @@ import bz2
 import codecs
 import csv
 import dataclasses
+import decimal
 import gzip
 import io
 import json
 import lzma
 import os
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
@@ -154,6 +156,15 @@ def csv_header(reader: Iterator[list[str]]) -> list[str] | None:
     return None
 
 
+def _refuse_repeated_names(names: list[str], where: str, unnamed_ok: bool = True) -> None:
+    """A column named twice: which of the two a field means is a guess, so the file is
+    refused. Unnamed CSV columns ("", as a spreadsheet exports trailing empty columns) are
+    ignored like any extra column (`readers.read_csv`), however many there are."""
+    dupes = sorted({c for c in names if (c or not unnamed_ok) and names.count(c) > 1})
+    if dupes:
+        raise IngestError(f"{where} names column(s) twice: {', '.join(map(repr, dupes))}")
+
+
 def _check_csv(path: str, encoding: str, schema: S.RawSchema) -> None:
     try:
         with open_text(path, encoding, newline="") as text:
@@ -162,12 +173,29 @@ def _check_csv(path: str, encoding: str, schema: S.RawSchema) -> None:
         raise IngestError(f"cannot read the CSV header of {path}: {err}") from err
     if header is None:
         raise IngestError(f"{path} is empty: no CSV header line")
-    dupes = sorted({c for c in header if header.count(c) > 1})
-    if dupes:
-        raise IngestError(f"CSV header of {path} names column(s) twice: {', '.join(dupes)}")
+    _refuse_repeated_names(header, f"CSV header of {path}")
     missing = _missing(header, schema)
     if missing:
         raise IngestError(S.required_fields_message(missing, f"CSV header of {path}"))
+
+
+def load_json(text: str) -> Any:
+    """`json.loads`, except that an integer too long for `int()` (over 4,300 digits: Python's
+    guard against slow conversions) becomes an exact `decimal.Decimal`, which validation
+    dead-letters as out of range, instead of failing the line (or the up-front check)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # the digit limit (JSONDecodeError is a ValueError too, raised above)
+        return json.loads(text, parse_int=_json_int)
+
+
+def _json_int(text: str) -> int | decimal.Decimal:
+    try:
+        return int(text)
+    except ValueError:
+        return decimal.Decimal(text)
 
 
 _JSONL_SAMPLE_ROWS = 1000  # JSON objects read up front to check the required keys
@@ -186,7 +214,7 @@ def _check_jsonl(path: str, encoding: str, schema: S.RawSchema) -> None:
                     continue
                 lines += 1
                 try:
-                    value = json.loads(stripped)
+                    value = load_json(stripped)
                 except json.JSONDecodeError:
                     continue  # dead-lettered row by row
                 if isinstance(value, dict):
@@ -213,6 +241,7 @@ def _check_parquet(path: str, encoding: str, schema: S.RawSchema) -> None:
             names = pq.ParquetFile(fh).schema_arrow.names
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for non-Parquet bytes
         raise IngestError(f"{path} is not a readable Parquet file: {err}") from err
+    _refuse_repeated_names(names, f"Parquet schema of {path}", unnamed_ok=False)
     missing = _missing(names, schema)
     if missing:
         raise IngestError(S.required_fields_message(missing, f"Parquet schema of {path}"))

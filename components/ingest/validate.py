@@ -58,10 +58,23 @@ def printable(value: Any) -> Any:
     return value
 
 
+# In a repr: an escaped backslash, or a byte kept as a surrogate escape (U+DC80..U+DCFF).
+_REPR_ESCAPE = re.compile(r"\\\\|\\udc([89a-f][0-9a-f])")
+
+
+def _quoted(value: Any) -> str:
+    """repr(value), with each undecodable byte shown once as \\xNN (repr of `printable`'s
+    text would double its backslash); a Decimal (a JSON integer too long for int()) as its
+    digits."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return _REPR_ESCAPE.sub(lambda m: f"\\x{m[1]}" if m[1] else m[0], repr(value))
+
+
 def _shown(value: Any) -> str:
     """`value` quoted, at most _MAX_SHOWN characters; a long text is cut between characters,
     never inside an escape such as \\xe9."""
-    text = repr(printable(value))
+    text = _quoted(value)
     if len(text) <= _MAX_SHOWN:
         return text
     if not isinstance(value, str):
@@ -69,11 +82,11 @@ def _shown(value: Any) -> str:
     low, high = 0, len(value)  # the longest prefix whose quoted form fits
     while low < high:
         middle = (low + high + 1) // 2
-        if len(repr(printable(value[:middle]))) <= _MAX_SHOWN - 3:
+        if len(_quoted(value[:middle])) <= _MAX_SHOWN - 3:
             low = middle
         else:
             high = middle - 1
-    return repr(printable(value[:low])) + "..."
+    return _quoted(value[:low]) + "..."
 
 
 def _is_missing(value: Any) -> bool:
@@ -119,14 +132,20 @@ def _text(field: str, value: Any, required: bool) -> str:
 
 
 MAX_COUNT = 2**63 - 1  # tf.Example's int64
+_COUNT_DIGITS = len(str(MAX_COUNT))
+_BEYOND_COUNT = "is beyond the largest count, 2^63 - 1: "
 
 
 def _count(field: str, value: Any) -> int:
     if _is_missing_number(value):
         raise _Problem(errors.MISSING_VALUE, field, "is empty or missing")
     number: int | None = None
-    if isinstance(value, decimal.Decimal):  # a Parquet decimal column
-        value = float(value) if value.is_finite() else math.nan
+    shown = value
+    if isinstance(value, decimal.Decimal):  # a Parquet decimal, or a JSON integer too long
+        if value.is_finite() and value == value.to_integral_value():
+            value = int(value)  # exact, of any size (never printed: `shown` is the Decimal)
+        else:
+            value = shown = float(value) if value.is_finite() else math.nan
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, float) and value.is_integer():
@@ -134,6 +153,11 @@ def _count(field: str, value: Any) -> int:
     elif isinstance(value, str):
         text = value.strip()
         if _INTEGER.fullmatch(text):
+            if len(text.lstrip("+-").lstrip("0")) > _COUNT_DIGITS:
+                # Beyond any count: decided on the text, as int() refuses over 4,300 digits.
+                if text.startswith("-"):
+                    raise _Problem(errors.NEGATIVE_COUNT, field, f"is negative: {_shown(value)}")
+                raise _Problem(errors.OUT_OF_RANGE, field, _BEYOND_COUNT + _shown(value))
             number = int(text)
         elif "_" not in text:
             try:
@@ -143,25 +167,32 @@ def _count(field: str, value: Any) -> int:
             if as_float.is_integer():
                 number = int(as_float)  # "12.0", as some exporters write counts
     if number is None:
-        raise _Problem(errors.NOT_AN_INTEGER, field, f"is not an integer: {_shown(value)}")
+        raise _Problem(errors.NOT_AN_INTEGER, field, f"is not an integer: {_shown(shown)}")
     if number < 0:
-        raise _Problem(errors.NEGATIVE_COUNT, field, f"is negative: {number}")
+        text = str(number) if number >= -MAX_COUNT else _shown(shown)  # never 4,300 digits
+        raise _Problem(errors.NEGATIVE_COUNT, field, f"is negative: {text}")
     if number > MAX_COUNT:
-        raise _Problem(
-            errors.OUT_OF_RANGE, field, f"is beyond the largest count, 2^63 - 1: {_shown(value)}"
-        )
+        raise _Problem(errors.OUT_OF_RANGE, field, _BEYOND_COUNT + _shown(shown))
     return number
 
 
 def _number(field: str, value: Any) -> float:
     number = math.nan
+    too_large = False  # a finite number written beyond a float's range, such as 10^400
     if isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
-        number = float(value)  # Decimal: a Parquet decimal column (NaN stays NaN)
+        try:
+            number = float(value)  # Decimal: a Parquet decimal column (NaN stays NaN)
+        except OverflowError:  # an integer beyond a float (JSON keeps 10^400 as an int)
+            number, too_large = math.inf, True
+        too_large |= isinstance(value, decimal.Decimal) and value.is_finite()
     elif isinstance(value, str) and "_" not in value:
         with contextlib.suppress(ValueError):
             number = float(value.strip())
+        too_large = "inf" not in value.lower()  # float() gives inf for "1e400" too
     if not math.isfinite(number):
-        raise _Problem(errors.NOT_A_NUMBER, field, f"is not a number: {_shown(value)}")
+        too_large &= math.isinf(number)
+        detail = "is beyond the range of a 64-bit float" if too_large else "is not a number"
+        raise _Problem(errors.NOT_A_NUMBER, field, f"{detail}: {_shown(value)}")
     return number
 
 

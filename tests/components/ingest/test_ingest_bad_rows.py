@@ -221,3 +221,82 @@ def test_duplicated_pairs_keep_the_first_and_dead_letter_the_rest(tmp_path):
     rows = [r for split in read_all_splits(tmp_path / "out").values() for r in split]
     kept = [r for r in rows if r[S.PRODUCT_ID] == "P1"]
     assert sorted(r[S.CLICKS] for r in kept) == [10, 10]
+
+
+def test_numbers_too_long_for_int_or_float_are_dead_letters_in_csv_and_jsonl(tmp_path):
+    """A count of 5,000 digits is past int()'s 4,300-digit limit (in the row checks, and in
+    json.loads of JSONL's up-front check); 10^400 is past a float. Each is its row's dead
+    letter, with the same reason from CSV and JSONL, and the other rows are kept."""
+    import csv
+
+    from ingest_testlib import HEADER, good_row
+
+    huge = "9" * 5000
+    rows = [
+        good_row(product_id="P1", impressions=huge),
+        good_row(product_id="P2"),
+        good_row(product_id="P3", clicks="-" + huge),
+        good_row(product_id="P4", price="1" + "0" * 400),
+        good_row(product_id="P5", clicks="0" * 30 + "7"),  # 31 digits, a plain 7
+    ]
+    with (tmp_path / "log.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADER)
+        writer.writerows([[row[c] for c in HEADER] for row in rows])
+    # JSON numbers written as numbers (JSON has no leading zeros: P5's clicks are 7); the
+    # first line is read by the up-front check too.
+    numbers = (S.IMPRESSIONS, S.CLICKS, "price")
+    lines = []
+    for row in rows:
+        text = json.dumps({k: v for k, v in row.items() if k not in numbers})
+        typed = ", ".join(f'"{k}": {row[k].lstrip("0") or "0"}' for k in numbers)
+        lines.append(f"{text[:-1]}, {typed}}}")
+    (tmp_path / "log.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = [
+        (1, "out_of_range", S.IMPRESSIONS),
+        (3, "negative_count", S.CLICKS),
+        (4, "not_a_number", "price"),
+    ]
+    for name in ("log.csv", "log.jsonl"):
+        out = tmp_path / f"out-{name}"
+        counts = run_ingest(str(tmp_path / name), str(out), S.DEMO_SCHEMA)
+        assert (counts.rows_read, counts.rows_kept, counts.rows_dead_letter) == (5, 2, 3)
+        dead = read_dead_letters(str(out))
+        assert [(d["row"], d["reason"], d["field"]) for d in dead] == expected, name
+        quote = "'" if name == "log.csv" else ""
+        assert dead[0]["message"] == (
+            f"row 1 of {name}: field 'impressions' is beyond the largest count, 2^63 - 1: "
+            f"{quote}{'9' * (55 if quote else 57)}{quote}..."
+        )
+        assert dead[1]["message"].startswith(f"row 3 of {name}: field 'clicks' is negative: ")
+        assert len(dead[1]["message"]) < 120
+        assert dead[2]["message"].startswith(
+            f"row 4 of {name}: field 'price' is beyond the range of a 64-bit float: {quote}1000"
+        )
+        kept = sorted(r[S.CLICKS] for split in read_all_splits(out).values() for r in split)
+        assert kept == [7, 10]
+
+
+def test_a_failed_run_leaves_no_temporary_folders(bad_csv, tmp_path, monkeypatch):
+    """Beam's write sinks make beam-temp-* folders beside counts.json and in train/, eval/,
+    test/ and dead_letter/; a run that stops (a broken file, or any failure inside the job)
+    deletes them all."""
+    import gzip
+
+    from components.ingest import columnar
+
+    truncated = tmp_path / "log.csv.gz"
+    packed = gzip.compress(bad_csv.read_bytes() * 50)
+    truncated.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(errors.IngestError, match="truncated or corrupt"):
+        run_ingest(str(truncated), str(tmp_path / "broken"), S.DEMO_SCHEMA)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("a failure inside the job")
+
+    monkeypatch.setattr(columnar, "check_block", crash)
+    with pytest.raises(RuntimeError, match="a failure inside the job"):
+        run_ingest(str(bad_csv), str(tmp_path / "crashed"), S.DEMO_SCHEMA)
+    for out in ("broken", "crashed"):
+        assert (tmp_path / out / "train").is_dir()  # the sinks had started
+        assert sorted(str(p) for p in (tmp_path / out).rglob("beam-temp-*")) == []

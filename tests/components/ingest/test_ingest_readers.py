@@ -114,3 +114,27 @@ def test_a_field_over_the_size_limit_is_one_dead_letter_and_rows_stay_numbered(t
     ]
     assert rows[1][3] == "is not valid CSV: field larger than field limit (1000)"
     assert rows[1][2].startswith("sofa,xxx") and rows[1][2].endswith("... (5010 characters)")
+
+
+def test_a_multi_line_field_with_a_line_of_the_header_width_is_one_row(tmp_path):
+    """An inner line that would be a whole row on its own ("x,y,z" under a 3-column header)
+    is still part of the field when the quote closes properly into a row of the header's
+    width; a quote left open before such lines is still caught (rows 3 and 4)."""
+    path = tmp_path / "log.csv"
+    path.write_text(
+        'query,title,description\nshoes,Runner,"Sizes:\nS,M,L\nall washable"\n'
+        'boots,"Hiker,lamp,Lux,Oslo\nsofa,Oslo,"Grey, soft"\nmug,Luma,x\n',
+        encoding="utf-8",
+    )
+    rows = _rows(str(path))
+    assert rows == [
+        (
+            1,
+            {"query": "shoes", "title": "Runner", "description": "Sizes:\nS,M,L\nall washable"},
+            None,
+            None,
+        ),
+        (2, None, 'boots,"Hiker,lamp,Lux,Oslo', UNCLOSED),
+        (3, {"query": "sofa", "title": "Oslo", "description": "Grey, soft"}, None, None),
+        (4, {"query": "mug", "title": "Luma", "description": "x"}, None, None),
+    ]

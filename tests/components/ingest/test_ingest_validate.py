@@ -46,6 +46,10 @@ def test_good_row_is_typed():
         ({"price": "nan"}, ("missing_value", "price")),  # NaN means missing, in every format
         ({"price": math.nan}, ("missing_value", "price")),
         ({"price": "inf"}, ("not_a_number", "price")),
+        ({"price": 10**400}, ("not_a_number", "price")),  # a JSON integer beyond a float
+        ({"position": "1" + "0" * 400}, ("not_a_number", "position")),
+        ({"impressions": "9" * 5000}, ("out_of_range", "impressions")),  # past int()'s limit
+        ({"clicks": "-" + "9" * 5000}, ("negative_count", "clicks")),
         ({"discount": "1.5"}, ("out_of_range", "discount")),
         ({"price": "-2"}, ("out_of_range", "price")),
         ({"position": "x"}, ("not_a_number", "position")),
@@ -127,7 +131,15 @@ def test_a_long_bad_value_is_cut_between_characters_not_inside_an_escape():
         assert len(shown) <= 60 and shown.endswith("...")
         body = shown[1:-4]  # between the opening quote and the closing quote + "..."
         escapes = body[prefix:]
-        assert escapes == "\\\\xe9" * (len(escapes) // 5), (prefix, shown)
+        assert escapes == "\\xe9" * (len(escapes) // 4), (prefix, shown)
+
+
+def test_undecodable_bytes_are_shown_once_and_a_backslash_as_repr_shows_it():
+    value = "ni\udcf1o C:\\tmp"  # an undecodable byte 0xf1, then a real backslash
+    message = check({**good_row(), "brand": value}).dead_letter["message"]
+    shown = message[message.index("text: ") + len("text: ") : message.index("; the file")]
+    assert shown == "'ni\\xf1o C:\\\\tmp'"
+    assert len(shown) == len("'ni") + 4 + len("o C:") + 2 + len("tmp'")
 
 
 def test_nan_and_decimals_read_alike_in_every_format():
