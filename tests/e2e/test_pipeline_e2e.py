@@ -344,3 +344,59 @@ def test_a_model_below_a_no_training_reference_is_refused(tmp_path):
     # No zero-shot reference for a random-weight encoder, and the summary says so.
     assert "no zero-shot reference: the candidate's encoder 'tiny' starts from random" in out
     assert re.search(r"^push\s+skipped\s+the model was not blessed", out, re.M)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line holds `text` (a run's own paths)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                if text.encode() in fh.read():
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_run_killed_mid_training_leaves_no_step_behind_and_resumes(tmp_path):
+    """SIGKILL the runner while train is in its second epoch: no process of the run goes on.
+    The same command again takes ingest, transform and pretrain from the cache and resumes
+    training after the last epoch it backed up (checkpoint_root), then blesses and pushes."""
+    import glob
+    import signal
+    import time
+
+    checkpoints = tmp_path / "checkpoints"
+    args = ("--max-epochs", "4", "--checkpoint-root", str(checkpoints), "--auc-floor", "0.5")
+    runner = subprocess.Popen(
+        _command(tmp_path, *args), cwd=ROOT, env=_user_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline, saved = time.monotonic() + 600, None
+        while time.monotonic() < deadline and runner.poll() is None:
+            states = glob.glob(str(checkpoints / "train-*" / "current" / "state.json"))
+            if states:
+                with open(states[0], encoding="utf-8") as fh:
+                    saved = json.load(fh)["epoch"] + 1
+                break
+            time.sleep(0.2)
+        assert saved is not None, "the train step wrote no backup"
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+        time.sleep(3.0)  # the lifeline checks every second
+        assert not _processes_mentioning(str(tmp_path / "root")), "a step outlived its runner"
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    code, out, err = run_piped(tmp_path, *args)
+    assert code == 0, out[-3000:] + err[-3000:]
+    for step in ("ingest", "transform", "pretrain"):
+        assert re.search(rf"^{step}\s+cached", out, re.M), out[-3000:]
+    (train_log,) = sorted((tmp_path / "root").glob("*/logs/train.log"))[-1:]
+    assert f"resuming after epoch {saved} of 4" in train_log.read_text()
+    assert re.search(r"^push\s+done", out, re.M), out[-3000:]
+    assert not list(checkpoints.glob("train-*"))  # removed once the model was written
