@@ -138,14 +138,11 @@ def prepare(
     work: str,
     markets: tuple[str, ...] = (),
     cosine_preset: str | None = None,
-    constant_features: bool = False,
 ) -> tuple[str, str, str, pd.DataFrame]:
     """Raw log -> ingest -> transform, once. Returns (examples, tft, transformed, raw log).
     With `cosine_preset`, the log gets that encoder's zero-shot cosine as one more ranking
-    feature (`with_encoder_cosine`). With `constant_features`, every ranking feature holds its
-    median (after the engagement was simulated from it), so a model learns from the texts
-    alone. A `work` folder that a finished call with the same arguments left is reused as it
-    is."""
+    feature (`with_encoder_cosine`). A `work` folder that a finished call with the same
+    arguments left is reused as it is."""
     from components.ingest import demo_data, job
     from components.transform.transform import run_transform
 
@@ -157,9 +154,6 @@ def prepare(
         wanted["markets"] = list(markets)
     if cosine_preset:
         wanted["cosine_preset"] = cosine_preset
-    if constant_features:
-        wanted["constant_features"] = True
-        log = log.assign(**{f.name: float(log[f.name].median()) for f in schema.ranking_features})
     if os.path.exists(marker):
         with open(marker, encoding="utf-8") as fh:
             found = json.load(fh)

@@ -159,32 +159,18 @@ def report(results: dict, meta: dict) -> str:
 @click.option("--max-epochs", default=8, show_default=True)
 @click.option("--out", default=None, help="Default: results/transfer_<source>_to_<target>.")
 @click.option("--work", default=None, help="Prepared logs and the text cache (default: temp).")
-@click.option(
-    "--text-only",
-    is_flag=True,
-    help="Both shops' ranking features held at their medians: the models learn from the texts "
-    "alone (an ablation: what do the shop's own features do to transfer?).",
-)
-def main(
-    source, target, source_queries, target_queries, seeds, models, max_epochs, out, work,
-    text_only,
-):  # fmt: skip
+def main(source, target, source_queries, target_queries, seeds, models, max_epochs, out, work):
     start = time.monotonic()
     for name in (source, target):
         if name not in ("homedepot", pt.DEMO_AS_HOMEDEPOT):
             raise click.UsageError(f"{name!r}: a shop in the Home Depot format, homedepot or "
                                    f"{pt.DEMO_AS_HOMEDEPOT}")  # fmt: skip
-    suffix = "_text_only" if text_only else ""
-    out = out or os.path.join(HERE, "results", f"transfer_{source}_to_{target}{suffix}")
+    out = out or os.path.join(HERE, "results", f"transfer_{source}_to_{target}")
     work = work or tempfile.mkdtemp(prefix="transfer-")
-    *source_paths, source_log = pt.prepare(
-        source, source_queries, 0, os.path.join(work, "source" + suffix),
-        constant_features=text_only,
-    )  # fmt: skip
+    *source_paths, source_log = pt.prepare(source, source_queries, 0, os.path.join(work, "source"))
     target_examples, *_, target_log = pt.prepare(
-        target, target_queries, 0, os.path.join(work, "target" + suffix),
-        constant_features=text_only,
-    )  # fmt: skip
+        target, target_queries, 0, os.path.join(work, "target")
+    )
     relevance = pt.human_grades(target_log, target)
     source_relevance = pt.human_grades(source_log, source)
     results = target_references(target_examples, relevance, work)
@@ -207,8 +193,7 @@ def main(
     meta = {
         "source": source, "target": target, "seeds": seed_list, "cpus": os.cpu_count(),
         "command": "python benchmarks/transfer.py " + " ".join(sys.argv[1:]),
-        "source_data": f"{source}, {source_queries} queries"
-        + (" (ranking features held at their medians in both shops)" if text_only else ""),
+        "source_data": f"{source}, {source_queries} queries",
         "target_data": f"{target}, {target_log['query'].nunique()} queries, "
         f"{len(target_log)} pairs",
         "minutes": (time.monotonic() - start) / 60,
