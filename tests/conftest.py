@@ -115,3 +115,19 @@ def transformed_dataset(root, rows_by_split: dict, raw_schema) -> dict:
     write_raw_dataset(dirs["raw"], rows_by_split, raw_schema)
     run_transform(dirs["raw"], dirs["tft"], dirs["tx"], temp_dir=dirs["tmp"])
     return dirs
+
+
+# A small MLPR for training tests: the frozen random "tiny" encoder, narrow experts and towers.
+SMALL_RANKER = {
+    "projection_dim": 16,
+    "num_shared_experts": 2,
+    "expert_units": (32, 16),
+    "tower_units": (8,),
+}
+TINY_TRAINING = dict(
+    architecture="mlpr",
+    fine_tune_layers="0",
+    encoder_preset="tiny",
+    batch_size=64,
+    precision="float32",
+)

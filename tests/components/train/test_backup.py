@@ -18,26 +18,17 @@ import pytest
 from components.train.backup import CURRENT, STATE_FILE, EpochBackup
 from components.train.config import train_config
 from components.train.training import run_training
-from conftest import synthetic_splits, transformed_dataset
+from conftest import SMALL_RANKER, TINY_TRAINING, synthetic_splits, transformed_dataset
 from contract import layout
 from contract import schema as S
 
 SETTINGS = dict(
-    architecture="mlpr",
-    fine_tune_layers="0",
-    encoder_preset="tiny",
+    TINY_TRAINING,
     max_epochs=4,
-    batch_size=64,
-    precision="float32",
     # Every epoch runs (no early stop within 4), chosen for ranking as by default.
     early_stopping_patience=4,
-    ranker_changes={
-        "projection_dim": 16,
-        "num_shared_experts": 2,
-        "expert_units": (32, 16),
-        "tower_units": (8,),
-        "loss_balancing": "dwa",  # a callback with a state of its own, restored too
-    },
+    # Dynamic Weight Average: a callback with a state of its own, restored too.
+    ranker_changes={**SMALL_RANKER, "loss_balancing": "dwa"},
 )
 
 # Trains in a child process that SIGKILLs itself at a chosen point, as a preempted pod dies.

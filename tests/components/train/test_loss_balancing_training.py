@@ -7,27 +7,14 @@ import pytest
 
 from components.train.config import train_config
 from components.train.training import run_training
-from conftest import synthetic_splits, transformed_dataset
+from conftest import SMALL_RANKER, TINY_TRAINING, synthetic_splits, transformed_dataset
 from contract import layout
 from contract import schema as S
 from model.loss_balancing import dwa_weights
 from model.multitask_loss import loss_layer
 
-SETTINGS = dict(
-    architecture="mlpr",
-    fine_tune_layers="0",
-    encoder_preset="tiny",
-    max_epochs=4,
-    batch_size=64,
-    precision="float32",
-    early_stopping_patience=4,
-)
-SMALL = {
-    "projection_dim": 16,
-    "num_shared_experts": 2,
-    "expert_units": (32, 16),
-    "tower_units": (8,),
-}
+SETTINGS = dict(TINY_TRAINING, max_epochs=4, early_stopping_patience=4)
+SMALL = SMALL_RANKER
 
 
 @pytest.fixture(scope="module")

@@ -14,26 +14,13 @@ from components.train.config import train_config
 from components.train.inputs import read_split, split_files
 from components.train.training import relevance_targets, run_training
 from components.transform.relevance import spearman_per_query
-from conftest import synthetic_splits, transformed_dataset
+from conftest import SMALL_RANKER, TINY_TRAINING, synthetic_splits, transformed_dataset
 from contract import layout
 from contract import schema as S
 from model.multitask_loss import loss_layer
 
-SETTINGS = dict(
-    architecture="mlpr",
-    fine_tune_layers="0",
-    encoder_preset="tiny",
-    max_epochs=2,
-    batch_size=64,
-    precision="float32",
-)
-SMALL = {
-    "projection_dim": 16,
-    "num_shared_experts": 2,
-    "expert_units": (32, 16),
-    "tower_units": (8,),
-    "relevance_task": True,
-}
+SETTINGS = dict(TINY_TRAINING, max_epochs=2)
+SMALL = {**SMALL_RANKER, "relevance_task": True}
 
 
 @pytest.fixture(scope="module")
