@@ -179,28 +179,11 @@ def with_encoder_cosine(log: pd.DataFrame, schema, preset: str, cache_dir: str):
     row's query and product text, read as the model reads them (the query normalised by the
     transform's own function, the product fields joined), as the zero-shot reference scores
     them (components/evaluate/references.py). A shop can give any model this column."""
-    import tensorflow as tf
-
-    from components.transform.preprocessing import (
-        PRODUCT_TEXT_FIELDS,
-        PRODUCT_TEXT_SEPARATOR,
-        query_text,
-    )
+    from components.evaluate.references import model_texts
     from components.transform.relevance import encoder_similarity
     from contract import schema as S
 
-    queries = [
-        v.decode("utf-8") for v in query_text(tf.constant([str(q) for q in log[S.QUERY]])).numpy()
-    ]
-    fields = (
-        log[[c for c in PRODUCT_TEXT_FIELDS if c in log]]
-        .fillna("")
-        .astype(str)
-        .apply(lambda c: c.str.strip())
-    )
-    products = [
-        PRODUCT_TEXT_SEPARATOR.join(v for v in row if v) for row in fields.itertuples(index=False)
-    ]
+    queries, products = model_texts(log)
     cosine = encoder_similarity(queries, products, preset, cache_dir)
     feature = S.RankingFeature(COSINE_FEATURE, min_value=-1.0, max_value=1.0)
     schema = dataclasses.replace(schema, ranking_features=(*schema.ranking_features, feature))

@@ -453,17 +453,15 @@ def analyse(scored: ScoredSplit, per_impression: bool = True) -> ModelAnalysis:
     """The report's curves and groups of one model's scored test split; `per_impression`:
     the model predicts each task's count per impression (trained with targets="rate"), so
     its calibration is read against that where the split has the counts."""
+    tasks = {}
+    for task in scored.tasks:
+        counts, impressions = _targets(scored, task, per_impression)
+        tasks[task] = analyse_task(
+            scored.query, scored.labels[task], scored.predictions[task],
+            counts=counts, impressions=impressions,
+        )  # fmt: skip
     return ModelAnalysis(
-        tasks={
-            task: analyse_task(
-                scored.query,
-                scored.labels[task],
-                scored.predictions[task],
-                counts=_targets(scored, task, per_impression)[0],
-                impressions=_targets(scored, task, per_impression)[1],
-            )
-            for task in scored.tasks
-        },
+        tasks=tasks,
         impression_groups=impression_groups(scored),
         market_groups=market_groups(scored),
     )

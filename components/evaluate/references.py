@@ -48,11 +48,6 @@ def read_pairs(examples_dir: str, raw_schema: S.RawSchema, split: str = "test") 
     (the query normalised and the product fields joined, as the transform does)."""
     import tensorflow as tf
 
-    from components.transform.preprocessing import (
-        PRODUCT_TEXT_FIELDS,
-        PRODUCT_TEXT_SEPARATOR,
-        query_text,
-    )
     from contract.features import raw_feature_spec
 
     spec = raw_feature_spec(raw_schema, with_labels=True)
@@ -70,15 +65,31 @@ def read_pairs(examples_dir: str, raw_schema: S.RawSchema, split: str = "test") 
     for name, feature in spec.items():
         if feature.dtype == tf.string:
             frame[name] = [v.decode("utf-8") for v in frame[name]]
-    # The query as the transform gives it the model (the same TensorFlow function).
-    frame["query_text"] = [
-        v.decode("utf-8") for v in query_text(tf.constant(list(frame[S.QUERY]))).numpy()
+    frame["query_text"], frame["product_text"] = model_texts(frame)
+    return frame
+
+
+def model_texts(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(query texts, product texts) of a frame of raw rows as the model reads them: the query
+    normalised by the transform's own TensorFlow function, the product's text fields stripped
+    and joined (a field the frame lacks counts as empty)."""
+    import tensorflow as tf
+
+    from components.transform.preprocessing import (
+        PRODUCT_TEXT_FIELDS,
+        PRODUCT_TEXT_SEPARATOR,
+        query_text,
+    )
+
+    queries = [
+        v.decode("utf-8") for v in query_text(tf.constant([str(q) for q in frame[S.QUERY]])).numpy()
     ]
-    fields = frame[list(PRODUCT_TEXT_FIELDS)].apply(lambda c: c.str.strip())
-    frame["product_text"] = [
+    present = [c for c in PRODUCT_TEXT_FIELDS if c in frame]
+    fields = frame[present].fillna("").astype(str).apply(lambda c: c.str.strip())
+    products = [
         PRODUCT_TEXT_SEPARATOR.join(v for v in row if v) for row in fields.itertuples(index=False)
     ]
-    return frame
+    return queries, products
 
 
 def lexical_scores(pairs: pd.DataFrame) -> np.ndarray:
