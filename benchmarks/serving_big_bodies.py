@@ -30,6 +30,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from reports import print_and_save  # noqa: E402
 from serving_latency import free_port, start_server  # noqa: E402
 
 BODY_BYTES = 64 * 1024 * 1024
@@ -168,11 +169,7 @@ def main(model_base, products, query, rounds, requests_per_round, senders, out) 
         f"- server resident memory: {quiet_rss:.0f} MB quiet, peak {peak_rss:.0f} MB, growth "
         f"{growth:.0f} MB (target <= {TARGETS['rss_growth_mb']:g} MB)",
     ]
-    text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    click.echo(text)
+    print_and_save("\n".join(lines) + "\n", out)
 
 
 if __name__ == "__main__":
