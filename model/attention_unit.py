@@ -18,10 +18,10 @@ class AttentionUnit(keras.layers.Layer):
     Args:
         units: d, the width of the tower outputs.
 
-    Example:
-    >>> unit = AttentionUnit(units=4)
-    >>> unit([keras.ops.ones((2, 4)), keras.ops.zeros((2, 4))]).shape
-    (2, 4)
+    Examples:
+        >>> unit = AttentionUnit(units=4)
+        >>> unit([keras.ops.ones((2, 4)), keras.ops.zeros((2, 4))]).shape
+        (2, 4)
     """
 
     def __init__(self, units, **kwargs):

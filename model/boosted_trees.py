@@ -76,13 +76,13 @@ class BoostedTrees(keras.layers.Layer):
         depth: traversal steps (the deepest leaf's depth).
         base_margin: the booster's starting log-odds.
 
-    Example:
-    >>> layer = BoostedTrees(num_trees=1, num_nodes=3, depth=1, base_margin=0.0)
-    >>> layer.set_tree_arrays({"feature": [[0, 0, 0]], "threshold": [[0.5, 0, 0]],
-    ...     "left": [[1, 1, 2]], "right": [[2, 1, 2]], "default_left": [[1, 0, 0]],
-    ...     "value": [[0, -1.0, 1.0]]})
-    >>> [round(float(p), 3) for p in layer(keras.ops.convert_to_tensor([[0.0], [1.0]]))]
-    [0.269, 0.731]
+    Examples:
+        >>> layer = BoostedTrees(num_trees=1, num_nodes=3, depth=1, base_margin=0.0)
+        >>> layer.set_tree_arrays({"feature": [[0, 0, 0]], "threshold": [[0.5, 0, 0]],
+        ...     "left": [[1, 1, 2]], "right": [[2, 1, 2]], "default_left": [[1, 0, 0]],
+        ...     "value": [[0, -1.0, 1.0]]})
+        >>> [round(float(p), 3) for p in layer(keras.ops.convert_to_tensor([[0.0], [1.0]]))]
+        [0.269, 0.731]
     """
 
     ARRAYS = ("feature", "threshold", "left", "right", "default_left", "value")

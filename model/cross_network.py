@@ -16,10 +16,10 @@ class CrossNetwork(keras.layers.Layer):
     Args:
         num_layers: L, the number of cross layers (>= 1).
 
-    Example:
-    >>> cross = CrossNetwork(num_layers=2)
-    >>> cross(keras.ops.ones((4, 3))).shape
-    (4, 3)
+    Examples:
+        >>> cross = CrossNetwork(num_layers=2)
+        >>> cross(keras.ops.ones((4, 3))).shape
+        (4, 3)
     """
 
     def __init__(self, num_layers=3, **kwargs):

@@ -36,15 +36,15 @@ class TextEncoder(keras.layers.Layer):
         pooling: `"mean"` or `"cls"`.
         fine_tune_layers: `"all"`, or how many of the top transformer blocks are trained.
 
-    Example:
-    >>> import keras_hub
-    >>> backbone = keras_hub.models.DistilBertBackbone(
-    ...     vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8,
-    ...     intermediate_dim=16, max_sequence_length=8)
-    >>> encoder = TextEncoder(backbone)
-    >>> ids = keras.ops.ones((2, 8), dtype="int32")
-    >>> encoder({"token_ids": ids, "padding_mask": ids}).shape
-    (2, 8)
+    Examples:
+        >>> import keras_hub
+        >>> backbone = keras_hub.models.DistilBertBackbone(
+        ...     vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8,
+        ...     intermediate_dim=16, max_sequence_length=8)
+        >>> encoder = TextEncoder(backbone)
+        >>> ids = keras.ops.ones((2, 8), dtype="int32")
+        >>> encoder({"token_ids": ids, "padding_mask": ids}).shape
+        (2, 8)
     """
 
     def __init__(self, backbone, pooling="mean", fine_tune_layers=ALL_LAYERS, **kwargs):

@@ -15,6 +15,7 @@ transfer, for their products), and training can only add to it or, where the log
 learn w_k down.
 
 Three layers, each one idea:
+
 - `UnitVector` (in each text tower): phi(q) = [projection(e(q)), e(q) / |e(q)|], so the
   unit encoder vector rides along the projected one (and lands in serving's product table);
 - `EncoderPrior` (first in the scorer): splits phi(q), psi(i) into the projected parts the
@@ -37,9 +38,9 @@ PRIOR_SKIP = "prior_skip"
 class UnitVector(keras.layers.Layer):
     """[projected, raw] -> the projected vector with the raw vector, unit-normalised, after it.
 
-    Example:
-    >>> keras.ops.convert_to_numpy(UnitVector()([keras.ops.ones((1, 2)), keras.ops.array([[3.0, 4.0]])])).tolist()
-    [[1.0, 1.0, 0.6, 0.8]]
+    Examples:
+        >>> keras.ops.convert_to_numpy(UnitVector()([keras.ops.ones((1, 2)), keras.ops.array([[3.0, 4.0]])])).tolist()
+        [[1.0, 1.0, 0.6, 0.8]]
     """
 
     def call(self, inputs):

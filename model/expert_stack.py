@@ -26,10 +26,10 @@ class ExpertStack(keras.layers.Layer):
         dropout: dropout rate after each block.
         batch_norm: batch normalization before each activation (then no bias).
 
-    Example:
-    >>> stack = ExpertStack(num_experts=3, units=(8, 4))
-    >>> stack(keras.ops.ones((2, 5))).shape
-    (2, 3, 4)
+    Examples:
+        >>> stack = ExpertStack(num_experts=3, units=(8, 4))
+        >>> stack(keras.ops.ones((2, 5))).shape
+        (2, 3, 4)
     """
 
     def __init__(self, num_experts, units, dropout=0.0, batch_norm=True, **kwargs):

@@ -41,10 +41,10 @@ class MultiGateExperts(keras.layers.Layer):
         batch_norm: batch normalization in the experts (False: serving's folded form, see
             `fold_from`).
 
-    Example:
-    >>> layer = MultiGateExperts(num_tasks=3, num_experts=2, expert_units=(4,))
-    >>> [tuple(o.shape) for o in layer(keras.ops.ones((2, 5)))]
-    [(2, 4), (2, 4), (2, 4)]
+    Examples:
+        >>> layer = MultiGateExperts(num_tasks=3, num_experts=2, expert_units=(4,))
+        >>> [tuple(o.shape) for o in layer(keras.ops.ones((2, 5)))]
+        [(2, 4), (2, 4), (2, 4)]
     """
 
     def __init__(
@@ -140,11 +140,11 @@ class CustomizedGateExperts(keras.layers.Layer):
         batch_norm: batch normalization in the experts (False: serving's folded form, see
             `fold_from`).
 
-    Example:
-    >>> layer = CustomizedGateExperts(2, 1, 1, expert_units=(4,))
-    >>> x = keras.ops.ones((3, 5))
-    >>> [tuple(o.shape) for o in layer([x, x, x])]
-    [(3, 4), (3, 4)]
+    Examples:
+        >>> layer = CustomizedGateExperts(2, 1, 1, expert_units=(4,))
+        >>> x = keras.ops.ones((3, 5))
+        >>> [tuple(o.shape) for o in layer([x, x, x])]
+        [(3, 4), (3, 4)]
     """
 
     def __init__(

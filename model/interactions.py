@@ -14,10 +14,10 @@ class Interactions(keras.layers.Layer):
     Args:
         kinds: which interactions to compute, a subset of `("cosine", "hadamard", "concat")`.
 
-    Example:
-    >>> layer = Interactions(kinds=("cosine", "hadamard"))
-    >>> layer([keras.ops.ones((2, 4)), keras.ops.ones((2, 4))]).shape
-    (2, 5)
+    Examples:
+        >>> layer = Interactions(kinds=("cosine", "hadamard"))
+        >>> layer([keras.ops.ones((2, 4)), keras.ops.ones((2, 4))]).shape
+        (2, 5)
     """
 
     def __init__(self, kinds=INTERACTIONS, **kwargs):

@@ -49,10 +49,12 @@ def listwise_softmax_crossentropy(y_true, y_pred, list_ids, epsilon=1e-7):
     each example's list ([N] or [N, 1], equal ids: one list). Lists are found by comparing
     ids within the batch (an [N, N] mask), so they need not be contiguous.
 
-    Example: one list, labels (1, 0), logits (0, 0): log 2.
-    >>> y, p = ops.convert_to_tensor([[1.0], [0.0]]), ops.convert_to_tensor([[0.5], [0.5]])
-    >>> round(float(listwise_softmax_crossentropy(y, p, ops.convert_to_tensor([[7], [7]]))), 4)
-    0.6931
+    Examples:
+        One list, labels (1, 0), logits (0, 0): log 2.
+
+        >>> y, p = ops.convert_to_tensor([[1.0], [0.0]]), ops.convert_to_tensor([[0.5], [0.5]])
+        >>> round(float(listwise_softmax_crossentropy(y, p, ops.convert_to_tensor([[7], [7]]))), 4)
+        0.6931
     """
     p = ops.clip(ops.reshape(y_pred, (-1,)), epsilon, 1.0 - epsilon)
     scores = ops.log(p) - ops.log(1.0 - p)

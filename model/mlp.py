@@ -15,10 +15,10 @@ class MLP(keras.layers.Layer):
         dropout: dropout rate after each block.
         batch_norm: insert batch normalization before the activation.
 
-    Example:
-    >>> mlp = MLP(units=(8, 4), dropout=0.1)
-    >>> mlp(keras.ops.ones((2, 3))).shape
-    (2, 4)
+    Examples:
+        >>> mlp = MLP(units=(8, 4), dropout=0.1)
+        >>> mlp(keras.ops.ones((2, 3))).shape
+        (2, 4)
     """
 
     def __init__(self, units, dropout=0.0, batch_norm=True, **kwargs):

@@ -51,13 +51,13 @@ class MultiTaskLoss(keras.layers.Layer):
             products (model/losses.listwise_softmax_crossentropy) instead of the pointwise
             binary cross-entropy; their labels then carry LIST_ID, each example's query.
 
-    Example:
-    >>> layer = MultiTaskLoss(tasks=("click", "atc"))  # uncertainty, log sigma = 0 at first
-    >>> y = {"click": keras.ops.ones((2, 1)), "atc": keras.ops.zeros((2, 1))}
-    >>> p = {"click": keras.ops.full((2, 1), 0.5), "atc": keras.ops.full((2, 1), 0.5)}
-    >>> layer([p["click"], p["atc"]])  # builds the layer
-    >>> round(float(layer.total(y, p)), 4)  # 0.5 * (ln 2 + ln 2)
-    0.6931
+    Examples:
+        >>> layer = MultiTaskLoss(tasks=("click", "atc"))  # uncertainty, log sigma = 0 at first
+        >>> y = {"click": keras.ops.ones((2, 1)), "atc": keras.ops.zeros((2, 1))}
+        >>> p = {"click": keras.ops.full((2, 1), 0.5), "atc": keras.ops.full((2, 1), 0.5)}
+        >>> layer([p["click"], p["atc"]])  # builds the layer
+        >>> round(float(layer.total(y, p)), 4)  # 0.5 * (ln 2 + ln 2)
+        0.6931
     """
 
     def __init__(

@@ -20,9 +20,9 @@ class EncoderAwareAdamW(keras.optimizers.AdamW):
         slow_learning_rate_multiplier: their learning rate over the base one, in (0, 1].
         **kwargs: `keras.optimizers.AdamW` arguments.
 
-    Example:
-    >>> encoder_paths = [v.path for v in ranker.text_encoder.trainable_variables]
-    >>> EncoderAwareAdamW(encoder_paths, 0.02, learning_rate=1e-3)  # the encoder at 2e-5
+    Examples:
+        >>> encoder_paths = [v.path for v in ranker.text_encoder.trainable_variables]
+        >>> EncoderAwareAdamW(encoder_paths, 0.02, learning_rate=1e-3)  # the encoder at 2e-5
     """
 
     def __init__(self, slow_variable_paths=(), slow_learning_rate_multiplier=1.0, **kwargs):

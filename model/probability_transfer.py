@@ -9,10 +9,10 @@ class ProbabilityTransfer(keras.layers.Layer):
     returns `[p_ctr, p_ctr * p_avr, p_ctr * p_avr * p_cvr]`, so each task is modelled over
     the whole impression space and the predictions respect the funnel order.
 
-    Example:
-    >>> layer = ProbabilityTransfer()
-    >>> [float(p[0, 0]) for p in layer([keras.ops.full((1, 1), v) for v in (0.5, 0.4, 0.5)])]
-    [0.5, 0.2, 0.1]
+    Examples:
+        >>> layer = ProbabilityTransfer()
+        >>> [float(p[0, 0]) for p in layer([keras.ops.full((1, 1), v) for v in (0.5, 0.4, 0.5)])]
+        [0.5, 0.2, 0.1]
     """
 
     def call(self, inputs):

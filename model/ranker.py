@@ -107,11 +107,12 @@ class Ranker(MultiTaskRanker):
         wide_dim: number of wide features.
         vocabulary_sizes: size of each categorical vocabulary, out-of-vocabulary buckets
             included.
-        query_length, product_length: packed text lengths in tokens.
+        query_length: packed query length in tokens.
+        product_length: packed product text length in tokens.
 
-    Example:
-    >>> ranker = Ranker(RankerConfig(), TextEncoder(backbone), 6, sizes, 16, 48)
-    >>> phi = ranker.query_encoder({"query_token_ids": ids, "query_padding_mask": mask})
+    Examples:
+        >>> ranker = Ranker(RankerConfig(), TextEncoder(backbone), 6, sizes, 16, 48)
+        >>> phi = ranker.query_encoder({"query_token_ids": ids, "query_padding_mask": mask})
     """
 
     def __init__(

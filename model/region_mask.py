@@ -23,11 +23,11 @@ class RegionMask(keras.layers.Layer):
             bucket included).
         rate: how much faster than the other weights the mask logits learn (> 0).
 
-    Example:
-    >>> mask = RegionMask(markets=3)
-    >>> out = mask([keras.ops.ones((2, 4)), keras.ops.convert_to_tensor([0, 2])])
-    >>> keras.ops.convert_to_numpy(out).tolist()[0]  # untrained: the identity
-    [1.0, 1.0, 1.0, 1.0]
+    Examples:
+        >>> mask = RegionMask(markets=3)
+        >>> out = mask([keras.ops.ones((2, 4)), keras.ops.convert_to_tensor([0, 2])])
+        >>> keras.ops.convert_to_numpy(out).tolist()[0]  # untrained: the identity
+        [1.0, 1.0, 1.0, 1.0]
     """
 
     def __init__(self, markets, rate=1.0, **kwargs):

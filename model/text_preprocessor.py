@@ -15,12 +15,12 @@ class TextPreprocessor(keras.layers.Layer):
         query_length: packed length of queries, [CLS] and [SEP] included.
         product_length: packed length of product texts.
 
-    Example:
-    >>> tok = keras_hub.models.DistilBertTokenizer(
-    ...     vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "shoes"])
-    >>> out = TextPreprocessor(tok, 4, 6)(["red shoes"], ["shoes"])
-    >>> out["query_token_ids"].numpy().tolist()
-    [[2, 5, 6, 3]]
+    Examples:
+        >>> tok = keras_hub.models.DistilBertTokenizer(
+        ...     vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "shoes"])
+        >>> out = TextPreprocessor(tok, 4, 6)(["red shoes"], ["shoes"])
+        >>> out["query_token_ids"].numpy().tolist()
+        [[2, 5, 6, 3]]
     """
 
     def __init__(self, tokenizer, query_length=16, product_length=48, **kwargs):

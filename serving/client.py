@@ -65,10 +65,10 @@ class RankingClient:
             unreachable) is retried, with exponential backoff and jitter.
         backoff_s: first backoff; doubled after each failed attempt.
 
-    Example:
-    >>> client = RankingClient("127.0.0.1:8500")  # doctest: +SKIP
-    >>> client.rank("red boots", products)[0].product_id  # doctest: +SKIP
-    'p17'
+    Examples:
+        >>> client = RankingClient("127.0.0.1:8500")  # doctest: +SKIP
+        >>> client.rank("red boots", products)[0].product_id  # doctest: +SKIP
+        'p17'
     """
 
     def __init__(

@@ -1,6 +1,7 @@
 """The blessing gate: may the candidate model replace the one in production?
 
 Four kinds of check, each with its value, threshold, outcome and a sentence:
+
 - floor: every gated metric with a floor must reach it (always, also on the first run);
 - champion: when a model is in production, every gated metric must not fall more than its
   allowed drop below the champion's value on the same split;

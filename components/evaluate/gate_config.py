@@ -97,8 +97,8 @@ class GateConfig:
             given them with `for_tasks`, which checks the task names of the keys and of
             significance_task against them. Applying the gate needs them.
 
-    Example:
-        GateConfig(floors={"auc": 0.6, "purchase/auc": 0.55}, max_drop={"ndcg@5": 0.01})
+    Examples:
+        >>> GateConfig(floors={"auc": 0.6, "purchase/auc": 0.55}, max_drop={"ndcg@5": 0.01})
     """
 
     floors: Mapping[str, float]

@@ -158,7 +158,8 @@ class ZeroShotEncoder:
         preset: what to load: the preset directory the train step saved beside the model
             when the encoder stayed frozen (the weights training started from, a
             domain-pretrained encoder included), else the preset training started from.
-        query_length, product_length: the candidate's token lengths.
+        query_length: the candidate's query length in tokens.
+        product_length: the candidate's product text length in tokens.
     """
 
     name: str
@@ -248,7 +249,8 @@ class ReferenceComparison:
 
     Args:
         reference: the reference with the highest mean NDCG@5 on the task.
-        candidate_value, reference_value: their mean NDCG@5 (NaN when undefined).
+        candidate_value: the candidate's mean NDCG@5 (NaN when undefined).
+        reference_value: the reference's mean NDCG@5 (NaN when undefined).
         paired: candidate - reference in NDCG@5 over the test queries with a positive label;
             None when the candidate's predictions are not finite.
         p_less: one-sided p-value of "the candidate is below the reference" (paired t-test);
