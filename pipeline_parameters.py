@@ -241,7 +241,7 @@ class PipelineParameters:
         1,
         help="nodes that train together (MultiWorkerMirroredStrategy). 1: the train step "
         "alone, on all its GPUs. Above 1: the step is the chief and the other workers run as "
-        "a Kubeflow Trainer TrainJob on the mlpr-tensorflow runtime (k8s/trainer/, README "
+        "a Kubeflow Trainer TrainJob on the mlpr-tensorflow runtime (k8s/trainer/, docs/scaling.md "
         '"Training on several GPUs and several nodes"), each asking for the GPUs the step '
         "asks for. batch_size is per GPU (replica): the global batch grows with the "
         "replicas, and the learning rate with its square root.",

@@ -14,7 +14,7 @@ ingest's ratio to both. `--profile` adds the functions where ingest spends its t
 ingest run at the smallest size, apart from the timed ones).
 
 The same jobs run on Dataflow, Flink or Spark with Beam options only (the pipeline's
-`beam_pipeline_args`, or `--beam-arg` of `./dev demo`); see the README.
+`beam_pipeline_args`, or `--beam-arg` of `./dev demo`); see docs/scaling.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """`./dev setup` prints one line per phase and keeps pip's output in .venv/setup.log; a
-failing phase shows the tail of that log."""
+failing phase shows the tail of that log. `./dev help` lists every task."""
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -39,3 +40,21 @@ def test_a_failing_phase_shows_the_end_of_the_log_and_stops(tmp_path):
     )
     assert lines[2:] == [f"    line {i}" for i in range(16, 41)]  # the last 25 lines
     assert "unreachable" not in done.stdout
+
+
+def test_help_lists_every_task_and_an_unknown_task_fails():
+    # `./dev help` prints the script's header comment; it needs no environment.
+    done = subprocess.run(
+        ["bash", os.path.join(ROOT, "dev"), "help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    text = Path(ROOT, "dev").read_text(encoding="utf-8")
+    tasks = re.findall(r"^  ([a-z]+)\)", text, flags=re.MULTILINE)
+    assert set(tasks) == {"setup", "demo", "test", "compile", "docs", "lock"}
+    for task in tasks:
+        assert re.search(rf"^  \./dev {task}\b", done.stdout, flags=re.MULTILINE), task
+    assert "serve the documentation site at http://127.0.0.1:8000" in done.stdout
+    unknown = subprocess.run(
+        ["bash", os.path.join(ROOT, "dev"), "nosuchtask"], capture_output=True, timeout=60
+    )
+    assert unknown.returncode == 2

@@ -35,7 +35,5 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     """Adds the benchmarks' images to the site, each at its repository path."""
     root = Path(config.config_file_path).resolve().parent
     for image in benchmark_images(root):
-        files.append(
-            File.generated(config, image.as_posix(), abs_src_path=str(root / image))
-        )
+        files.append(File.generated(config, image.as_posix(), abs_src_path=str(root / image)))
     return files

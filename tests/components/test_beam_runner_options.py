@@ -73,7 +73,7 @@ def test_transform_graph_is_built_for_spark(tmp_path):
 
 def test_dataflow_options_parse_as_documented():
     # Constructing a Dataflow pipeline validates the bucket over the network, so only the
-    # options of the README's command are checked here.
+    # options of the command in docs/scaling.md are checked here.
     options = PipelineOptions(
         [
             "--runner=DataflowRunner",
