@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import html
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -44,12 +45,17 @@ def _nav_pages(nav) -> list[str]:
     raise TypeError(f"unexpected nav entry: {nav!r}")
 
 
-def _built_path(site: Path, page: str) -> Path:
-    """Where mkdocs (use_directory_urls) writes `page`: x.md -> x/index.html."""
+def _url(page: str) -> str:
+    """A page's URL in the site (use_directory_urls): x.md -> x/, a/index.md -> a/."""
     stem = page.removesuffix(".md")
     if stem == "index" or stem.endswith("/index"):
-        return site / f"{stem}.html"
-    return site / stem / "index.html"
+        return stem.removesuffix("index")
+    return f"{stem}/"
+
+
+def _built_path(site: Path, page: str) -> Path:
+    """Where mkdocs writes `page`: x.md -> x/index.html."""
+    return site / _url(page) / "index.html"
 
 
 def _text(page: Path) -> str:
@@ -85,6 +91,15 @@ def test_every_page_of_the_nav_is_built_and_every_docs_page_is_in_the_nav(site):
         if "hooks" not in path.relative_to(DOCS).parts
     }
     assert written == set(pages), f"pages outside the nav: {sorted(written - set(pages))}"
+
+
+def test_the_search_index_holds_every_page(site):
+    index = json.loads((site / "search" / "search_index.json").read_text("utf-8"))
+    titled = {entry["location"]: entry["title"] for entry in index["docs"]}
+    for page in _nav_pages(_config()["nav"]):
+        title = (DOCS / page).read_text("utf-8").splitlines()[0].removeprefix("# ")
+        assert titled.get(_url(page)) == title, f"{page}: {titled.get(_url(page))!r}"
+    assert any("dead_letter/" in entry["text"] for entry in index["docs"])
 
 
 def _first_docstring_line(path: Path, qualname: str) -> str:
