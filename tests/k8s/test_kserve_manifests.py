@@ -12,7 +12,7 @@ import re
 import kserve_schema
 import kubernetes_validate
 import pytest
-from k8s_testlib import KUBERNETES_VERSIONS, ROOT, one, render
+from k8s_testlib import KUBERNETES_VERSIONS, ROOT, mounted_config_files, one, render
 from kubernetes.utils import parse_quantity
 
 import pipeline_parameters
@@ -40,7 +40,8 @@ KNATIVE_FLAGGED_POD_FIELDS = {
 }
 # The predictor's own fields (ComponentExtensionSpec and the model), which KServe consumes.
 KSERVE_PREDICTOR_FIELDS = {"model", "minReplicas", "maxReplicas", "canaryTrafficPercent"}
-# Knative's port names: HTTP/1.1 or HTTP/2 cleartext (gRPC) to the container.
+# Knative's port names (HTTP/1.1, or HTTP/2 cleartext for gRPC), each with the TF Serving flag
+# of the port it fits: REST, gRPC.
 KNATIVE_PORT_NAMES = {"http1": "rest_api_port", "h2c": "port"}
 
 
@@ -64,38 +65,20 @@ def _plain_gpu() -> tuple[dict, dict]:
 
 
 def _config_files(kustomization: str) -> dict[str, str]:
-    """Mount path of each file the predictor's ConfigMap volumes give the model container ->
-    its text."""
     docs = render(kustomization)
     predictor = one(docs, "InferenceService")["spec"]["predictor"]
-    config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
-    volumes = {v["name"]: v for v in predictor["volumes"]}
-    files = {}
-    for mount in predictor["model"]["volumeMounts"]:
-        source = volumes[mount["name"]].get("configMap")
-        if source:
-            for key, text in config_maps[source["name"]]["data"].items():
-                files[f"{mount['mountPath']}/{key}"] = text
-    return files
+    return mounted_config_files(docs, predictor, predictor["model"])
 
 
 def _plain_config_files() -> dict[str, str]:
     docs = render("overlays/gpu")
-    deployment = one(docs, "Deployment")
-    config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
-    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    files = {}
-    for mount in _plain_gpu()[1]["volumeMounts"]:
-        source = volumes[mount["name"]].get("configMap")
-        if source:
-            for key, text in config_maps[source["name"]]["data"].items():
-                files[f"{mount['mountPath']}/{key}"] = text
-    return files
+    pod, container = _plain_gpu()
+    return mounted_config_files(docs, pod, container)
 
 
 def _merged_container(kustomization: str) -> dict:
     """The model container as KServe builds it from the runtime's (MergeRuntimeContainers:
-    the InferenceService's fields over the runtime's, resource lists merged key by key, args
+    the InferenceService's fields over the runtime's, resource maps merged key by key, args
     appended to the runtime's)."""
     (runtime_container,) = kserve_schema.runtime()["spec"]["containers"]
     model = _predictor(kustomization)["model"]
@@ -292,14 +275,13 @@ def test_knative_takes_the_revision(kustomization):
     assert not set(mounts.values()) & {"/", "/dev", "/dev/log", KSERVE_MOUNT}
 
 
-def test_rest_readiness_is_the_plain_deployments_grpc_readiness_the_port():
-    _, container = _plain_gpu()
-    rest = _predictor(BASE)["model"]
-    assert rest["readinessProbe"]["httpGet"]["path"] == container["readinessProbe"]["httpGet"][
-        "path"
-    ] == "/v1/models/mlpr/metadata"  # fmt: skip
-    grpc = _predictor(GRPC)["model"]
-    assert grpc["readinessProbe"]["tcpSocket"] == {"port": 9000}
+def test_readiness_over_rest_is_the_plain_deployments_over_grpc_the_open_port():
+    # Ready while a version of the model is AVAILABLE, as the plain Deployment; the gRPC port
+    # has no such check (TF Serving opens it once the model has loaded).
+    plain_path = _plain_gpu()[1]["readinessProbe"]["httpGet"]["path"]
+    assert plain_path == "/v1/models/mlpr/metadata"
+    assert _predictor(BASE)["model"]["readinessProbe"]["httpGet"]["path"] == plain_path
+    assert _predictor(GRPC)["model"]["readinessProbe"]["tcpSocket"] == {"port": 9000}
     assert _isvc(GRPC)["metadata"]["name"] == "mlpr-grpc"
 
 
