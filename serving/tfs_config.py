@@ -18,9 +18,9 @@ tensorflow_serving/config/monitoring_config.proto.
 
 The files under k8s/base/config, k8s/overlays/gpu and k8s/kserve/base/config are this module's
 output for the defaults (`python -m serving.tfs_config k8s` rewrites them; a test keeps them
-equal), and the pusher
-writes the same files for the pushed model into `<model_base>/tfserving/`, merging the
-`models.config` entries of other models already served from that repository.
+equal), and the pusher writes the same files for the pushed model into
+`<model_base>/tfserving/`, merging the `models.config` entries of other models already served
+from that repository.
 """
 
 from __future__ import annotations

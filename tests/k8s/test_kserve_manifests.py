@@ -244,6 +244,7 @@ def test_the_runtime_takes_the_predictor(kustomization):
         _config_files(kustomization)[flags["monitoring_config_file"]], "MonitoringConfig"
     )
     assert annotations["prometheus.kserve.io/port"] == flags["rest_api_port"]
+    assert int(flags["rest_api_port"]) == tfs_config.KSERVE_REST_PORT  # the file's comment
     assert annotations["prometheus.kserve.io/path"] == monitoring.prometheus_config.path
     assert monitoring.prometheus_config.enable is True
 
