@@ -16,10 +16,11 @@ tensorflow-serving-api; that package does not ship `BatchingParameters` and
 tensorflow_serving/servables/tensorflow/session_bundle_config.proto and
 tensorflow_serving/config/monitoring_config.proto.
 
-The files under k8s/base/config and k8s/overlays/gpu are this module's output for the defaults
-(`python -m serving.tfs_config k8s` rewrites them; a test keeps them equal), and the pusher
-writes the same files for the pushed model into `<model_base>/tfserving/`, merging the
-`models.config` entries of other models already served from that repository.
+The files under k8s/base/config, k8s/overlays/gpu and k8s/kserve/base/config are this module's
+output for the defaults (`python -m serving.tfs_config k8s` rewrites them; a test keeps them
+equal), and the pusher writes the same files for the pushed model into
+`<model_base>/tfserving/`, merging the `models.config` entries of other models already served
+from that repository.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ MONITORING_CONFIG = "monitoring.config"
 DEFAULT_MODEL_NAME = "mlpr"
 # Where the serving container mounts the model repository (k8s/base/deployment.yaml).
 DEFAULT_SERVING_BASE = "/models"
+# Where KServe mounts an InferenceService's storageUri, here the repository (k8s/kserve).
+KSERVE_SERVING_BASE = "/mnt/models"
+# TF Serving's REST port in k8s/base, and in KServe's TF Serving runtime.
+REST_PORT = 8501
+KSERVE_REST_PORT = 8080
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 VERSION_POLICIES = ("latest", "all", "specific")
 
@@ -251,13 +257,15 @@ def batching_text(profile: str = "cpu") -> str:
     return header + text_format.MessageToString(batching)
 
 
-def monitoring_text(path: str = PROMETHEUS_PATH) -> str:
+def monitoring_text(path: str = PROMETHEUS_PATH, rest_port: int = REST_PORT) -> str:
+    """`monitoring.config`; `rest_port` (the server's REST port, where the metrics are) goes
+    into the file's comment only."""
     if not path.startswith("/"):
         raise ValueError(f"the Prometheus path must start with '/', got {path!r}")
     monitoring = messages()["MonitoringConfig"]()
     monitoring.prometheus_config.enable = True
     monitoring.prometheus_config.path = path
-    comment = "Prometheus metrics on the REST port (8501) at this path."
+    comment = f"Prometheus metrics on the REST port ({rest_port}) at this path."
     header = _header("TF Serving monitoring config (tensorflow.serving.MonitoringConfig).", comment)
     return header + text_format.MessageToString(monitoring)
 
@@ -325,6 +333,13 @@ def k8s_files(root: str | Path = ".") -> dict[Path, str]:
         root / "k8s/base/config" / BATCHING_CONFIG: batching_text("cpu"),
         root / "k8s/base/config" / MONITORING_CONFIG: monitoring_text(),
         root / "k8s/overlays/gpu" / BATCHING_CONFIG: batching_text("gpu"),
+        root / "k8s/kserve/base/config" / MODELS_CONFIG: models_config_text(
+            [model_config(serving_base=KSERVE_SERVING_BASE)]
+        ),
+        root / "k8s/kserve/base/config" / BATCHING_CONFIG: batching_text("gpu"),
+        root / "k8s/kserve/base/config" / MONITORING_CONFIG: monitoring_text(
+            rest_port=KSERVE_REST_PORT
+        ),
     }
 
 

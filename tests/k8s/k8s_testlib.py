@@ -50,3 +50,17 @@ def one(docs: list[dict], kind: str) -> dict:
     found = [d for d in docs if d["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+def mounted_config_files(docs: list[dict], pod: dict, container: dict) -> dict[str, str]:
+    """Mount path of each file that a ConfigMap volume of `pod` (a pod spec, or a KServe
+    predictor) gives `container` -> its text, the ConfigMaps taken from `docs`."""
+    config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    files = {}
+    for mount in container["volumeMounts"]:
+        source = volumes[mount["name"]].get("configMap")
+        if source:
+            for key, text in config_maps[source["name"]]["data"].items():
+                files[f"{mount['mountPath']}/{key}"] = text
+    return files

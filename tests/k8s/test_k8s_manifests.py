@@ -14,6 +14,7 @@ from google.protobuf import text_format
 from k8s_testlib import (
     KUBERNETES_VERSIONS,
     OVERLAYS,
+    mounted_config_files,
     one,
     render,
     render_text,
@@ -33,16 +34,8 @@ def _container(docs):
 
 def _config_files(docs) -> dict[str, str]:
     """Mount path of each file the ConfigMaps give the container -> its text."""
-    deployment = one(docs, "Deployment")
-    config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
-    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    files = {}
-    for mount in _container(docs)["volumeMounts"]:
-        source = volumes[mount["name"]].get("configMap")
-        if source:
-            for key, text in config_maps[source["name"]]["data"].items():
-                files[f"{mount['mountPath']}/{key}"] = text
-    return files
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    return mounted_config_files(docs, pod, _container(docs))
 
 
 def _flag(container, name: str) -> str:
