@@ -62,6 +62,14 @@ def paired_comparison(a: dict, b: dict, confidence: float = 0.95) -> PairedCompa
     )
 
 
+def one_sided_p_greater(paired: PairedComparison) -> float:
+    """p-value of the one-sided paired t-test "mean difference > 0", from the two-sided one."""
+    p = paired.p_value
+    if math.isnan(p):
+        return math.nan
+    return p / 2 if paired.mean_difference > 0 else 1.0 - p / 2
+
+
 def one_sided_p_less(paired: PairedComparison) -> float:
     """p-value of the one-sided paired t-test "mean difference < 0", from the two-sided one."""
     p = paired.p_value

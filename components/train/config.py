@@ -69,6 +69,11 @@ class TrainConfig:
         query, scored before training too (epoch 0: the untrained model, which with the
         encoder's prior ranks as the encoder's zero-shot cosine); "val_loss", the eval loss.
     select_task: the task whose NDCG@5 selects; "": the mean over the funnel's tasks.
+    select_p_value: with the encoder's prior, the best trained epoch replaces the untrained
+        model (the zero-shot ranking) only if it ranks the eval queries better at this
+        one-sided paired p-value over the queries; else the untrained model is kept, so that
+        a log too small to show a gain ships the encoder's own ranking. 1.0: the best epoch
+        is kept whatever its margin.
     relevance_encoder: the pretrained text encoder preset whose query-title similarity goes
         into the relevance task's label (RankerConfig.relevance_task): the label does not
         follow the ranker's own encoder.
@@ -105,9 +110,12 @@ class TrainConfig:
     select_on: str = "ndcg@5"
     backup_dir: str | None = None
     select_task: str = ""
+    select_p_value: float = 0.05
 
     def __post_init__(self) -> None:
         check_targets(self.targets)
+        if not 0.0 < self.select_p_value <= 1.0:
+            raise ValueError(f"select_p_value must be in (0, 1], got {self.select_p_value}")
         if self.select_on not in SELECT_ON:
             raise ValueError(f"select_on must be one of {SELECT_ON}, got {self.select_on!r}")
         if self.precision not in PRECISIONS:

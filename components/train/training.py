@@ -330,6 +330,8 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
                 task=config.select_task,
                 patience=config.early_stopping_patience,
                 checkpoint=os.path.join(output_dir, CHECKPOINT_FILE),
+                # Only the prior makes the untrained model a ranking worth keeping.
+                p_value=config.select_p_value if config.ranker_config.encoder_prior else 1.0,
             )
     fitting = time.monotonic()
     history = _fit(
