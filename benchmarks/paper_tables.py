@@ -55,6 +55,8 @@ MLPR_LISTWISE = "mlpr (listwise)"  # every task on the softmax loss over its que
 REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
 # MLPR with each other loss balancing (model/loss_balancing.py); "mlpr" is "uncertainty".
 BALANCING_VARIANTS = {f"mlpr ({b})": b for b in ("gradnorm", "dwa", "fixed")}
+# MLPR with the encoder's prior at other weights on each task's logit (RankerConfig.prior_scale).
+PRIOR_SCALE_VARIANTS = {f"mlpr (prior scale {s:g})": s for s in (1.0, 2.0, 4.0, 8.0)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +123,10 @@ def all_variants(encoder_preset: str = "tiny") -> list[Variant]:
         *(
             Variant(label, "mlpr", (("loss_balancing", balancing),))
             for label, balancing in BALANCING_VARIANTS.items()
+        ),
+        *(
+            Variant(label, "mlpr", (("prior_scale", scale),))
+            for label, scale in PRIOR_SCALE_VARIANTS.items()
         ),
     ]
     seen = {v.label for v in variants}
