@@ -2,7 +2,7 @@
 
 Computed in the ingest job with a combiner over the kept rows (`SplitStatistics`: constant
 memory per split, any runner, every column in one pass, see `feature_stats`), then written
-beside the examples (`tfdv_outputs` writes all but statistics.json):
+beside the examples (by `statistics_files`):
 
 - `statistics.json`: per split, rows and queries, every numeric column (the ranking features,
   the funnel counts, position) with count, missing, min, max, mean and standard deviation, the
@@ -46,7 +46,7 @@ HTML_FILE = "statistics.html"
 FACETS_FILE = "facets_overview.html"  # Facets Overview of the splits (loads Facets from a CDN)
 TFDV_DIR = "statistics"  # Split-<split>/ folders, as TFX's StatisticsGen and ExampleValidator
 FEATURE_STATS_FILE = "FeatureStats.pb"  # a DatasetFeatureStatisticsList (tfdv.load_stats_binary)
-ANOMALIES_FILE = "SchemaDiff.pb"  # an Anomalies (tfdv.load_anomalies_binary)
+ANOMALIES_FILE = "SchemaDiff.pb"  # a serialized Anomalies (anomalies_util.load_anomalies_binary)
 ANOMALIES_TEXT_FILE = "anomalies.pbtxt"  # the same in text format (tfdv.load_anomalies_text)
 MEAN_SHIFT = 0.25  # training standard deviations
 MISSING_SHIFT = 0.1  # absolute change of the missing share
@@ -70,7 +70,7 @@ def text_columns(schema: S.RawSchema) -> tuple[str, ...]:
 
 class SplitOutput(NamedTuple):
     """What `SplitStatistics` gives for a split: its entry of statistics.json and its TFDV
-    statistics (a DatasetFeatureStatistics without name, set by `tfdv_outputs`)."""
+    statistics (a DatasetFeatureStatistics without a name: `statistics_files` names it)."""
 
     summary: dict
     features: statistics_pb2.DatasetFeatureStatistics

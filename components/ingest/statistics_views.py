@@ -53,7 +53,10 @@ def _features(dataset: statistics_pb2.DatasetFeatureStatistics) -> dict[str, _Fe
 
 
 def queries(dataset: statistics_pb2.DatasetFeatureStatistics) -> int | None:
-    """The split's distinct (normalised) queries, kept on the query feature's custom stats."""
+    """The split's distinct (normalised) queries, kept on the query feature's custom stats
+    (0 for a split without rows, which has no features)."""
+    if not dataset.num_examples:
+        return 0
     query = _features(dataset).get(S.QUERY)
     if query is None:
         return None

@@ -12,8 +12,9 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
-from components.ingest import demo_data, job, split, statistics
+from components.ingest import demo_data, errors, job, split, statistics, statistics_files
 from components.ingest.columnar import KeptRows
+from components.ingest.counts import IngestCounts, SplitCounts
 from contract import schema as S
 
 OPTIONAL = S.RawSchema(
@@ -153,6 +154,42 @@ def test_split_statistics_as_tfdv_features():
         pickle.dumps(fn.compact(fn.add_input(fn.create_accumulator(), _block(rows[2:]))))
     )
     assert fn.extract_output(fn.merge_accumulators([acc, later])).features == dataset
+
+
+def test_statistics_files_of_a_run_with_empty_splits(tmp_path):
+    fn = statistics.SplitStatistics(OPTIONAL)
+    rows = [row(1.0, 4.0, clicks=2), row(3.0, clicks=1), row(5.0, 2.0)]
+    out = fn.extract_output(fn.add_input(fn.create_accumulator(), _block(rows)))
+    counts = IngestCounts(
+        rows_read=3,
+        rows_kept=3,
+        rows_filtered_low_impressions=0,
+        rows_dead_letter=0,
+        dead_letter_by_reason=dict.fromkeys(errors.REASONS, 0),
+        funnel_clipped=0,
+        splits={"train": SplitCounts(3, 1), "eval": SplitCounts(0, 0), "test": SplitCounts(0, 0)},
+    )
+    stats = statistics_files.write_statistics(str(tmp_path), {"train": out}, counts, ["click"])
+    assert stats["splits"]["eval"] == {"rows": 0, "features": {}, "label_rate": {}, "queries": 0}
+    assert stats["drift"] == []
+    for name in ("eval", "test"):
+        folder = tmp_path / statistics.TFDV_DIR / f"Split-{name}"
+        (dataset,) = statistics_pb2.DatasetFeatureStatisticsList.FromString(
+            (folder / statistics.FEATURE_STATS_FILE).read_bytes()
+        ).datasets
+        assert (dataset.name, dataset.num_examples, len(dataset.features)) == (name, 0, 0)
+        found = anomalies_pb2.Anomalies.FromString(
+            (folder / statistics.ANOMALIES_FILE).read_bytes()
+        )
+        assert found.data_missing and not found.anomaly_info
+    text = (tmp_path / statistics.REPORT_FILE).read_text()
+    assert "| rows | 3 | 0 | 0 |" in text and "| queries | 1 | 0 | 0 |" in text
+    assert "| click label rate | 66.67% | - | - |" in text
+    assert "| score | train | 3 | 0 | 0 | 1 | 3 | 5 | 3 | 1.633 |" in text
+    assert "| brand | train | 3 | 0 | 1 | 1 | b (3) |" in text
+    assert "## Drift against train: 0 finding(s)" in text
+    page = (tmp_path / statistics.HTML_FILE).read_text()
+    assert page.count("No rows.") == 2 and "<h2>train: 3 rows, 1 queries</h2>" in page
 
 
 def _stats(mean, std, missing_share=0.0, click=0.5):
