@@ -5,7 +5,7 @@ so everything else is imported inside the function body.
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Output
+from kfp.dsl import HTML, Dataset, Output
 
 from components.images import BASE_IMAGE
 
@@ -13,6 +13,7 @@ from components.images import BASE_IMAGE
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def ingest(
     examples: Output[Dataset],
+    statistics: Output[HTML],
     input_data: str = "",
     input_format: str = "auto",
     input_encoding: str = "utf-8",
@@ -26,7 +27,10 @@ def ingest(
     """Ingest a raw engagement log into train/eval/test TFRecords; see components/ingest/step.py.
 
     Args:
-        examples: train/, eval/, test/, dead_letter/, counts.json, schema.json, statistics.json/.md.
+        examples: train/, eval/, test/, dead_letter/, counts.json, schema.json, statistics.json,
+            statistics/ (TFDV's FeatureStats.pb per split, the drift as Anomalies), views.
+        statistics: the statistics as one HTML page: rows, queries and label rates per split,
+            the drift against train, every feature of every split with its histogram.
         input_data: Path or glob of the raw log (gs:// works). Empty: generate the demo shop.
             "<adapter>:<path>" (homedepot:, esci:): convert a public dataset first, with the
             adapter's schema unless schema_uri is set (components/ingest/adapters).
@@ -51,6 +55,7 @@ def ingest(
     ingest_step(
         examples.path,
         examples.metadata,
+        html_view=statistics.path,
         input_data=input_data,
         input_format=input_format,
         input_encoding=input_encoding,

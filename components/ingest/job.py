@@ -22,7 +22,10 @@ Output directory (names from `contract.layout`):
     schema.json          the RawSchema the rows were validated against
     counts.json          IngestCounts
     statistics.json      per-split statistics and drift findings (`statistics`)
-    statistics.md        the same as a readable report
+    statistics/          the same (and more) in TFDV's formats, per split (`statistics_files`)
+    statistics.md        readable views of them: Markdown, HTML, Facets Overview
+    statistics.html
+    facets_overview.html
 """
 
 from __future__ import annotations
@@ -46,7 +49,14 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from components import tfrecords
 from components.beam_runner import make_pipeline
-from components.ingest import columnar, errors, examples, sources, statistics
+from components.ingest import (
+    columnar,
+    errors,
+    examples,
+    sources,
+    statistics,
+    statistics_files,
+)
 from components.ingest import counts as counts_lib
 from components.ingest.blocks import ReadBlocks, RowBlock
 from components.ingest.counts import IngestCounts
@@ -355,7 +365,7 @@ def build_pipeline(
         | "BySplitName" >> beam.Map(lambda k: (k.split, k))
         | "SplitStatistics" >> beam.CombinePerKey(statistics.SplitStatistics(schema))
         | "StatisticsTable" >> beam.combiners.ToDict()
-        | "StatisticsJson" >> beam.Map(json.dumps)
+        | "StatisticsJson" >> beam.Map(statistics.encode_outputs)
         | "WriteStatistics"
         >> beam.io.WriteToText(
             os.path.join(output_dir, _STATISTICS_PART), shard_name_template="", num_shards=1
@@ -451,10 +461,9 @@ def run_ingest(
             dead_letter_pattern(output_dir),
             events_path,
             os.path.join(output_dir, _STATISTICS_PART),
-            os.path.join(output_dir, statistics.STATISTICS_FILE),
-            os.path.join(output_dir, statistics.REPORT_FILE),
             os.path.join(output_dir, layout.COUNTS_FILE),
             os.path.join(output_dir, layout.SCHEMA_FILE),
+            *statistics_files.output_paths(output_dir),
         ]
     )
     logger.info("ingesting %d file(s) matching %s into %s", len(inputs), input_pattern, output_dir)
@@ -481,7 +490,7 @@ def run_ingest(
     logger.info("ingest counts: %s", counts.summary())
     progress(f"read {counts.rows_read} rows: kept {counts.rows_kept}, "
              f"dead-lettered {counts.rows_dead_letter}; computing statistics")  # fmt: skip
-    stats = _write_statistics(output_dir, counts)
+    stats = _write_statistics(output_dir, counts, schema)
     for finding in stats["drift"]:
         logger.warning("drift: %s", finding["message"])
     share = counts.rows_dead_letter / counts.rows_read
@@ -502,15 +511,12 @@ def _unreadable_file(err: BaseException) -> str | None:
     return None
 
 
-def _write_statistics(output_dir: str, counts: IngestCounts) -> dict:
+def _write_statistics(output_dir: str, counts: IngestCounts, schema: S.RawSchema) -> dict:
     part = os.path.join(output_dir, _STATISTICS_PART)
     with FileSystems.open(part, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-        per_split = json.loads(fh.read().decode("utf-8") or "{}")
+        outputs = statistics.decode_outputs(fh.read().decode("utf-8"))
     FileSystems.delete([part])
-    stats = statistics.assemble(per_split, counts)
-    _write_text(os.path.join(output_dir, statistics.STATISTICS_FILE), json.dumps(stats, indent=2))
-    _write_text(os.path.join(output_dir, statistics.REPORT_FILE), statistics.report(stats))
-    return stats
+    return statistics_files.write_statistics(output_dir, outputs, counts, schema.task_names)
 
 
 def _too_many_bad_rows(counts: IngestCounts, share: float, limit: float, output_dir: str) -> str:

@@ -1,13 +1,18 @@
 """Statistics of each split, and a drift check between training and evaluation data.
 
-Computed in the ingest job with a combiner over the kept rows (constant memory per split, any
-runner), then written beside the examples:
+Computed in the ingest job with a combiner over the kept rows (`SplitStatistics`: constant
+memory per split, any runner, every column in one pass, see `feature_stats`), then written
+beside the examples (by `statistics_files`):
 
 - `statistics.json`: per split, rows and queries, every numeric column (the ranking features,
   the funnel counts, position) with count, missing, min, max, mean and standard deviation, the
   label rate of each task and the share of empty optional text fields; the funnel repairs and
   rejections of the whole input; and the drift findings;
-- `statistics.md`: the same as a small readable report.
+- `statistics/Split-<split>/FeatureStats.pb`: the same numbers and more (median, zeros,
+  histograms and quantiles; each text column's distinct values, top values and length) as
+  TensorFlow Data Validation's DatasetFeatureStatisticsList; `Split-<split>/SchemaDiff.pb`
+  and `anomalies.pbtxt`: the drift findings of eval and test as TFDV's Anomalies;
+- `statistics.md` and `statistics.html`: readable views, made from those protos.
 
 Drift: the eval and test splits are compared with train. A numeric column drifts when its mean
 moves by more than `MEAN_SHIFT` training standard deviations or its missing share changes by
@@ -21,132 +26,148 @@ report and the artifact's metadata), not fatal.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
+from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from components.ingest import feature_stats
 from contract import schema as S
 
 STATISTICS_FILE = "statistics.json"
 REPORT_FILE = "statistics.md"
+HTML_FILE = "statistics.html"
+FACETS_FILE = "facets_overview.html"  # Facets Overview of the splits (loads Facets from a CDN)
+TFDV_DIR = "statistics"  # Split-<split>/ folders, as TFX's StatisticsGen and ExampleValidator
+FEATURE_STATS_FILE = "FeatureStats.pb"  # a DatasetFeatureStatisticsList (tfdv.load_stats_binary)
+ANOMALIES_FILE = "SchemaDiff.pb"  # a serialized Anomalies (anomalies_util.load_anomalies_binary)
+ANOMALIES_TEXT_FILE = "anomalies.pbtxt"  # the same in text format (tfdv.load_anomalies_text)
 MEAN_SHIFT = 0.25  # training standard deviations
 MISSING_SHIFT = 0.1  # absolute change of the missing share
 LABEL_RATE_RATIO = 1.5
 CHANCE = 3.0  # standard errors, with queries as the sample size
 
 
+def tfdv_split_dir(examples_dir: str, split: str) -> str:
+    """Where a split's TFDV statistics (and, for eval and test, its anomalies) are."""
+    return os.path.join(examples_dir, TFDV_DIR, f"Split-{split}")
+
+
 def numeric_columns(schema: S.RawSchema) -> tuple[str, ...]:
     return (*schema.feature_names, *schema.funnel, S.POSITION)
 
 
+def text_columns(schema: S.RawSchema) -> tuple[str, ...]:
+    """The text columns of a kept row: the contract's, and the market when declared."""
+    return S.TEXT_COLUMNS + ((S.MARKET,) if schema.markets else ())
+
+
+class SplitOutput(NamedTuple):
+    """What `SplitStatistics` gives for a split: its entry of statistics.json and its TFDV
+    statistics (a DatasetFeatureStatistics without a name: `statistics_files` names it)."""
+
+    summary: dict
+    features: statistics_pb2.DatasetFeatureStatistics
+
+
 class SplitStatistics(beam.CombineFn):
-    """Validated rows -> the accumulated statistics of their split."""
+    """Validated rows -> the accumulated statistics of their split (`SplitOutput`), every
+    column in one pass (`feature_stats`)."""
 
     def __init__(self, schema: S.RawSchema) -> None:
         self._numeric = numeric_columns(schema)
+        self._counts = frozenset(schema.funnel)
         self._tasks = schema.tasks
+        self._texts = text_columns(schema)
 
     def create_accumulator(self) -> dict:
+        numbers = (*self._numeric, *(t.name for t in self._tasks))
         return {
             "rows": 0,
-            # count, missing, min, max, sum, sum of squares
-            "numeric": {c: [0, 0, math.inf, -math.inf, 0.0, 0.0] for c in self._numeric},
-            "positives": dict.fromkeys((t.name for t in self._tasks), 0),
-            "empty_text": dict.fromkeys(S.OPTIONAL_TEXT_COLUMNS, 0),
+            "numbers": {c: feature_stats.Numbers() for c in numbers},
+            "texts": {c: feature_stats.Texts() for c in self._texts},
         }
 
     def add_input(self, acc: dict, rows: Any) -> dict:
         """Add a block of rows (`columnar.KeptRows`), or one row (a mapping)."""
-        if isinstance(rows, Mapping):
-            return self._add_row(acc, rows)
-        columns = rows.columns
-        acc["rows"] += len(rows)
-        for column, stats in acc["numeric"].items():
+        columns = self._row_columns(rows) if isinstance(rows, Mapping) else rows.columns
+        n = len(columns[S.QUERY])
+        acc["rows"] += n
+        for column in self._numeric:
             values = np.asarray(columns[column], np.float64)
             present = ~np.isnan(values)
             if column == S.POSITION:
                 present &= values != 0.0  # 0.0: position unknown
-            values = values[present]
-            stats[1] += int(len(present) - len(values))
-            if len(values):
-                stats[0] += len(values)
-                stats[2] = min(stats[2], float(values.min()))
-                stats[3] = max(stats[3], float(values.max()))
-                stats[4] += float(values.sum())
-                stats[5] += float(np.dot(values, values))
+            acc["numbers"][column].add(values[present], n - int(present.sum()))
         for task in self._tasks:
-            acc["positives"][task.name] += int(task.label(np.asarray(columns[task.count])).sum())
-        for column in acc["empty_text"]:
-            acc["empty_text"][column] += sum(1 for v in columns[column] if not v)
+            labels = task.label(np.asarray(columns[task.count])).astype(np.float64)
+            acc["numbers"][task.name].add(labels, 0)
+        for column in self._texts:
+            acc["texts"][column].add(columns[column])
         return acc
 
-    def _add_row(self, acc: dict, row: Mapping[str, Any]) -> dict:
-        acc["rows"] += 1
-        for column, stats in acc["numeric"].items():
+    def _row_columns(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """One row as the columns of a block of one row (absent and None: missing)."""
+        columns: dict[str, Any] = {c: [row.get(c) or ""] for c in self._texts}
+        for column in self._numeric:
             value = row.get(column)
-            if column == S.POSITION and not value:
-                value = None  # 0.0 / absent: position unknown
-            if value is None:
-                stats[1] += 1
-                continue
-            value = float(value)
-            stats[0] += 1
-            stats[2] = min(stats[2], value)
-            stats[3] = max(stats[3], value)
-            stats[4] += value
-            stats[5] += value * value
+            columns[column] = np.asarray([np.nan if value is None else float(value)])
         for task in self._tasks:
-            acc["positives"][task.name] += task.label(int(row[task.count]))
-        for column in acc["empty_text"]:
-            if not row.get(column):
-                acc["empty_text"][column] += 1
-        return acc
+            columns[task.count] = np.asarray([int(row[task.count])])
+        return columns
 
     def merge_accumulators(self, accumulators) -> dict:
         merged = self.create_accumulator()
         for acc in accumulators:
             merged["rows"] += acc["rows"]
-            for column, stats in acc["numeric"].items():
-                into = merged["numeric"][column]
-                into[0] += stats[0]
-                into[1] += stats[1]
-                into[2] = min(into[2], stats[2])
-                into[3] = max(into[3], stats[3])
-                into[4] += stats[4]
-                into[5] += stats[5]
-            for task, n in acc["positives"].items():
-                merged["positives"][task] += n
-            for column, n in acc["empty_text"].items():
-                merged["empty_text"][column] += n
+            for kind in ("numbers", "texts"):
+                for column, stats in acc[kind].items():
+                    merged[kind][column].merge(stats)
         return merged
 
-    def extract_output(self, acc: dict) -> dict:
+    def compact(self, acc: dict) -> dict:
+        for stats in acc["numbers"].values():
+            stats.sketch.Compact()
+        return acc
+
+    def extract_output(self, acc: dict) -> SplitOutput:
         rows = acc["rows"]
+        numbers, texts = acc["numbers"], acc["texts"]
         features = {}
-        for column, (count, missing, low, high, total, squares) in acc["numeric"].items():
-            mean = total / count if count else None
-            variance = max(squares / count - mean * mean, 0.0) if count else None
+        for column in self._numeric:
+            stats = numbers[column]
             features[column] = {
-                "count": count,
-                "missing": missing,
-                "missing_share": missing / rows if rows else 0.0,
-                "min": low if count else None,
-                "max": high if count else None,
-                "mean": mean,
-                "std": math.sqrt(variance) if variance is not None else None,
+                "count": stats.count,
+                "missing": stats.missing,
+                "missing_share": stats.missing / rows if rows else 0.0,
+                "min": stats.low if stats.count else None,
+                "max": stats.high if stats.count else None,
+                "mean": stats.mean(),
+                "std": stats.std(),
             }
-        return {
+        summary = {
             "rows": rows,
             "features": features,
-            "label_rate": {t: (n / rows if rows else None) for t, n in acc["positives"].items()},
+            "label_rate": {t.name: numbers[t.name].mean() for t in self._tasks},
             "empty_text_share": {
-                c: (n / rows if rows else None) for c, n in acc["empty_text"].items()
+                c: (texts[c].empty / rows if rows else None) for c in S.OPTIONAL_TEXT_COLUMNS
             },
         }
+        dataset = statistics_pb2.DatasetFeatureStatistics(num_examples=rows)
+        for column in self._numeric:
+            kind = feature_stats.INT if column in self._counts else feature_stats.FLOAT
+            dataset.features.append(numbers[column].to_proto(column, kind))
+        for task in self._tasks:
+            dataset.features.append(numbers[task.name].to_proto(task.name, feature_stats.INT))
+        for column in self._texts:
+            dataset.features.append(texts[column].to_proto(column))
+        return SplitOutput(summary, dataset)
 
 
 def drift_findings(splits: Mapping[str, dict]) -> list[dict]:
@@ -234,63 +255,32 @@ def assemble(per_split: Mapping[str, dict], counts) -> dict:
     }
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def encode_outputs(outputs: Mapping[str, SplitOutput]) -> str:
+    """The combiner's outputs by split as one line of JSON (the job's part file)."""
+    return json.dumps(
+        {
+            split: {
+                "summary": out.summary,
+                "features": base64.b64encode(out.features.SerializeToString()).decode("ascii"),
+            }
+            for split, out in outputs.items()
+        }
+    )
 
 
-def report(statistics: Mapping) -> str:
-    """statistics.json as Markdown."""
-    splits = statistics["splits"]
-    names = list(splits)
-    lines = ["# Ingest statistics", ""]
-    lines.append("| | " + " | ".join(names) + " |")
-    lines.append("|---|" + "---|" * len(names))
-    lines.append("| rows | " + " | ".join(str(splits[n]["rows"]) for n in names) + " |")
-    lines.append("| queries | " + " | ".join(str(splits[n]["queries"]) for n in names) + " |")
-    tasks = dict.fromkeys(t for n in names for t in splits[n]["label_rate"])
-    for task in tasks:
-        rates = [splits[n]["label_rate"].get(task) for n in names]
-        lines.append(
-            f"| {task} label rate | "
-            + " | ".join("-" if r is None else f"{r:.2%}" for r in rates)
-            + " |"
+def decode_outputs(text: str) -> dict[str, SplitOutput]:
+    """`encode_outputs` read back ("" when no split had a row)."""
+    return {
+        split: SplitOutput(
+            out["summary"],
+            statistics_pb2.DatasetFeatureStatistics.FromString(base64.b64decode(out["features"])),
         )
-    source = statistics["input"]
-    lines += [
-        "",
-        f"Input: {source['rows_read']} rows read, {source['rows_dead_letter']} dead-lettered; "
-        f"funnel violations: {source['funnel_violations_rejected']} rejected, "
-        f"{source['funnel_violations_clipped']} clipped.",
-        "",
-        "| column | split | count | missing | min | max | mean | std |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    columns = next((list(splits[n]["features"]) for n in names if splits[n]["features"]), [])
-    for column in columns:
-        for name in names:
-            stats = splits[name]["features"].get(column)
-            if stats is None:
-                continue
-            lines.append(
-                f"| {column} | {name} | "
-                + " | ".join(
-                    _cell(stats[k]) for k in ("count", "missing", "min", "max", "mean", "std")
-                )
-                + " |"
-            )
-    drift = statistics["drift"]
-    lines += ["", f"## Drift against train: {len(drift)} finding(s)", ""]
-    lines += [f"- {d['message']}" for d in drift] or ["- none beyond the thresholds"]
-    return "\n".join(lines) + "\n"
+        for split, out in json.loads(text or "{}").items()
+    }
 
 
 def load(examples_dir: str) -> dict:
-    import os
-
+    """statistics.json of an ingest output."""
     from apache_beam.io.filesystems import FileSystems
 
     path = os.path.join(examples_dir, STATISTICS_FILE)

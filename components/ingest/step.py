@@ -8,7 +8,8 @@ labels, in gzip TFRecords under train/, eval/ and test/. Rows that break the sch
 written to dead_letter/ as JSON lines with the file, row, reason, field and a message.
 counts.json (also in the artifact's metadata) gives rows read, kept, filtered and
 dead-lettered by reason, and rows and queries per split; schema.json records the schema;
-statistics.json and statistics.md hold per-split statistics and the drift against train.
+statistics.json holds per-split statistics and the drift against train; statistics/ the same
+in TensorFlow Data Validation's formats, with views (statistics.md, statistics.html).
 When more than max_bad_share of the rows read is dead-lettered, the step fails with the
 counts by reason and example rows, after writing everything.
 
@@ -19,6 +20,7 @@ its adapter, or the user's files); the Beam job is `job.run_ingest`.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import MutableMapping, Sequence
 
 from components.ingest import job, statistics
@@ -39,10 +41,12 @@ def ingest_step(
     funnel_policy: str,
     max_bad_share: float,
     beam_pipeline_args: Sequence[str],
+    html_view: str = "",
 ) -> None:
     """Ingest `input_data` (empty: the generated demo shop) into `output_dir` and record the
     counts in `metadata`: every count of counts.json, the per-split ones as "<split>_<count>",
-    and "drift_findings", the number of drift findings against the train split.
+    and "drift_findings", the number of drift findings against the train split. `html_view`:
+    a file to copy the statistics' HTML page to (the component's HTML output), if any.
 
     Unusable input (ValueError, IngestError included) exits with "ingest: error: <reason>"."""
     os.makedirs(output_dir, exist_ok=True)
@@ -71,6 +75,9 @@ def ingest_step(
     except ValueError as err:  # IngestError and schema errors: the message says it all
         raise SystemExit(f"ingest: error: {err}") from None
     drift = statistics.load(output_dir)["drift"]
+    if html_view:
+        os.makedirs(os.path.dirname(html_view) or ".", exist_ok=True)
+        shutil.copyfile(os.path.join(output_dir, statistics.HTML_FILE), html_view)
     metadata["drift_findings"] = len(drift)
     progress(
         f"kept {counts.rows_kept} of {counts.rows_read} rows "

@@ -114,14 +114,18 @@ def test_ingest_step_runs_the_adapter_named_in_input_data(tmp_path):
     source = tmp_path / "esci.csv"
     esci_frame(40).to_csv(source, index=False)
     examples = dsl.Dataset(uri=str(tmp_path / "examples"))
-    ingest.python_func(examples=examples, input_data=f"esci:{source}")
+    view = dsl.HTML(uri=str(tmp_path / "statistics"))
+    ingest.python_func(examples=examples, statistics=view, input_data=f"esci:{source}")
     assert examples.metadata["rows_read"] == 160  # the us rows the adapter wrote
+    assert "<h2>train: " in (tmp_path / "statistics").read_text()  # the HTML output
     assert examples.metadata["rows_dead_letter"] == 0
     schema = S.RawSchema.load(tmp_path / "examples" / "schema.json")
     assert schema.feature_names == esci.SCHEMA.feature_names
     with pytest.raises(SystemExit, match="homedepot adapter: input file '/no/such.zip' does not"):
         ingest.python_func(
-            examples=dsl.Dataset(uri=str(tmp_path / "x")), input_data="homedepot:/no/such.zip"
+            examples=dsl.Dataset(uri=str(tmp_path / "x")),
+            statistics=dsl.HTML(uri=str(tmp_path / "x.html")),
+            input_data="homedepot:/no/such.zip",
         )
 
 

@@ -26,6 +26,11 @@ def test_compiles_with_documented_inputs(tmp_path):
         "beam_pipeline_args",
     }
     assert all(p.get("description") for p in params.values())
+    outputs = spec["components"]["comp-ingest"]["outputDefinitions"]["artifacts"]
+    assert {k: v["artifactType"]["schemaTitle"] for k, v in outputs.items()} == {
+        "examples": "system.Dataset",
+        "statistics": "system.HTML",
+    }
     assert params["demo_queries"]["defaultValue"] == 600
     executor = spec["deploymentSpec"]["executors"]["exec-ingest"]["container"]
     assert executor["image"] == BASE_IMAGE

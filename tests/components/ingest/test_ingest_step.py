@@ -29,7 +29,7 @@ def run_step(output_dir, metadata: dict, **given) -> None:
 
 def test_demo_run_fills_the_output_and_the_metadata(tmp_path):
     metadata = {"kept": "from before"}
-    run_step(tmp_path / "examples", metadata)
+    run_step(tmp_path / "examples", metadata, html_view=str(tmp_path / "view" / "statistics"))
     log = demo_data.generate(30, seed=4)
     counts = json.loads((tmp_path / "examples" / layout.COUNTS_FILE).read_text())
     assert counts["rows_read"] == len(log) == metadata["rows_read"]
@@ -43,6 +43,10 @@ def test_demo_run_fills_the_output_and_the_metadata(tmp_path):
     assert sum(metadata[f"{s}_rows"] for s in ("train", "eval", "test")) == counts["rows_kept"]
     statistics = json.loads((tmp_path / "examples" / "statistics.json").read_text())
     assert metadata["drift_findings"] == len(statistics["drift"])
+    # The component's HTML output: the statistics page, as written beside the examples.
+    page = (tmp_path / "view" / "statistics").read_text()
+    assert page == (tmp_path / "examples" / "statistics.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Ingest statistics" in page
     assert (tmp_path / "examples" / "demo_input" / "demo.csv").exists()
     for split in ("train", "eval", "test"):
         assert list((tmp_path / "examples" / split).glob(f"data-*{layout.RECORD_SUFFIX}"))
