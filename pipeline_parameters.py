@@ -3,8 +3,10 @@
 The table is the one source of truth for every run parameter of the MLPR pipeline. From it
 come the kfp pipeline's signature and its parameter descriptions (`pipeline.py`), the options
 of the local run (`local/run_pipeline.py`) and, checked by tests/test_pipeline_parameters.py,
-the components' defaults. (A component keeps its default as a literal in its source: kfp ships
-the function's source text to the step's container, where nothing else is imported.)
+the components' defaults and the training settings every run and benchmark starts from
+(components/train/config.STEP_DEFAULTS, `train_config`). (A component keeps its default as a
+literal in its source: kfp ships the function's source text to the step's container, where
+nothing else is imported.)
 
 Each field's metadata (`param(...)`) holds its help text and, where the value is one of a
 set, its choices, drawn from the code that uses the value (the architectures of model/, the

@@ -13,6 +13,10 @@ seed standard deviation (`learning_curve.png`).
 
 Each size resumes from its `q<size>/runs.jsonl` (a finished model and seed is not run again);
 `--plot-only` redraws from what is there.
+
+The models train with the pipeline's settings (MiniLM frozen; paper_tables.py's --encoder-preset
+and --fine-tune-layers are given the pipeline's values), changed only by --max-epochs and
+TRAIN_CHANGES.
 """
 
 from __future__ import annotations
@@ -29,16 +33,44 @@ import pandas as pd
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCES = ("lexical_score", "bm25", "zero-shot all-minilm-l6-v2")
 METRICS = ("human/ndcg@5", "click/ndcg@5", "atc/ndcg@5", "purchase/ndcg@5")
+# What the default run's MLPR changes from the pipeline's training settings, and why.
+TRAIN_CHANGES = {
+    "text_cache_dir": "one text cache per size under --work, shared by every model and seed",
+}
+
+
+def paper_tables_arguments(
+    size: int, seeds: str, models: str, out: str, work: str, max_epochs: int
+) -> list[str]:
+    """paper_tables.py's arguments for `size` queries: the pipeline's encoder settings."""
+    return [
+        "--dataset", "homedepot", "--queries", str(size), "--seeds", seeds, "--models", models,
+        "--encoder-preset", "all-minilm-l6-v2", "--fine-tune-layers", "0",
+        "--max-epochs", str(max_epochs), "--out", out, "--work", work, "--resume",
+    ]  # fmt: skip
+
+
+def default_train_config():
+    """The TrainConfig of the default run's MLPR at its first size and seed, as paper_tables.py
+    builds it from this run's arguments (TRAIN_CHANGES says what it changes)."""
+    sys.path.insert(0, HERE)
+    from paper_tables import command_train_config
+
+    params = main.make_context("learning_curve", []).params
+    size = int(params["sizes"].split(",")[0])
+    arguments = paper_tables_arguments(
+        size, params["seeds"], params["models"], os.path.join(params["out"], f"q{size}"),
+        os.path.join(params["work"], f"q{size}"), params["max_epochs"],
+    )  # fmt: skip
+    return command_train_config(arguments, "mlpr")
 
 
 def run_size(size: int, seeds: str, models: str, out: str, work: str, max_epochs: int) -> float:
     """paper_tables.py on `size` queries; returns its minutes."""
     start = time.monotonic()
     command = [
-        sys.executable, os.path.join(HERE, "paper_tables.py"), "--dataset", "homedepot",
-        "--queries", str(size), "--seeds", seeds, "--models", models,
-        "--encoder-preset", "all-minilm-l6-v2", "--fine-tune-layers", "0",
-        "--max-epochs", str(max_epochs), "--out", out, "--work", work, "--resume",
+        sys.executable, os.path.join(HERE, "paper_tables.py"),
+        *paper_tables_arguments(size, seeds, models, out, work, max_epochs),
     ]  # fmt: skip
     click.echo(" ".join(command), err=True)
     subprocess.run(command, check=True)

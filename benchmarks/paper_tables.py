@@ -15,6 +15,11 @@ exported SavedModel on the test split. Writes Markdown and CSV into --out:
 - Figure 2 as a table: AUC and NDCG@5 by impression-count percentile group of the test pairs;
 - training speed (examples/second) per model.
 On Home Depot, NDCG is also computed against the human relevance grades.
+
+Each model trains with the pipeline's settings (components/train/config.train_config), changed
+only by the run's options (--encoder-preset, --fine-tune-layers, --max-epochs,
+--encoder-learning-rate), the variant's own changes (its label says which) and TRAIN_CHANGES;
+the report names the settings MLPR trained with.
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ REFERENCE_PREFIXES = ("lexical_score", "bm25", "zero-shot")
 BALANCING_VARIANTS = {f"mlpr ({b})": b for b in ("gradnorm", "dwa", "fixed")}
 # MLPR with the encoder's prior at other weights on each task's logit (RankerConfig.prior_scale).
 PRIOR_SCALE_VARIANTS = {f"mlpr (prior scale {s:g})": s for s in (1.0, 2.0, 4.0, 8.0)}
+# What the default run's MLPR changes from the pipeline's training settings, and why.
+TRAIN_CHANGES = {
+    "encoder_preset": "--encoder-preset tiny: the tables were first made with the random "
+    "encoder learned from the log (--encoder-preset all-minilm-l6-v2 is the pipeline's)",
+    "fine_tune_layers": "--fine-tune-layers all: a random encoder learns only when it trains",
+    "text_cache_dir": "one text cache under the working folder, shared by every model and seed",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,25 +258,62 @@ def source_log(dataset: str, queries: int, seed: int, markets: tuple[str, ...] =
     return log, schema
 
 
+def variant_config(variant: Variant, seed: int, work: str, **run):
+    """The TrainConfig of one variant and seed: the pipeline's settings (train_config) with
+    the run's changes `run` (e.g. encoder_preset, fine_tune_layers, max_epochs), then the
+    variant's own (its encoder, RankerConfig and TrainConfig changes win), and the text cache
+    under `work` that every run shares."""
+    from components.train.config import train_config
+
+    changes = {**run, **dict(variant.changes), **dict(variant.train_changes)}
+    if variant.encoder_preset:
+        changes["encoder_preset"] = variant.encoder_preset
+    return train_config(
+        architecture=variant.architecture,
+        seed=seed,
+        text_cache_dir=os.path.join(work, "text_cache"),
+        **changes,
+    )
+
+
+def run_args(encoder_preset: str, max_epochs: int, fine_tune_layers, encoder_learning_rate):
+    """The run's options that change every model's training settings (variant_config's `run`)."""
+    from model.encoder import check_fine_tune_layers
+
+    return {
+        "encoder_preset": encoder_preset,
+        "max_epochs": max_epochs,
+        "fine_tune_layers": check_fine_tune_layers(fine_tune_layers),
+        "encoder_learning_rate": encoder_learning_rate,
+    }
+
+
+def command_train_config(argv=(), label: str = "mlpr"):
+    """The TrainConfig that `paper_tables.py ARGV` trains `label` with at its first seed,
+    without preparing data or training (default: the default run's MLPR)."""
+    params = main.make_context("paper_tables", list(argv)).params
+    variants = {v.label: v for v in all_variants(params["encoder_preset"])}
+    seed = [int(s) for s in params["seeds"].split(",") if s.strip()][0]
+    args = run_args(
+        params["encoder_preset"], params["max_epochs"], params["fine_tune_layers"],
+        params["encoder_learning_rate"],
+    )  # fmt: skip
+    return variant_config(variants[label], seed, params["work"] or "<work>", **args)
+
+
+def default_train_config():
+    """The TrainConfig of the default run's MLPR (TRAIN_CHANGES says what it changes)."""
+    return command_train_config()
+
+
 def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict:
     """Train one variant with one seed; per-pair predictions on the test split + speed."""
     from components.evaluate.scoring import score_split
-    from components.train.config import train_config
     from components.train.training import run_training
     from contract import layout
 
     examples, tft_dir, transformed = paths
-    config = train_config(
-        variant.architecture,
-        args["fine_tune_layers"],
-        dict(variant.changes),
-        encoder_preset=variant.encoder_preset or args["encoder_preset"],
-        max_epochs=args["max_epochs"],
-        encoder_learning_rate=args.get("encoder_learning_rate"),
-        seed=seed,
-        text_cache_dir=os.path.join(work, "text_cache"),
-        **dict(variant.train_changes),
-    )
+    config = variant_config(variant, seed, work, **args)
     out = tempfile.mkdtemp(prefix="model-", dir=work)
     result = run_training(tft_dir, transformed, out, config, verbose=0)
     scored = score_split(
@@ -556,6 +605,8 @@ def write_report(results: dict, meta: dict, out: str) -> str:
         f"total {meta['minutes']:.1f} min.",
         "",
     ]
+    if "settings" in meta:  # the training settings, against the pipeline's
+        md += [meta["settings"], ""]
     md += [
         "## Table 2: models (XGBoost absolute; others % lift over XGBoost, mean ± std over seeds)"
         if "xgboost" in results
@@ -749,9 +800,10 @@ def main(
     work,
     markets,
 ) -> None:
+    from reports import settings_note
+
     from contract import layout
     from contract import schema as S
-    from model.encoder import check_fine_tune_layers
 
     start = time.monotonic()
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -762,12 +814,7 @@ def main(
     relevance = human_grades(log, dataset)
     wanted = {m.strip() for m in models.split(",") if m.strip()}
     variants = [v for v in all_variants(encoder_preset) if not wanted or v.label in wanted]
-    args = {
-        "encoder_preset": encoder_preset,
-        "max_epochs": max_epochs,
-        "fine_tune_layers": check_fine_tune_layers(fine_tune_layers),
-        "encoder_learning_rate": encoder_learning_rate,
-    }
+    args = run_args(encoder_preset, max_epochs, fine_tune_layers, encoder_learning_rate)
     setup = {"dataset": dataset, "queries": queries, **args}
     if market_names:
         setup["markets"] = list(market_names)
@@ -829,6 +876,7 @@ def main(
         "max_epochs": max_epochs,
         "cpus": os.cpu_count(),
         "minutes": (time.monotonic() - start) / 60,
+        "settings": settings_note(variant_config(Variant("mlpr", "mlpr"), 0, work, **args), "MLPR"),
     }
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "run.json"), "w") as fh:

@@ -20,6 +20,10 @@ log's eval and test splits and never among the pretraining's train queries (chec
 `--work DIR` keeps the splits, presets and models in DIR; a later run with the same settings
 reuses what an earlier one finished there (checked against the stored configurations), so an
 interrupted run resumes and `--frozen` can be added to a finished one.
+
+MLPR trains with the pipeline's settings (components/train/config.train_config), changed only
+by --encoder-preset (or the pretrained preset), --fine-tune-layers (0 in the frozen arm),
+--max-epochs and TRAIN_CHANGES; the report names the raw arm's settings.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ import click
 import numpy as np
 
 from contract.schema import DEFAULT_TASKS
+
+# What the default run's raw arm changes from the pipeline's training settings, and why.
+TRAIN_CHANGES = {
+    "encoder_preset": "--encoder-preset tiny: pretraining from scratch, offline and quick "
+    "(--encoder-preset all-minilm-l6-v2 is the pipeline's)",
+    "fine_tune_layers": "--fine-tune-layers all: a random encoder learns only when it trains",
+    "text_cache_dir": "one text cache under the working folder, shared by the arms and seeds",
+}
 
 
 def larger_log(dataset: str, queries: int, pretrain_queries: int, log, work: str):
@@ -140,12 +152,11 @@ def main(
 ) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from paper_tables import human_grades, metrics_of, prepare, reference_results, source_log
+    from reports import settings_note
 
     from components.evaluate.scoring import score_split
     from components.pretrain.pretrain import PretrainConfig
-    from components.train.config import TrainConfig
     from contract import layout
-    from model.architectures import architecture
 
     work = work or tempfile.mkdtemp(prefix="mlpr-pretrain-gain-")
     click.echo(f"working folder {work}", err=True)
@@ -186,14 +197,8 @@ def main(
         retrieval.append((seed, info["eval_before"], info["eval_after"], info["seconds"]))
         click.echo(f"seed {seed}: pretrained in {info['seconds']:.0f} s", err=True)
         for arm in arms:
-            config = TrainConfig(
-                encoder_preset=encoder_preset if arm == "raw" else preset_dir,
-                ranker=architecture("mlpr").replace(
-                    fine_tune_layers=0 if arm.endswith("frozen") else fine_tune_layers
-                ),
-                max_epochs=max_epochs,
-                text_cache_dir=os.path.join(work, "text-cache"),
-                seed=seed,
+            config = arm_config(
+                arm, encoder_preset, preset_dir, fine_tune_layers, max_epochs, seed, work
             )
             tag = "" if arm == "raw" else log_tag
             model_dir = os.path.join(work, f"model-{arm.replace(', ', '-')}{tag}-{seed}")
@@ -232,6 +237,11 @@ def main(
         f"encoder layer(s) and the projections. In MLPR the encoder's fine_tune_layers is "
         f"{fine_tune_layers!s} (0: frozen) unless the row says frozen.",
         "",
+        settings_note(
+            arm_config("raw", encoder_preset, "", fine_tune_layers, max_epochs, 0, work),
+            "MLPR (raw arm)",
+        ),
+        "",
         "| seed | encoder | " + " | ".join(f"{t} AUC | {t} NDCG@5" for t in DEFAULT_TASKS) + " |",
         "|---|---|" + "---|---|" * len(DEFAULT_TASKS),
     ]
@@ -269,6 +279,46 @@ def main(
     if out:
         with open(os.path.splitext(out)[0] + ".json", "w", encoding="utf-8") as f:
             json.dump({"rows": rows, "retrieval": retrieval}, f, indent=2, default=float)
+
+
+def arm_config(
+    arm: str,
+    encoder_preset: str,
+    preset_dir: str,
+    fine_tune_layers,
+    max_epochs: int,
+    seed: int,
+    work: str,
+):
+    """The TrainConfig of one arm and seed: the pipeline's settings (train_config) with the
+    raw `encoder_preset` or the pretrained `preset_dir`, `fine_tune_layers` (0 in the frozen
+    arm), `max_epochs`, `seed` and the text cache under `work`."""
+    from components.train.config import train_config
+
+    return train_config(
+        encoder_preset=encoder_preset if arm == "raw" else preset_dir,
+        fine_tune_layers=0 if arm.endswith("frozen") else fine_tune_layers,
+        max_epochs=max_epochs,
+        seed=seed,
+        text_cache_dir=os.path.join(work, "text-cache"),
+    )
+
+
+def command_train_config(argv=(), arm: str = "raw"):
+    """The TrainConfig that `pretrain_gain.py ARGV` trains `arm` with at its first seed,
+    without preparing, pretraining or training (default: the default run's raw arm)."""
+    params = main.make_context("pretrain_gain", list(argv)).params
+    seed = int(params["seeds"].split(",")[0])
+    work = params["work"] or "<work>"
+    return arm_config(
+        arm, params["encoder_preset"], os.path.join(work, f"pretrained-{seed}"),
+        params["fine_tune_layers"], params["max_epochs"], seed, work,
+    )  # fmt: skip
+
+
+def default_train_config():
+    """The TrainConfig of the default run's raw arm (TRAIN_CHANGES says what it changes)."""
+    return command_train_config()
 
 
 def comparison(arm: str, rows: list[dict], per_query: dict, tasks) -> list[str]:

@@ -27,3 +27,26 @@ def reference_tree_argument(tree: str) -> str:
         check=False,
     ).stdout.strip()
     return f" --reference-tree DIR  # DIR: git worktree add DIR {commit}"
+
+
+def settings_note(config, what: str = "Training") -> str:
+    """A report's line on what `config` (a TrainConfig) changes from the pipeline's training
+    settings (components/train/config.train_config), value by value (the folders of the
+    text cache and the backup left out)."""
+    from components.train.config import changed_settings
+
+    # Where the caches and the backup go changes no model.
+    changed = {
+        name: values
+        for name, values in changed_settings(config).items()
+        if name not in ("text_cache_dir", "backup_dir")
+    }
+    if not changed:
+        return f"{what}: the pipeline's default settings."
+    return (
+        f"{what}: the pipeline's default settings but "
+        + ", ".join(
+            f"{name} {value!r} (default {default!r})" for name, (default, value) in changed.items()
+        )
+        + "."
+    )

@@ -41,6 +41,16 @@ import time
 import click
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# The served rankers, shared with serving_profile.py and swap_time.py (train_and_push, here
+# too for the reference tree's run of an earlier serving_latency.py).
+import serving_common  # noqa: E402
+from serving_common import ENCODERS, encoder_preset, serving_train_config, train_and_push  # noqa: E402
+
+# What the default run's ranker changes from the pipeline's training settings, and why.
+TRAIN_CHANGES = serving_common.TRAIN_CHANGES
+
 CONCURRENCY = (1, 4, 16)
 SIGNATURES = {"raw": "serving_default", "precomputed": "rank_precomputed"}
 # A model and its reference take turns this many times in every measured cell.
@@ -54,65 +64,18 @@ GOALS_P99_MS = {
     ("tiny", "precomputed"): 10.0,
     ("minilm", "precomputed"): 15.0,
 }
-ENCODERS = {
-    # name -> (what it is, the keras-hub DistilBertBackbone size or None for the default preset)
-    "tiny": ("random, learned from the log (DistilBERT architecture, 2x64)", None),
-    "base": (
-        "DistilBERT-base size (6x768, 12 heads, random weights)",
-        {"num_layers": 6, "num_heads": 12, "hidden_dim": 768, "intermediate_dim": 3072},
-    ),
-    "minilm": ("all-MiniLM-L6-v2, pretrained (6x384), the pipeline's default", None),
-}
 
 
-def base_size_preset(texts, out_dir: str, size: dict, seed: int) -> str:
-    """A keras-hub preset directory holding a random DistilBERT backbone of `size` and a
-    WordPiece tokenizer learned from `texts` (the vocabulary size does not change latency)."""
-    import keras
-    import keras_hub
-
-    from model.presets import learn_vocabulary
-
-    vocabulary = learn_vocabulary(texts, 8000)
-    keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.DistilBertBackbone(
-        vocabulary_size=len(vocabulary), max_sequence_length=512, dropout=0.1, **size
-    )
-    tokenizer = keras_hub.models.DistilBertTokenizer(vocabulary=vocabulary, lowercase=True)
-    backbone.save_to_preset(out_dir)
-    tokenizer.save_to_preset(out_dir)
-    return out_dir
-
-
-def train_and_push(encoder: str, log, paths: tuple, work: str, seed: int) -> tuple[str, str]:
-    """Train one epoch with `encoder`, push the export; returns (model_base, saved model)."""
-    from components.push.publish import push_model
-    from components.train.config import TrainConfig
-    from components.train.training import run_training
-    from contract import schema as S
-    from model.architectures import architecture
-    from model.presets import MINILM
-
-    _, tft_dir, transformed = paths
-    preset = "tiny"
-    if encoder == "base":
-        texts = list(log[S.QUERY].unique()) + list(log[S.TITLE].unique())
-        preset = base_size_preset(
-            texts, os.path.join(work, "base_preset"), ENCODERS["base"][1], seed
-        )
-    elif encoder == "minilm":
-        preset = MINILM
-    # The encoder is frozen in training here (faster); serving runs the same graph either way.
-    ranker = architecture("mlpr").replace(fine_tune_layers="all" if encoder == "tiny" else 0)
-    config = TrainConfig(encoder_preset=preset, ranker=ranker, max_epochs=1, seed=seed)
-    out = os.path.join(work, f"model_{encoder}")
-    run_training(tft_dir, transformed, out, config, verbose=0)
-    model_base = os.path.join(work, f"serving_{encoder}")
-    saved_model = os.path.join(out, "saved_model")
-    pushed = push_model(
-        saved_model, model_base, "mlpr", {"blessed": True, "reasons": ["benchmark"]}
-    )
-    return model_base, pushed.uri
+def default_train_config():
+    """The TrainConfig of the default run's first encoder (serving_common.TRAIN_CHANGES says
+    what it changes)."""
+    params = main.make_context("serving_latency", []).params
+    encoder = params["encoders"].split(",")[0].strip()
+    if encoder == "base":  # written by the run: its path only
+        preset = os.path.join("<work>", "base_preset")
+    else:
+        preset = encoder_preset(encoder, None, "<work>", params["seed"])
+    return serving_train_config(encoder, preset, params["seed"])
 
 
 def train_and_push_reference(
@@ -444,7 +407,6 @@ def table(rows: list[dict]) -> str:
 def main(
     encoders, queries, candidates, concurrency, max_requests, max_seconds, seed, reference_tree, out
 ) -> None:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from paper_tables import prepare
     from reports import print_and_save, reference_tree_argument
     from serving_profile import interleaved_session_p50, matmul_rate, profile

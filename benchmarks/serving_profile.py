@@ -17,7 +17,8 @@ does the same (`tf.compat.v1.saved_model.loader.load`), on the export's own warm
 
 Without `--saved-model`, the pipeline's default ranker (MLPR) with `--encoder` ("tiny" or
 "minilm", the pipeline's default) is trained for one epoch on the demo shop and exported, as
-`serving_latency.py` does.
+`serving_latency.py` does (serving_common.train_and_push: the pipeline's training settings
+but those of serving_common.TRAIN_CHANGES).
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import serving_common  # noqa: E402
+
+# What the default run's ranker changes from the pipeline's training settings, and why.
+TRAIN_CHANGES = serving_common.TRAIN_CHANGES
+
+
+def default_train_config():
+    """The TrainConfig of the default run's ranker (TRAIN_CHANGES says what it changes)."""
+    params = main.make_context("serving_profile", []).params
+    preset = serving_common.encoder_preset(params["encoder"], None, "<work>", 0)
+    return serving_common.serving_train_config(params["encoder"], preset, 0)
 
 
 def warmup_feed(version_dir: str, signature: str, size: int):
@@ -235,7 +248,7 @@ def main(saved_model, encoder, signature, candidates, runs, out) -> None:
     what = saved_model
     if saved_model is None:
         from paper_tables import prepare
-        from serving_latency import train_and_push
+        from serving_common import train_and_push
 
         work = tempfile.mkdtemp(prefix="mlpr-serving-profile-")
         click.echo(f"training MLPR ({encoder}) on the demo shop in {work}", err=True)

@@ -11,6 +11,8 @@ step's own `push_model` (copied to a hidden staging folder, renamed into place).
 rename a client sends an unversioned pre-computed ranking request every 50 ms and records
 when the answer first comes from the new version, and GetModelStatus's states on the way.
 Requests keep being answered by the old version meanwhile: any failed request is counted.
+The ranker trains with the pipeline's settings but those of serving_common.TRAIN_CHANGES
+(serving_common.train_and_push).
 """
 
 from __future__ import annotations
@@ -23,6 +25,21 @@ import time
 import click
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import serving_common  # noqa: E402
+
+# What the default run's ranker (MiniLM) changes from the pipeline's training settings, and
+# why (`--encoder tiny` changes its encoder too: serving_common.TRAIN_CHANGES).
+TRAIN_CHANGES = {"max_epochs": serving_common.TRAIN_CHANGES["max_epochs"]}
+
+
+def default_train_config():
+    """The TrainConfig of the default run's ranker (TRAIN_CHANGES says what it changes)."""
+    params = main.make_context("swap_time", []).params
+    preset = serving_common.encoder_preset(params["encoder"], None, "<work>", params["seed"])
+    return serving_common.serving_train_config(params["encoder"], preset, params["seed"])
+
 
 @click.command()
 @click.option("--encoder", type=click.Choice(["minilm", "tiny"]), default="minilm")
@@ -31,9 +48,9 @@ import numpy as np
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", default=None, help="Also write the report (Markdown) here.")
 def main(encoder: str, pushes: int, queries: int, seed: int, out: str | None) -> None:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from paper_tables import prepare
-    from serving_latency import candidate_lists, free_port, start_server, train_and_push
+    from serving_common import train_and_push
+    from serving_latency import candidate_lists, free_port, start_server
 
     from components.push.publish import push_model
     from contract import layout

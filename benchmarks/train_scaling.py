@@ -8,9 +8,10 @@ and the single-device path against an earlier tree, measured in this run.
     # On a machine with GPUs and TensorFlow: one GPU against all of them (MirroredStrategy)
     .venv/bin/python benchmarks/train_scaling.py --gpus 4 --seeds 0 --out train_scaling_gpu.md
 
-Every run is the train step as the pipeline runs it (`run_training`: the pipeline's default
-MLPR with MiniLM frozen, its text cache built in the run, early stopping on the eval split,
-the export), in a fresh process, on the demo shop (`--queries`). Two workers are two
+Every run is the train step as the pipeline runs it (`run_training` with the pipeline's
+settings, components/train/config.train_config: MLPR with MiniLM frozen, its text cache built
+in the run, early stopping on the eval split, the export; changed only by --batch-size,
+--max-epochs and the seed, whose defaults are the pipeline's), in a fresh process, on the demo shop (`--queries`). Two workers are two
 processes, each with its own TF_CONFIG, at the same per-replica batch (so twice the global
 batch). Reports per run: examples per second of the fit (examples x epochs / fit seconds),
 the seconds of the whole step, and the test split's AUC and NDCG@5 per task (the evaluate
@@ -37,8 +38,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# What the default run changes from the pipeline's training settings: nothing.
+TRAIN_CHANGES: dict[str, str] = {}
+
 # One training process: run_training as the train step calls it, in the tree it runs from
-# (an earlier tree has the same run_training and train_config). Prints the TrainResult.
+# (an earlier tree has the same run_training, and train_config: the pipeline's defaults, or,
+# before STEP_DEFAULTS, train_config(architecture, fine_tune_layers, ...)). Prints the
+# TrainResult.
 RUN_ONE = """
 import json, os, sys
 settings = json.loads(sys.argv[1])
@@ -46,9 +52,12 @@ if settings.get("gpus"):
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")[: settings["gpus"]]
     tf.config.set_visible_devices(gpus, "GPU")
-from components.train.config import train_config
+from components.train import config as C
 from components.train.training import run_training
-config = train_config("mlpr", "0", **settings["config"])
+if hasattr(C, "STEP_DEFAULTS"):
+    config = C.train_config(**settings["config"])
+else:
+    config = C.train_config("mlpr", "0", **settings["config"])
 result = run_training(settings["tft"], settings["tx"], settings["out"], config, verbose=0)
 print("RESULT " + json.dumps({k: getattr(result, k) for k in (
     "epochs_run", "best_epoch", "train_examples", "seconds", "fit_seconds")}))
@@ -109,6 +118,25 @@ def _result(process: subprocess.Popen, tag: str) -> dict:
         raise click.ClickException(f"a run failed ({process.returncode}):\n{out[-3000:]}")
     os.remove(process.log_path)
     return json.loads(lines[-1][len(tag) + 1 :])
+
+
+def run_settings(batch_size: int, max_epochs: int, seed: int) -> dict:
+    """train_config's changes of one run (RUN_ONE's `config`). The encoder is named for an
+    earlier tree, whose train_config did not start from the pipeline's."""
+    from model.presets import MINILM
+
+    return {"encoder_preset": MINILM, "batch_size": batch_size, "max_epochs": max_epochs,
+            "seed": seed}  # fmt: skip
+
+
+def default_train_config():
+    """The TrainConfig of the default run's first training, at its first seed (TRAIN_CHANGES
+    says what it changes)."""
+    from components.train.config import train_config
+
+    params = main.make_context("train_scaling", []).params
+    seed = int(params["seeds"].split(",")[0])
+    return train_config(**run_settings(params["batch_size"], params["max_epochs"], seed))
 
 
 def train_runs(paths: dict, config: dict, workers: int, tree: str, out: str, gpus: int = 0):
@@ -179,7 +207,6 @@ def main(queries, seeds, batch_size, max_epochs, gpus, reference_tree, breakdown
     from reports import print_and_save, reference_tree_argument
 
     from contract import schema as S
-    from model.presets import MINILM
 
     seeds = [int(s) for s in seeds.split(",")]
     reference = os.path.abspath(reference_tree) if reference_tree else ""
@@ -187,7 +214,6 @@ def main(queries, seeds, batch_size, max_epochs, gpus, reference_tree, breakdown
     click.echo(f"preparing the demo shop ({queries} queries) in {work}", err=True)
     examples, tft_dir, transformed, _ = prepare("demo", queries, 0, work)
     paths = {"tft": tft_dir, "tx": transformed}
-    base = {"encoder_preset": MINILM, "batch_size": batch_size, "max_epochs": max_epochs}
 
     setups = (
         [("1 GPU", 1, REPO, 1), (f"{gpus} GPUs", 1, REPO, gpus)]
@@ -204,7 +230,7 @@ def main(queries, seeds, batch_size, max_epochs, gpus, reference_tree, breakdown
         for label, workers, tree, gpu_count in setups:  # in turn: drift reaches every setup
             model_dir = os.path.join(work, f"model-{label.replace(' ', '_')}-{seed}")
             click.echo(f"[{label}] seed {seed}", err=True)
-            config = {**base, "seed": seed}
+            config = run_settings(batch_size, max_epochs, seed)
             result = train_runs(paths, config, workers, tree, model_dir, gpu_count)
             speed = result["train_examples"] * result["epochs_run"] / result["fit_seconds"]
             rows.append({"label": label, "seed": seed, "speed": speed, **result,

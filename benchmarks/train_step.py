@@ -13,6 +13,10 @@ the cache build is divided over the epochs the run made. The phases are reported
 The reference, measured in the same process: the same ranker's training step alone
 (`cached_ranker` for a frozen or partly fine-tuned encoder) fitted on random inputs of the
 same shapes, so the ratio shows what the input pipeline, the cache and the export cost.
+
+Each mode trains with the pipeline's settings (components/train/config.train_config), changed
+only by the mode (fine_tune_layers; the first, 0, is the pipeline's), --encoder-preset,
+--max-epochs and TRAIN_CHANGES.
 """
 
 from __future__ import annotations
@@ -29,19 +33,37 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import click  # noqa: E402
 import numpy as np  # noqa: E402
 
+# What the default run's first mode changes from the pipeline's training settings, and why.
+TRAIN_CHANGES = {
+    "text_cache_dir": "a cache of each mode's own, built by its first run and read by its second",
+}
 
-def run_mode(mode, paths, preset: str, max_epochs: int, cache_dir: str, work: str) -> dict:
-    from components.train.config import TrainConfig
-    from components.train.training import run_training
-    from model.architectures import architecture
 
-    _, tft_dir, transformed = paths
-    config = TrainConfig(
+def mode_config(mode, preset: str, max_epochs: int, cache_dir: str):
+    """The TrainConfig of one fine-tuning `mode` (fine_tune_layers): the pipeline's settings
+    (train_config) with `preset`, `max_epochs` and the text cache in `cache_dir`."""
+    from components.train.config import train_config
+
+    return train_config(
         encoder_preset=preset,
-        ranker=architecture("mlpr").replace(fine_tune_layers=mode),
+        fine_tune_layers=mode,
         max_epochs=max_epochs,
         text_cache_dir=cache_dir,
     )
+
+
+def default_train_config():
+    """The TrainConfig of the default run's first mode (TRAIN_CHANGES says what it changes)."""
+    params = main.make_context("train_step", []).params
+    mode = params["modes"].split(",")[0].strip()
+    return mode_config(mode, params["encoder_preset"], params["max_epochs"], "<work>/cache")
+
+
+def run_mode(mode, paths, preset: str, max_epochs: int, cache_dir: str, work: str) -> dict:
+    from components.train.training import run_training
+
+    _, tft_dir, transformed = paths
+    config = mode_config(mode, preset, max_epochs, cache_dir)
     out = tempfile.mkdtemp(prefix=f"train-{mode}-", dir=work)
     result = run_training(tft_dir, transformed, out, config, verbose=0)
     examples = result.train_examples * result.epochs_run
@@ -61,11 +83,13 @@ def run_mode(mode, paths, preset: str, max_epochs: int, cache_dir: str, work: st
         if cache.get("encode_seconds")
         else float("nan"),
         "model_dir": out,
+        "config": config,
     }
 
 
-def synthetic_rate(model_dir: str, mode, batch_size: int, steps: int, lengths) -> float:
-    """Examples/s of the same ranker's training step on random inputs of the step's shapes."""
+def synthetic_rate(model_dir: str, mode, config, steps: int, lengths) -> float:
+    """Examples/s of the same ranker's training step on random inputs of the step's shapes
+    (its batch size and learning rate: `config`'s)."""
     import keras
 
     from contract import schema as S
@@ -73,7 +97,8 @@ def synthetic_rate(model_dir: str, mode, batch_size: int, steps: int, lengths) -
 
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
     trained = model if mode == "all" else cached_ranker(model)
-    compile_ranker(trained, 1e-3)
+    compile_ranker(trained, config.learning_rate)
+    batch_size = config.batch_size
     rng = np.random.default_rng(0)
     n = batch_size * steps
     width = model.text_encoder.output_dim
@@ -121,11 +146,13 @@ def main(dataset, queries, encoder_preset, modes, max_epochs, synthetic_steps, w
         runs = [run_mode(value, paths, encoder_preset, max_epochs, cache_dir, work)]
         if mode != "all":  # again, over the cache the first run left
             runs.append(run_mode(value, paths, encoder_preset, max_epochs, cache_dir, work))
-        lengths = _mean_token_lengths(runs[0]["model_dir"], transformed, tft_dir)
-        synthetic = synthetic_rate(runs[0]["model_dir"], value, 128, synthetic_steps, lengths)
+        config = runs[0]["config"]
+        lengths = _mean_token_lengths(runs[0]["model_dir"], transformed, tft_dir, config)
+        synthetic = synthetic_rate(runs[0]["model_dir"], value, config, synthetic_steps, lengths)
         for label, run in zip(("empty cache", "warm cache"), runs, strict=False):
             run.update(cache=label if mode != "all" else "-", synthetic=synthetic)
-            click.echo(json.dumps({k: v for k, v in run.items() if k != "model_dir"}), err=True)
+            shown = {k: v for k, v in run.items() if k not in ("model_dir", "config")}
+            click.echo(json.dumps(shown), err=True)
             rows.append(run)
     report = _report(rows, dataset, queries, encoder_preset, max_epochs, start)
     from reports import print_and_save
@@ -133,8 +160,9 @@ def main(dataset, queries, encoder_preset, modes, max_epochs, synthetic_steps, w
     print_and_save(report, out)
 
 
-def _mean_token_lengths(model_dir, transformed, tft_dir) -> tuple[int, int]:
-    """Mean packed token counts of the train split's queries and product texts."""
+def _mean_token_lengths(model_dir, transformed, tft_dir, config) -> tuple[int, int]:
+    """Mean packed token counts of the train split's queries and product texts, packed to
+    `config`'s lengths."""
     import keras_hub
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -147,7 +175,7 @@ def _mean_token_lengths(model_dir, transformed, tft_dir) -> tuple[int, int]:
     split = read_split(
         split_files(transformed, "train"), tft.TFTransformOutput(tft_dir), S.DEFAULT_TASKS
     )
-    preprocessor = TextPreprocessor(tokenizer, 16, 48)
+    preprocessor = TextPreprocessor(tokenizer, config.query_length, config.product_length)
     tokens = preprocessor(
         tf.constant(split[S.QUERY][:2000]), tf.constant(split[S.PRODUCT_TEXT][:2000])
     )

@@ -11,7 +11,12 @@ this measures the model's training step, the part a GPU changes.
 
 Encoders: `tiny` (the offline preset's architecture, 2 x 64), `minilm` (the shape of the
 `all-minilm-l6-v2` preset: 6 layers x 384, 12 heads) and `base` (DistilBERT-base's, 6 layers x
-768, 12 heads), all with random weights; fine-tuned, as in MLPR's default.
+768, 12 heads), all with random weights in place of the configuration's encoder preset.
+
+Each ranker is built from the pipeline's training settings (components/train/config.
+train_config: its RankerConfig, text lengths and learning rate), changed only by the
+architecture (--models), --batch-size, --seed and TRAIN_CHANGES. The model computes in float32
+(the pipeline's "auto" precision would take mixed_bfloat16 on recent GPUs).
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import click  # noqa: E402
 import numpy as np  # noqa: E402
+
+# What the default run changes from the pipeline's training settings, and why.
+TRAIN_CHANGES = {
+    "fine_tune_layers": "all: the encoder's whole training step, the part a GPU changes most "
+    "(the pipeline's frozen encoder trains at MLP speed over cached outputs)",
+}
 
 ENCODERS = {
     # name: (num_layers, num_heads, hidden_dim, intermediate_dim, vocabulary_size)
@@ -78,33 +89,51 @@ def _batch(n: int, vocabulary: int, wide_dim: int, config, vocab_sizes: dict, rn
     return x, y
 
 
+def measure_config(architecture_name: str, batch_size: int, seed: int):
+    """The TrainConfig of one measured ranker: the pipeline's settings (train_config) with
+    `architecture_name`, `batch_size`, `seed` and TRAIN_CHANGES."""
+    from components.train.config import train_config
+
+    return train_config(
+        architecture=architecture_name, batch_size=batch_size, seed=seed, fine_tune_layers="all"
+    )
+
+
+def default_train_config():
+    """The TrainConfig of the default run's first ranker (TRAIN_CHANGES says what it changes)."""
+    params = main.make_context("train_throughput", []).params
+    name = params["models"].split(",")[0]
+    return measure_config(name, params["batch_size"], params["seed"])
+
+
 def measure(
     architecture_name: str, encoder: str, steps: int, warmup: int, batch_size: int, seed: int
 ):
     """(examples/second, seconds of the first, compiling, step) of `steps` timed train steps."""
     import keras
 
-    from components.train.config import TrainConfig
     from contract import schema as S
-    from model.architectures import architecture
     from model.encoder import TextEncoder
     from model.ranker import build_ranker, compile_ranker
 
     keras.utils.set_random_seed(seed)
-    config = TrainConfig(architecture=architecture_name, batch_size=batch_size, seed=seed)
+    config = measure_config(architecture_name, batch_size, seed)
+    ranker = config.ranker_config
     wide_dim = len(S.DEMO_SCHEMA.ranking_features)
     vocab_sizes = {c: 200 for c in S.CATEGORICAL_COLUMNS}
     backbone = _backbone(encoder, max(config.query_length, config.product_length), seed)
-    text_encoder = TextEncoder(backbone)
+    text_encoder = TextEncoder(
+        backbone, pooling=ranker.pooling, fine_tune_layers=ranker.fine_tune_layers
+    )
     model = build_ranker(
-        architecture(architecture_name),
+        ranker,
         text_encoder,
         wide_dim=wide_dim,
         vocabulary_sizes=vocab_sizes,
         query_length=config.query_length,
         product_length=config.product_length,
     )
-    compile_ranker(model, config.learning_rate)
+    compile_ranker(model, config.learning_rate, config.encoder_learning_rate, model.text_encoder)
     rng = np.random.default_rng(seed)
     x, y = _batch(
         batch_size * (steps + warmup), ENCODERS[encoder][4], wide_dim, config, vocab_sizes, rng

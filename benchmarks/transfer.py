@@ -16,6 +16,10 @@ schema serves both.
 
     MLPR_HOMEDEPOT=../shared/data/homedepot/train.csv.zip python benchmarks/transfer.py \\
         --source homedepot --target demo-homedepot --seeds 0,1,2
+
+Each model trains with the pipeline's settings (components/train/config.train_config): MiniLM
+frozen, changed only by --max-epochs, the variant's own changes (paper_tables.all_variants)
+and TRAIN_CHANGES.
 """
 
 from __future__ import annotations
@@ -38,21 +42,36 @@ import paper_tables as pt  # noqa: E402
 PRESET = "all-minilm-l6-v2"
 MODELS = ("mlpr", pt.MLPR_BEFORE, "xgboost")
 METRICS = ("human", "click", "atc", "purchase")
+# What the default run's MLPR changes from the pipeline's training settings, and why.
+TRAIN_CHANGES = {
+    "text_cache_dir": "one text cache under the working folder, shared by every model and seed",
+}
+
+
+def model_config(variant, seed: int, max_epochs: int, work: str):
+    """The TrainConfig of `variant` (paper_tables.variant_config) at `seed`: the pipeline's
+    encoder (PRESET, whose zero-shot cosine is the reference) and `max_epochs`."""
+    return pt.variant_config(variant, seed, work, encoder_preset=PRESET, max_epochs=max_epochs)
+
+
+def default_train_config():
+    """The TrainConfig of the default run's first model and seed (TRAIN_CHANGES says what it
+    changes)."""
+    params = main.make_context("transfer", []).params
+    variants = {v.label: v for v in pt.all_variants(PRESET)}
+    label = params["models"].split(",")[0].strip()
+    seed = int(params["seeds"].split(",")[0])
+    return model_config(variants[label], seed, params["max_epochs"], params["work"] or "<work>")
 
 
 def score_target(variant, seed, source_paths, target_examples, args, work):
     """Train `variant` on the source; its scored target pairs (every split)."""
     from components.evaluate.scoring import score_split
-    from components.train.config import train_config
     from components.train.training import run_training
     from contract import layout
     from contract.schema import DEFAULT_TASKS
 
-    config = train_config(
-        variant.architecture, "0", dict(variant.changes), encoder_preset=PRESET,
-        max_epochs=args["max_epochs"], seed=seed,
-        text_cache_dir=os.path.join(work, "text_cache"), **dict(variant.train_changes),
-    )  # fmt: skip
+    config = model_config(variant, seed, args["max_epochs"], work)
     out = tempfile.mkdtemp(prefix="model-", dir=work)
     try:
         run_training(source_paths[1], source_paths[2], out, config, verbose=0)
@@ -105,6 +124,7 @@ def report(results: dict, meta: dict) -> str:
         f"{meta['seeds']}; MiniLM frozen (the default); {meta['cpus']} CPUs; "
         f"{meta['minutes']:.1f} min.",
         "",
+        *([meta["settings"], ""] if "settings" in meta else []),
         "## NDCG@5 on the target (mean ± std over seeds)",
         "",
         "| model | " + " | ".join(f"{m}/ndcg@5" for m in METRICS) + " |",
@@ -160,6 +180,8 @@ def report(results: dict, meta: dict) -> str:
 @click.option("--out", default=None, help="Default: results/transfer_<source>_to_<target>.")
 @click.option("--work", default=None, help="Prepared logs and the text cache (default: temp).")
 def main(source, target, source_queries, target_queries, seeds, models, max_epochs, out, work):
+    from reports import settings_note
+
     start = time.monotonic()
     for name in (source, target):
         if name not in ("homedepot", pt.DEMO_AS_HOMEDEPOT):
@@ -197,6 +219,7 @@ def main(source, target, source_queries, target_queries, seeds, models, max_epoc
         "target_data": f"{target}, {target_log['query'].nunique()} queries, "
         f"{len(target_log)} pairs",
         "minutes": (time.monotonic() - start) / 60,
+        "settings": settings_note(model_config(variants["mlpr"], 0, max_epochs, work), "MLPR"),
     }  # fmt: skip
     os.makedirs(out, exist_ok=True)
     text = report(results, meta)

@@ -128,13 +128,18 @@ class StepLogs:
 
 
 def preflight(p: P.PipelineParameters) -> None:
-    """ValueError when a parameter is out of range, or the input, the schema or the
-    pretraining settings cannot work, before any step starts."""
+    """ValueError when a parameter is out of range, or the input, the schema, the training
+    settings (built as the train step builds them, for the log's tasks) or the pretraining
+    settings cannot work, before any step starts."""
     from components.ingest.resolve import resolve_input
     from components.pretrain.pretrain import PretrainConfig
+    from components.train.config import STEP_DEFAULTS, train_config
+    from contract import schema as S
 
     p.check()
-    resolve_input(p.input_data, p.input_format, p.input_encoding, p.schema_uri)
+    given = resolve_input(p.input_data, p.input_format, p.input_encoding, p.schema_uri)
+    schema = given.schema if given is not None else S.resolve_schema(p.schema_uri)
+    train_config(**{name: getattr(p, name) for name in STEP_DEFAULTS}).for_tasks(schema.task_names)
     if p.pretrain_encoder:
         PretrainConfig(
             encoder_preset=p.encoder_preset, fine_tune_layers=p.pretrain_fine_tune_layers

@@ -71,6 +71,22 @@ def test_every_component_default_is_the_tables():
     assert ("pretrain", "fine_tune_layers", "pretrain_fine_tune_layers") in _wiring()
 
 
+def test_the_train_settings_start_from_the_tables_defaults():
+    """train_config starts from STEP_DEFAULTS: the table's defaults of the train step's
+    parameters, each fed by the pipeline parameter of its name; with the component's own
+    defaults the step builds exactly train_config()."""
+    from components.train.config import STEP_DEFAULTS, train_config
+    from components.train.step import SETTINGS, step_config
+
+    assert dict(STEP_DEFAULTS) == {name: P.default(name) for name in STEP_DEFAULTS}
+    assert {("train", name, name) for name in STEP_DEFAULTS} <= set(_wiring())
+    component = inspect.signature(train.python_func).parameters
+    given = {name: component[name].default for name in SETTINGS}
+    assert given == {name: STEP_DEFAULTS[name] for name in SETTINGS}
+    cache = component["text_cache_dir"].default
+    assert step_config(given, given["encoder_preset"], cache) == train_config()
+
+
 def test_the_compiled_pipeline_takes_the_tables_parameters_and_defaults():
     declared = _golden()["root"]["inputDefinitions"]["parameters"]
     assert list(declared) == sorted(P.FIELDS)  # every field, nothing else

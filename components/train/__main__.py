@@ -21,9 +21,12 @@ import click
 from components.step_log import quiet
 
 quiet()  # before TensorFlow loads, which the next imports do
-from components.train.config import PRECISIONS  # noqa: E402
+from components.train.config import PRECISIONS, STEP_DEFAULTS  # noqa: E402
 from components.train.multiworker import INDEX_ENV, tf_config  # noqa: E402
 from model.loss_balancing import BALANCING  # noqa: E402
+
+# The options' defaults: the train step's, the pipeline's (train_config starts from them).
+D = STEP_DEFAULTS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,40 +38,48 @@ from model.loss_balancing import BALANCING  # noqa: E402
     default="",
     help="The pretrain step's output; empty: start from --encoder-preset.",
 )
-@click.option("--architecture", default="mlpr", show_default=True)
-@click.option("--encoder-preset", default="all-minilm-l6-v2", show_default=True)
-@click.option("--fine-tune-layers", default="0", show_default=True)
-@click.option("--text-cache-dir", default="", help="Reusable text cache; empty: this run's.")
-@click.option("--max-epochs", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--architecture", default=D["architecture"], show_default=True)
+@click.option("--encoder-preset", default=D["encoder_preset"], show_default=True)
+@click.option("--fine-tune-layers", default=D["fine_tune_layers"], show_default=True)
+@click.option(
+    "--text-cache-dir", default=D["text_cache_dir"], help="Reusable text cache; empty: this run's."
+)
+@click.option(
+    "--max-epochs", type=click.IntRange(min=1), default=D["max_epochs"], show_default=True
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=128,
+    default=D["batch_size"],
     show_default=True,
     help="Examples per replica and step.",
 )
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@click.option(
+    "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=D["learning_rate"]
+)
+@click.option("--seed", type=int, default=D["seed"], show_default=True)
+@click.option(
+    "--precision", type=click.Choice(PRECISIONS), default=D["precision"], show_default=True
+)
 @click.option(
     "--loss-balancing",
     type=click.Choice(["", *BALANCING]),
-    default="",
+    default=D["loss_balancing"],
     help="How the task losses are weighted; empty: the architecture's own.",
 )
 @click.option(
     "--listwise-tasks",
-    default="",
+    default=D["listwise_tasks"],
     help="Tasks trained with the listwise softmax loss, comma-separated (default: none).",
 )
 @click.option(
     "--region-mask/--no-region-mask",
-    default=False,
+    default=D["region_mask"],
     help="Masks generated from the market on each task's input and tower (logs with markets).",
 )
 @click.option(
     "--relevance-task/--no-relevance-task",
-    default=False,
+    default=D["relevance_task"],
     help="Also learn the engagement relevance label, a task outside the funnel.",
 )
 @click.option(

@@ -4,14 +4,17 @@ parameters; the plain code below takes plain values from it."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 from model.architectures import ARCHITECTURES
 from model.architectures import architecture as architecture_config
 from model.config import RankerConfig
 from model.encoder import ALL_LAYERS
-from model.presets import TINY
+from model.presets import MINILM, TINY
 from model.xgboost_baseline import XGBoostConfig
 
 XGBOOST = "xgboost"
@@ -36,7 +39,11 @@ def check_targets(targets: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Args:
+    """One training run's settings. Its defaults are the library's (small, fast ones that
+    tests build on); the train step and the benchmarks build theirs with `train_config`,
+    which starts from the pipeline's defaults.
+
+    Args:
     architecture: "mlpr", a neural baseline of model/architectures.py, or "xgboost".
     encoder_preset: see model/presets.py ("tiny", "all-minilm-l6-v2", a directory, a hub name).
     query_length: packed query length in tokens ([CLS] and [SEP] included).
@@ -180,17 +187,119 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
 
-def train_config(
-    architecture: str = "mlpr",
-    fine_tune_layers: int | str = ALL_LAYERS,
-    ranker_changes: dict | None = None,
-    **settings,
-) -> TrainConfig:
-    """The TrainConfig of a named architecture with its encoder's `fine_tune_layers` and any
-    other RankerConfig changes (ablations), and the other TrainConfig `settings`: what the
-    train step and the benchmarks build from their parameters, in one place."""
+# The train step's parameters, with their defaults in the pipeline (pipeline_parameters.py;
+# tests/test_pipeline_parameters.py keeps the two equal): where every TrainConfig of the
+# train step, the worker CLI, the local run's preflight and the benchmarks starts
+# (`train_config`). The fields the pipeline does not set keep TrainConfig's own defaults.
+STEP_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "architecture": "mlpr",
+        "encoder_preset": MINILM,
+        "fine_tune_layers": "0",
+        "text_cache_dir": "",
+        "max_epochs": 8,
+        "batch_size": 128,
+        "learning_rate": 0.001,
+        "seed": 0,
+        "precision": "auto",
+        "loss_balancing": "",
+        "listwise_tasks": "",
+        "region_mask": False,
+        "relevance_task": False,
+    }
+)
+
+# The names train_config takes: the step's parameters, TrainConfig's fields (but `ranker`, which
+# is built from the architecture and the RankerConfig fields named) and RankerConfig's fields.
+TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - {"ranker"}
+RANKER_FIELDS = frozenset(f.name for f in dataclasses.fields(RankerConfig))
+SETTING_NAMES = frozenset(STEP_DEFAULTS) | TRAIN_FIELDS | RANKER_FIELDS
+
+
+def train_config(**changes: Any) -> TrainConfig:
+    """The train step's TrainConfig as the pipeline builds it with its default parameters,
+    with only the named `changes`: what the component, the worker CLI, the local run's
+    preflight and every benchmark build, so that a run differs from the pipeline's only
+    where it says.
+
+    A change names a train step parameter as the pipeline spells it (STEP_DEFAULTS:
+    `fine_tune_layers` "0", "2" or "all", or a number; `text_cache_dir` "" for a cache of this
+    run only; `loss_balancing` "" for the architecture's own; `listwise_tasks`
+    comma-separated, or a tuple; `region_mask` and `relevance_task` False for the
+    architecture's own), any other TrainConfig field (`targets`, `select_on`,
+    `encoder_learning_rate`...), or any RankerConfig field, applied to the architecture's
+    RankerConfig (ablations: `position_buckets=20`, `encoder_prior=False`...).
+
+    Raises ValueError naming an unknown name, and a neural network's setting given to
+    "xgboost".
+
+    Example:
+    >>> train_config() == train_config(architecture="mlpr", fine_tune_layers=0)
+    True
+    >>> train_config(max_epochs=1, encoder_preset="tiny").ranker_config.fine_tune_layers
+    0
+    """
+    unknown = sorted(set(changes) - SETTING_NAMES)
+    if unknown:
+        raise ValueError(_unknown_settings(unknown))
+    settings = {**STEP_DEFAULTS, **changes}
+    architecture = settings.pop("architecture")
+    if architecture != XGBOOST and architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; choose one of "
+            f"{sorted([*ARCHITECTURES, XGBOOST])}"
+        )
+    ranker_changes = {k: settings.pop(k) for k in list(settings) if k in RANKER_FIELDS}
+    listwise = ranker_changes["listwise_tasks"]
+    if isinstance(listwise, str):
+        listwise = [t.strip() for t in listwise.split(",") if t.strip()]
+    ranker_changes["listwise_tasks"] = tuple(listwise)
+    # The step's "unset": the architecture's own.
+    for name in ("loss_balancing", "listwise_tasks", "region_mask", "relevance_task"):
+        if not ranker_changes[name]:
+            del ranker_changes[name]
     ranker = None
-    if architecture != XGBOOST:
-        changes = {"fine_tune_layers": fine_tune_layers, **(ranker_changes or {})}
-        ranker = architecture_config(architecture).replace(**changes)
+    if architecture == XGBOOST:
+        neural = [k for k in ranker_changes if k != "fine_tune_layers"]
+        if neural:
+            raise ValueError(
+                f"{' and '.join(neural)} change a neural network; xgboost is none: leave them unset"
+            )
+    else:
+        ranker = architecture_config(architecture).replace(**ranker_changes)
+    settings["text_cache_dir"] = settings["text_cache_dir"] or None
     return TrainConfig(architecture=architecture, ranker=ranker, **settings)
+
+
+def settings_of(config: TrainConfig) -> dict[str, Any]:
+    """The run's settings by the names train_config takes: TrainConfig's fields, and its
+    ranker's RankerConfig fields (none for "xgboost")."""
+    settings = {name: getattr(config, name) for name in sorted(TRAIN_FIELDS)}
+    if config.architecture != XGBOOST:
+        settings.update(config.ranker_config.to_dict())
+    return settings
+
+
+def changed_settings(config: TrainConfig, base: TrainConfig | None = None) -> dict[str, tuple]:
+    """{name: (base's value, config's value)} of the settings in which `config` differs from
+    `base` (default: train_config(), the pipeline's), over the names both have."""
+    ours, theirs = settings_of(config), settings_of(base or train_config())
+    return {n: (theirs[n], ours[n]) for n in ours if n in theirs and ours[n] != theirs[n]}
+
+
+def _unknown_settings(unknown: list[str]) -> str:
+    """The error of names that train_config does not take, with the closest known ones."""
+    hints = [
+        f"{close[0]!r} for {name!r}"
+        for name in unknown
+        if (close := difflib.get_close_matches(name, sorted(SETTING_NAMES), n=1))
+    ]
+    message = f"unknown train setting(s) {unknown}"
+    if hints:
+        message += f" (did you mean {', '.join(hints)}?)"
+    if "ranker" in unknown:
+        message += "; name the RankerConfig fields to change (e.g. position_buckets=20)"
+    return (
+        f"{message}; give a train step parameter ({', '.join(STEP_DEFAULTS)}), another "
+        "TrainConfig field or a RankerConfig field"
+    )

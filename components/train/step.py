@@ -40,7 +40,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 
 from components.step_log import progress
-from components.train.config import XGBOOST, TrainConfig, train_config
+from components.train.config import STEP_DEFAULTS, TrainConfig, train_config
 from components.train.training import TrainResult, run_training
 from contract.layout import PRETRAIN_DISABLED_FILE
 
@@ -71,52 +71,16 @@ def backup_dir(
     return os.path.join(checkpoint_root, "train-" + hashlib.sha256(key.encode()).hexdigest()[:20])
 
 
-# The step's training settings, as the worker CLI (components/train/__main__.py) names them.
-SETTINGS = (
-    "architecture",
-    "encoder_preset",
-    "fine_tune_layers",
-    "max_epochs",
-    "batch_size",
-    "learning_rate",
-    "seed",
-    "precision",
-    "loss_balancing",
-    "listwise_tasks",
-    "region_mask",
-    "relevance_task",
-)
+# The step's training settings, as the worker CLI (components/train/__main__.py) names them:
+# its parameters but the text cache's folder (which a rerun may move).
+SETTINGS = tuple(name for name in STEP_DEFAULTS if name != "text_cache_dir")
 
 
 def step_config(settings: dict, preset: str, text_cache_dir: str) -> TrainConfig:
     """The TrainConfig of the step's `settings` (its parameters as the worker CLI spells
-    them, `encoder_preset` included), starting from `preset`; "" text cache: this run's;
-    "" loss balancing: the architecture's own."""
-    fixed = (
-        "architecture", "fine_tune_layers", "loss_balancing", "listwise_tasks", "region_mask",
-        "relevance_task",
-    )  # fmt: skip
-    other = {k: v for k, v in settings.items() if k not in fixed}
-    changes = {}
-    if settings.get("loss_balancing", ""):
-        changes["loss_balancing"] = settings["loss_balancing"]
-    listwise = tuple(t.strip() for t in settings.get("listwise_tasks", "").split(",") if t.strip())
-    if listwise:
-        changes["listwise_tasks"] = listwise
-    for switch in ("region_mask", "relevance_task"):
-        if settings.get(switch, False):
-            changes[switch] = True
-    if changes and settings["architecture"] == XGBOOST:
-        raise ValueError(
-            f"{' and '.join(changes)} change a neural network; xgboost is none: leave them unset"
-        )
-    return train_config(
-        settings["architecture"],
-        settings["fine_tune_layers"],
-        changes or None,
-        **{**other, "encoder_preset": preset},
-        text_cache_dir=text_cache_dir or None,
-    )
+    them, `encoder_preset` included; those missing keep the pipeline's defaults), starting
+    from `preset`; "" text cache: this run's; "" loss balancing: the architecture's own."""
+    return train_config(**{**settings, "encoder_preset": preset, "text_cache_dir": text_cache_dir})
 
 
 def train_step(

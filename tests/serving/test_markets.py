@@ -30,10 +30,12 @@ def served(tmp_path_factory):
     run_ingest(str(root / "log.csv"), str(root / "examples"), schema)
     run_transform(str(root / "examples"), str(root / "tft"), str(root / "tx"))
     config = train_config(
-        "mlpr",
-        "all",
-        {"region_mask": True, "projection_dim": 16, "num_shared_experts": 2,
-         "expert_units": (32, 16), "tower_units": (8,)},
+        fine_tune_layers="all",
+        region_mask=True,
+        projection_dim=16,
+        num_shared_experts=2,
+        expert_units=(32, 16),
+        tower_units=(8,),
         encoder_preset="tiny",
         max_epochs=2,
         batch_size=64,
@@ -41,7 +43,7 @@ def served(tmp_path_factory):
         # The masks must have trained: on this small eval split NDCG@5 may keep the untrained
         # model, whose masks are the identity for every market.
         select_on="val_loss",
-    )  # fmt: skip
+    )
     run_training(str(root / "tft"), str(root / "tx"), str(root / "model"), config, verbose=0)
     saved = root / "model" / layout.SAVED_MODEL_DIR
     return log, saved, loaded_model(str(saved))

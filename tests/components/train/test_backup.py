@@ -28,7 +28,8 @@ SETTINGS = dict(
     # Every epoch runs (no early stop within 4), chosen for ranking as by default.
     early_stopping_patience=4,
     # Dynamic Weight Average: a callback with a state of its own, restored too.
-    ranker_changes={**SMALL_RANKER, "loss_balancing": "dwa"},
+    **SMALL_RANKER,
+    loss_balancing="dwa",
 )
 
 # Trains in a child process that SIGKILLs itself at a chosen point, as a preempted pod dies.

@@ -44,13 +44,11 @@ SETTINGS = dict(
     select_on="val_loss",
     # Dropout draws its masks per replica, so it cannot match one device's draw over the
     # global batch; without it the runs differ by float rounding only.
-    ranker_changes={
-        "dropout": 0.0,
-        "projection_dim": 16,
-        "num_shared_experts": 2,
-        "expert_units": (32, 16),
-        "tower_units": (8,),
-    },
+    dropout=0.0,
+    projection_dim=16,
+    num_shared_experts=2,
+    expert_units=(32, 16),
+    tower_units=(8,),
 )
 # Epoch-by-epoch agreement with the one-process run. Losses: measured differences are
 # below 1e-5 for the first epochs and 4e-4 after three (summation order in the all-reduce

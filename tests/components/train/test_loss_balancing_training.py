@@ -25,7 +25,7 @@ def data(tmp_path_factory):
 
 
 def _train(data, tmp_path, balancing: str):
-    config = train_config(**SETTINGS, ranker_changes={**SMALL, "loss_balancing": balancing})
+    config = train_config(**SETTINGS, **SMALL, loss_balancing=balancing)
     result = run_training(str(data / "tft"), str(data / "tx"), str(tmp_path), config, verbose=0)
     model = keras.saving.load_model(str(tmp_path / layout.KERAS_MODEL_FILE))
     return result, loss_layer(model)
@@ -64,7 +64,7 @@ def test_a_listwise_task_trains_on_each_querys_list(data, tmp_path):
     products, the others stay pointwise. The softmax loss of a list is about the log of its
     length (here 10 queries of ~38 products, in batches of 64: lists of ~20 to 38), far
     above the pointwise loss of a rate near 0.05 (below log 2)."""
-    config = train_config(**SETTINGS, ranker_changes={**SMALL, "listwise_tasks": ("click",)})
+    config = train_config(**SETTINGS, **SMALL, listwise_tasks=("click",))
     result = run_training(str(data / "tft"), str(data / "tx"), str(tmp_path), config, verbose=0)
     model = keras.saving.load_model(str(tmp_path / layout.KERAS_MODEL_FILE))
     assert loss_layer(model).listwise_tasks == ("click",)
@@ -74,12 +74,9 @@ def test_a_listwise_task_trains_on_each_querys_list(data, tmp_path):
 
 
 def test_listwise_tasks_must_be_the_logs_tasks_and_train_cached():
-    config = train_config(**SETTINGS, ranker_changes={**SMALL, "listwise_tasks": ("view",)})
+    config = train_config(**SETTINGS, **SMALL, listwise_tasks=("view",))
     with pytest.raises(ValueError, match="listwise_tasks must be distinct tasks of the log"):
         config.for_tasks(S.DEFAULT_TASKS)
     assert config.for_tasks(("view", "click")).ranker.listwise_tasks == ("view",)
     with pytest.raises(ValueError, match="listwise tasks train with the encoder's outputs cached"):
-        train_config(
-            **{**SETTINGS, "fine_tune_layers": "all"},
-            ranker_changes={**SMALL, "listwise_tasks": ("click",)},
-        )
+        train_config(**{**SETTINGS, "fine_tune_layers": "all"}, **SMALL, listwise_tasks=("click",))

@@ -73,6 +73,19 @@ def test_the_worker_index_comes_from_the_pods_environment(monkeypatch):
     assert context.params["task_index"] == 3
 
 
+def test_the_cli_defaults_are_the_train_steps():
+    """A worker given no setting trains with the pipeline's defaults (STEP_DEFAULTS), the
+    TrainConfig of train_config()."""
+    from components.train.config import STEP_DEFAULTS, train_config
+    from components.train.step import SETTINGS, step_config
+
+    args = ["--transform-dir", "t", "--transformed-dir", "x", "--model-dir", "m"]
+    params = train_cli.make_context("components.train", args).params
+    assert {name: params[name] for name in STEP_DEFAULTS} == dict(STEP_DEFAULTS)
+    settings = {name: params[name] for name in SETTINGS}
+    assert step_config(settings, params["encoder_preset"], "") == train_config()
+
+
 def test_the_cli_refuses_two_clusters(monkeypatch, tmp_path):
     monkeypatch.setenv("TF_CONFIG", mw.tf_config("", ["a:1", "b:1"], "worker", 0))
     args = ["--transform-dir", "t", "--transformed-dir", "x", "--model-dir", str(tmp_path)]

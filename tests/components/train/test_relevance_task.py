@@ -38,9 +38,9 @@ def data(tmp_path_factory):
 
 
 def test_the_label_ranks_each_querys_pairs_by_debiased_click_rate(data, tmp_path):
-    config = train_config(
-        **SETTINGS, ranker_changes=SMALL, text_cache_dir=str(tmp_path / "cache")
-    ).for_tasks(S.DEFAULT_TASKS)
+    config = train_config(**SETTINGS, **SMALL, text_cache_dir=str(tmp_path / "cache")).for_tasks(
+        S.DEFAULT_TASKS
+    )
     split = read_split(
         split_files(str(data / "tx"), "train"),
         tft.TFTransformOutput(str(data / "tft")),
@@ -60,7 +60,7 @@ def test_the_label_ranks_each_querys_pairs_by_debiased_click_rate(data, tmp_path
 
 
 def test_training_learns_the_relevance_task_beside_the_funnel(data, tmp_path):
-    config = train_config(**SETTINGS, ranker_changes=SMALL, text_cache_dir=str(tmp_path / "c"))
+    config = train_config(**SETTINGS, **SMALL, text_cache_dir=str(tmp_path / "c"))
     out = tmp_path / "model"
     result = run_training(str(data / "tft"), str(data / "tx"), str(out), config, verbose=0)
     assert {"relevance_loss", "val_relevance_loss"} <= set(result.history)
@@ -78,4 +78,4 @@ def test_training_learns_the_relevance_task_beside_the_funnel(data, tmp_path):
 
 def test_the_relevance_task_needs_the_cached_encoder_outputs():
     with pytest.raises(ValueError, match="relevance task trains with the encoder's outputs"):
-        train_config(**{**SETTINGS, "fine_tune_layers": "all"}, ranker_changes=SMALL)
+        train_config(**{**SETTINGS, "fine_tune_layers": "all"}, **SMALL)
