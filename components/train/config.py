@@ -233,11 +233,11 @@ def train_config(**changes: Any) -> TrainConfig:
     Raises ValueError naming an unknown name, and a neural network's setting given to
     "xgboost".
 
-    Example:
-    >>> train_config() == train_config(architecture="mlpr", fine_tune_layers=0)
-    True
-    >>> train_config(max_epochs=1, encoder_preset="tiny").ranker_config.fine_tune_layers
-    0
+    Examples:
+        >>> train_config() == train_config(architecture="mlpr", fine_tune_layers=0)
+        True
+        >>> train_config(max_epochs=1, encoder_preset="tiny").ranker_config.fine_tune_layers
+        0
     """
     unknown = sorted(set(changes) - SETTING_NAMES)
     if unknown:
