@@ -411,3 +411,52 @@ def test_arrow_schema_follows_the_exports_names():
     )
     names = json_blocks.arrow_schema(swapped).names
     assert names.count("title") == 1 and S.QUERY not in names  # "title" is the query
+
+
+def test_the_ingest_job_writes_the_same_with_and_without_pyarrow(tmp_path, monkeypatch):
+    """The whole job on a JSONL log with odd lines, a repeated pair and a lone surrogate in a
+    query: splits, counts.json, statistics and dead letters are those of the row reader alone
+    (`json_blocks.read_lines` switched off), and pyarrow read most of the rows."""
+    from ingest_testlib import read_all_splits
+
+    from components.ingest import statistics
+    from components.ingest.job import read_dead_letters, run_ingest
+    from contract import layout
+
+    monkeypatch.setattr(blocks, "_JSONL_BLOCK_BYTES", 20_000)
+    lines = [
+        row_text(id=json.dumps(f"P{i}"), query=json.dumps(f"query {i // 15}")) for i in range(900)
+    ]
+    for at, case in ((40, "a count as text"), (400, "-NaN"), (700, "a JSON list")):
+        lines.insert(at, ODD[case])
+    lines[500] = lines[10]  # a repeated pair, in a piece that pyarrow reads
+    lines[600] = row_text(id='"P600"', query='"shoes \\ud800"')
+    path = write(tmp_path / "log.jsonl", lines)
+
+    taken = []
+    read_lines = json_blocks.read_lines
+
+    def counted(text, schema):
+        read = read_lines(text, schema)
+        taken.append(0 if read is None else read[0].num_rows)
+        return read
+
+    monkeypatch.setattr(json_blocks, "read_lines", counted)
+    fast = tmp_path / "fast"
+    run_ingest(str(path), str(fast), S.DEMO_SCHEMA)
+    monkeypatch.setattr(json_blocks, "read_lines", lambda text, schema: None)
+    rows = tmp_path / "rows"
+    run_ingest(str(path), str(rows), S.DEMO_SCHEMA)
+
+    assert sum(taken) > 0.7 * 2 * len(lines)  # both passes (duplicates, rows) read by pyarrow
+    for name in (layout.COUNTS_FILE, statistics.STATISTICS_FILE):
+        assert (fast / name).read_bytes() == (rows / name).read_bytes(), name
+    assert read_dead_letters(str(fast)) == read_dead_letters(str(rows))
+    reasons = [(d["row"], d["reason"]) for d in read_dead_letters(str(fast))]
+    assert reasons == [  # row 41's count "3" is a count: kept
+        (401, "malformed_row"),  # -NaN, which json.loads does not take
+        (501, "duplicate_pair"),
+        (601, "invalid_encoding"),
+        (701, "malformed_row"),
+    ]
+    assert read_all_splits(fast) == read_all_splits(rows)
