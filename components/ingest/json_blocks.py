@@ -63,22 +63,19 @@ def arrow_schema(schema: S.RawSchema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _line_count(data: bytes) -> int:
-    return data.count(b"\n") + (not data.endswith(b"\n"))
-
-
-def _one_object_per_line(data: bytes) -> bool:
-    """Whether every line of `data` (no carriage returns) starts with "{" and ends with "}"."""
-    if not data.startswith(b"{"):
-        return False
-    ends = data.count(b"\n")
-    last = data[data.rfind(b"\n") + 1 :]
-    starts = ends - (not last)  # the lines after a line end
-    return (
-        data.count(b"\n{") == starts
-        and data.count(b"}\n") == ends
-        and (not last or last.endswith(b"}"))
-    )
+def _lines_of_one_object(data: bytes) -> int | None:
+    """How many lines `data` (no carriage returns) has when every line starts with "{" and
+    ends with "}"; None otherwise."""
+    if not data.startswith(b"{") or not data.endswith((b"}", b"}\n")):
+        return None
+    text = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(text == ord("\n"))
+    if not (text[ends - 1] == ord("}")).all():
+        return None
+    starts = ends[ends < len(text) - 1] + 1  # the lines after a line end
+    if not (text[starts] == ord("{")).all():
+        return None
+    return len(ends) + (not data.endswith(b"\n"))
 
 
 def _has_negative_zero(table: pa.Table) -> bool:
@@ -103,7 +100,8 @@ def read_lines(text: str, schema: pa.Schema) -> tuple[pa.Table, bytes] | None:
             return None  # a lone carriage return ends a line for the row reader
         data = data.replace(b"\r\n", b"\n")
     # Also what keeps pyarrow from its crash on a first value null (apache/arrow#47409).
-    if not _one_object_per_line(data):
+    lines = _lines_of_one_object(data)
+    if lines is None:
         return None
     if (b"NaN" in data or b"Inf" in data) and _NAN_OR_INF.search(data):
         return None
@@ -119,6 +117,6 @@ def read_lines(text: str, schema: pa.Schema) -> tuple[pa.Table, bytes] | None:
         )
     except pa.ArrowException:  # anything pyarrow does not take: the row reader decides
         return None
-    if table.num_rows != _line_count(data) or _has_negative_zero(table):
+    if table.num_rows != lines or _has_negative_zero(table):
         return None
     return table, data
