@@ -14,13 +14,19 @@ reader's (`readers.jsonl_record`, `json.loads`) object of that line:
   and Infinity, with or without a minus sign, where `json.loads` takes only NaN, Infinity and
   -Infinity: a piece with such a value anywhere is left to the row reader;
 - a key of the schema given twice, a nested or boolean value, a number in a text column, a
-  text in a number column, a lone surrogate escape or a number beyond a float make pyarrow
-  raise: the row reader reads that piece;
+  text in a number column, a lone surrogate escape or an exponent beyond a float (1e400) make
+  pyarrow raise: the row reader reads that piece;
+- json.loads cannot read a line nested deeper than Python's recursion limit, pyarrow can: a
+  piece with a line of more than 256 "{" and "[" is left to the row reader;
 - an integer -0 is -0.0 to pyarrow and 0.0 to the row checks: a piece with a negative zero in
   a number column is left to the row reader;
 - pyarrow reads UTF-8 only: the piece is the decoded text (in the file's encoding) written as
   UTF-8, and a piece with bytes invalid in the encoding (surrogate escapes) is left to the row
   reader, which dead-letters those rows as `invalid_encoding`.
+
+pyarrow's streaming reader (`open_json`) cannot go on after a line it does not take, so the
+file is streamed in pieces instead (`blocks.read_jsonl_blocks`), each read by `read_json` in
+one block: memory stays that of a piece.
 
 Every other value is the same in both: strings alike, numbers parsed to the nearest float by
 both, integers as counts exact below 2^53 (the column checks leave larger ones to the row
@@ -42,6 +48,9 @@ from contract import schema as S
 # before a value; one inside a string only costs that piece the row reader's speed.
 _NAN_OR_INF = re.compile(rb"[:,\[][ \t]*-?(?:NaN|Inf)")
 _MAX_BLOCK = 2**31 - 1  # pyarrow's block size is an int32
+# Brackets that open on one line, past which the row reader reads it: json.loads stops at
+# Python's recursion limit (about 1,000 levels, fewer deep in a call stack), pyarrow does not.
+_MAX_OPENERS = 256
 
 
 def arrow_schema(schema: S.RawSchema) -> pa.Schema:
@@ -64,8 +73,8 @@ def arrow_schema(schema: S.RawSchema) -> pa.Schema:
 
 
 def _lines_of_one_object(data: bytes) -> int | None:
-    """How many lines `data` (no carriage returns) has when every line starts with "{" and
-    ends with "}"; None otherwise."""
+    """How many lines `data` (no carriage returns) has when every line starts with "{", ends
+    with "}" and holds at most _MAX_OPENERS brackets that open; None otherwise."""
     if not data.startswith(b"{") or not data.endswith((b"}", b"}\n")):
         return None
     text = np.frombuffer(data, np.uint8)
@@ -74,6 +83,9 @@ def _lines_of_one_object(data: bytes) -> int | None:
         return None
     starts = ends[ends < len(text) - 1] + 1  # the lines after a line end
     if not (text[starts] == ord("{")).all():
+        return None
+    openers = np.flatnonzero((text == ord("{")) | (text == ord("[")))
+    if np.bincount(np.searchsorted(ends, openers)).max() > _MAX_OPENERS:
         return None
     return len(ends) + (not data.endswith(b"\n"))
 

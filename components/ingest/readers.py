@@ -205,6 +205,9 @@ def ends_inside_quote(line: str) -> bool:
     return bool(asked_more)
 
 
+NESTED_TOO_DEEPLY = "is nested too deeply to read (arrays and objects inside each other)"
+
+
 def read_jsonl(path: str, encoding: str) -> Iterator[RawRecord]:
     """Rows of a JSONL file, numbered by line (a blank line counts but is no row)."""
     with sources.open_text(path, encoding) as text:
@@ -230,6 +233,8 @@ def jsonl_record(path: str, row: int, line: str) -> RawRecord | None:
         value = sources.load_json(stripped)
     except json.JSONDecodeError as err:
         return RawRecord(path, row, None, stripped, f"is not valid JSON: {err.msg}")
+    except RecursionError:
+        return RawRecord(path, row, None, stripped, NESTED_TOO_DEEPLY)
     if not isinstance(value, dict):
         problem = f"is a JSON {type(value).__name__}, not an object"
         return RawRecord(path, row, None, stripped, problem)

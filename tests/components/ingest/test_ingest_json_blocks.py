@@ -142,6 +142,8 @@ def odd_lines(schema: S.RawSchema) -> dict[str, str]:
         "too few impressions": row(impressions="5", clicks="1", add_to_cart="0", purchases="0"),
         "out of range": row(rating="7.5", discount="-0.5"),
         "deep nesting": row(campaign="[" * 200 + "]" * 200),
+        "nesting deeper than json.loads reads": row(campaign="[" * 5000 + "]" * 5000),
+        "many brackets, nested shallow": row(campaign="[" + ", ".join(["[{}]"] * 200) + "]"),
         "a long title": row(title=json.dumps("sofa " * 3000)),
     }
 
