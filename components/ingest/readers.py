@@ -1,5 +1,7 @@
 """The row readers of CSV and JSONL: every row of a file, with its source and 1-based row
-number (Parquet is read in blocks by `blocks`, its rows numbered by position).
+number (Parquet is read in blocks by `blocks`, its rows numbered by position). `blocks` reads
+CSV and JSONL with pyarrow wherever pyarrow reads them exactly as these readers do, and with
+these readers elsewhere.
 
 CSV rows are numbered by data record (header excluded; a quoted field may span lines), JSONL
 rows by line number. A CSV column without a name in the header (a spreadsheet's trailing empty
