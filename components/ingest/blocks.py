@@ -4,17 +4,25 @@ A block holds up to a few thousand consecutive rows of one file, so Beam's per-e
 is paid per block and validation, encoding and statistics run over columns:
 
 - CSV is cut into chunks of whole lines (about 1 MiB), each read by pyarrow's CSV reader
-  (every column as text); Parquet is read by pyarrow batch by batch. Such a block is an Arrow
-  table with the export's column names.
+  (every column as text); JSONL is decoded in pieces of whole lines (about 1 MiB), each read
+  by pyarrow's JSON reader with an explicit schema (`json_blocks`); Parquet is read by pyarrow
+  batch by batch. Such a block is an Arrow table with the export's column names.
 - A chunk that pyarrow does not read exactly as `readers.read_csv` reads it goes to the row
   reader, from its first line to the first record that ends a chunk (then pyarrow reads on):
   a quote left open (also on a last line without a line end, which pyarrow would close), a
   field that spans lines, a wrong number of fields, bytes invalid in the encoding. The row
   reader's blocks hold `RawRecord`s, numbered as that reader numbers them; so a malformed row
   still costs that row only, with the same dead letter, and the speed of its chunk only. The
-  row reader reads a whole file whose header is not its first line or whose encoding cannot
-  be cut at line ends (UTF-16). JSONL is always read by the row reader (`json.loads` keeps
-  integers of any size and the exact text of each line).
+  row reader reads a whole CSV file whose header is not its first line or whose encoding
+  cannot be cut at line ends (UTF-16).
+- A JSONL piece that pyarrow does not read exactly as `readers.read_jsonl` does (a line that
+  is not one JSON object, a blank line, NaN or Infinity, a value of another type, bytes
+  invalid in the encoding, ...: see `json_blocks`) goes to the row reader, line by line
+  (`json.loads`), and pyarrow reads on at the next piece. A JSONL block from pyarrow keeps
+  its lines, so that a row the column checks leave to the row checks is read again as the
+  row reader reads it (`RowBlock.record`): its values, types and dead letter are the row
+  reader's. JSONL without a schema to type it (`read_blocks(schema=None)`) is read by the
+  row reader.
 
 Row numbers are the row reader's: CSV by data record (header excluded), Parquet by position,
 JSONL by line.
@@ -22,6 +30,7 @@ JSONL by line.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import csv
 import dataclasses
@@ -32,6 +41,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -39,13 +49,14 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from components.ingest import readers, sources
+from components.ingest import json_blocks, readers, sources
 from components.ingest.readers import RawRecord
 from contract.schema import RawSchema
 
 BLOCK_ROWS = 8192  # rows per block from the row reader
 PARQUET_BATCH_ROWS = 4096  # rows per Parquet block: a corrupt page is reported as before
 _CSV_BLOCK_BYTES = 1 << 20  # a CSV chunk: about 5,000 rows of a typical log
+_JSONL_BLOCK_BYTES = 1 << 20  # a JSONL piece: about 2,500 rows of a typical log
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +64,8 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass
 class RowBlock:
     """Consecutive rows of one file: an Arrow `table` (rows `first_row`, `first_row` + 1, ...)
-    or a list of `records` from the row reader."""
+    or a list of `records` from the row reader. A JSONL table keeps its `lines` (UTF-8, one
+    per row), which `record` reads again as the row reader does."""
 
     source: str
     first_row: int = 1
@@ -61,6 +73,10 @@ class RowBlock:
     records: list[RawRecord] | None = None
     encoding: str = (
         "utf-8"  # how a Parquet binary column is decoded (invalid bytes kept as escapes)
+    )
+    lines: bytes | None = None
+    _line_ends: np.ndarray | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
     )
 
     def __len__(self) -> int:
@@ -76,11 +92,23 @@ class RowBlock:
         """Row `index` of the block as the row reader gives it (values by the export's names)."""
         if self.records is not None:
             return self.records[index]
+        if self.lines is not None:
+            record = readers.jsonl_record(self.source, self.first_row + index, self._line(index))
+            if record is None:  # `json_blocks.read_lines` takes no blank line
+                raise ValueError(f"row {self.first_row + index} of {self.source} is blank")
+            return record
         values = self.table.slice(index, 1).to_pylist()[0]
         for key, value in values.items():
             if isinstance(value, bytes):  # a binary (not string) Parquet column
                 values[key] = value.decode(self.encoding, errors="surrogateescape")
         return RawRecord(self.source, self.first_row + index, values, values)
+
+    def _line(self, index: int) -> str:
+        if self._line_ends is None:
+            self._line_ends = np.flatnonzero(np.frombuffer(self.lines, np.uint8) == ord("\n"))
+        start = int(self._line_ends[index - 1]) + 1 if index else 0
+        end = int(self._line_ends[index]) if index < len(self._line_ends) else len(self.lines)
+        return self.lines[start:end].decode("utf-8")
 
 
 class Progress:
@@ -250,15 +278,67 @@ def read_parquet_blocks(path: str, encoding: str, progress: Progress) -> Iterato
                 progress.row += batch.num_rows
 
 
-def read_blocks(
-    path: str, fmt: str, encoding: str, progress: Progress | None = None
+def _text_pieces(stream, encoding: str, size: int) -> Iterator[str]:
+    """The text of a binary stream, decoded as `sources.open_text` decodes it (invalid bytes
+    as surrogate escapes), in pieces of whole lines of about `size` bytes each; a line ends
+    at "\\n", "\\r\\n" or "\\r", as for the row reader (universal newlines)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+    rest = ""
+    while data := stream.read(size):
+        text = rest + decoder.decode(data)
+        # A "\r" as the last character may be the first half of "\r\n": it waits.
+        cut = max(text.rfind("\n"), text.rfind("\r", 0, len(text) - 1)) + 1
+        rest = text[cut:]
+        if cut:
+            yield text[:cut]
+    rest += decoder.decode(b"", final=True)
+    if rest:
+        yield rest
+
+
+def read_jsonl_blocks(
+    path: str, encoding: str, progress: Progress, schema: RawSchema
 ) -> Iterator[RowBlock]:
-    """Every row of one file, in blocks; `progress` follows the last row read."""
+    """The rows of a JSONL file, decoded in pieces of whole lines: pyarrow reads each piece
+    that it reads as `readers.read_jsonl` would (`json_blocks.read_lines`), the row reader
+    the others, line by line; so an odd line costs the speed of its piece only."""
+    arrow_schema = json_blocks.arrow_schema(schema)
+    stream = sources.open_binary(path)
+    line = 0  # the lines before the piece (blank ones too: rows are numbered by line)
+    try:
+        for piece in _text_pieces(stream, encoding, _JSONL_BLOCK_BYTES):
+            text = piece.lstrip("\ufeff") if line == 0 else piece  # as the row reader
+            read = json_blocks.read_lines(text, arrow_schema)
+            if read is not None:
+                table, lines = read
+                yield RowBlock(path, line + 1, table=table, lines=lines)
+                line += table.num_rows
+                progress.row = line
+                continue
+            lines = io.StringIO(piece, newline=None).readlines()
+            records = readers.jsonl_records(path, lines, line)
+            yield from _records_in_blocks(records, path, progress)
+            line += len(lines)
+    finally:
+        stream.close()
+
+
+def read_blocks(
+    path: str,
+    fmt: str,
+    encoding: str,
+    progress: Progress | None = None,
+    schema: RawSchema | None = None,
+) -> Iterator[RowBlock]:
+    """Every row of one file, in blocks; `progress` follows the last row read. `schema` types
+    JSONL for pyarrow's JSON reader; without it the row reader reads JSONL."""
     progress = progress or Progress()
     if fmt == sources.CSV:
         return read_csv_blocks(path, encoding, progress)
     if fmt == sources.PARQUET:
         return read_parquet_blocks(path, encoding, progress)
+    if schema is not None:
+        return read_jsonl_blocks(path, encoding, progress, schema)
     return _records_in_blocks(readers.read_jsonl(path, encoding), path, progress)
 
 
@@ -281,10 +361,12 @@ def renamed_columns(block: RowBlock, schema: RawSchema | None) -> dict[str, Any]
 
 class ReadBlocks(beam.DoFn):
     """(path, format) -> the RowBlocks of that file, streamed. A file that breaks off or holds
-    corrupt data stops the run with `readers.UnreadableFile`, naming the last row read."""
+    corrupt data stops the run with `readers.UnreadableFile`, naming the last row read.
+    `schema` types JSONL for pyarrow's JSON reader (see `read_blocks`)."""
 
-    def __init__(self, encoding: str) -> None:
+    def __init__(self, encoding: str, schema: RawSchema | None = None) -> None:
         self._encoding = encoding
+        self._schema = schema
 
     def setup(self) -> None:
         csv.field_size_limit(readers.CSV_FIELD_LIMIT)
@@ -293,6 +375,6 @@ class ReadBlocks(beam.DoFn):
         path, fmt = element
         progress = Progress()
         try:
-            yield from read_blocks(path, fmt, self._encoding, progress)
+            yield from read_blocks(path, fmt, self._encoding, progress, self._schema)
         except readers.UNREADABLE as err:
             raise readers.UnreadableFile(path, progress.row, err) from None

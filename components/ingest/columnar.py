@@ -202,9 +202,10 @@ def pair_digest(query: Any, product: Any) -> bytes | None:
     key = (split.normalize_query(str(query)), str(product).strip())
     if not key[0] or not key[1]:
         return None
-    # surrogateescape: text the reader could not decode keeps its bytes here (and is
-    # dead-lettered by validation), instead of failing the digest.
-    pair = f"{key[0]}\x1f{key[1]}".encode("utf-8", "surrogateescape")
+    # surrogatepass: text the reader could not decode (surrogate escapes), or a lone surrogate
+    # of a JSON escape, is digested as it is (and dead-lettered by validation), instead of
+    # failing the digest.
+    pair = f"{key[0]}\x1f{key[1]}".encode("utf-8", "surrogatepass")
     return hashlib.blake2b(pair, digest_size=16).digest()
 
 

@@ -6,8 +6,8 @@ PTransforms (each tested on its own with Beam's TestPipeline):
                             |          +-> outcome events -> CountEvents -> counts.json
     files -> ReadRows -> FindDuplicatePairs (first row of each pair that comes twice)
 
-Rows travel in blocks of a few thousand (`blocks.RowBlock`: Arrow tables from pyarrow's CSV
-and Parquet readers, or the row reader's records), so Beam's cost per element is paid per
+Rows travel in blocks of a few thousand (`blocks.RowBlock`: Arrow tables from pyarrow's CSV,
+JSON and Parquet readers, or the row reader's records), so Beam's cost per element is paid per
 block; validation (`columnar`), the tf.Example encoding (tfx_bsl's C++ encoder) and the
 statistics run over columns.
 
@@ -244,18 +244,25 @@ class _DistinctCount(_ArrayLists):
 
 class ReadRows(beam.PTransform):
     """(path, format) of each input file -> its rows in `blocks.RowBlock`s, the files spread
-    over workers."""
+    over workers. `schema` types JSONL for pyarrow's JSON reader (without it, JSONL is read
+    row by row)."""
 
-    def __init__(self, files: Sequence[tuple[str, str]], encoding: str, label=None):
+    def __init__(
+        self,
+        files: Sequence[tuple[str, str]],
+        encoding: str,
+        schema: S.RawSchema | None = None,
+        label=None,
+    ):
         super().__init__(label)
-        self._files, self._encoding = list(files), encoding
+        self._files, self._encoding, self._schema = list(files), encoding, schema
 
     def expand(self, pipeline):
         return (
             pipeline
             | "Files" >> beam.Create(self._files)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(ReadBlocks(self._encoding))
+            | "Read" >> beam.ParDo(ReadBlocks(self._encoding, self._schema))
         )
 
 
@@ -349,12 +356,12 @@ def build_pipeline(
     file_index = {f.path: i for i, f in enumerate(inputs)}  # inputs come sorted by path
     duplicates = (
         pipeline
-        | "ReadPairs" >> ReadRows(files, encoding)
+        | "ReadPairs" >> ReadRows(files, encoding, schema)
         | "FindDuplicatePairs" >> FindDuplicatePairs(file_index, schema)
     )
     checked = (
         pipeline
-        | "ReadRows" >> ReadRows(files, encoding)
+        | "ReadRows" >> ReadRows(files, encoding, schema)
         | "ValidateRows"
         >> ValidateRows(schema, encoding, funnel_policy, [f.path for f in inputs], duplicates)
     )

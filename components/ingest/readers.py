@@ -1,5 +1,7 @@
 """The row readers of CSV and JSONL: every row of a file, with its source and 1-based row
-number (Parquet is read in blocks by `blocks`, its rows numbered by position).
+number (Parquet is read in blocks by `blocks`, its rows numbered by position). `blocks` reads
+CSV and JSONL with pyarrow wherever pyarrow reads them exactly as these readers do, and with
+these readers elsewhere.
 
 CSV rows are numbered by data record (header excluded; a quoted field may span lines), JSONL
 rows by line number. A CSV column without a name in the header (a spreadsheet's trailing empty
@@ -15,7 +17,7 @@ import contextlib
 import csv
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -205,22 +207,40 @@ def ends_inside_quote(line: str) -> bool:
     return bool(asked_more)
 
 
+NESTED_TOO_DEEPLY = "is nested too deeply to read (arrays and objects inside each other)"
+
+
 def read_jsonl(path: str, encoding: str) -> Iterator[RawRecord]:
+    """Rows of a JSONL file, numbered by line (a blank line counts but is no row)."""
     with sources.open_text(path, encoding) as text:
-        for line_no, line in enumerate(text, start=1):
-            stripped = (line.lstrip("\ufeff") if line_no == 1 else line).strip()
-            if not stripped:
-                continue
-            try:
-                value = sources.load_json(stripped)
-            except json.JSONDecodeError as err:
-                yield RawRecord(path, line_no, None, stripped, f"is not valid JSON: {err.msg}")
-                continue
-            if not isinstance(value, dict):
-                problem = f"is a JSON {type(value).__name__}, not an object"
-                yield RawRecord(path, line_no, None, stripped, problem)
-            else:
-                yield RawRecord(path, line_no, value, value)
+        yield from jsonl_records(path, text)
+
+
+def jsonl_records(path: str, lines: Iterable[str], row: int = 0) -> Iterator[RawRecord]:
+    """The rows of JSON `lines` (the physical lines of a file, universal newlines), numbered
+    from `row` + 1; `blocks` reads a file's chunks with this where pyarrow does not."""
+    for line_no, line in enumerate(lines, start=row + 1):
+        record = jsonl_record(path, line_no, line)
+        if record is not None:
+            yield record
+
+
+def jsonl_record(path: str, row: int, line: str) -> RawRecord | None:
+    """Line `row` of a JSONL file as a record (`json.loads`, see `sources.load_json`); None
+    for a blank line. A byte order mark is dropped from the first line."""
+    stripped = (line.lstrip("\ufeff") if row == 1 else line).strip()
+    if not stripped:
+        return None
+    try:
+        value = sources.load_json(stripped)
+    except json.JSONDecodeError as err:
+        return RawRecord(path, row, None, stripped, f"is not valid JSON: {err.msg}")
+    except RecursionError:
+        return RawRecord(path, row, None, stripped, NESTED_TOO_DEEPLY)
+    if not isinstance(value, dict):
+        problem = f"is a JSON {type(value).__name__}, not an object"
+        return RawRecord(path, row, None, stripped, problem)
+    return RawRecord(path, row, value, value)
 
 
 class UnreadableFile(IngestError):

@@ -215,7 +215,7 @@ def _check_jsonl(path: str, encoding: str, schema: S.RawSchema) -> None:
                 lines += 1
                 try:
                     value = load_json(stripped)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     continue  # dead-lettered row by row
                 if isinstance(value, dict):
                     keys.update(value)

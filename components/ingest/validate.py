@@ -47,9 +47,16 @@ class _Problem(Exception):
         self.reason, self.field, self.detail = reason, field, detail
 
 
+# A surrogate that stands for no undecodable byte: a JSON escape such as "\ud800" without
+# its pair (json.loads keeps it).
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+
+
 def printable(value: Any) -> Any:
-    """`value` with undecodable bytes (surrogate escapes) shown as \\xNN, recursively."""
+    """`value` with undecodable bytes (surrogate escapes) shown as \\xNN and a lone surrogate
+    of a JSON escape as \\uXXXX, recursively."""
     if isinstance(value, str):
+        value = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", value)
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     if isinstance(value, list):
         return [printable(v) for v in value]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from components.ingest.readers import read_csv, read_jsonl
 
 
@@ -138,3 +140,22 @@ def test_a_multi_line_field_with_a_line_of_the_header_width_is_one_row(tmp_path)
         (3, {"query": "sofa", "title": "Oslo", "description": "Grey, soft"}, None, None),
         (4, {"query": "mug", "title": "Luma", "description": "x"}, None, None),
     ]
+
+
+def test_a_jsonl_line_nested_deeper_than_json_loads_reads_is_a_malformed_row(tmp_path):
+    """json.loads stops at Python's recursion limit: such a line is its row's problem (and the
+    up-front check of the first lines passes over it), not the run's."""
+    from components.ingest import sources
+    from contract import schema as S
+
+    deep = '{"query": "shoes", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = tmp_path / "log.jsonl"
+    path.write_text(deep + '\n{"query": "sofa"}\n', encoding="utf-8")
+    records = list(read_jsonl(str(path), "utf-8"))
+    assert [(r.row, r.values, r.problem) for r in records] == [
+        (1, None, "is nested too deeply to read (arrays and objects inside each other)"),
+        (2, {"query": "sofa"}, None),
+    ]
+    assert records[0].raw == deep
+    with pytest.raises(sources.IngestError, match="required"):  # keys missing, no RecursionError
+        sources.resolve_inputs(str(path), "auto", "utf-8", S.DEMO_SCHEMA)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -140,6 +141,18 @@ def test_undecodable_bytes_are_shown_once_and_a_backslash_as_repr_shows_it():
     shown = message[message.index("text: ") + len("text: ") : message.index("; the file")]
     assert shown == "'ni\\xf1o C:\\\\tmp'"
     assert len(shown) == len("'ni") + 4 + len("o C:") + 2 + len("tmp'")
+
+
+def test_a_lone_surrogate_of_a_json_escape_is_shown_as_its_escape():
+    """json.loads keeps "\\ud800" (half a pair) as a lone surrogate: the row is an
+    invalid_encoding dead letter whose message and raw show it as \\ud800, beside an
+    undecodable byte shown as \\xNN; the dead letter can be written as UTF-8."""
+    values = {**good_row(), "brand": "caf\udce9 \ud800", "\udfff": 1}
+    letter = check(values).dead_letter
+    assert (letter["reason"], letter["field"]) == ("invalid_encoding", "brand")
+    assert "text: 'caf\\xe9 \\ud800'; the file" in letter["message"]
+    assert letter["raw"]["brand"] == "caf\\xe9 \\ud800" and letter["raw"]["\\udfff"] == 1
+    json.dumps(letter, ensure_ascii=False).encode("utf-8")  # no surrogate left
 
 
 def test_nan_and_decimals_read_alike_in_every_format():
