@@ -82,6 +82,13 @@ class EpochBackup:
     def exists(self) -> bool:
         return os.path.isfile(os.path.join(self.path, STATE_FILE))
 
+    def last_epoch(self) -> int | None:
+        """The last epoch (0-based) the backup holds; None when there is none."""
+        if not self.exists():
+            return None
+        with open(os.path.join(self.path, STATE_FILE), encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+
     def save(
         self,
         epoch: int,
