@@ -234,7 +234,7 @@ def _best(result: TrainResult) -> str:
 def _train_with_workers(
     transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings, workers,
     gpu_type, gpu_count, *, text_cache_dir="", max_restarts=0, deadline_seconds=0, jobs=None,
-    environ=os.environ, launch: Callable | None = None, clock=time.monotonic,
+    environ=os.environ, launch: Callable | None = None, clock=time.monotonic, watch_every=10.0,
 ) -> TrainResult:  # fmt: skip
     """Train as the chief of `workers` processes, the others a TrainJob (multiworker.py): the
     chief runs as a child process (`launch(arguments)`: a `TrainProcess`), and when it fails
@@ -296,7 +296,9 @@ def _train_with_workers(
                 failed.append(reason)  # the workers are gone: the chief would wait for them
                 process.kill()
 
-            watcher = mw.JobWatcher(name, lambda name=name: jobs.get(name), stop_chief).start()
+            watcher = mw.JobWatcher(
+                name, lambda name=name: jobs.get(name), stop_chief, interval_s=watch_every
+            ).start()
             try:
                 code, reason = process.run()
             finally:

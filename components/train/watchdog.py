@@ -64,13 +64,14 @@ def task_name(task_type: str, index: int) -> str:
     return f"{task_type} {index}"
 
 
-def _file(directory: str, task: str) -> str:
+def heartbeat_file(directory: str, task: str) -> str:
+    """The heartbeat file of `task` ("worker 1": worker-1.json) in `directory`."""
     return os.path.join(directory, task.replace(" ", "-") + ".json")
 
 
 class Heartbeat(keras.callbacks.Callback):
-    """This process's heartbeat file in `directory` while the block it is started in runs;
-    as a callback of the training loop it records the loop's position.
+    """This process's heartbeat file in `directory`, written every `interval` seconds from
+    `start()` to `stop()`; as a callback of the training loop it records the loop's position.
 
     Args:
         directory: the heartbeat folder, shared by every process of the cluster.
@@ -81,7 +82,8 @@ class Heartbeat(keras.callbacks.Callback):
 
     def __init__(self, directory: str, task: str, address: str, interval: float):
         super().__init__()
-        self.directory, self.path, self.interval = directory, _file(directory, task), interval
+        self.directory, self.interval = directory, interval
+        self.path = heartbeat_file(directory, task)
         self._state = {
             "task": task,
             "address": address,
@@ -209,7 +211,7 @@ class Watchdog:
 
     def _read(self, task: str) -> dict | None:
         try:
-            with open(_file(self.directory, task), encoding="utf-8") as fh:
+            with open(heartbeat_file(self.directory, task), encoding="utf-8") as fh:
                 return json.load(fh)
         except (OSError, ValueError):
             return None
@@ -231,9 +233,11 @@ class Watchdog:
                 self._moved_at = now
             self._seen[task] = state
         for task, address in self.tasks.items():
+            state = self._seen[task]
+            if state is not None and state["phase"] == DONE:  # it has finished: it may exit
+                continue
             silent = now - self._beat_at[task]
             if silent > self.hang_seconds:
-                state = self._seen[task]
                 what = (
                     f"has written no heartbeat into {self.directory} for {silent:.0f} s"
                     if state is None
