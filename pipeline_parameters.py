@@ -271,8 +271,9 @@ class PipelineParameters:
         120,
         help="(train_workers > 1) the chief fails training, naming the process, when one "
         "process sends no heartbeat, or no process begins or ends a step, for this long "
-        "(it fails within this + 10 s); then train_max_restarts applies. Longer than the "
-        "slowest step or epoch end, and than the volume's file caching (NFS: 60 s).",
+        "(it fails within this + 10 s; the start, up to the first train step's end, is not "
+        "timed); then train_max_restarts applies. Longer than the slowest step or epoch end, "
+        "and than the volume's file caching (NFS: up to 60 s).",
         minimum=1,
         local=False,
     )

@@ -87,7 +87,8 @@ class TrainConfig:
         process's heartbeat before the chief fails the job, naming the process
         (components/train/watchdog.py); it fails within `hang_seconds` plus twice its
         heartbeat interval (hang_seconds / 8, within 0.5 to 5 s). Longer than the slowest
-        step, epoch end or first step (tracing), and than the shared volume's caching delay.
+        step or epoch end (the first train step, which builds the graph, is not timed) and
+        than the shared volume's caching delay.
     """
 
     architecture: str = "mlpr"
