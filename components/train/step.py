@@ -177,6 +177,7 @@ def train_step(
         )
         result = run_training(transform_dir, transformed_dir, model_dir, config)
     else:
+        _chief_address(os.environ)  # first: a local run has none
         root = checkpoint_root or mw.CHECKPOINT_ROOT
         if not root.startswith(mw.VOLUME + "/"):
             raise ValueError(
@@ -231,6 +232,16 @@ def _best(result: TrainResult) -> str:
     return f"best {result.best_epoch} ({chosen['metric']} {chosen['best']:.4f})"
 
 
+def _chief_address(environ: Mapping[str, str]) -> str:
+    """host:port of the chief of a multi-node step: its pod IP."""
+    if not environ.get(mw.POD_IP_ENV):
+        raise RuntimeError(
+            f"train_workers > 1 needs the step's pod IP in ${mw.POD_IP_ENV} (pipeline.py sets "
+            "it on Kubeflow); a local run trains on one worker"
+        )
+    return f"{environ[mw.POD_IP_ENV]}:{mw.PORT}"
+
+
 def _train_with_workers(
     transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings, workers,
     gpu_type, gpu_count, *, text_cache_dir="", max_restarts=0, deadline_seconds=0, jobs=None,
@@ -242,11 +253,7 @@ def _train_with_workers(
     them resuming from `config.backup_dir`; `deadline_seconds` (> 0) bounds them all."""
     from components.images import BASE_IMAGE
 
-    if not environ.get(mw.POD_IP_ENV):
-        raise RuntimeError(
-            f"train_workers > 1 needs the step's pod IP in ${mw.POD_IP_ENV} (pipeline.py sets "
-            "it on Kubeflow); a local run trains on one worker"
-        )
+    chief = _chief_address(environ)
     if max_restarts < 0 or deadline_seconds < 0:
         raise ValueError(
             f"train_max_restarts and train_deadline_seconds must be 0 or more, got "
@@ -261,7 +268,6 @@ def _train_with_workers(
         {"transform": transform_dir, "transformed": transformed_dir, "pretrained": pretrained_dir},
         staging,
     )
-    chief = f"{environ[mw.POD_IP_ENV]}:{mw.PORT}"
     backup, hang = config.backup_dir, config.hang_seconds
     failure = ""
     try:

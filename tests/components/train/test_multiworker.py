@@ -329,11 +329,27 @@ def test_the_deadline_ends_the_restarts(tmp_path, monkeypatch):
     assert len(jobs.names) == 1
 
 
-def test_several_workers_back_up_on_the_volume_they_share(tmp_path):
+def test_several_workers_back_up_on_the_volume_they_share(tmp_path, monkeypatch):
     settings = dict(
         architecture="mlpr", encoder_preset="tiny", fine_tune_layers="0", text_cache_dir="",
         max_epochs=2, batch_size=8, learning_rate=1e-3, seed=0, train_workers=2,
     )  # fmt: skip
     paths = [str(tmp_path)] * 4
+    with pytest.raises(RuntimeError, match="MLPR_POD_IP"):  # a local run: said first
+        step.train_step(*paths, {}, None, checkpoint_root="/data/ckpt", **settings)
+    monkeypatch.setenv(mw.POD_IP_ENV, "10.0.0.5")
     with pytest.raises(ValueError, match=r"checkpoint_root under /mnt/mlpr/ .*got '/data/ckpt'"):
         step.train_step(*paths, {}, None, checkpoint_root="/data/ckpt", **settings)
+
+
+def test_the_chief_child_passes_its_output_on_and_names_its_failure(tmp_path):
+    out = io.StringIO()
+    missing = str(tmp_path / "missing")
+    arguments = ["--transform-dir", missing, "--transformed-dir", missing, "--model-dir", missing]
+    code, reason = mw.TrainProcess(arguments, out=out).run()
+    assert code == 1
+    assert reason.startswith("training failed on _DefaultDistributionStrategy"), reason
+    assert reason in out.getvalue() and "Traceback" in out.getvalue()
+    stopped = mw.TrainProcess(arguments)
+    stopped.kill()  # the TrainJob failed before the chief started
+    assert stopped.run() == (-9, "stopped before it started")
