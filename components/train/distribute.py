@@ -130,7 +130,9 @@ def placement(devices: list[str] | None = None, environ=os.environ) -> Placement
         # No collective timeout: TensorFlow watches each timed collective with a thread of
         # its own that lives as long as the timeout, thousands of threads a minute here
         # (measured: 16,000 by 90 s of training, then pthread_create failed). A lost worker
-        # still fails the others within seconds, through its closed connections.
+        # still fails the others within seconds, through its closed connections, a frozen
+        # one through the coordination service's heartbeats, and a stuck one through the
+        # chief's watchdog (watchdog.py).
         strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
         return Placement(strategy, cluster)
     if devices is None:

@@ -4,7 +4,7 @@ chief watches them all and fails the job, naming the process, when training stop
 MultiWorkerMirroredStrategy trains in lockstep: every step ends with collectives that wait
 for every process. TensorFlow's coordination service already fails them all when a process
 stops sending its own heartbeats (frozen, killed, its node gone: "The following tasks are
-unhealthy (stopped sending heartbeats)", about 20 s after the process stopped, measured in
+unhealthy (stopped sending heartbeats)", 7 to 10 s after the process stopped, measured in
 tests/components/train/test_multiworker_recovery.py). What it cannot see is a process that
 is alive and makes no progress: an input pipeline that blocks, a GPU kernel or collective that
 never returns, a read from a hung volume. The others then wait in their next collective for

@@ -158,7 +158,7 @@ def _train_info(model_dir) -> dict:
     return json.loads((model_dir / layout.TRAIN_INFO_FILE).read_text())
 
 
-@pytest.mark.large  # three two-process runs: about 4 minutes on two cores
+@pytest.mark.large  # three two-process runs: about 6.5 minutes on two shared cores
 def test_a_killed_worker_restarts_and_every_process_resumes_from_the_chiefs_backup(data, tmp_path):
     reference = Cluster(data, tmp_path / "reference", tmp_path / "reference-backup")
     interrupted = Cluster(data, tmp_path / "interrupted", tmp_path / "backup")
