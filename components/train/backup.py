@@ -16,7 +16,9 @@ on CPU, where the ops are deterministic; tests/components/train/test_backup.py):
   (inputs.shuffled_epochs), so the loop skips the finished epochs' batches.
 
 A backup is written to a new folder and renamed into place, so a kill while writing leaves the
-previous one whole. The train step removes it once the model is exported.
+previous one whole. The train step removes it once the model is exported. With several workers
+it lives on a volume they all share: only the chief writes it, and every worker restores it
+(loop.fit checks that they all found the same epoch).
 """
 
 from __future__ import annotations
