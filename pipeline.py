@@ -113,6 +113,9 @@ def mlpr_dag(
         region_mask=p.region_mask,
         relevance_task=p.relevance_task,
         train_workers=p.train_workers,
+        train_max_restarts=p.train_max_restarts,
+        train_deadline_seconds=p.train_deadline_seconds,
+        train_hang_seconds=p.train_hang_seconds,
         # Each TrainJob worker asks for what the step asks for (CPU pipelines: nothing).
         worker_gpu_type="" if gpu is None else p.accelerator_type,
         worker_gpu_count=0 if gpu is None else p.accelerator_count,

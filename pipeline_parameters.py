@@ -249,6 +249,36 @@ class PipelineParameters:
         "replicas, and the learning rate with its square root.",
         minimum=1,
     )
+    train_max_restarts: int = _field(
+        3,
+        help="(train_workers > 1) how often the train step restarts its cluster after a "
+        "failure (a worker lost, frozen or stuck): it deletes the TrainJob, submits a new one "
+        "and starts a new chief, every process resuming from the chief's last epoch backup "
+        "on the repository volume (checkpoint_root, or /mnt/mlpr/checkpoints when empty). "
+        "0: the first failure fails the step.",
+        minimum=0,
+        local=False,
+    )
+    train_deadline_seconds: int = _field(
+        86400,
+        help="(train_workers > 1) the TrainJobs' activeDeadlineSeconds, for all attempts "
+        "together: past it Kubeflow Trainer ends the workers and the step fails "
+        "(DeadlineExceeded). It bounds what no process can see: workers that never start "
+        "(no node with free GPUs) while the chief waits for them, a frozen worker left "
+        "behind by a step that was killed. 0: no deadline.",
+        minimum=0,
+        local=False,
+    )
+    train_hang_seconds: int = _field(
+        120,
+        help="(train_workers > 1) the chief fails training, naming the process, when one "
+        "process sends no heartbeat, or no process begins or ends a step, for this long "
+        "(it fails within this + 10 s; the start, up to the first train step's end, is not "
+        "timed); then train_max_restarts applies. Longer than the slowest step or epoch end, "
+        "and than the volume's file caching (NFS: up to 60 s).",
+        minimum=1,
+        local=False,
+    )
     auc_floor: float = _field(
         0.6, help="every task's test AUC must reach this for the model to be blessed."
     )

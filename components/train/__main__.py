@@ -6,18 +6,26 @@ Kubeflow Trainer): with TF_CONFIG naming a cluster, the processes train together
 MultiWorkerMirroredStrategy and only the chief writes `--model-dir`. Without TF_CONFIG it
 trains alone, on every local GPU. On a bad argument it prints "error: <message>" to stderr
 and exits with status 2; when training fails (a worker lost, say), it names the error and
-exits with status 1.
+exits with status 1; when the chief's watchdog finds a process frozen or training stopped
+(components/train/watchdog.py), it names the process and exits with status 75. The reason is
+the last line of standard error: "training failed on <placement>: <reason>".
+
+With `--backup-dir` (a folder every worker shares) each process resumes from the chief's last
+backup there, and keeps the heartbeat the chief watches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import sys
 import traceback
 
 import click
 
+from components import step_log
 from components.step_log import quiet
 
 quiet()  # before TensorFlow loads, which the next imports do
@@ -43,6 +51,20 @@ D = STEP_DEFAULTS
 @click.option("--fine-tune-layers", default=D["fine_tune_layers"], show_default=True)
 @click.option(
     "--text-cache-dir", default=D["text_cache_dir"], help="Reusable text cache; empty: this run's."
+)
+@click.option(
+    "--backup-dir",
+    default="",
+    help="Where the chief backs training up after every epoch and every worker resumes from "
+    "(shared by all workers); empty: no backup.",
+)
+@click.option(
+    "--hang-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="With several workers and --backup-dir: the chief fails the job when a process is "
+    "frozen, or no process moves, for this long.",
 )
 @click.option(
     "--max-epochs", type=click.IntRange(min=1), default=D["max_epochs"], show_default=True
@@ -116,6 +138,8 @@ def main(
     encoder_preset: str,
     fine_tune_layers: str,
     text_cache_dir: str,
+    backup_dir: str,
+    hang_seconds: float,
     max_epochs: int,
     batch_size: int,
     learning_rate: float,
@@ -151,14 +175,24 @@ def main(
     settings = {k: v for k, v in options.items() if k in SETTINGS}
     try:
         config = step_config(settings, preset, text_cache_dir)
+        config = dataclasses.replace(
+            config, backup_dir=backup_dir or None, hang_seconds=hang_seconds
+        )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:
         result = run_training(transform_dir, transformed_dir, model_dir, config, where=where)
     except Exception as e:  # noqa: BLE001 (the job's reason, on the last line, for the launcher)
         traceback.print_exc()
-        click.echo(f"training failed on {where.describe()}: {failure_reason(e)}", err=True)
-        sys.exit(1)
+        reason = failure_reason(e, where.cluster)
+        click.echo(f"training failed on {where.describe()}: {reason}", err=True)
+        if where.cluster is None:
+            sys.exit(1)
+        # Not through the interpreter's exit: TensorFlow's teardown waits for the lost peer
+        # (its coordination service's shutdown), tens of seconds more.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     summary = {
         "chief": where.is_chief,
         "replicas": result.replicas,
@@ -169,4 +203,10 @@ def main(
 
 
 if __name__ == "__main__":
+    # The progress lines (an epoch done, a backup resumed) on standard output, as a step's.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    step_log.logger.addHandler(handler)
+    step_log.logger.setLevel(logging.INFO)
+    step_log.logger.propagate = False  # not twice, when a library configures the root logger
     main()

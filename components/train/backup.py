@@ -16,7 +16,9 @@ on CPU, where the ops are deterministic; tests/components/train/test_backup.py):
   (inputs.shuffled_epochs), so the loop skips the finished epochs' batches.
 
 A backup is written to a new folder and renamed into place, so a kill while writing leaves the
-previous one whole. The train step removes it once the model is exported.
+previous one whole. The train step removes it once the model is exported. With several workers
+it lives on a volume they all share: only the chief writes it, and every worker restores it
+(loop.fit checks that they all found the same epoch).
 """
 
 from __future__ import annotations
@@ -81,6 +83,13 @@ class EpochBackup:
 
     def exists(self) -> bool:
         return os.path.isfile(os.path.join(self.path, STATE_FILE))
+
+    def last_epoch(self) -> int | None:
+        """The last epoch (0-based) the backup holds; None when there is none."""
+        if not self.exists():
+            return None
+        with open(os.path.join(self.path, STATE_FILE), encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
 
     def save(
         self,

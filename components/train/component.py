@@ -31,6 +31,9 @@ def train(
     region_mask: bool = False,
     relevance_task: bool = False,
     train_workers: int = 1,
+    train_max_restarts: int = 3,
+    train_deadline_seconds: int = 86400,
+    train_hang_seconds: int = 120,
 ):
     """Trains the multi-task ranker and exports it for TF Serving; see components/train/step.py.
 
@@ -59,6 +62,12 @@ def train(
         region_mask: masks generated from the market on each task's input and tower.
         relevance_task: also learn the engagement relevance label (a task outside the funnel).
         train_workers: nodes that train together; above 1 the others run as a TrainJob.
+        train_max_restarts: (train_workers > 1) restarts of the whole cluster after a failure,
+            every process resuming from the chief's last backup.
+        train_deadline_seconds: (train_workers > 1) the TrainJobs' activeDeadlineSeconds, in
+            all (0: none).
+        train_hang_seconds: (train_workers > 1) the chief fails training when a process is
+            frozen, or no process moves, for this long.
     """
     from components.step_log import quiet
 
@@ -92,6 +101,9 @@ def train(
         region_mask=region_mask,
         relevance_task=relevance_task,
         train_workers=train_workers,
+        train_max_restarts=train_max_restarts,
+        train_deadline_seconds=train_deadline_seconds,
+        train_hang_seconds=train_hang_seconds,
         worker_gpu_type=worker_gpu_type,
         worker_gpu_count=worker_gpu_count,
     )

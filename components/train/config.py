@@ -92,7 +92,15 @@ class TrainConfig:
         training starts again after a kill (components/train/backup.py): a folder that a
         retry of the same task finds again; removed once the model is exported. None: no
         backup. The frozen encoder's outputs are cached there too when `text_cache_dir` is
-        None.
+        None. With several workers it must be a folder they all share: every worker
+        resumes from the chief's backup there, and keeps its heartbeat there.
+    hang_seconds: with several workers (and a `backup_dir`), how long training may go
+        without any process moving (a step begun or finished, train or eval) or without a
+        process's heartbeat before the chief fails the job, naming the process
+        (components/train/watchdog.py); it fails within `hang_seconds` plus twice its
+        heartbeat interval (hang_seconds / 8, within 0.5 to 5 s). Longer than the slowest
+        step or epoch end (the first train step, which builds the graph, is not timed) and
+        than the shared volume's caching delay.
     """
 
     architecture: str = "mlpr"
@@ -118,6 +126,7 @@ class TrainConfig:
     backup_dir: str | None = None
     select_task: str = ""
     select_p_value: float = 0.05
+    hang_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         check_targets(self.targets)
@@ -130,6 +139,8 @@ class TrainConfig:
         for name in ("batch_size", "max_epochs", "query_length", "product_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.hang_seconds <= 0:
+            raise ValueError(f"hang_seconds must be positive, got {self.hang_seconds}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.encoder_learning_rate is not None and not (

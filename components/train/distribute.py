@@ -130,7 +130,9 @@ def placement(devices: list[str] | None = None, environ=os.environ) -> Placement
         # No collective timeout: TensorFlow watches each timed collective with a thread of
         # its own that lives as long as the timeout, thousands of threads a minute here
         # (measured: 16,000 by 90 s of training, then pthread_create failed). A lost worker
-        # still fails the others within seconds, through its closed connections.
+        # still fails the others within seconds, through its closed connections, a frozen
+        # one through the coordination service's heartbeats, and a stuck one through the
+        # chief's watchdog (watchdog.py).
         strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
         return Placement(strategy, cluster)
     if devices is None:
@@ -187,14 +189,24 @@ def sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 
 _BOILERPLATE = ("Graph execution error", "Detected at node", "File ", "Additional GRPC",
-                ":UNKNOWN", "The error could be", "[[", "\t")  # fmt: skip
+                ":UNKNOWN", "The error could be", "[[", "\t", "/job:")  # fmt: skip
+_TASK = re.compile(r"^/job:(\w+)/replica:\d+/task:(\d+)$")
 
 
-def failure_reason(error: BaseException) -> str:
+def _task(job: str, index: int, cluster: Cluster | None) -> str:
+    """'worker 1 (10.0.0.7:2222)': a task of the cluster and its address."""
+    addresses = cluster.spec.get(job, []) if cluster is not None else []
+    where = f" ({addresses[index]})" if index < len(addresses) else ""
+    return f"{job} {index}{where}"
+
+
+def failure_reason(error: BaseException, cluster: Cluster | None = None) -> str:
     """One line that names why training failed: for a TensorFlow error, its kind and the
     first line of its message that is not a stack or gRPC detail, with the peer it came
     from (a worker lost: "UnavailableError: Collective ops is aborted by: Socket closed
-    (from /job:worker/replica:0/task:1)")."""
+    (from /job:worker/replica:0/task:1)"), and the tasks TensorFlow's coordination service
+    found unhealthy (a worker frozen: "... The following tasks are unhealthy (stopped sending
+    heartbeats): worker 0 (10.0.0.7:2222)", with their addresses in `cluster`)."""
     if not isinstance(error, tf.errors.OpError):
         return f"{type(error).__name__}: {error}"
     lines = [ln.strip() for ln in error.message.splitlines()]
@@ -202,6 +214,10 @@ def failure_reason(error: BaseException) -> str:
         ln for ln in lines if ln and not ln.startswith(_BOILERPLATE) and not ln.startswith("  ")
     ]
     reason = meaningful[0] if meaningful else (lines[0] if lines else "")
+    reason = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", reason)  # the op, in eager errors
+    tasks = [m.groups() for m in map(_TASK.match, lines) if m]
+    if tasks:
+        reason += " " + ", ".join(_task(job, int(i), cluster) for job, i in tasks)
     peer = re.search(r"remote target (\S+)", error.message)
     where = f" (from {peer.group(1)})" if peer else ""
     return f"{type(error).__name__}: {reason}{where}"

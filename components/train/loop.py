@@ -24,6 +24,7 @@ model's learning rate.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from components.step_log import progress
@@ -61,9 +62,9 @@ class _Tracked:
         for metric in self._metrics().values():
             metric.reset_state()
 
-    def results(self, prefix: str = "") -> dict[str, float]:
+    def results(self) -> dict[str, float]:
         # Read outside `strategy.run`: each value sums over every replica and worker.
-        return {prefix + name: float(m.result()) for name, m in self._metrics().items()}
+        return {name: float(m.result()) for name, m in self._metrics().items()}
 
 
 def shared_variables(model: keras.Model) -> list:
@@ -79,6 +80,31 @@ def shared_variables(model: keras.Model) -> list:
     if not found:
         raise ValueError(f"model {model.name!r} has no text projection for GradNorm to measure")
     return [found[name] for name in sorted(found)]
+
+
+def _gather(strategy: tf.distribute.Strategy, values: list[int]) -> np.ndarray:
+    """`values` of every replica, one row each (a collective: every process calls it)."""
+    local = tf.constant([values], tf.int64)
+    return strategy.gather(strategy.run(lambda: tf.identity(local)), axis=0).numpy()
+
+
+def _agreed_epoch(strategy: tf.distribute.Strategy, backup: EpochBackup) -> int | None:
+    """The last epoch of the backup every process restores (None: none). Across workers the
+    backup is the chief's, on a volume they share: each reads it only after every process
+    has reached this point (the chief cleaned the folder before), and they check that they
+    found the same epoch, or all would train on from different states."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return backup.last_epoch()
+    _gather(strategy, [0])  # a barrier
+    epoch = backup.last_epoch()
+    found = sorted({int(e) for e in _gather(strategy, [-1 if epoch is None else epoch])[:, 0]})
+    if len(found) > 1:
+        named = ", ".join("none" if e < 0 else f"epoch {e + 1}" for e in found)
+        raise RuntimeError(
+            f"the workers found different backups in {backup.path} ({named}): the volume "
+            "does not show every process the chief's last backup; start the job again"
+        )
+    return epoch
 
 
 def fit(
@@ -104,7 +130,12 @@ def fit(
 
     With `backup` (backup.py), the whole training state is written there after every epoch
     (by this process when `write_backup`: the chief), and a backup found there at the start
-    is restored: training goes on at the epoch after the one it saved, as if never stopped."""
+    is restored: training goes on at the epoch after the one it saved, as if never stopped.
+    Under MultiWorkerMirroredStrategy every worker restores the chief's backup (on a volume
+    they share), the same epoch on each, and only the chief writes it.
+
+    Callbacks see the batches of the eval split too (`on_test_batch_begin` / `_end`, as
+    `fit` shows them its validation), so a heartbeat (watchdog.py) moves while it runs."""
     replicas = strategy.num_replicas_in_sync
     balancer = loss_layer(model)
     tasks = balancer.tasks
@@ -164,7 +195,7 @@ def fit(
         *(weight_optimizer.variables if gradnorm else []),
     ]
     start, logs = 0, {}
-    if backup is not None and backup.exists():
+    if backup is not None and _agreed_epoch(strategy, backup) is not None:
         state = backup.restore(variables, callbacks)
         start = state["epoch"] + 1
         history.history = {name: list(values) for name, values in state["history"].items()}
@@ -185,9 +216,14 @@ def fit(
         logs = train_metrics.results()
         eval_metrics.reset()
         eval_batches = iter(strategy.experimental_distribute_dataset(eval_ds))
-        for _ in range(eval_steps):
+        callback_list.on_test_begin()  # as `fit` calls its `evaluate`
+        for step in range(eval_steps):
+            callback_list.on_test_batch_begin(step)
             eval_on(eval_batches)
-        logs.update(eval_metrics.results("val_"))
+            callback_list.on_test_batch_end(step)
+        evaluated = eval_metrics.results()
+        callback_list.on_test_end(evaluated)
+        logs.update({f"val_{name}": value for name, value in evaluated.items()})
         callback_list.on_epoch_end(epoch, logs)
         if backup is not None and write_backup:
             backup.save(epoch, variables, history.history, callbacks, model.stop_training)

@@ -14,8 +14,19 @@ job-completion index (`MLPR_WORKER_INDEX`, set by the runtime).
 The workers read the transform graph and transformed examples from a copy on the repository
 volume (ReadWriteMany, mounted by the step and by the runtime at /mnt/mlpr), removed when the
 step ends. While the chief trains, a thread follows the TrainJob and prints each change of its
-state; when the TrainJob fails, the step fails with the job's reason (the chief would
-otherwise wait on a collective for a worker that is gone).
+state; when the TrainJob fails, the chief is stopped (it would otherwise wait on a collective
+for a worker that is gone).
+
+Restarts: a worker lost takes the whole cluster down (MultiWorkerMirroredStrategy cannot go on
+without it), and the chief, the step's own process, is outside the TrainJob, so a restart of
+the TrainJob's pods by its runtime would leave them waiting for a chief that has exited. The
+step restarts the cluster itself: it runs its chief as a child process
+(`python -m components.train --task-type chief`, `TrainProcess`), and when training fails it
+deletes the TrainJob, submits a new one and starts a new chief, up to `max_restarts` times;
+every process resumes from the chief's last backup, on the repository volume. Each TrainJob's
+`activeDeadlineSeconds` is what is left of the step's deadline, which bounds what no process
+can see: workers that never start (no node with free GPUs) while the chief waits for them,
+or a frozen worker left behind by a step that was killed.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import uuid
@@ -39,7 +51,11 @@ POD_IP_ENV = "MLPR_POD_IP"
 # Where the step stages the workers' inputs: on the repository volume, which the step and the
 # runtime mount at /mnt/mlpr (components/resources.py REPOSITORY_MOUNT; this module stays
 # free of kfp, which a component's runtime cannot import whole).
-STAGING_ROOT = "/mnt/mlpr/train-jobs"
+VOLUME = "/mnt/mlpr"
+STAGING_ROOT = f"{VOLUME}/train-jobs"
+# Where a multi-node step backs its training up when checkpoint_root is empty: on the volume,
+# which every worker mounts (they resume from the chief's backup).
+CHECKPOINT_ROOT = f"{VOLUME}/checkpoints"
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
@@ -70,10 +86,13 @@ def trainjob(
     arguments: list[str],
     accelerator: str = "",
     accelerators_per_worker: int = 0,
+    deadline_seconds: int = 0,
 ) -> dict:
     """The TrainJob of `workers` processes running `python -m components.train <arguments>`
     on the mlpr-tensorflow runtime, each asking for `accelerators_per_worker` of
-    `accelerator` (none: CPU workers)."""
+    `accelerator` (none: CPU workers). `deadline_seconds` > 0: the TrainJob's
+    activeDeadlineSeconds (Kubeflow Trainer then ends its pods and fails it with reason
+    DeadlineExceeded)."""
     trainer: dict = {
         "image": image,
         "command": ["python", "-m", "components.train"],
@@ -86,14 +105,17 @@ def trainjob(
             "requests": {accelerator: count},
             "limits": {accelerator: count},
         }
+    spec: dict = {
+        "runtimeRef": {"name": RUNTIME, "kind": "ClusterTrainingRuntime"},
+        "trainer": trainer,
+    }
+    if deadline_seconds > 0:
+        spec["activeDeadlineSeconds"] = int(deadline_seconds)
     return {
         "apiVersion": f"{TRAINER_GROUP}/{TRAINER_VERSION}",
         "kind": "TrainJob",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "mlpr"}},
-        "spec": {
-            "runtimeRef": {"name": RUNTIME, "kind": "ClusterTrainingRuntime"},
-            "trainer": trainer,
-        },
+        "spec": spec,
     }
 
 
@@ -104,19 +126,48 @@ def worker_arguments(
     chief: str,
     workers: list[str],
     settings: dict,
+    backup_dir: str = "",
+    hang_seconds: float = 120.0,
 ) -> list[str]:
-    """The command line of every TrainJob worker: the staged inputs, the cluster, and the
-    step's training settings (`settings`: option name -> value, as the CLI spells them)."""
+    """The command line of every TrainJob worker: the staged inputs, the cluster, the backup
+    folder they share with the chief, and the step's training settings (`settings`: option
+    name -> value, as the CLI spells them)."""
+    return process_arguments(
+        transform_dir, transformed_dir, pretrained_dir,
+        # A worker's outputs go to a temporary directory (distribute.output_dir_for).
+        os.path.join(os.path.dirname(transform_dir), "worker-model"),
+        chief, workers, "worker", settings, backup_dir, hang_seconds,
+    )  # fmt: skip
+
+
+def process_arguments(
+    transform_dir: str,
+    transformed_dir: str,
+    pretrained_dir: str,
+    model_dir: str,
+    chief: str,
+    workers: list[str],
+    task_type: str,
+    settings: dict,
+    backup_dir: str = "",
+    hang_seconds: float = 120.0,
+    text_cache_dir: str = "",
+) -> list[str]:
+    """The command line of one process of the cluster (`task_type` "chief" or "worker"; a
+    worker's index comes from its pod)."""
     arguments = [
         "--transform-dir", transform_dir,
         "--transformed-dir", transformed_dir,
         "--pretrained-dir", pretrained_dir,
-        # A worker's outputs go to a temporary directory (distribute.output_dir_for).
-        "--model-dir", os.path.join(os.path.dirname(transform_dir), "worker-model"),
+        "--model-dir", model_dir,
         "--chief-address", chief,
         "--worker-addresses", ",".join(workers),
-        "--task-type", "worker",
+        "--task-type", task_type,
+        "--backup-dir", backup_dir,
+        "--hang-seconds", str(hang_seconds),
     ]  # fmt: skip
+    if text_cache_dir:
+        arguments += ["--text-cache-dir", text_cache_dir]
     for option, value in settings.items():
         name = option.replace("_", "-")
         if isinstance(value, bool):  # a --name/--no-name flag
@@ -200,6 +251,43 @@ class JobWatcher:
             if state == "Complete":
                 return
             self._stopped.wait(self._interval)
+
+
+class TrainProcess:
+    """One training process of the cluster as a child, `python -m components.train
+    <arguments>`: `run()` passes its output on line by line and returns its exit status and
+    its last "training failed ..." line; `kill()`, from another thread, ends it."""
+
+    def __init__(self, arguments: list[str], out=sys.stdout):
+        self.arguments, self._out = list(arguments), out
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._killed = False
+
+    def run(self) -> tuple[int, str]:
+        with self._lock:
+            if self._killed:
+                return -9, "stopped before it started"
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "components.train", *self.arguments],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+            )
+        reason = ""
+        for line in self._process.stdout:
+            self._out.write(line)
+            self._out.flush()
+            if line.startswith("training failed"):
+                reason = line.strip()
+        return self._process.wait(), reason
+
+    def kill(self) -> None:
+        with self._lock:
+            self._killed = True
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
 
 
 class TrainJobs:

@@ -14,7 +14,10 @@ the best epoch (components/train/selection.py).
 A killed step resumes: the training state is backed up after every epoch
 (components/train/backup.py) inside the model artifact, which a retry of the task shares, or
 under `checkpoint_root` keyed by the step's inputs and settings, which a new run over the
-same cached inputs finds too; the backup is removed once the model is written.
+same cached inputs finds too; the backup is removed once the model is written. With several
+workers the backup is on the repository volume (under `checkpoint_root`, by default
+/mnt/mlpr/checkpoints), where every worker resumes from it: the step restarts its cluster up
+to `train_max_restarts` times when a worker is lost or hangs (multiworker.py).
 
 The encoder starts from the pretrain step's preset unless that step was switched off (its
 output is then only a marker file), and from `encoder_preset` otherwise: "tiny" (random,
@@ -34,15 +37,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
-import sys
-from collections.abc import Mapping, MutableMapping
+import time
+from collections.abc import Callable, Mapping, MutableMapping
 
 from components.step_log import progress
+from components.train import multiworker as mw
 from components.train.config import STEP_DEFAULTS, TrainConfig, train_config
 from components.train.training import TrainResult, run_training
-from contract.layout import PRETRAIN_DISABLED_FILE
+from contract.layout import PRETRAIN_DISABLED_FILE, TRAIN_INFO_FILE
 
 
 def starting_preset(pretrained_dir: str, encoder_preset: str) -> str:
@@ -108,6 +113,9 @@ def train_step(
     train_workers: int = 1,
     worker_gpu_type: str = "",
     worker_gpu_count: int = 0,
+    train_max_restarts: int = 3,
+    train_deadline_seconds: int = 86400,
+    train_hang_seconds: int = 120,
 ) -> TrainResult:
     """Train on the transformed splits in `transformed_dir` and write the model into
     `model_dir`. Logs into `metrics` (kfp Metrics: anything with `log_metric`) every history
@@ -117,22 +125,42 @@ def train_step(
 
     `train_workers` above 1: this process is the chief of that many workers, the others a
     Kubeflow Trainer TrainJob (multiworker.py) asking for `worker_gpu_count` of
-    `worker_gpu_type` each."""
+    `worker_gpu_type` each; when training fails the step restarts the cluster up to
+    `train_max_restarts` times, each time resuming from the chief's last backup; the
+    TrainJobs stop after `train_deadline_seconds` in all (0: no deadline); the chief fails
+    training when a process is frozen or no process moves for `train_hang_seconds`."""
     settings = {k: v for k, v in locals().items() if k in SETTINGS}
     if train_workers < 1:
         raise ValueError(f"train_workers must be at least 1, got {train_workers}")
     preset = starting_preset(pretrained_dir, encoder_preset)
     config = step_config(settings, preset, text_cache_dir)
+    inputs = {"transform": transform_dir, "transformed": transformed_dir, "pretrained": preset}
     if train_workers == 1:
-        inputs = {"transform": transform_dir, "transformed": transformed_dir, "pretrained": preset}
         config = dataclasses.replace(
             config, backup_dir=backup_dir(checkpoint_root, model_dir, inputs, settings)
         )
         result = run_training(transform_dir, transformed_dir, model_dir, config)
     else:
+        _chief_address(os.environ)  # first: a local run has none
+        root = checkpoint_root or mw.CHECKPOINT_ROOT
+        if not root.startswith(mw.VOLUME + "/"):
+            raise ValueError(
+                f"with train_workers > 1 the backup must be on the repository volume, which "
+                f"every worker mounts: checkpoint_root under {mw.VOLUME}/ (or empty for "
+                f"{mw.CHECKPOINT_ROOT}), got {checkpoint_root!r}"
+            )
+        # The cluster's shape is part of the key: a backup's epoch positions hold for the
+        # global batch it was trained with.
+        shape = {"train_workers": train_workers, "worker_gpu_count": worker_gpu_count}
+        config = dataclasses.replace(
+            config,
+            backup_dir=backup_dir(root, model_dir, inputs, {**settings, **shape}),
+            hang_seconds=float(train_hang_seconds),
+        )
         result = _train_with_workers(
             transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings,
-            train_workers, worker_gpu_type, worker_gpu_count,
+            train_workers, worker_gpu_type, worker_gpu_count, text_cache_dir=text_cache_dir,
+            max_restarts=train_max_restarts, deadline_seconds=train_deadline_seconds,
         )  # fmt: skip
     best = result.best_epoch - 1
     if result.best_epoch == 0:  # no epoch ranked better: the untrained model was kept
@@ -168,47 +196,101 @@ def _best(result: TrainResult) -> str:
     return f"best {result.best_epoch} ({chosen['metric']} {chosen['best']:.4f})"
 
 
-def _train_with_workers(
-    transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings, workers,
-    gpu_type, gpu_count, jobs=None, environ=os.environ,
-) -> TrainResult:  # fmt: skip
-    """Train as the chief of `workers` processes, the others a TrainJob (multiworker.py)."""
-    from components.images import BASE_IMAGE
-    from components.train import multiworker as mw
-    from components.train.distribute import placement
-
+def _chief_address(environ: Mapping[str, str]) -> str:
+    """host:port of the chief of a multi-node step: its pod IP."""
     if not environ.get(mw.POD_IP_ENV):
         raise RuntimeError(
             f"train_workers > 1 needs the step's pod IP in ${mw.POD_IP_ENV} (pipeline.py sets "
             "it on Kubeflow); a local run trains on one worker"
         )
+    return f"{environ[mw.POD_IP_ENV]}:{mw.PORT}"
+
+
+def _train_with_workers(
+    transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings, workers,
+    gpu_type, gpu_count, *, text_cache_dir="", max_restarts=0, deadline_seconds=0, jobs=None,
+    environ=os.environ, launch: Callable | None = None, clock=time.monotonic, watch_every=10.0,
+) -> TrainResult:  # fmt: skip
+    """Train as the chief of `workers` processes, the others a TrainJob (multiworker.py): the
+    chief runs as a child process (`launch(arguments)`: a `TrainProcess`), and when it fails
+    the TrainJob is replaced and a new chief started, up to `max_restarts` times, all of
+    them resuming from `config.backup_dir`; `deadline_seconds` (> 0) bounds them all."""
+    from components.images import BASE_IMAGE
+
+    chief = _chief_address(environ)
+    if max_restarts < 0 or deadline_seconds < 0:
+        raise ValueError(
+            f"train_max_restarts and train_deadline_seconds must be 0 or more, got "
+            f"{max_restarts} and {deadline_seconds}"
+        )
     jobs = jobs or mw.TrainJobs()
+    launch = launch or mw.TrainProcess
+    started = clock()
     name = mw.job_name()
     staging = os.path.join(mw.STAGING_ROOT, name)
     staged = mw.stage(
         {"transform": transform_dir, "transformed": transformed_dir, "pretrained": pretrained_dir},
         staging,
     )
-    chief = f"{environ[mw.POD_IP_ENV]}:{mw.PORT}"
-    addresses = mw.worker_addresses(name, workers - 1)
-    arguments = mw.worker_arguments(
-        staged["transform"], staged["transformed"], staged["pretrained"], chief, addresses,
-        settings,
-    )  # fmt: skip
-    jobs.create(mw.trainjob(name, BASE_IMAGE, workers - 1, arguments, gpu_type, gpu_count))
-    print(f"TrainJob {name}: {workers - 1} worker(s) submitted; this step is the chief")
-
-    def abort(reason: str) -> None:
-        # The chief may be waiting on a collective for a worker that is gone.
-        print(f"error: {reason}", file=sys.stderr, flush=True)
-        os._exit(1)
-
-    watcher = mw.JobWatcher(name, lambda: jobs.get(name), abort).start()
+    backup, hang = config.backup_dir, config.hang_seconds
+    failure = ""
     try:
-        where = placement(environ={"TF_CONFIG": mw.tf_config(chief, addresses, "chief", 0)})
-        result = run_training(transform_dir, transformed_dir, model_dir, config, where=where)
+        for attempt in range(max_restarts + 1):
+            left = deadline_seconds - (clock() - started) if deadline_seconds else None
+            if left is not None and left < 1:
+                raise RuntimeError(
+                    f"multi-node training ran out of train_deadline_seconds "
+                    f"({deadline_seconds} s) after {attempt} attempt(s); last: {failure}"
+                )
+            if attempt:
+                name = mw.job_name()
+            addresses = mw.worker_addresses(name, workers - 1)
+            arguments = mw.worker_arguments(
+                staged["transform"], staged["transformed"], staged["pretrained"], chief,
+                addresses, settings, backup, hang,
+            )  # fmt: skip
+            deadline = 0 if left is None else math.ceil(left)
+            job = mw.trainjob(
+                name, BASE_IMAGE, workers - 1, arguments, gpu_type, gpu_count, deadline
+            )
+            jobs.create(job)
+            print(f"TrainJob {name}: {workers - 1} worker(s) submitted; this step is the chief")
+            own = mw.process_arguments(
+                transform_dir, transformed_dir, pretrained_dir, model_dir, chief, addresses,
+                "chief", settings, backup, hang, text_cache_dir,
+            )  # fmt: skip
+            process = launch(own)
+            failed: list[str] = []
+
+            def stop_chief(reason: str, process=process, failed=failed) -> None:
+                failed.append(reason)  # the workers are gone: the chief would wait for them
+                process.kill()
+
+            watcher = mw.JobWatcher(
+                name, lambda name=name: jobs.get(name), stop_chief, interval_s=watch_every
+            ).start()
+            try:
+                code, reason = process.run()
+            finally:
+                watcher.stop()  # first: workers end with the chief, which is no failure
+            if code == 0:
+                jobs.delete(name)
+                with open(os.path.join(model_dir, TRAIN_INFO_FILE), encoding="utf-8") as fh:
+                    return TrainResult(**json.load(fh)["result"])
+            failure = failed[0] if failed else (reason or f"the chief exited with status {code}")
+            # A failed TrainJob is kept for its pods' logs; one still running is deleted (its
+            # workers wait for a chief that has gone, a frozen one holds its node).
+            if not failed and watcher.poll()[0] != "Failed":
+                jobs.delete(name)
+            if attempt < max_restarts:
+                print(
+                    f"training failed ({failure}); restart {attempt + 1} of {max_restarts}: a "
+                    f"new TrainJob, every process resuming from the backup in {backup}",
+                    flush=True,
+                )
+        raise RuntimeError(
+            f"multi-node training failed {max_restarts + 1} time(s) (train_max_restarts "
+            f"{max_restarts}); last: {failure}"
+        )
     finally:
-        watcher.stop()  # first: workers end with the chief, which is no failure of the job
         shutil.rmtree(staging, ignore_errors=True)
-    jobs.delete(name)  # kept when training failed, for its logs
-    return result

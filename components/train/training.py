@@ -5,14 +5,17 @@ and metrics are built in the placement's `tf.distribute` strategy (distribute.py
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 
 import keras
 import numpy as np
@@ -44,6 +47,14 @@ from components.train.inputs import (
 from components.train.progress import ProgressLines
 from components.train.selection import RankingSelection
 from components.train.text_cache import TextCache
+from components.train.watchdog import (
+    HANG_EXIT,
+    HEARTBEATS,
+    Heartbeat,
+    Watchdog,
+    interval_for,
+    task_name,
+)
 from components.transform.preprocessing import VOCAB_OOV_BUCKETS
 from components.transform.relevance import MAX_GRADE, encoder_similarity, engagement_relevance
 from contract import layout
@@ -171,7 +182,13 @@ def run_training(
 ) -> TrainResult:
     """Train on the transformed train split, stop early on the eval split, write the model.
     `where`: the strategy and this process's role (default: `distribute.placement()`, from
-    TF_CONFIG and the local GPUs); only the chief writes into `output_dir`."""
+    TF_CONFIG and the local GPUs); only the chief writes into `output_dir`.
+
+    With several workers and `config.backup_dir` (a folder they all share), every process
+    resumes from the chief's backup there, only the chief writes it, and each keeps a
+    heartbeat there that the chief watches (watchdog.py): a process frozen, or training that
+    stops moving, for `config.hang_seconds` ends the chief with exit status 75 and the
+    reason, naming the process."""
     where = where if where is not None else placement()
     start = time.monotonic()
     keras.utils.set_random_seed(config.seed)
@@ -188,18 +205,58 @@ def run_training(
         tempfile.TemporaryDirectory(prefix="text-cache-") as scratch,
     ):
         os.makedirs(output_dir, exist_ok=True)
-        if config.backup_dir:
+        if config.backup_dir and where.is_chief:  # the other workers only read it
             clean_stale(config.backup_dir)
         if config.text_cache_dir is None:  # a cache for this run (and its retries) only
-            cache = os.path.join(config.backup_dir, "text_cache") if config.backup_dir else scratch
+            # The chief's in the backup folder; the other workers' their own (the cache is
+            # written by one process at a time).
+            shared = config.backup_dir and where.is_chief
+            cache = os.path.join(config.backup_dir, "text_cache") if shared else scratch
             config = dataclasses.replace(config, text_cache_dir=cache)
-        result = _train_and_export(
-            config, tft_output, raw_schema, train_files, eval_files, transformed_dir,
-            output_dir, verbose, start, where,
-        )  # fmt: skip
+        with _watched(config, where) as heartbeat:
+            result = _train_and_export(
+                config, tft_output, raw_schema, train_files, eval_files, transformed_dir,
+                output_dir, verbose, start, where, [heartbeat] if heartbeat else [],
+            )  # fmt: skip
         if config.backup_dir and where.is_chief:
             EpochBackup(config.backup_dir).remove()  # the model is written: nothing to resume
         return result
+
+
+@contextlib.contextmanager
+def _watched(config: TrainConfig, where: Placement) -> Iterator[Heartbeat | None]:
+    """This process's heartbeat, and on the chief the watchdog, while the block runs: in a
+    multi-worker run with a backup folder (watchdog.py). Yields the heartbeat (a callback
+    for the training loop), or None."""
+    if where.cluster is None or not config.backup_dir:
+        yield None
+        return
+    cluster = where.cluster
+    directory = os.path.join(config.backup_dir, HEARTBEATS)
+    tasks = {
+        task_name(kind, index): address
+        for kind, addresses in cluster.spec.items()
+        for index, address in enumerate(addresses)
+    }
+    me = task_name(cluster.task_type, cluster.task_index)
+    interval = interval_for(config.hang_seconds)
+    heartbeat = Heartbeat(directory, me, tasks[me], interval).start()
+    watchdog = None
+    if where.is_chief:
+
+        def fail(reason: str) -> None:
+            # The main thread waits in a collective that never returns: end the process.
+            sys.stdout.flush()
+            print(f"training failed on {where.describe()}: {reason}", file=sys.stderr, flush=True)
+            os._exit(HANG_EXIT)
+
+        watchdog = Watchdog(directory, tasks, config.hang_seconds, fail, interval).start()
+    try:
+        yield heartbeat
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+        heartbeat.stop()
 
 
 def fit_ranker(
@@ -236,7 +293,7 @@ def fit_ranker(
 
 def _train_and_export(
     config, tft_output, raw_schema, train_files, eval_files, transformed_dir, output_dir,
-    verbose, start, where,
+    verbose, start, where, callbacks,
 ) -> TrainResult:  # fmt: skip
     train = (
         functools.partial(_train_xgboost, tasks=raw_schema.task_names)
@@ -244,7 +301,7 @@ def _train_and_export(
         else _train_neural
     )
     model, preprocessor, fit = train(
-        config, tft_output, train_files, eval_files, output_dir, verbose, where
+        config, tft_output, train_files, eval_files, output_dir, verbose, where, callbacks
     )
     product_vectors = fit.pop("product_vectors", None)
     progress("exporting the serving model (SavedModel with the transform graph)")
@@ -280,7 +337,10 @@ def _train_and_export(
     return result
 
 
-def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbose, where):
+def _train_neural(
+    config, tft_output, train_files, eval_files, output_dir, verbose, where,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+):  # fmt: skip
     precision = resolve_precision(config.precision)
     # The model, its optimizer and metrics live in the strategy; the datasets outside it.
     with where.strategy.scope():
@@ -336,7 +396,7 @@ def _train_neural(config, tft_output, train_files, eval_files, output_dir, verbo
     fitting = time.monotonic()
     history = _fit(
         trained, optimizer, sharded(train_ds), sharded(eval_ds), counts, batch_size, config,
-        output_dir, verbose, where, selection,
+        output_dir, verbose, where, selection, callbacks,
     )  # fmt: skip
     extra["fit_seconds"] = round(time.monotonic() - fitting, 1)
     extra["replicas"] = where.replicas
@@ -561,6 +621,7 @@ def _fit(
     verbose,
     where,
     selection: RankingSelection | None = None,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict:
     os.makedirs(os.path.join(output_dir, os.path.dirname(CHECKPOINT_FILE)), exist_ok=True)
     if selection is not None:  # early stopping and the best epoch on ranking
@@ -585,8 +646,12 @@ def _fit(
     steps_per_epoch = math.ceil(counts[0] / batch_size)
     if where.is_chief:
         callbacks.append(ProgressLines(config.max_epochs, steps_per_epoch))
-    # One process: its backup. Several workers would each need the chief's: not yet.
-    backup = EpochBackup(config.backup_dir) if config.backup_dir and where.workers == 1 else None
+    # Last: a heartbeat records an event once the other callbacks are through it, so a
+    # process stuck in one of them is behind the others (watchdog.py).
+    callbacks += extra_callbacks
+    # Every process restores the backup; only the chief writes it (several workers: the
+    # chief's, on the volume they share).
+    backup = EpochBackup(config.backup_dir) if config.backup_dir else None
     return loop.fit(
         model,
         optimizer,
@@ -599,10 +664,14 @@ def _fit(
         callbacks=callbacks,
         verbose=verbose,
         backup=backup,
+        write_backup=where.is_chief,
     )
 
 
-def _train_xgboost(config, tft_output, train_files, eval_files, output_dir, verbose, where, tasks):
+def _train_xgboost(
+    config, tft_output, train_files, eval_files, output_dir, verbose, where, callbacks, tasks
+):  # fmt: skip
+    # No epochs: `callbacks` (a heartbeat) have nothing to follow.
     train_wide, train_labels = wide_and_labels(train_files, tft_output, tasks, config.targets)
     eval_wide, eval_labels = wide_and_labels(eval_files, tft_output, tasks, config.targets)
     _check_examples(len(train_wide), len(eval_wide))

@@ -77,7 +77,8 @@ def test_the_trainjob_the_step_submits_is_valid_against_the_trainer_api():
         "/mnt/mlpr/x/transform", "/mnt/mlpr/x/transformed", "/mnt/mlpr/x/pretrained",
         "10.0.0.5:2222", mw.worker_addresses("x", 3), {"batch_size": 64},
     )  # fmt: skip
-    job = mw.trainjob(mw.job_name(), BASE_IMAGE, 3, arguments, resources.GPU_RESOURCE, 2)
+    job = mw.trainjob(mw.job_name(), BASE_IMAGE, 3, arguments, resources.GPU_RESOURCE, 2, 86400)
+    assert job["spec"]["activeDeadlineSeconds"] == 86400  # a field of the TrainJob itself
     assert _check(models.TrainerV1alpha1TrainJob, job) == []
 
 
@@ -104,7 +105,9 @@ def test_the_runtime_runs_what_the_step_expects():
     (mount,) = container["volumeMounts"]
     (volume,) = pod["volumes"]
     assert mount["name"] == volume["name"] and mount["mountPath"] == resources.REPOSITORY_MOUNT
+    assert mw.VOLUME == resources.REPOSITORY_MOUNT
     assert mw.STAGING_ROOT.startswith(resources.REPOSITORY_MOUNT + "/")
+    assert mw.CHECKPOINT_ROOT.startswith(resources.REPOSITORY_MOUNT + "/")
     pvc = one(render("storage"), "PersistentVolumeClaim")
     assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     assert pvc["metadata"]["name"] == resources.REPOSITORY_PVC

@@ -176,6 +176,30 @@ def test_a_lost_worker_is_named_in_one_line():
     assert distribute.failure_reason(ValueError("bad")) == "ValueError: bad"
 
 
+def test_a_frozen_worker_is_named_with_its_address():
+    # What TensorFlow's coordination service raises on the chief when a worker stops sending
+    # heartbeats (a SIGSTOP in test_multiworker_recovery.py).
+    message = (
+        "{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_device_/job:chief/"
+        "replica:0/task:0/device:CPU:0}} Collective ops is aborted by: Error reported from "
+        "/job:worker/task:1: The following tasks are unhealthy (stopped sending heartbeats):\n"
+        "/job:worker/replica:0/task:1\n"
+        "The tasks have crashed. Check the task logs for an earlier error, or scheduler events "
+        "(e.g. preemption, eviction) to debug further.\n"
+        "The error could be from a previous operation. Restart your program to reset. "
+        "[Op:CollectiveReduceV2] name: "
+    )
+    cluster = distribute.Cluster(
+        "chief", 0, 3, True, {"chief": ["10.0.0.5:2222"], "worker": ["w0:2222", "w1:2222"]}
+    )
+    error = tf.errors.UnavailableError(None, None, message)
+    assert distribute.failure_reason(error, cluster) == (
+        "UnavailableError: Collective ops is aborted by: Error reported from /job:worker/task:1: "
+        "The following tasks are unhealthy (stopped sending heartbeats): worker 1 (w1:2222)"
+    )
+    assert distribute.failure_reason(error).endswith("(stopped sending heartbeats): worker 1")
+
+
 def test_mixed_precision_computes_in_bfloat16_and_exports_a_float32_copy(data):
     import keras
     import tensorflow_transform as tft

@@ -3,6 +3,7 @@ the TrainJob it submits, the job's state as the step reports it, and the watch t
 step when the job fails. (k8s/trainer's manifests: tests/k8s/test_trainer_manifests.py; the
 processes training together for real: test_distribute.py.)"""
 
+import dataclasses
 import io
 import json
 import threading
@@ -13,6 +14,9 @@ from click.testing import CliRunner
 from components.train import multiworker as mw
 from components.train import step
 from components.train.__main__ import main as train_cli
+from components.train.config import TrainConfig
+from components.train.training import TrainResult
+from contract.layout import TRAIN_INFO_FILE
 
 
 def test_tf_config_names_the_chief_and_each_worker_in_order():
@@ -48,7 +52,9 @@ def test_the_trainjob_runs_the_worker_cli_on_the_runtime_with_the_steps_accelera
             "region_mask": True,
         },
     )
-    job = mw.trainjob("j", "img:1", 2, arguments, "nvidia.com/gpu", 4)
+    job = mw.trainjob("j", "img:1", 2, arguments, "nvidia.com/gpu", 4, deadline_seconds=3600)
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    assert "activeDeadlineSeconds" not in mw.trainjob("j", "img:1", 2, arguments)["spec"]
     trainer = job["spec"]["trainer"]
     assert job["spec"]["runtimeRef"] == {"name": mw.RUNTIME, "kind": "ClusterTrainingRuntime"}
     assert trainer["numNodes"] == 2 and trainer["image"] == "img:1"
@@ -187,3 +193,176 @@ def test_several_workers_need_the_pod_ip_and_submit_nothing_without_it(tmp_path)
             jobs=Jobs(), environ={},
         )  # fmt: skip
     assert Jobs.created == []
+
+
+# The step as a supervisor: its chief as a child process, the cluster restarted on failure.
+
+
+class Jobs:
+    """TrainJobs kept in memory; the first `failing` of them read as Failed."""
+
+    def __init__(self, failing=0):
+        self.created, self.deleted, self.failing = [], [], failing
+
+    def create(self, job):
+        self.created.append(job)
+
+    def get(self, name):
+        if name in self.names[: self.failing]:
+            return _status([{"type": "Failed", "status": "True", "reason": "FailedJobs"}])
+        return _status(jobs=[{"active": 1}])
+
+    def delete(self, name):
+        self.deleted.append(name)
+
+    @property
+    def names(self):
+        return [job["metadata"]["name"] for job in self.created]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+RESULT = TrainResult(
+    epochs_run=4, best_epoch=3, best_val_loss=0.25, train_examples=384, eval_examples=64,
+    seconds=9.5, history={"val_loss": [0.4, 0.3, 0.25, 0.26]}, replicas=2,
+)  # fmt: skip
+
+
+def _chiefs(outcomes, model_dir, clock, seconds=300.0):
+    """A `launch` for the step: each chief it starts runs for `seconds` of the clock and ends
+    as the next of `outcomes` says: an exit status and its reason, or "wait" (until killed);
+    one that succeeds writes the model's train_info.json, as the real chief does."""
+    outcomes, started = iter(outcomes), []
+
+    class Chief:
+        def __init__(self, arguments):
+            self.arguments, self._killed = arguments, threading.Event()
+            started.append(self)
+
+        def run(self):
+            clock.now += seconds
+            outcome = next(outcomes)
+            if outcome == "wait":
+                assert self._killed.wait(10), "the chief was not stopped"
+                return -9, ""
+            if outcome[0] == 0:
+                info = {"config": {}, "result": dataclasses.asdict(RESULT)}
+                (model_dir / TRAIN_INFO_FILE).write_text(json.dumps(info))
+            return outcome
+
+        def kill(self):
+            self._killed.set()
+
+    return Chief, started
+
+
+def _supervise(tmp_path, monkeypatch, outcomes, jobs, **kwargs):
+    monkeypatch.setattr(mw, "STAGING_ROOT", str(tmp_path / "volume" / "train-jobs"))
+    for name in ("transform", "transformed", "pretrained", "model"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    clock = Clock()
+    launch, chiefs = _chiefs(outcomes, tmp_path / "model", clock)
+    config = TrainConfig(backup_dir="/mnt/mlpr/checkpoints/train-abc", hang_seconds=60.0)
+    paths = [str(tmp_path / n) for n in ("transform", "transformed", "pretrained", "model")]
+    result = step._train_with_workers(
+        *paths, config, {"batch_size": 64}, 3, "nvidia.com/gpu", 1, jobs=jobs,
+        environ={mw.POD_IP_ENV: "10.0.0.5"}, launch=launch, clock=clock, watch_every=0.01,
+        **kwargs,
+    )  # fmt: skip
+    return result, chiefs
+
+
+LOST = (
+    "training failed on CollectiveAllReduceStrategy: 2 replica(s), chief 0 of 3 workers: "
+    "UnavailableError: Collective ops is aborted by: Socket closed"
+)
+
+
+def test_the_step_restarts_its_cluster_and_every_process_resumes_from_the_backup(
+    tmp_path, monkeypatch, capsys
+):
+    jobs = Jobs()
+    result, chiefs = _supervise(
+        tmp_path, monkeypatch, [(1, LOST), (0, "")], jobs, max_restarts=2, deadline_seconds=1000
+    )
+    assert result == RESULT  # the chief's, read back from the model it wrote
+    first, second = jobs.names
+    assert first != second and jobs.deleted == [first, second]  # the failed one still ran
+    # Each TrainJob gets what is left of the deadline; both go on from the same backup.
+    deadlines = [job["spec"]["activeDeadlineSeconds"] for job in jobs.created]
+    assert deadlines == [1000, 700]
+    for job, chief in zip(jobs.created, chiefs, strict=True):
+        worker = train_cli.make_context("w", list(job["spec"]["trainer"]["args"])).params
+        own = train_cli.make_context("c", chief.arguments).params
+        assert own["task_type"] == "chief" and worker["task_type"] == "worker"
+        assert own["chief_address"] == worker["chief_address"] == f"10.0.0.5:{mw.PORT}"
+        name = job["metadata"]["name"]
+        assert own["worker_addresses"] == ",".join(mw.worker_addresses(name, 2))
+        assert own["backup_dir"] == worker["backup_dir"] == "/mnt/mlpr/checkpoints/train-abc"
+        assert own["hang_seconds"] == worker["hang_seconds"] == 60.0
+        assert own["model_dir"] == str(tmp_path / "model") and own["batch_size"] == 64
+    out = capsys.readouterr().out
+    assert f"training failed ({LOST}); restart 1 of 2: a new TrainJob" in out
+    assert not (tmp_path / "volume" / "train-jobs" / first).exists()  # the staged inputs
+
+
+def test_the_step_gives_up_after_its_restarts_with_the_last_reason(tmp_path, monkeypatch):
+    jobs = Jobs()
+    with pytest.raises(RuntimeError) as error:
+        _supervise(tmp_path, monkeypatch, [(1, LOST), (75, "hung")], jobs, max_restarts=1)
+    assert str(error.value) == (
+        "multi-node training failed 2 time(s) (train_max_restarts 1); last: hung"
+    )
+    assert jobs.deleted == jobs.names and len(jobs.names) == 2
+    assert all("activeDeadlineSeconds" not in job["spec"] for job in jobs.created)
+
+
+def test_a_failed_trainjob_stops_the_chief_and_is_kept_for_its_logs(tmp_path, monkeypatch, capsys):
+    jobs = Jobs(failing=1)
+    # The first chief waits for its workers until the watch of the TrainJob stops it.
+    _supervise(tmp_path, monkeypatch, ["wait", (0, "")], jobs, max_restarts=1)
+    first, second = jobs.names
+    assert jobs.deleted == [second]  # the failed one is kept
+    assert f"training failed (TrainJob {first} failed: FailedJobs); restart 1 of 1" in (
+        capsys.readouterr().out
+    )
+
+
+def test_the_deadline_ends_the_restarts(tmp_path, monkeypatch):
+    jobs = Jobs()
+    with pytest.raises(RuntimeError, match=r"ran out of train_deadline_seconds \(250 s\)") as e:
+        _supervise(tmp_path, monkeypatch, [(1, LOST)], jobs, max_restarts=3, deadline_seconds=250)
+    assert "after 1 attempt(s); last: " + LOST in str(e.value)
+    assert len(jobs.names) == 1
+
+
+def test_several_workers_back_up_on_the_volume_they_share(tmp_path, monkeypatch):
+    settings = dict(
+        architecture="mlpr", encoder_preset="tiny", fine_tune_layers="0", text_cache_dir="",
+        max_epochs=2, batch_size=8, learning_rate=1e-3, seed=0, train_workers=2,
+    )  # fmt: skip
+    paths = [str(tmp_path)] * 4
+    with pytest.raises(RuntimeError, match="MLPR_POD_IP"):  # a local run: said first
+        step.train_step(*paths, {}, None, checkpoint_root="/data/ckpt", **settings)
+    monkeypatch.setenv(mw.POD_IP_ENV, "10.0.0.5")
+    with pytest.raises(ValueError, match=r"checkpoint_root under /mnt/mlpr/ .*got '/data/ckpt'"):
+        step.train_step(*paths, {}, None, checkpoint_root="/data/ckpt", **settings)
+
+
+def test_the_chief_child_passes_its_output_on_and_names_its_failure(tmp_path):
+    out = io.StringIO()
+    missing = str(tmp_path / "missing")
+    arguments = ["--transform-dir", missing, "--transformed-dir", missing, "--model-dir", missing]
+    code, reason = mw.TrainProcess(arguments, out=out).run()
+    assert code == 1
+    assert reason.startswith("training failed on _DefaultDistributionStrategy"), reason
+    assert reason in out.getvalue() and "Traceback" in out.getvalue()
+    stopped = mw.TrainProcess(arguments)
+    stopped.kill()  # the TrainJob failed before the chief started
+    assert stopped.run() == (-9, "stopped before it started")
