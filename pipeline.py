@@ -112,6 +112,7 @@ def mlpr_dag(
         listwise_tasks=p.listwise_tasks,
         region_mask=p.region_mask,
         relevance_task=p.relevance_task,
+        select_p_value=p.select_p_value,
         train_workers=p.train_workers,
         train_max_restarts=p.train_max_restarts,
         train_deadline_seconds=p.train_deadline_seconds,

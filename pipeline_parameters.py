@@ -173,6 +173,14 @@ class PipelineParameters:
         "the query-title similarity of all-minilm-l6-v2; components/transform/relevance.py) as "
         "a task outside the funnel; with fine_tune_layers other than all.",
     )
+    select_p_value: float = _field(
+        0.05,
+        help="a trained epoch replaces the untrained model, which with a pretrained encoder "
+        "ranks as its zero-shot cosine, only if it ranks the eval split's queries better at "
+        "this one-sided paired p-value (t-test over the queries); else the train step keeps "
+        "the untrained model, so that a log too small to show a gain ships the encoder's own "
+        "ranking. 1.0: the best epoch whatever its margin.",
+    )
     encoder_preset: str = _field(
         "all-minilm-l6-v2",
         help='text encoder: "all-minilm-l6-v2" (pretrained, shipped offline by the '

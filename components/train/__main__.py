@@ -105,6 +105,14 @@ D = STEP_DEFAULTS
     help="Also learn the engagement relevance label, a task outside the funnel.",
 )
 @click.option(
+    "--select-p-value",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=D["select_p_value"],
+    show_default=True,
+    help="A trained epoch replaces the untrained model only if it ranks the eval queries "
+    "better at this one-sided paired p-value (1: whatever its margin).",
+)
+@click.option(
     "--chief-address",
     default="",
     help="host:port of the chief, to join a cluster (instead of a TF_CONFIG).",
@@ -149,6 +157,7 @@ def main(
     listwise_tasks: str,
     region_mask: bool,
     relevance_task: bool,
+    select_p_value: float,
     chief_address: str,
     worker_addresses: str,
     task_type: str,

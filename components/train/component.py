@@ -30,6 +30,7 @@ def train(
     listwise_tasks: str = "",
     region_mask: bool = False,
     relevance_task: bool = False,
+    select_p_value: float = 0.05,
     train_workers: int = 1,
     train_max_restarts: int = 3,
     train_deadline_seconds: int = 86400,
@@ -61,6 +62,9 @@ def train(
         listwise_tasks: tasks trained with the listwise softmax loss, comma-separated.
         region_mask: masks generated from the market on each task's input and tower.
         relevance_task: also learn the engagement relevance label (a task outside the funnel).
+        select_p_value: a trained epoch replaces the untrained model (the encoder's zero-shot
+            ranking) only if it ranks the eval queries better at this one-sided paired p-value
+            (1.0: whatever its margin).
         train_workers: nodes that train together; above 1 the others run as a TrainJob.
         train_max_restarts: (train_workers > 1) restarts of the whole cluster after a failure,
             every process resuming from the chief's last backup.
@@ -100,6 +104,7 @@ def train(
         listwise_tasks=listwise_tasks,
         region_mask=region_mask,
         relevance_task=relevance_task,
+        select_p_value=select_p_value,
         train_workers=train_workers,
         train_max_restarts=train_max_restarts,
         train_deadline_seconds=train_deadline_seconds,

@@ -217,6 +217,7 @@ STEP_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "listwise_tasks": "",
         "region_mask": False,
         "relevance_task": False,
+        "select_p_value": 0.05,
     }
 )
 

@@ -110,6 +110,7 @@ def train_step(
     listwise_tasks: str = "",
     region_mask: bool = False,
     relevance_task: bool = False,
+    select_p_value: float = 0.05,
     train_workers: int = 1,
     worker_gpu_type: str = "",
     worker_gpu_count: int = 0,
