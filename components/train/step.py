@@ -39,9 +39,10 @@ import shutil
 import sys
 from collections.abc import Mapping, MutableMapping
 
+from components import disk_faults
 from components.step_log import progress
 from components.train.config import STEP_DEFAULTS, TrainConfig, train_config
-from components.train.training import TrainResult, run_training
+from components.train.training import TrainResult, clear_outputs, run_training
 from contract.layout import PRETRAIN_DISABLED_FILE
 
 
@@ -117,23 +118,34 @@ def train_step(
 
     `train_workers` above 1: this process is the chief of that many workers, the others a
     Kubeflow Trainer TrainJob (multiworker.py) asking for `worker_gpu_count` of
-    `worker_gpu_type` each."""
+    `worker_gpu_type` each.
+
+    A write that fails for want of space or write access (the model, the backup, the text
+    cache) exits with "train: error: <reason> while writing <path>: ..." after removing the
+    model files written so far (components/disk_faults.py); the backup of the last whole
+    epoch stays, and a retry resumes from it."""
     settings = {k: v for k, v in locals().items() if k in SETTINGS}
     if train_workers < 1:
         raise ValueError(f"train_workers must be at least 1, got {train_workers}")
     preset = starting_preset(pretrained_dir, encoder_preset)
     config = step_config(settings, preset, text_cache_dir)
-    if train_workers == 1:
-        inputs = {"transform": transform_dir, "transformed": transformed_dir, "pretrained": preset}
-        config = dataclasses.replace(
-            config, backup_dir=backup_dir(checkpoint_root, model_dir, inputs, settings)
-        )
-        result = run_training(transform_dir, transformed_dir, model_dir, config)
-    else:
-        result = _train_with_workers(
-            transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings,
-            train_workers, worker_gpu_type, worker_gpu_count,
-        )  # fmt: skip
+    outputs = [model_dir] + [d for d in (text_cache_dir, checkpoint_root) if d]
+    with disk_faults.reported("train", outputs, lambda: clear_outputs(model_dir)):
+        if train_workers == 1:
+            inputs = {
+                "transform": transform_dir,
+                "transformed": transformed_dir,
+                "pretrained": preset,
+            }
+            config = dataclasses.replace(
+                config, backup_dir=backup_dir(checkpoint_root, model_dir, inputs, settings)
+            )
+            result = run_training(transform_dir, transformed_dir, model_dir, config)
+        else:
+            result = _train_with_workers(
+                transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings,
+                train_workers, worker_gpu_type, worker_gpu_count,
+            )  # fmt: skip
     best = result.best_epoch - 1
     if result.best_epoch == 0:  # no epoch ranked better: the untrained model was kept
         for name, value in result.selection["untrained"].items():
