@@ -83,7 +83,7 @@ class DiskFault:
         """The step's one error line; `left`: partial outputs that could not be removed."""
         what, advice = FAULTS[self.errno]
         if left:
-            more = f" and {len(left) - 1} more file(s)" if len(left) > 1 else ""
+            more = f" and {len(left) - 1} more" if len(left) > 1 else ""
             outcome = f"could not remove {left[0]}{more} either, which a retry replaces"
         else:
             outcome = "nothing of this step was published"

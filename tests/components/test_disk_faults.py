@@ -157,7 +157,7 @@ def test_reported_ends_the_step_with_one_line_after_clearing(tmp_path):
         raise OSError(errno.EROFS, "Read-only file system")
     assert str(exited.value) == (
         "t: error: read-only file system while writing /o: mount that volume read-write and "
-        f"retry the run; could not remove {left[0]} and 2 more file(s) either, which a retry "
+        f"retry the run; could not remove {left[0]} and 2 more either, which a retry "
         "replaces"
     )
     # Any other error goes on as it was.
