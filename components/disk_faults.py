@@ -24,8 +24,8 @@ path inside the step's `outputs`: reading an input the step may not read is no d
 
 HDF5 cannot close a file whose write failed: h5py reports each object of it that it fails to
 free ("Exception ignored in ... __dealloc__", sent to the DEBUG log instead while the step
-runs), and the interpreter crashes as it exits (h5py#914). So when h5py still holds a file
-open, the step prints its line and ends at once with status 1 instead.
+runs), and the interpreter crashes as it exits (h5py#914). So when HDF5's write failed and
+h5py still holds a file open, the step prints its line and ends at once with status 1.
 """
 
 from __future__ import annotations
@@ -211,6 +211,11 @@ def writing(path: str) -> Iterator[None]:
         raise
 
 
+def _hdf5_failed(err: BaseException) -> bool:
+    """Whether HDF5 reported the failed write (its text names the file)."""
+    return any(_HDF5_PATH.search(str(e)) for e in _chain(err))
+
+
 def _hdf5_file_open() -> bool:
     h5py = sys.modules.get("h5py")
     return h5py is not None and bool(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))
@@ -268,7 +273,7 @@ def reported(
         left = list(clear()) if clear is not None else []
         line = fault.line(step, path, left)
         logger.debug("%s", line, exc_info=err)
-        if _hdf5_file_open():
+        if _hdf5_failed(err) and _hdf5_file_open():
             # A file HDF5 failed to write cannot be closed; the interpreter would crash on it
             # as it exits (h5py#914). End here.
             _exit_now(line)

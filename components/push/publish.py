@@ -2,10 +2,10 @@
 
 The copy is staged in a hidden sibling of the version directories and renamed into place, so
 TF Serving (which ignores non-numeric entries) never sees a half-written version; the rename is
-the push's last write, so a push that fails (a full or read-only volume) has published nothing. A version
-number taken by a concurrent pusher between listing and renaming is detected by the rename
-failing, and the next number is tried. A model whose blessing is not positive is refused and
-nothing is written.
+the push's last write, so a push that fails (a full or read-only volume) has published nothing.
+A version number taken by a concurrent pusher between listing and renaming is detected by the
+rename failing, and the next number is tried. A model whose blessing is not positive is refused
+and nothing is written.
 
 `push_step` is the push step of the pipeline around `push_model`: it reads the evaluate step's
 blessing, pushes, and keeps the TF Serving config files of the push as the step's artifact.
