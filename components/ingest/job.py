@@ -47,7 +47,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from components import tfrecords
+from components import disk_faults, tfrecords
 from components.beam_runner import make_pipeline
 from components.ingest import (
     columnar,
@@ -77,11 +77,15 @@ logger = logging.getLogger(__name__)
 
 class _KnownInputErrors(logging.Filter):
     """Beam logs every exception of a DoFn with its traceback before re-raising it. An
-    UnreadableFile is the input's fault and run_ingest reports it in one line, so its
-    traceback is not logged."""
+    UnreadableFile is the input's fault and run_ingest reports it in one line, and a disk
+    fault (a full or read-only volume) the ingest step reports in one line, so their
+    tracebacks are not logged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and _unreadable_file(record.exc_info[1]))
+        if not record.exc_info or record.exc_info[1] is None:
+            return True
+        err = record.exc_info[1]
+        return not (_unreadable_file(err) or disk_faults.find(err))
 
 
 logging.getLogger("apache_beam.runners.common").addFilter(_KnownInputErrors())
@@ -397,6 +401,48 @@ def build_pipeline(
     )
 
 
+def write_stages(output_dir: str) -> dict[str, str]:
+    """The label of each Beam transform of `build_pipeline` that writes, and what it writes
+    (a disk fault inside one names it, `disk_faults.reported`)."""
+    return {
+        **{f"WriteSplits/Write[{s}]": layout.split_dir(output_dir, s) for s in S.SPLITS},
+        "WriteStatistics": os.path.join(output_dir, _STATISTICS_PART),
+        "WriteEvents": os.path.join(output_dir, _EVENTS_FILE),
+        "WriteDeadLetter": os.path.join(output_dir, layout.DEAD_LETTER_DIR),
+    }
+
+
+def _output_patterns(output_dir: str) -> list[str]:
+    """Every file `run_ingest` writes into `output_dir` (globs for the shards)."""
+    return [layout.split_pattern(output_dir, s) for s in S.SPLITS] + [
+        dead_letter_pattern(output_dir),
+        os.path.join(output_dir, _EVENTS_FILE),
+        os.path.join(output_dir, _STATISTICS_PART),
+        os.path.join(output_dir, layout.COUNTS_FILE),
+        os.path.join(output_dir, layout.SCHEMA_FILE),
+        *statistics_files.output_paths(output_dir),
+    ]
+
+
+def clear_outputs(output_dir: str) -> list[str]:
+    """Remove what `run_ingest` wrote into `output_dir`, whole or not (shards, dead letters,
+    counts, schema, statistics and Beam's temporary folders): after a failed run nothing of it
+    is left for a retry or a later step to take for complete. Returns the paths that could
+    not be removed (a volume gone read-only)."""
+    left = []
+    try:
+        _delete_temporary(output_dir)
+    except OSError:  # Beam's BeamIOError included
+        left.append(os.path.join(output_dir, "beam-temp-*"))
+    for result in FileSystems.match(_output_patterns(output_dir)):
+        for meta in result.metadata_list:
+            try:
+                FileSystems.delete([meta.path])
+            except OSError:
+                left.append(meta.path)
+    return left
+
+
 def _delete_matching(patterns: Sequence[str]) -> None:
     paths = [m.path for r in FileSystems.match(list(patterns)) for m in r.metadata_list]
     if paths:
@@ -423,7 +469,7 @@ def _delete_temporary(output_dir: str) -> None:
 
 
 def _write_text(path: str, text: str) -> None:
-    with FileSystems.create(path) as fh:
+    with disk_faults.writing(path), FileSystems.create(path) as fh:
         fh.write(text.encode("utf-8"))
 
 
@@ -432,7 +478,8 @@ def _ensure_split_files(output_dir: str) -> None:
     for name in S.SPLITS:
         if not FileSystems.match([layout.split_pattern(output_dir, name)])[0].metadata_list:
             path = f"{layout.split_prefix(output_dir, name)}-00000-of-00001{layout.RECORD_SUFFIX}"
-            FileSystems.create(path, compression_type=CompressionTypes.GZIP).close()
+            with disk_faults.writing(path):
+                FileSystems.create(path, compression_type=CompressionTypes.GZIP).close()
 
 
 def run_ingest(
@@ -462,17 +509,7 @@ def run_ingest(
     errors.check_bad_share(max_bad_share)
     inputs = sources.resolve_inputs(input_pattern, input_format, encoding, schema)
     events_path = os.path.join(output_dir, _EVENTS_FILE)
-    _delete_matching(
-        [layout.split_pattern(output_dir, s) for s in S.SPLITS]
-        + [
-            dead_letter_pattern(output_dir),
-            events_path,
-            os.path.join(output_dir, _STATISTICS_PART),
-            os.path.join(output_dir, layout.COUNTS_FILE),
-            os.path.join(output_dir, layout.SCHEMA_FILE),
-            *statistics_files.output_paths(output_dir),
-        ]
-    )
+    _delete_matching(_output_patterns(output_dir))
     logger.info("ingesting %d file(s) matching %s into %s", len(inputs), input_pattern, output_dir)
     progress(f"reading, validating and splitting {len(inputs)} file(s) (Beam)")
     try:

@@ -21,6 +21,12 @@ class IngestInput:
     note: str | None = None
 
 
+# The folders of the work directory where the input is prepared: the generated demo shop, a
+# public dataset converted by its adapter.
+DEMO_INPUT_DIR = "demo_input"
+ADAPTER_INPUT_DIR = "adapter_input"
+
+
 def resolve_input(
     input_data: str,
     input_format: str = "auto",
@@ -42,7 +48,7 @@ def resolve_input(
     if not input_data:
         if work_dir is None:
             return None
-        path = os.path.join(work_dir, "demo_input", "demo.csv")
+        path = os.path.join(work_dir, DEMO_INPUT_DIR, "demo.csv")
         demo_data.write(demo_data.generate(demo_queries, seed), path)
         return IngestInput(path, S.resolve_schema(schema_uri), "csv", "utf-8", None)
     adapter, path = adapters.parse_input(input_data)
@@ -53,7 +59,7 @@ def resolve_input(
         if work_dir is None:
             return IngestInput(path, schema, "csv", "utf-8")
         log, schema_path = adapters.materialize(
-            adapter, path, os.path.join(work_dir, "adapter_input"), seed
+            adapter, path, os.path.join(work_dir, ADAPTER_INPUT_DIR), seed
         )
         # What the adapter wrote: UTF-8 CSV, with its schema unless one was given.
         schema = S.resolve_schema(schema_uri or schema_path)

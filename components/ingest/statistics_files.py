@@ -30,6 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from components import disk_faults
 from components.ingest import anomalies as anomalies_lib
 from components.ingest import feature_stats, statistics_views
 from components.ingest import statistics as stats_lib
@@ -39,7 +40,7 @@ COMPARED = tuple(s for s in S.SPLITS if s != "train")  # the splits checked agai
 
 
 def _write(path: str, data: bytes | str) -> None:
-    with FileSystems.create(path) as fh:
+    with disk_faults.writing(path), FileSystems.create(path) as fh:
         fh.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 

@@ -23,8 +23,9 @@ import os
 import shutil
 from collections.abc import MutableMapping, Sequence
 
+from components import disk_faults
 from components.ingest import job, statistics
-from components.ingest.resolve import resolve_input
+from components.ingest.resolve import ADAPTER_INPUT_DIR, DEMO_INPUT_DIR, resolve_input
 from components.step_log import progress
 
 
@@ -48,36 +49,48 @@ def ingest_step(
     and "drift_findings", the number of drift findings against the train split. `html_view`:
     a file to copy the statistics' HTML page to (the component's HTML output), if any.
 
-    Unusable input (ValueError, IngestError included) exits with "ingest: error: <reason>"."""
-    os.makedirs(output_dir, exist_ok=True)
-    try:
-        given = resolve_input(
-            input_data,
-            input_format,
-            input_encoding,
-            schema_uri,
-            work_dir=output_dir,
-            demo_queries=demo_queries,
-            seed=seed,
+    Unusable input (ValueError, IngestError included) exits with "ingest: error: <reason>". A
+    write that fails for want of space or write access exits with "ingest: error: <reason>
+    while writing <path>: ..." after removing what the step wrote (components/disk_faults.py);
+    a retry once the volume is writable again gives what a run that never failed gives."""
+    outputs = [output_dir, html_view] if html_view else [output_dir]
+
+    def clear() -> list[str]:
+        prepared = [os.path.join(output_dir, d) for d in (DEMO_INPUT_DIR, ADAPTER_INPUT_DIR)]
+        return job.clear_outputs(output_dir) + disk_faults.remove(
+            prepared + ([html_view] if html_view else [])
         )
-        if given.note:
-            print(f"ingest: {given.note}")
-        counts = job.run_ingest(
-            input_pattern=given.pattern,
-            output_dir=output_dir,
-            schema=given.schema,
-            input_format=given.input_format,
-            encoding=given.encoding,
-            funnel_policy=funnel_policy,
-            beam_args=list(beam_pipeline_args),
-            max_bad_share=max_bad_share,
-        )
-    except ValueError as err:  # IngestError and schema errors: the message says it all
-        raise SystemExit(f"ingest: error: {err}") from None
-    drift = statistics.load(output_dir)["drift"]
-    if html_view:
-        os.makedirs(os.path.dirname(html_view) or ".", exist_ok=True)
-        shutil.copyfile(os.path.join(output_dir, statistics.HTML_FILE), html_view)
+
+    with disk_faults.reported("ingest", outputs, clear, job.write_stages(output_dir)):
+        os.makedirs(output_dir, exist_ok=True)
+        try:
+            given = resolve_input(
+                input_data,
+                input_format,
+                input_encoding,
+                schema_uri,
+                work_dir=output_dir,
+                demo_queries=demo_queries,
+                seed=seed,
+            )
+            if given.note:
+                print(f"ingest: {given.note}")
+            counts = job.run_ingest(
+                input_pattern=given.pattern,
+                output_dir=output_dir,
+                schema=given.schema,
+                input_format=given.input_format,
+                encoding=given.encoding,
+                funnel_policy=funnel_policy,
+                beam_args=list(beam_pipeline_args),
+                max_bad_share=max_bad_share,
+            )
+        except ValueError as err:  # IngestError and schema errors: the message says it all
+            raise SystemExit(f"ingest: error: {err}") from None
+        drift = statistics.load(output_dir)["drift"]
+        if html_view:
+            os.makedirs(os.path.dirname(html_view) or ".", exist_ok=True)
+            shutil.copyfile(os.path.join(output_dir, statistics.HTML_FILE), html_view)
     metadata["drift_findings"] = len(drift)
     progress(
         f"kept {counts.rows_kept} of {counts.rows_read} rows "

@@ -1,10 +1,11 @@
 """Push a blessed SavedModel into the serving repository as the next version.
 
 The copy is staged in a hidden sibling of the version directories and renamed into place, so
-TF Serving (which ignores non-numeric entries) never sees a half-written version. A version
-number taken by a concurrent pusher between listing and renaming is detected by the rename
-failing, and the next number is tried. A model whose blessing is not positive is refused and
-nothing is written.
+TF Serving (which ignores non-numeric entries) never sees a half-written version; the rename is
+the push's last write, so a push that fails (a full or read-only volume) has published nothing.
+A version number taken by a concurrent pusher between listing and renaming is detected by the
+rename failing, and the next number is tried. A model whose blessing is not positive is refused
+and nothing is written.
 
 `push_step` is the push step of the pipeline around `push_model`: it reads the evaluate step's
 blessing, pushes, and keeps the TF Serving config files of the push as the step's artifact.
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from components import disk_faults
 from components.step_log import progress
 from contract import layout
 from serving import tfs_config
@@ -77,6 +79,7 @@ def push_model(
     blessing: Mapping,
     serving_base: str = tfs_config.DEFAULT_SERVING_BASE,
     batching_profile: str = "gpu",
+    config_copy: str | None = None,
 ) -> PushResult:
     """Copy the SavedModel at `saved_model_dir` to `<model_base>/<model_name>/<next version>/`.
 
@@ -90,6 +93,11 @@ def push_model(
         serving_base: where the serving container mounts model_base; models.config points
             TF Serving at <serving_base>/<model_name>.
         batching_profile: "gpu" or "cpu", the batching.config written beside models.config.
+        config_copy: a folder to copy the TF Serving config files into as well (the push
+            step's artifact), before the version is published.
+
+    The version directory is renamed into place last: a push that fails (a full or
+    read-only volume) publishes no version, and leaves at most its hidden staging copy.
 
     After a successful push, `<model_base>/tfserving/` holds models.config (this model's
     entry added to or replaced in the existing file, other models kept), batching.config and
@@ -119,12 +127,19 @@ def push_model(
     model_root = base / model_name
     model_root.mkdir(parents=True, exist_ok=True)
     staging = model_root / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    config_dir = base / tfs_config.CONFIG_DIR
     try:
         try:
             shutil.copytree(source, staging)
         except OSError as err:
             err.add_note(f"while copying {source} to the staging directory {staging}")
             raise
+        # Everything else is written before the version appears: once it is renamed into
+        # place the push is done, and nothing left to write can fail it (and have a retry push
+        # the model a second time).
+        tfs_config.write_serving_configs(config_dir, model_name, serving_base, batching_profile)
+        if config_copy is not None:
+            _copy_configs(config_dir, config_copy)
         version = 0
         for _ in range(MAX_RENAME_ATTEMPTS):
             # Never retry a number that already failed, even if the listing still offers it.
@@ -137,8 +152,6 @@ def push_model(
                 if err.errno in _TAKEN or os.path.lexists(target):
                     continue
                 raise
-            config_dir = base / tfs_config.CONFIG_DIR
-            tfs_config.write_serving_configs(config_dir, model_name, serving_base, batching_profile)
             return PushResult(
                 pushed=True,
                 version=version,
@@ -174,22 +187,39 @@ def push_step(
 ) -> PushOutputs:
     """Push the SavedModel in `model_dir` (its saved_model/) if the blessing.json in
     `blessing_dir` says so, and copy the TF Serving config files written with the push into
-    `serving_config_dir` (left empty when nothing is pushed). Prints what happened."""
+    `serving_config_dir` (left empty when nothing is pushed). Prints what happened.
+
+    A write that fails for want of space or write access (the serving repository, the
+    step's artifact) exits with "push: error: <reason> while writing <path>: ..."
+    (components/disk_faults.py); no version was published, and a retry pushes one."""
     with open(os.path.join(blessing_dir, layout.BLESSING_FILE), encoding="utf-8") as f:
         verdict = json.load(f)
-    result = push_model(
-        os.path.join(model_dir, layout.SAVED_MODEL_DIR),
-        model_base,
-        model_name,
-        verdict,
-        serving_base=serving_base,
-        batching_profile=batching_profile,
-    )
+    outputs = [model_base, serving_config_dir]
+
+    def clear() -> list[str]:  # the staging copy is push_model's to remove
+        names = (tfs_config.MODELS_CONFIG, tfs_config.BATCHING_CONFIG, tfs_config.MONITORING_CONFIG)
+        return disk_faults.remove([os.path.join(serving_config_dir, name) for name in names])
+
+    with disk_faults.reported("push", outputs, clear):
+        os.makedirs(serving_config_dir, exist_ok=True)
+        result = push_model(
+            os.path.join(model_dir, layout.SAVED_MODEL_DIR),
+            model_base,
+            model_name,
+            verdict,
+            serving_base=serving_base,
+            batching_profile=batching_profile,
+            config_copy=serving_config_dir,
+        )
     progress(("" if result.pushed else "skipped: ") + result.reason)
-    os.makedirs(serving_config_dir, exist_ok=True)
     if result.config_dir:
-        for name in sorted(os.listdir(result.config_dir)):
-            if not name.startswith("."):
-                shutil.copy2(os.path.join(result.config_dir, name), serving_config_dir)
         print(f"TF Serving config: {result.config_dir}")
     return PushOutputs(result.pushed, result.uri or "", result.reason)
+
+
+def _copy_configs(config_dir: Path, destination: str) -> None:
+    """The TF Serving config files of `config_dir` (not hidden ones) into `destination`."""
+    os.makedirs(destination, exist_ok=True)
+    for name in sorted(os.listdir(config_dir)):
+        if not name.startswith("."):
+            shutil.copy2(config_dir / name, destination)

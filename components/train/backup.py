@@ -16,9 +16,10 @@ on CPU, where the ops are deterministic; tests/components/train/test_backup.py):
   (inputs.shuffled_epochs), so the loop skips the finished epochs' batches.
 
 A backup is written to a new folder and renamed into place, so a kill while writing leaves the
-previous one whole. The train step removes it once the model is exported. With several workers
-it lives on a volume they all share: only the chief writes it, and every worker restores it
-(loop.fit checks that they all found the same epoch).
+previous one whole; a write that fails (a full volume) removes the new folder. The train step
+removes it once the model is exported. With several workers it lives on a volume they all
+share: only the chief writes it, and every worker restores it (loop.fit checks that they all
+found the same epoch).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+
+from components import disk_faults
 
 STATE_FILE = "state.json"
 ARRAYS_FILE = "arrays.npz"
@@ -120,9 +123,17 @@ class EpochBackup:
         }
         os.makedirs(self.directory, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".backup-", dir=self.directory)
-        np.savez(os.path.join(staging, ARRAYS_FILE), **arrays)
-        with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
-            json.dump(state, f)
+        try:
+            arrays_file = os.path.join(staging, ARRAYS_FILE)
+            with disk_faults.writing(arrays_file):
+                np.savez(arrays_file, **arrays)
+            state_file = os.path.join(staging, STATE_FILE)
+            with disk_faults.writing(state_file), open(state_file, "w", encoding="utf-8") as f:
+                json.dump(state, f)
+        except BaseException:
+            # A full or read-only volume: the previous backup stays whole, this one goes.
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         # Swap it in: the old backup is moved aside first, so one whole backup always exists.
         old = None
         if os.path.isdir(self.path):

@@ -43,10 +43,11 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 
+from components import disk_faults
 from components.step_log import progress
 from components.train import multiworker as mw
 from components.train.config import STEP_DEFAULTS, TrainConfig, train_config
-from components.train.training import TrainResult, run_training
+from components.train.training import TrainResult, clear_outputs, run_training
 from contract.layout import PRETRAIN_DISABLED_FILE, TRAIN_INFO_FILE
 
 
@@ -129,40 +130,47 @@ def train_step(
     `worker_gpu_type` each; when training fails the step restarts the cluster up to
     `train_max_restarts` times, each time resuming from the chief's last backup; the
     TrainJobs stop after `train_deadline_seconds` in all (0: no deadline); the chief fails
-    training when a process is frozen or no process moves for `train_hang_seconds`."""
+    training when a process is frozen or no process moves for `train_hang_seconds`.
+
+    A write that fails for want of space or write access (the model, the backup, the text
+    cache) exits with "train: error: <reason> while writing <path>: ..." after removing the
+    model files written so far (components/disk_faults.py); the backup of the last whole
+    epoch stays, and a retry resumes from it."""
     settings = {k: v for k, v in locals().items() if k in SETTINGS}
     if train_workers < 1:
         raise ValueError(f"train_workers must be at least 1, got {train_workers}")
     preset = starting_preset(pretrained_dir, encoder_preset)
     config = step_config(settings, preset, text_cache_dir)
-    inputs = {"transform": transform_dir, "transformed": transformed_dir, "pretrained": preset}
-    if train_workers == 1:
-        config = dataclasses.replace(
-            config, backup_dir=backup_dir(checkpoint_root, model_dir, inputs, settings)
-        )
-        result = run_training(transform_dir, transformed_dir, model_dir, config)
-    else:
-        _chief_address(os.environ)  # first: a local run has none
-        root = checkpoint_root or mw.CHECKPOINT_ROOT
-        if not root.startswith(mw.VOLUME + "/"):
-            raise ValueError(
-                f"with train_workers > 1 the backup must be on the repository volume, which "
-                f"every worker mounts: checkpoint_root under {mw.VOLUME}/ (or empty for "
-                f"{mw.CHECKPOINT_ROOT}), got {checkpoint_root!r}"
+    outputs = [model_dir] + [d for d in (text_cache_dir, checkpoint_root) if d]
+    with disk_faults.reported("train", outputs, lambda: clear_outputs(model_dir)):
+        inputs = {"transform": transform_dir, "transformed": transformed_dir, "pretrained": preset}
+        if train_workers == 1:
+            config = dataclasses.replace(
+                config, backup_dir=backup_dir(checkpoint_root, model_dir, inputs, settings)
             )
-        # The cluster's shape is part of the key: a backup's epoch positions hold for the
-        # global batch it was trained with.
-        shape = {"train_workers": train_workers, "worker_gpu_count": worker_gpu_count}
-        config = dataclasses.replace(
-            config,
-            backup_dir=backup_dir(root, model_dir, inputs, {**settings, **shape}),
-            hang_seconds=float(train_hang_seconds),
-        )
-        result = _train_with_workers(
-            transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings,
-            train_workers, worker_gpu_type, worker_gpu_count, text_cache_dir=text_cache_dir,
-            max_restarts=train_max_restarts, deadline_seconds=train_deadline_seconds,
-        )  # fmt: skip
+            result = run_training(transform_dir, transformed_dir, model_dir, config)
+        else:
+            _chief_address(os.environ)  # first: a local run has none
+            root = checkpoint_root or mw.CHECKPOINT_ROOT
+            if not root.startswith(mw.VOLUME + "/"):
+                raise ValueError(
+                    f"with train_workers > 1 the backup must be on the repository volume, which "
+                    f"every worker mounts: checkpoint_root under {mw.VOLUME}/ (or empty for "
+                    f"{mw.CHECKPOINT_ROOT}), got {checkpoint_root!r}"
+                )
+            # The cluster's shape is part of the key: a backup's epoch positions hold for the
+            # global batch it was trained with.
+            shape = {"train_workers": train_workers, "worker_gpu_count": worker_gpu_count}
+            config = dataclasses.replace(
+                config,
+                backup_dir=backup_dir(root, model_dir, inputs, {**settings, **shape}),
+                hang_seconds=float(train_hang_seconds),
+            )
+            result = _train_with_workers(
+                transform_dir, transformed_dir, pretrained_dir, model_dir, config, settings,
+                train_workers, worker_gpu_type, worker_gpu_count, text_cache_dir=text_cache_dir,
+                max_restarts=train_max_restarts, deadline_seconds=train_deadline_seconds,
+            )  # fmt: skip
     best = result.best_epoch - 1
     if result.best_epoch == 0:  # no epoch ranked better: the untrained model was kept
         for name, value in result.selection["untrained"].items():
@@ -189,6 +197,13 @@ def _best(result: TrainResult) -> str:
     if result.selection is None:
         return f"best {result.best_epoch} (val_loss {result.best_val_loss:.4f})"
     chosen = result.selection
+    if result.best_epoch == 0 and chosen.get("kept_untrained"):
+        p = chosen["gain_p_value"]
+        return (
+            f"kept the untrained model ({chosen['metric']} {chosen['best']:.4f}; no epoch "
+            f"ranked the eval split better at p < {chosen['p_value']:g}: "
+            f"{'no test' if p is None else f'p {p:.2g}'})"
+        )
     if result.best_epoch == 0:
         return (
             f"kept the untrained model ({chosen['metric']} {chosen['best']:.4f}; no epoch "

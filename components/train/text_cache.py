@@ -29,6 +29,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from components import disk_faults
 from model.encoder import TextEncoder
 
 ENCODE_BATCH = 128
@@ -146,18 +147,26 @@ class TextCache:
         }
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".staging-", dir=os.path.dirname(self.path) or ".")
-        for name, array in merged.items():
-            np.save(os.path.join(staging, f"{name}.npy"), array)
-        with open(os.path.join(staging, INFO_FILE), "w", encoding="utf-8") as fh:
-            json.dump(
-                {
-                    "fingerprint": self.fingerprint,
-                    "texts": len(merged["keys"]),
-                    "trained_blocks": self.encoder.trained_blocks,
-                    "pooled": self.encoder.trained_blocks == 0,
-                },
-                fh,
-            )
+        try:
+            for name, array in merged.items():
+                path = os.path.join(staging, f"{name}.npy")
+                with disk_faults.writing(path):
+                    np.save(path, array)
+            path = os.path.join(staging, INFO_FILE)
+            with disk_faults.writing(path), open(path, "w", encoding="utf-8") as fh:
+                json.dump(
+                    {
+                        "fingerprint": self.fingerprint,
+                        "texts": len(merged["keys"]),
+                        "trained_blocks": self.encoder.trained_blocks,
+                        "pooled": self.encoder.trained_blocks == 0,
+                    },
+                    fh,
+                )
+        except BaseException:
+            # A full or read-only volume: the cache stays as it was, without this part.
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         old = None
         if os.path.isdir(self.path):
             old = tempfile.mkdtemp(prefix=".old-", dir=os.path.dirname(self.path))

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from components import disk_faults
 from components.step_log import progress
 from components.train import loop
 from components.train.backup import EpochBackup, clean_stale
@@ -72,6 +73,22 @@ from model.xgboost_baseline import fit_xgboost
 from serving.export import export_serving_model
 
 CHECKPOINT_FILE = os.path.join("checkpoints", "best.weights.h5")
+# What training writes into its output directory (the backup aside, which a retry resumes
+# from): removed when the step fails on a full or read-only volume (`clear_outputs`).
+OUTPUTS = (
+    layout.KERAS_MODEL_FILE,
+    layout.SAVED_MODEL_DIR,
+    layout.ENCODER_PRESET_DIR,
+    layout.TRAIN_INFO_FILE,
+    os.path.dirname(CHECKPOINT_FILE),
+)
+
+
+def clear_outputs(output_dir: str) -> list[str]:
+    """Remove the model files a failed run may have left half-written in `output_dir` (every
+    one of OUTPUTS; the backup stays, for the retry to resume from); returns those that could
+    not be removed."""
+    return disk_faults.remove([os.path.join(output_dir, name) for name in OUTPUTS])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,7 +323,9 @@ def _train_and_export(
     product_vectors = fit.pop("product_vectors", None)
     progress("exporting the serving model (SavedModel with the transform graph)")
     exporting = time.monotonic()
-    model.save(os.path.join(output_dir, layout.KERAS_MODEL_FILE))
+    keras_file = os.path.join(output_dir, layout.KERAS_MODEL_FILE)
+    with disk_faults.writing(keras_file):
+        model.save(keras_file)
     export_serving_model(
         model,
         preprocessor,
@@ -328,7 +347,8 @@ def _train_and_export(
         export_seconds=round(time.monotonic() - exporting, 1),
         **fit,
     )
-    with open(os.path.join(output_dir, layout.TRAIN_INFO_FILE), "w") as fh:
+    info_file = os.path.join(output_dir, layout.TRAIN_INFO_FILE)
+    with disk_faults.writing(info_file), open(info_file, "w") as fh:
         json.dump(
             {"config": json.loads(config.to_json()), "result": dataclasses.asdict(result)},
             fh,
@@ -411,8 +431,9 @@ def _train_neural(
         best_epoch = selection.best_epoch  # 0: the untrained model was kept
         extra["selection"] = selection.summary()
     preset_dir = os.path.join(output_dir, layout.ENCODER_PRESET_DIR)
-    backbone.save_to_preset(preset_dir)
-    tokenizer.save_to_preset(preset_dir)
+    with disk_faults.writing(preset_dir):
+        backbone.save_to_preset(preset_dir)
+        tokenizer.save_to_preset(preset_dir)
     fit = {
         "epochs_run": len(val_loss),
         "best_epoch": best_epoch,
