@@ -1,21 +1,118 @@
-"""One place that turns the pipeline's Beam options into a Beam pipeline."""
+"""One place that turns the pipeline's Beam options into a Beam pipeline.
+
+Without `--runner` the job runs on this machine, on Beam's FnApiRunner: the engine the
+DirectRunner uses for batch jobs, named directly because DirectRunner first tries to download
+the Prism runner binary, which fails on machines without internet access. It runs `workers`
+SDK workers:
+
+- one: in this process (Beam's `in_memory` mode);
+- several: each in a process of its own (`components.beam_worker`, Beam's SDK worker that ends
+  with this process), so the job uses several cores. FnApiRunner deals each stage's input out
+  to its workers: the input files of the ingest job, the shards of the transform's splits.
+  So more workers than files (or shards) have nothing to do, and each worker's start (its
+  imports: a few seconds, TensorFlow's included) only pays off with enough input to share.
+
+`local_workers` picks the number from the input's files (one per core, at most one per file,
+and one per `min_bytes` of input); Beam's own options choose otherwise:
+`--direct_num_workers=N` (0: one per core) and `--direct_running_mode` (`in_memory`,
+`multi_threading`, or `multi_processing`: Beam's own worker processes, which do not end with
+this one).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import shlex
+import sys
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+import joblib
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+from components.lifeline import RUNNER_PIDS_ENV, with_this_process
+
+WORKER_MODULE = "components.beam_worker"
+# Input below this many bytes per worker runs on fewer workers (local_workers): measured in
+# benchmarks/results/ingest_throughput_workers.md.
+MIN_BYTES_PER_WORKER = 16 << 20
+_NUM_WORKERS, _RUNNING_MODE = "direct_num_workers", "direct_running_mode"
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_FN_RUNNER_LOGGER = "apache_beam.runners.portability.fn_api_runner.fn_runner"
 
 
-def make_pipeline(beam_args: Sequence[str] = ()) -> beam.Pipeline:
+def local_cores() -> int:
+    """The cores this process may use: its CPU affinity and its container's CPU quota (cgroups),
+    as joblib counts them."""
+    return max(1, joblib.cpu_count())
+
+
+def local_workers(
+    file_sizes: Sequence[int], min_bytes: int = MIN_BYTES_PER_WORKER, cores: int | None = None
+) -> int:
+    """How many local workers a job over files of these sizes (bytes) keeps busy: one per core
+    (`cores`, by default `local_cores()`), at most one per file (a worker reads a file whole),
+    and one per `min_bytes` of input (at least one)."""
+    if min_bytes < 1:
+        raise ValueError(f"min_bytes must be at least 1, got {min_bytes}")
+    cores = local_cores() if cores is None else cores
+    return max(1, min(cores, len(file_sizes), sum(file_sizes) // min_bytes))
+
+
+def worker_command() -> str:
+    """The shell command that starts one local SDK worker: `components.beam_worker` with this
+    interpreter, the project first on its path, following this process (and whatever this
+    process follows) through the lifeline's variable."""
+    path = os.pathsep.join(p for p in (_PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p)
+    follow = with_this_process(os.environ)[RUNNER_PIDS_ENV]
+    return (
+        f"{RUNNER_PIDS_ENV}={shlex.quote(follow)} PYTHONPATH={shlex.quote(path)} "
+        f"exec {shlex.quote(sys.executable)} -m {WORKER_MODULE}"
+    )
+
+
+class _WorkerProcessesApply(logging.Filter):
+    """FnApiRunner warns that several workers need `direct_running_mode` multi_processing or
+    multi_threading to run in parallel; with the worker environment given to the runner
+    (`make_pipeline`) they are processes of their own all the same, so the warning is wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("If direct_num_workers is not equal to 1")
+
+
+def _given(beam_args: Sequence[str], name: str) -> bool:
+    return any(a == f"--{name}" or a.startswith(f"--{name}=") for a in beam_args)
+
+
+def make_pipeline(beam_args: Sequence[str] = (), workers: int | None = None) -> beam.Pipeline:
     """A Beam pipeline for `beam_args` (e.g. ["--runner=DataflowRunner", "--project=..."]).
 
-    Without `--runner` it runs in-process on Beam's FnApiRunner, the engine the DirectRunner
-    uses for batch jobs, named directly because DirectRunner first tries to download the
-    Prism runner binary, which fails on machines without internet access.
+    Without `--runner` it runs locally on FnApiRunner with `workers` workers (None: one per
+    core), in this process when there is one, each in a process of its own otherwise (module
+    docstring); `--direct_num_workers` and `--direct_running_mode` in `beam_args` override
+    that. With a runner, `workers` is not used.
     """
-    options = PipelineOptions(list(beam_args))
-    runner = None if options.view_as(StandardOptions).runner else FnApiRunner()
-    return beam.Pipeline(runner=runner, options=options)
+    beam_args = list(beam_args)
+    options = PipelineOptions(beam_args)
+    if options.view_as(StandardOptions).runner:
+        return beam.Pipeline(options=options)
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    direct = options.view_as(DirectOptions)
+    if _given(beam_args, _NUM_WORKERS):
+        count = direct.direct_num_workers or local_cores()  # Beam's 0: one per core
+    elif _given(beam_args, _RUNNING_MODE) and direct.direct_running_mode == "in_memory":
+        count = 1
+    else:
+        count = workers or local_cores()
+    direct.direct_num_workers = count
+    if count == 1 or _given(beam_args, _RUNNING_MODE):
+        return beam.Pipeline(runner=FnApiRunner(), options=options)
+    fn_runner_logger = logging.getLogger(_FN_RUNNER_LOGGER)
+    if not any(isinstance(f, _WorkerProcessesApply) for f in fn_runner_logger.filters):
+        fn_runner_logger.addFilter(_WorkerProcessesApply())
+    environment = SubprocessSDKEnvironment.from_command_string(worker_command())
+    return beam.Pipeline(runner=FnApiRunner(default_environment=environment), options=options)
