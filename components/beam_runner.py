@@ -12,8 +12,10 @@ SDK workers:
   So more workers than files (or shards) have nothing to do, and each worker's start (its
   imports: a few seconds, TensorFlow's included) only pays off with enough input to share.
 
-`local_workers` picks the number from the input's files (one per core, at most one per file,
-and one per `min_bytes` of input); Beam's own options choose otherwise:
+`local_workers` picks the number from the input's files and the machine: one per core, at
+most one per file, one per `min_bytes` of input, and no more than the memory available holds
+at `worker_bytes` each (a transform worker holds TensorFlow: about 1 GiB). Beam's own options
+choose otherwise:
 `--direct_num_workers=N` (0: one per core) and `--direct_running_mode` (`in_memory`,
 `multi_threading`, or `multi_processing`: Beam's own worker processes, which do not end with
 this one).
@@ -39,6 +41,17 @@ WORKER_MODULE = "components.beam_worker"
 # Input below this many bytes per worker runs on fewer workers (local_workers): measured in
 # benchmarks/results/ingest_throughput_workers.md.
 MIN_BYTES_PER_WORKER = 16 << 20
+# What one worker may need at its peak, with room to spare (measured: ingest about 300 MiB,
+# transform about 1 GiB; benchmarks/results/ingest_throughput_workers.md).
+INGEST_WORKER_BYTES = 512 << 20
+TRANSFORM_WORKER_BYTES = 1536 << 20
+_CGROUP_MEMORY = (  # (limit, usage): cgroup v2, then v1
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    (
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+    ),
+)
 _NUM_WORKERS, _RUNNING_MODE = "direct_num_workers", "direct_running_mode"
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FN_RUNNER_LOGGER = "apache_beam.runners.portability.fn_api_runner.fn_runner"
@@ -50,16 +63,57 @@ def local_cores() -> int:
     return max(1, joblib.cpu_count())
 
 
+def _read_number(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):  # absent, or "max": no limit
+        return None
+
+
+def local_memory() -> int:
+    """The bytes of memory this process may still take: the machine's available memory
+    (MemAvailable), or less when its cgroup (a container's memory limit) has less left."""
+    available = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    for limit_path, usage_path in _CGROUP_MEMORY:
+        limit, usage = _read_number(limit_path), _read_number(usage_path)
+        if limit is not None and usage is not None and limit < (1 << 60):
+            left = max(limit - usage, 0)
+            available = left if available is None else min(available, left)
+            break
+    if available is None:
+        raise OSError("cannot tell the memory available: no /proc/meminfo")
+    return available
+
+
 def local_workers(
-    file_sizes: Sequence[int], min_bytes: int = MIN_BYTES_PER_WORKER, cores: int | None = None
+    file_sizes: Sequence[int],
+    worker_bytes: int = INGEST_WORKER_BYTES,
+    min_bytes: int = MIN_BYTES_PER_WORKER,
+    cores: int | None = None,
+    memory: int | None = None,
 ) -> int:
     """How many local workers a job over files of these sizes (bytes) keeps busy: one per core
     (`cores`, by default `local_cores()`), at most one per file (a worker reads a file whole),
-    and one per `min_bytes` of input (at least one)."""
-    if min_bytes < 1:
-        raise ValueError(f"min_bytes must be at least 1, got {min_bytes}")
+    one per `min_bytes` of input, and as many as `memory` (by default `local_memory()`) holds
+    at `worker_bytes` each; at least one."""
+    if min_bytes < 1 or worker_bytes < 1:
+        raise ValueError(
+            f"min_bytes and worker_bytes must be at least 1, got {min_bytes} and {worker_bytes}"
+        )
     cores = local_cores() if cores is None else cores
-    return max(1, min(cores, len(file_sizes), sum(file_sizes) // min_bytes))
+    by_input = min(cores, len(file_sizes), sum(file_sizes) // min_bytes)
+    if by_input <= 1:
+        return 1
+    memory = local_memory() if memory is None else memory
+    return max(1, min(by_input, memory // worker_bytes))
 
 
 def worker_command() -> str:

@@ -49,7 +49,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from components import tfrecords
-from components.beam_runner import local_workers, make_pipeline
+from components.beam_runner import INGEST_WORKER_BYTES, local_workers, make_pipeline
 from components.ingest import (
     columnar,
     errors,
@@ -467,8 +467,8 @@ def run_ingest(
 
     `beam_args` are Beam pipeline options (e.g. "--runner=DataflowRunner"); without a runner
     the job runs locally, on as many processes as the files keep busy
-    (`beam_runner.local_workers`: one per core at most, one per file at most, one for a small
-    input). Raises IngestError (a ValueError) before the job for
+    (`beam_runner.local_workers`: at most one per core, one per file and what the memory
+    holds; one for a small input). Raises IngestError (a ValueError) before the job for
     unusable input: no matching file, an empty file, missing required columns, an unknown
     format, encoding or funnel policy; and after it when the files held no data rows. Outputs
     of an earlier run in `output_dir` (shards, dead letters, counts, schema) are replaced.
@@ -495,7 +495,7 @@ def run_ingest(
     logger.info("ingesting %d file(s) matching %s into %s", len(inputs), input_pattern, output_dir)
     progress(f"reading, validating and splitting {len(inputs)} file(s) (Beam)")
     try:
-        workers = local_workers([f.size for f in inputs])
+        workers = local_workers([f.size for f in inputs], INGEST_WORKER_BYTES)
         with make_pipeline(beam_args, workers) as pipeline:
             build_pipeline(pipeline, inputs, output_dir, schema, encoding, funnel_policy)
     except BaseException as err:  # a broken file, a crash, an interrupt: nothing half-written

@@ -27,7 +27,7 @@ from components.lifeline import RUNNER_PIDS_ENV
 from components.transform.transform import build_transform
 from contract import schema as S
 
-MIB = 1 << 20
+MIB, GIB = 1 << 20, 1 << 30
 
 FLINK = ["--runner=FlinkRunner", "--flink_master=flink-jobmanager:8081", "--parallelism=16"]
 SPARK = ["--runner=SparkRunner", "--spark_master_url=spark://spark-master:7077"]
@@ -79,24 +79,34 @@ def test_local_cores_count_the_cores_this_process_may_use():
 
 
 @pytest.mark.parametrize(
-    ("sizes", "cores", "expected"),
+    ("sizes", "cores", "memory", "expected"),
     [
-        ([64 * MIB] * 4, 8, 4),  # one per file
-        ([64 * MIB] * 4, 2, 2),  # one per core
-        ([200 * MIB], 8, 1),  # one file: one worker reads it
-        ([MIB] * 8, 8, 1),  # small: one worker's start costs more than it saves
-        ([10 * MIB] * 8, 8, 80 // 16),  # one per 16 MiB
-        ([], 8, 1),
+        ([64 * MIB] * 4, 8, 64 * GIB, 4),  # one per file
+        ([64 * MIB] * 4, 2, 64 * GIB, 2),  # one per core
+        ([200 * MIB], 8, 64 * GIB, 1),  # one file: one worker reads it
+        ([MIB] * 8, 8, 64 * GIB, 1),  # small: one worker's start costs more than it saves
+        ([10 * MIB] * 8, 8, 64 * GIB, 80 // 16),  # one per 16 MiB
+        ([64 * MIB] * 8, 8, 3 * GIB, 3),  # what the memory holds at 1 GiB each
+        ([64 * MIB] * 8, 8, GIB // 2, 1),
+        ([], 8, 64 * GIB, 1),
     ],
 )
-def test_local_workers_one_per_core_file_and_share_of_the_input(sizes, cores, expected):
-    assert beam_runner.MIN_BYTES_PER_WORKER == 16 * MIB
-    assert local_workers(sizes, cores=cores) == expected
+def test_local_workers_one_per_core_file_share_of_the_input_and_memory(
+    sizes, cores, memory, expected
+):
+    got = local_workers(sizes, worker_bytes=GIB, min_bytes=16 * MIB, cores=cores, memory=memory)
+    assert got == expected
 
 
-def test_local_workers_checks_its_threshold():
-    with pytest.raises(ValueError, match="min_bytes must be at least 1, got 0"):
-        local_workers([MIB], min_bytes=0)
+def test_local_workers_checks_its_thresholds():
+    with pytest.raises(ValueError, match="must be at least 1, got 0 and 1"):
+        local_workers([MIB], worker_bytes=1, min_bytes=0)
+
+
+def test_local_memory_is_what_the_machine_and_its_cgroup_have_left():
+    with open("/proc/meminfo", encoding="ascii") as f:
+        available = next(int(line.split()[1]) * 1024 for line in f if "MemAvailable" in line)
+    assert 0 < beam_runner.local_memory() <= available * 1.1  # it moves between the reads
 
 
 def test_the_worker_command_follows_this_process_with_the_project_first():
