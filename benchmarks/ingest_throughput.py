@@ -218,7 +218,11 @@ from components.transform.transform import run_transform
 {FLOOR}
 stage, source, work, profile = {stage!r}, {source!r}, {work!r}, {profile!r}
 beam_args = {list(beam_args)!r}
+def cpu_seconds():  # this process's and its ended children's (the Beam workers')
+    used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in used)
 profiler = cProfile.Profile() if profile else None
+cpu_at_start = cpu_seconds()
 start = time.perf_counter()
 if profiler: profiler.enable()
 if stage == "ingest":
@@ -237,8 +241,9 @@ if profiler:
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
     top = out.getvalue()
+cpu = cpu_seconds() - cpu_at_start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print("RESULT " + json.dumps({{"seconds": seconds, "rows": rows, "peak_mb": peak,
+print("RESULT " + json.dumps({{"seconds": seconds, "rows": rows, "peak_mb": peak, "cpu": cpu,
                               "worker_peak_mb": memory.worker_peak / 1024,
                               "total_peak_mb": memory.total_peak / 1024, "profile": top}}))
 """
@@ -291,6 +296,7 @@ def main(
 ) -> None:
     from reports import print_and_save, reference_tree_argument
 
+    load = f"{os.getloadavg()[0]:.2f}"
     sizes = sorted(int(r) for r in rows.split(","))
     workers = [int(w) for w in beam_workers.split(",") if w.strip()] or [None]
     if any(w is not None and w < 1 for w in workers):
@@ -332,7 +338,7 @@ def main(
             result = _child(stage, source, folder, False, tree, args)
             steps[name] = result
             click.echo(
-                f"[{size}] {name}: {result['seconds']:.0f} s, "
+                f"[{size}] {name}: {result['seconds']:.0f} s ({result['cpu']:.0f} s CPU), "
                 f"{result['rows'] / result['seconds']:.0f} rows/s, peak {result['peak_mb']:.0f} "
                 f"MiB (a worker {result['worker_peak_mb']:.0f}, together {result['total_peak_mb']:.0f})",
                 err=True,
@@ -353,24 +359,28 @@ def main(
         "",
         command,
         "",
-        "| rows | step | seconds | rows/s | peak MiB | a worker's peak MiB | all together MiB |",
-        "|---|---|---|---|---|---|---|",
+        f"Load average (1 min) when the run started, the other jobs on this machine: {load}",
+        "",
+        "| rows | step | seconds | rows/s | CPU s | peak MiB | a worker's peak MiB | all "
+        "together MiB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for size, steps in results:
         for stage, r in steps.items():
             lines.append(
                 f"| {size:,} | {stage} | {r['seconds']:.1f} | {r['rows'] / r['seconds']:,.0f} | "
-                f"{r['peak_mb']:.0f} | {r['worker_peak_mb']:.0f} | {r['total_peak_mb']:.0f} |"
+                f"{r['cpu']:.1f} | {r['peak_mb']:.0f} | {r['worker_peak_mb']:.0f} | "
+                f"{r['total_peak_mb']:.0f} |"
             )
         for count in workers:
             both = named("ingest + transform", count)
             total = steps[named("ingest", count)]["seconds"]
             total += steps[named("transform", count)]["seconds"]
-            lines.append(f"| {size:,} | {both} | {total:.1f} | {size / total:,.0f} | | | |")
+            lines.append(f"| {size:,} | {both} | {total:.1f} | {size / total:,.0f} | | | | |")
         if "reference transform" in steps:
             old = steps["reference ingest"]["seconds"] + steps["reference transform"]["seconds"]
             lines.append(
-                f"| {size:,} | reference ingest + transform | {old:.1f} | {size / old:,.0f} | | | |"
+                f"| {size:,} | reference ingest + transform | {old:.1f} | {size / old:,.0f} | | | | |"
             )
     if len(workers) > 1:
         lines += [

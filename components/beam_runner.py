@@ -38,9 +38,11 @@ from apache_beam.transforms.environments import SubprocessSDKEnvironment
 from components.lifeline import RUNNER_PIDS_ENV, with_this_process
 
 WORKER_MODULE = "components.beam_worker"
-# Input below this many bytes per worker runs on fewer workers (local_workers): measured in
-# benchmarks/results/ingest_throughput_workers.md.
-MIN_BYTES_PER_WORKER = 16 << 20
+# Input below this many bytes per worker runs on fewer workers (local_workers): a worker's
+# start costs about 5 s of imports for ingest and 14 s for transform on a busy 2-core machine,
+# and two workers only broke even at 200,000 rows (27 MiB of CSV) there
+# (benchmarks/results/ingest_throughput_workers.md).
+MIN_BYTES_PER_WORKER = 32 << 20
 # What one worker may need at its peak, with room to spare (measured: ingest about 300 MiB,
 # transform about 1 GiB; benchmarks/results/ingest_throughput_workers.md).
 INGEST_WORKER_BYTES = 512 << 20
