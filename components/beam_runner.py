@@ -12,18 +12,24 @@ SDK workers:
   So more workers than files (or shards) have nothing to do, and each worker's start (its
   imports: a few seconds, TensorFlow's included) only pays off with enough input to share.
 
-`local_workers` picks the number from the input's files and the machine: one per core, at
-most one per file, one per `min_bytes` of input, and no more than the memory available holds
-at `worker_bytes` each (a transform worker holds TensorFlow: about 1 GiB). Beam's own options
-choose otherwise:
-`--direct_num_workers=N` (0: one per core) and `--direct_running_mode` (`in_memory`,
-`multi_threading`, or `multi_processing`: Beam's own worker processes, which do not end with
-this one).
+`local_workers` picks the number from the input's files and the machine: one per core this
+process may use and no more than the machine has idle (a worker on a busy core only shares
+it, and adds its start), at most one per file, one per `min_bytes` of input, and no more
+than the memory available holds at `worker_bytes` each (a transform worker holds
+TensorFlow: about 1 GiB). Beam's own options
+choose otherwise: `--direct_num_workers=N` (0: one per core) and `--direct_running_mode`
+(`in_memory`, `multi_threading`, or `multi_processing`: Beam's own worker processes, which do
+not end with this one).
+
+The functions a worker runs travel pickled: the project's own by reference (the worker has
+the project first on its path), lambdas and a script's functions by value. A test's
+monkeypatch does not reach a worker.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import sys
@@ -38,14 +44,15 @@ from apache_beam.transforms.environments import SubprocessSDKEnvironment
 from components.lifeline import RUNNER_PIDS_ENV, with_this_process
 
 WORKER_MODULE = "components.beam_worker"
-# Input below this many bytes per worker runs on fewer workers (local_workers): a worker's
-# start costs about 5 s of imports for ingest and 14 s for transform on a busy 2-core machine,
-# and two workers only broke even at 200,000 rows (27 MiB of CSV) there
-# (benchmarks/results/ingest_throughput_workers.md).
+# Input below this many bytes per worker runs on fewer workers (local_workers). Two workers
+# cost 5-8 CPU seconds more than one for ingest and 14-19 more for transform (imports, the
+# transform graph loaded in each); on idle cores they repay that from about 32 MiB of input
+# each, CSV or ingested examples alike (benchmarks/results/ingest_throughput_workers.md).
 MIN_BYTES_PER_WORKER = 32 << 20
-# What one worker may need at its peak, with room to spare (measured: ingest about 300 MiB,
-# transform about 1 GiB; benchmarks/results/ingest_throughput_workers.md).
-INGEST_WORKER_BYTES = 512 << 20
+# What one worker may need at its peak, with room to spare (measured: an ingest worker 300
+# MiB with 100,000 rows to read and 810 MiB with 500,000; a transform worker 1 GiB at any
+# size; benchmarks/results/ingest_throughput_workers.md).
+INGEST_WORKER_BYTES = 1 << 30
 TRANSFORM_WORKER_BYTES = 1536 << 20
 _CGROUP_MEMORY = (  # (limit, usage): cgroup v2, then v1
     ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
@@ -63,6 +70,17 @@ def local_cores() -> int:
     """The cores this process may use: its CPU affinity and its container's CPU quota (cgroups),
     as joblib counts them."""
     return max(1, joblib.cpu_count())
+
+
+def idle_cores() -> int:
+    """The cores of the machine that no process is using: its cores less its load (the
+    1-minute load average, processes running or waiting to run), both machine-wide (also in
+    a container), rounded; at least 0."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # no load average to read: count every core idle
+        load = 0.0
+    return max(0, math.floor((os.cpu_count() or 1) - load + 0.5))
 
 
 def _read_number(path: str) -> int | None:
@@ -100,22 +118,25 @@ def local_workers(
     worker_bytes: int = INGEST_WORKER_BYTES,
     min_bytes: int = MIN_BYTES_PER_WORKER,
     cores: int | None = None,
+    idle: int | None = None,
     memory: int | None = None,
 ) -> int:
     """How many local workers a job over files of these sizes (bytes) keeps busy: one per core
-    (`cores`, by default `local_cores()`), at most one per file (a worker reads a file whole),
-    one per `min_bytes` of input, and as many as `memory` (by default `local_memory()`) holds
-    at `worker_bytes` each; at least one."""
+    (`cores`, by default `local_cores()`) but no more than are `idle` (`idle_cores()`), at
+    most one per file (a worker reads a file whole), one per `min_bytes` of input, and as
+    many as `memory` (by default `local_memory()`) holds at `worker_bytes` each; at least
+    one."""
     if min_bytes < 1 or worker_bytes < 1:
         raise ValueError(
             f"min_bytes and worker_bytes must be at least 1, got {min_bytes} and {worker_bytes}"
         )
-    cores = local_cores() if cores is None else cores
-    by_input = min(cores, len(file_sizes), sum(file_sizes) // min_bytes)
+    by_input = min(len(file_sizes), sum(file_sizes) // min_bytes)
     if by_input <= 1:
         return 1
+    cores = local_cores() if cores is None else cores
+    idle = idle_cores() if idle is None else idle
     memory = local_memory() if memory is None else memory
-    return max(1, min(by_input, memory // worker_bytes))
+    return max(1, min(by_input, cores, idle, memory // worker_bytes))
 
 
 def worker_command() -> str:
@@ -130,7 +151,7 @@ def worker_command() -> str:
     )
 
 
-class _WorkerProcessesApply(logging.Filter):
+class _WorkersAreProcesses(logging.Filter):
     """FnApiRunner warns that several workers need `direct_running_mode` multi_processing or
     multi_threading to run in parallel; with the worker environment given to the runner
     (`make_pipeline`) they are processes of their own all the same, so the warning is wrong."""
@@ -168,7 +189,7 @@ def make_pipeline(beam_args: Sequence[str] = (), workers: int | None = None) -> 
     if count == 1 or _given(beam_args, _RUNNING_MODE):
         return beam.Pipeline(runner=FnApiRunner(), options=options)
     fn_runner_logger = logging.getLogger(_FN_RUNNER_LOGGER)
-    if not any(isinstance(f, _WorkerProcessesApply) for f in fn_runner_logger.filters):
-        fn_runner_logger.addFilter(_WorkerProcessesApply())
+    if not any(isinstance(f, _WorkersAreProcesses) for f in fn_runner_logger.filters):
+        fn_runner_logger.addFilter(_WorkersAreProcesses())
     environment = SubprocessSDKEnvironment.from_command_string(worker_command())
     return beam.Pipeline(runner=FnApiRunner(default_environment=environment), options=options)

@@ -79,23 +79,32 @@ def test_local_cores_count_the_cores_this_process_may_use():
 
 
 @pytest.mark.parametrize(
-    ("sizes", "cores", "memory", "expected"),
+    ("sizes", "cores", "idle", "memory", "expected"),
     [
-        ([64 * MIB] * 4, 8, 64 * GIB, 4),  # one per file
-        ([64 * MIB] * 4, 2, 64 * GIB, 2),  # one per core
-        ([200 * MIB], 8, 64 * GIB, 1),  # one file: one worker reads it
-        ([MIB] * 8, 8, 64 * GIB, 1),  # small: one worker's start costs more than it saves
-        ([10 * MIB] * 8, 8, 64 * GIB, 80 // 16),  # one per 16 MiB
-        ([64 * MIB] * 8, 8, 3 * GIB, 3),  # what the memory holds at 1 GiB each
-        ([64 * MIB] * 8, 8, GIB // 2, 1),
-        ([], 8, 64 * GIB, 1),
+        ([64 * MIB] * 4, 8, 8, 64 * GIB, 4),  # one per file
+        ([64 * MIB] * 4, 2, 8, 64 * GIB, 2),  # one per core
+        ([64 * MIB] * 4, 8, 3, 64 * GIB, 3),  # one per idle core
+        ([64 * MIB] * 4, 2, 0, 64 * GIB, 1),  # other jobs hold the cores: no worker would gain
+        ([200 * MIB], 8, 8, 64 * GIB, 1),  # one file: one worker reads it
+        ([MIB] * 8, 8, 8, 64 * GIB, 1),  # small: one worker's start costs more than it saves
+        ([10 * MIB] * 8, 8, 8, 64 * GIB, 80 // 16),  # one per 16 MiB
+        ([64 * MIB] * 8, 8, 8, 3 * GIB, 3),  # what the memory holds at 1 GiB each
+        ([64 * MIB] * 8, 8, 8, GIB // 2, 1),
+        ([], 8, 8, 64 * GIB, 1),
     ],
 )
-def test_local_workers_one_per_core_file_share_of_the_input_and_memory(
-    sizes, cores, memory, expected
+def test_local_workers_one_per_idle_core_file_share_of_the_input_and_memory(
+    sizes, cores, idle, memory, expected
 ):
-    got = local_workers(sizes, worker_bytes=GIB, min_bytes=16 * MIB, cores=cores, memory=memory)
+    got = local_workers(
+        sizes, worker_bytes=GIB, min_bytes=16 * MIB, cores=cores, idle=idle, memory=memory
+    )
     assert got == expected
+
+
+def test_idle_cores_are_the_cores_less_the_load():
+    cores, load = os.cpu_count(), os.getloadavg()[0]
+    assert max(0, round(cores - load) - 1) <= beam_runner.idle_cores() <= cores
 
 
 def test_local_workers_checks_its_thresholds():
