@@ -20,7 +20,12 @@ from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 from tfx_bsl.public import tfxio
 
 from components import tfrecords
-from components.beam_runner import TRANSFORM_WORKER_BYTES, local_workers, make_pipeline
+from components.beam_runner import (
+    TRANSFORM_MIN_BYTES_PER_WORKER,
+    TRANSFORM_WORKER_BYTES,
+    local_workers,
+    make_pipeline,
+)
 from components.step_log import progress
 from components.transform.preprocessing import preprocessing_fn
 from contract import layout
@@ -89,7 +94,9 @@ def run_transform(
         + ", ".join(S.SPLITS)
         + " (one Beam pipeline)"
     )
-    workers = local_workers(_train_shard_sizes(examples_dir), TRANSFORM_WORKER_BYTES)
+    workers = local_workers(
+        _train_shard_sizes(examples_dir), TRANSFORM_WORKER_BYTES, TRANSFORM_MIN_BYTES_PER_WORKER
+    )
     with make_pipeline(beam_args, workers) as pipeline, tft_beam.Context(temp_dir=temp_dir):
         build_transform(
             pipeline, examples_dir, transform_output_dir, transformed_examples_dir, raw_schema
