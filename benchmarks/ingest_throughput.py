@@ -133,8 +133,9 @@ def split_log(path: str, rows: int, files: int) -> str:
 
 MEMORY = """
 class Memory(threading.Thread):
-    # The child processes (a job's Beam workers) every 0.2 s, from /proc: the largest peak
-    # of one (VmHWM) and of this process and its children together (VmRSS summed).
+    # The Beam workers among the child processes every 0.2 s, from /proc: the largest peak
+    # of one (VmHWM) and of this process and its workers together (VmRSS summed). Other
+    # children are left out: one just forked shows this process's memory until it execs.
     def __init__(self):
         super().__init__(daemon=True)
         self.worker_peak = self.total_peak = 0
@@ -147,7 +148,9 @@ class Memory(threading.Thread):
         for name in os.listdir("/proc"):
             try:
                 if name.isdigit() and int(open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()[1]) == os.getpid():
-                    found.append(int(name))
+                    command = open(f"/proc/{name}/cmdline", "rb").read()
+                    if b"beam_worker" in command or b"sdk_worker_main" in command:
+                        found.append(int(name))
             except (OSError, ValueError, IndexError):
                 pass
         return found
