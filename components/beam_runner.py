@@ -45,14 +45,14 @@ from components.lifeline import RUNNER_PIDS_ENV, with_this_process
 
 WORKER_MODULE = "components.beam_worker"
 # Input below this many bytes per worker runs on fewer workers (local_workers). Two workers
-# cost 5-8 CPU seconds more than one for ingest and 14-19 more for transform (imports, the
-# transform graph loaded in each); on idle cores each repays its share of that several times
+# cost 4-8 CPU seconds more than one for ingest and 13-18 more for transform (imports, the
+# transform graph loaded in each); on idle cores each repays its share of that a few times
 # over from about 32 MiB of CSV (ingest) or 64 MiB of ingested examples (transform)
 # (benchmarks/results/ingest_throughput_workers.md).
 MIN_BYTES_PER_WORKER = 32 << 20
 TRANSFORM_MIN_BYTES_PER_WORKER = 64 << 20
-# What one worker may need at its peak, with room to spare (measured: an ingest worker 300
-# MiB with 100,000 rows to read and 810 MiB with 500,000; a transform worker 1 GiB at any
+# What one worker may need at its peak, with room to spare (measured: an ingest worker 330
+# MiB with 100,000 rows to read and 500 MiB with 500,000; a transform worker 1 GiB at any
 # size; benchmarks/results/ingest_throughput_workers.md).
 INGEST_WORKER_BYTES = 1 << 30
 TRANSFORM_WORKER_BYTES = 1536 << 20

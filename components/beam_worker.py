@@ -2,13 +2,13 @@
 
 `components.beam_runner.make_pipeline` starts one per worker when a local job runs on several
 processes. It is Beam's own SDK worker (`apache_beam.runners.worker.sdk_worker_main`, the one
-Beam's `multi_processing` mode starts), which also ends with the process that runs the job:
-Beam's worker alone outlives a runner killed mid-bundle, since the thread processing the
-bundle goes on to the bundle's end (a whole input file) after the control connection drops,
-writing into the step's outputs. So, as a step of a local run does (`components.lifeline`),
-the worker follows the processes named in RUNNER_PIDS_ENV, which `beam_runner.worker_command`
-sets to the job's process and whatever that process follows, and stops within about a
-second of one of them ending.
+Beam's `multi_processing` mode starts), which also ends with the process that runs the job.
+Beam's worker alone may outlive it: with the job's process SIGKILLed mid-ingest, Beam's
+workers went on for 10 to 20 seconds here (tests/components/test_beam_worker.py kills a job
+so). So, as a step of a local run does (`components.lifeline`), the worker follows the
+processes named in RUNNER_PIDS_ENV, which `beam_runner.worker_command` sets to the job's
+process and whatever that process follows, and stops within about a second of one of them
+ending.
 """
 
 from __future__ import annotations

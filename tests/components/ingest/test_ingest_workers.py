@@ -5,7 +5,7 @@ where the files are the job's own (components/beam_runner.py).
 The input is the pinned demo-shop input of test_ingest_golden.py (four CSV files, every kind
 of dead letter), so both runs also match the pinned fingerprint. With two workers the files
 are dealt out to both, and each writes its own shard of a split: a split has two shards
-instead of one, its records in another order.
+instead of one.
 """
 
 from __future__ import annotations
@@ -68,9 +68,10 @@ def test_a_small_input_runs_in_one_process_by_default(runs, tmp_path):
     assert [_shards(tmp_path / "default", s) for s in S.SPLITS] == [1, 1, 1]
 
 
-def test_a_broken_file_read_by_a_worker_stops_the_run_with_its_one_line(tmp_path):
+def test_a_broken_file_read_by_a_worker_stops_the_run_with_its_one_line(tmp_path, caplog):
     """A worker's UnreadableFile comes back as text in a RuntimeError; run_ingest still
-    raises the one-line IngestError and leaves no beam-temp-* behind."""
+    raises the one-line IngestError and leaves no beam-temp-* behind, and the worker's log of
+    it, relayed into this process, is left out as the in-process one is."""
     text = demo_data.write(demo_data.generate(30, seed=2), tmp_path / "log.csv")
     packed = gzip.compress(text.read_bytes())
     truncated = tmp_path / "log.csv.gz"
@@ -82,3 +83,4 @@ def test_a_broken_file_read_by_a_worker_stops_the_run_with_its_one_line(tmp_path
     assert message.startswith(f"cannot read {truncated} ") and "\n" not in message
     assert "EOFError" in message and message.endswith("(nothing was written for this run)")
     assert not list(out.rglob("beam-temp-*"))
+    assert not [r for r in caplog.records if "UnreadableFile" in r.getMessage()]
