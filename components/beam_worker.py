@@ -20,9 +20,9 @@ from components.lifeline import RUNNER_PIDS_ENV, follow_runner
 
 
 class _NoMainSession(logging.Filter):
-    """Beam's worker warns at its start that it finds no saved main session: a local job has
-    none (its functions travel pickled by value), so the warning, relayed into the step's log
-    once per worker, says nothing."""
+    """Beam's worker warns at its start that it finds no saved main session: a local job
+    saves none (the functions it runs travel pickled), so the warning, relayed into the
+    step's log once per worker, says nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("No semi_persistent_directory found")

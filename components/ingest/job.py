@@ -467,8 +467,8 @@ def run_ingest(
 
     `beam_args` are Beam pipeline options (e.g. "--runner=DataflowRunner"); without a runner
     the job runs locally, on as many processes as the files keep busy
-    (`beam_runner.local_workers`: at most one per core, one per file and what the memory
-    holds; one for a small input). Raises IngestError (a ValueError) before the job for
+    (`beam_runner.local_workers`: at most one per idle core, one per file and what the
+    memory holds; one for a small input). Raises IngestError (a ValueError) before the job for
     unusable input: no matching file, an empty file, missing required columns, an unknown
     format, encoding or funnel policy; and after it when the files held no data rows. Outputs
     of an earlier run in `output_dir` (shards, dead letters, counts, schema) are replaced.
