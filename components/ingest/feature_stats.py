@@ -3,8 +3,10 @@
 The ingest job's combiner (`statistics.SplitStatistics`) keeps one accumulator per column:
 
 - `Numbers` (ranking features, funnel counts, position, task labels): count, missing, zeros,
-  min, max, sum and sum of squares, exact, and a quantiles sketch for the median, the
-  quantiles and the histograms;
+  min, max, sum and sum of squares, and a quantiles sketch for the median, the quantiles and
+  the histograms. The sums add each block's float sums as exact fractions, so the mean and
+  the standard deviation (each rounded once) do not depend on the order in which blocks and
+  partial accumulators are combined: one local worker or several, any runner;
 - `Texts` (the text columns): present and empty counts and the total UTF-8 length, exact, a
   Misra-Gries sketch of the most frequent values and a K-minimum-values sketch of the number
   of distinct values.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 import pyarrow as pa
@@ -75,8 +78,8 @@ class Numbers:
         self.zeros = 0
         self.low = math.inf
         self.high = -math.inf
-        self.total = 0.0
-        self.squares = 0.0
+        self.total = Fraction(0)
+        self.squares = Fraction(0)
         self.sketch = _quantiles_sketch()
 
     def add(self, values: np.ndarray, missing: int) -> None:
@@ -88,8 +91,8 @@ class Numbers:
         self.zeros += int(np.count_nonzero(values == 0.0))
         self.low = min(self.low, float(values.min()))
         self.high = max(self.high, float(values.max()))
-        self.total += float(values.sum())
-        self.squares += float(np.dot(values, values))
+        self.total += Fraction(float(values.sum()))
+        self.squares += Fraction(float(np.dot(values, values)))
         self.sketch.AddValues(pa.array(values))
 
     def merge(self, other: Numbers) -> None:
@@ -103,14 +106,14 @@ class Numbers:
         self.sketch.Merge(other.sketch)
 
     def mean(self) -> float | None:
-        return self.total / self.count if self.count else None
+        return float(self.total / self.count) if self.count else None
 
     def std(self) -> float | None:
         """The population standard deviation (TFDV's std_dev)."""
         if not self.count:
             return None
         mean = self.total / self.count
-        return math.sqrt(max(self.squares / self.count - mean * mean, 0.0))
+        return math.sqrt(max(float(self.squares / self.count - mean * mean), 0.0))
 
     def to_proto(self, name: str, kind: int) -> statistics_pb2.FeatureNameStatistics:
         """The column as TFDV's FeatureNameStatistics (`kind`: INT or FLOAT)."""

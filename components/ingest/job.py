@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -48,7 +49,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from components import disk_faults, tfrecords
-from components.beam_runner import make_pipeline
+from components.beam_runner import INGEST_WORKER_BYTES, local_workers, make_pipeline
 from components.ingest import (
     columnar,
     errors,
@@ -88,7 +89,23 @@ class _KnownInputErrors(logging.Filter):
         return not (_unreadable_file(err) or disk_faults.find(err))
 
 
+class _KnownInputErrorsOfWorkers(logging.Filter):
+    """The same for a job on several local processes (`beam_runner`): each worker's log comes
+    to this process as text, an UnreadableFile's traceback with it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _UNREADABLE_TEXT.search(record.getMessage()) is None
+
+
+# How an UnreadableFile raised in another process reads in the traceback that comes back.
+_UNREADABLE_TEXT = re.compile(
+    rf"{re.escape(UnreadableFile.__module__)}\.{UnreadableFile.__name__}: ([^\n]*)"
+)
+
 logging.getLogger("apache_beam.runners.common").addFilter(_KnownInputErrors())
+logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(
+    _KnownInputErrorsOfWorkers()
+)
 
 
 def dead_letter_pattern(output_dir: str) -> str:
@@ -496,7 +513,9 @@ def run_ingest(
     `output_dir`.
 
     `beam_args` are Beam pipeline options (e.g. "--runner=DataflowRunner"); without a runner
-    the job runs locally in this process. Raises IngestError (a ValueError) before the job for
+    the job runs locally, on as many processes as the files keep busy
+    (`beam_runner.local_workers`: at most one per idle core, one per file and what the
+    memory holds; one for a small input). Raises IngestError (a ValueError) before the job for
     unusable input: no matching file, an empty file, missing required columns, an unknown
     format, encoding or funnel policy; and after it when the files held no data rows. Outputs
     of an earlier run in `output_dir` (shards, dead letters, counts, schema) are replaced.
@@ -513,7 +532,8 @@ def run_ingest(
     logger.info("ingesting %d file(s) matching %s into %s", len(inputs), input_pattern, output_dir)
     progress(f"reading, validating and splitting {len(inputs)} file(s) (Beam)")
     try:
-        with make_pipeline(beam_args) as pipeline:
+        workers = local_workers([f.size for f in inputs], INGEST_WORKER_BYTES)
+        with make_pipeline(beam_args, workers) as pipeline:
             build_pipeline(pipeline, inputs, output_dir, schema, encoding, funnel_policy)
     except BaseException as err:  # a broken file, a crash, an interrupt: nothing half-written
         _delete_temporary(output_dir)
@@ -545,12 +565,16 @@ def run_ingest(
 
 def _unreadable_file(err: BaseException) -> str | None:
     """The message of the UnreadableFile behind `err`, which a runner may re-raise wrapped in
-    its own exception (or only as text, from a remote worker); None when it is no such error."""
+    its own exception (or only as text, from a worker process); None when it is no such
+    error."""
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, UnreadableFile):
             return str(err.args[0]).split("\n")[0]
+        found = _UNREADABLE_TEXT.search(str(err))
+        if found:
+            return found.group(1)
         err = err.__cause__ or err.__context__
     return None
 

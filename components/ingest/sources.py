@@ -48,10 +48,12 @@ _DECOMPRESS = {
 
 @dataclasses.dataclass(frozen=True)
 class InputFile:
-    """One matched input file and the format it is read as."""
+    """One matched input file, the format it is read as and its size in bytes (as stored:
+    compressed when it is)."""
 
     path: str
     format: str
+    size: int = 0
 
 
 def format_of(path: str) -> str | None:
@@ -112,7 +114,7 @@ def resolve_inputs(
         if size == 0:
             raise IngestError(f"{path} is empty (expected a {fmt.upper()} file with rows)")
         _CHECKS[fmt](path, encoding, schema)
-        inputs.append(InputFile(path=path, format=fmt))
+        inputs.append(InputFile(path=path, format=fmt, size=size))
     return tuple(inputs)
 
 

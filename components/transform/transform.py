@@ -20,7 +20,12 @@ from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 from tfx_bsl.public import tfxio
 
 from components import tfrecords
-from components.beam_runner import make_pipeline
+from components.beam_runner import (
+    TRANSFORM_MIN_BYTES_PER_WORKER,
+    TRANSFORM_WORKER_BYTES,
+    local_workers,
+    make_pipeline,
+)
 from components.step_log import progress
 from components.transform.preprocessing import preprocessing_fn
 from contract import layout
@@ -48,6 +53,13 @@ def _check_inputs(examples_dir: str) -> None:
             )
 
 
+def _train_shard_sizes(examples_dir: str) -> list[int]:
+    """The sizes of the train split's shards: the local job runs on at most one worker per
+    shard (`beam_runner.local_workers`), since a worker reads a shard whole."""
+    shards = tf.io.gfile.glob(layout.split_pattern(examples_dir, "train"))
+    return [tf.io.gfile.stat(path).length for path in shards]
+
+
 def _framed(record_batch, _unary, encoder=None) -> bytes:
     return tfrecords.frame(encoder.encode(record_batch))
 
@@ -61,7 +73,10 @@ def run_transform(
 ) -> None:
     """Analyze the train split of `examples_dir`, write the transform graph and every split.
     What an earlier attempt left in the output folders (a killed step, retried) is removed
-    first, so no shard of it mixes with this one's."""
+    first, so no shard of it mixes with this one's.
+
+    Without a runner in `beam_args` the job runs locally, on as many processes as the train
+    split's shards keep busy (`beam_runner.local_workers`)."""
     _check_inputs(examples_dir)
     raw_schema = load_raw_schema(examples_dir)
     temp_dir = temp_dir or tempfile.mkdtemp(prefix="tft-")
@@ -79,7 +94,10 @@ def run_transform(
         + ", ".join(S.SPLITS)
         + " (one Beam pipeline)"
     )
-    with make_pipeline(beam_args) as pipeline, tft_beam.Context(temp_dir=temp_dir):
+    workers = local_workers(
+        _train_shard_sizes(examples_dir), TRANSFORM_WORKER_BYTES, TRANSFORM_MIN_BYTES_PER_WORKER
+    )
+    with make_pipeline(beam_args, workers) as pipeline, tft_beam.Context(temp_dir=temp_dir):
         build_transform(
             pipeline, examples_dir, transform_output_dir, transformed_examples_dir, raw_schema
         )

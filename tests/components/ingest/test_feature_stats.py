@@ -1,6 +1,9 @@
 """One column's accumulator and its TFDV proto: exact moments, sketched quantiles and
 histograms within their stated error, checked against numpy over the same values."""
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -46,6 +49,34 @@ def test_numbers_over_many_blocks_match_numpy_within_the_sketch_error():
     for i, boundary in enumerate(deciles[:-1], start=1):
         assert rank(boundary) == pytest.approx(i / F.QUANTILE_BUCKETS, abs=F.QUANTILES_EPSILON)
     assert [b.sample_count for b in quantiles.buckets] == pytest.approx([n / 10] * 10, rel=0.1)
+
+
+def test_moments_do_not_depend_on_how_blocks_are_combined():
+    """One worker adds a split's blocks in file order; several add their own and merge the
+    results in any order. The blocks' sums add exactly, so every way gives the same bits:
+    float addition in file order would lose both 1s (1e16 + 1 rounds to 1e16)."""
+    blocks = [np.array([x]) for x in (1e16, 1.0, 1.0, -1e16, 0.75)]
+
+    def numbers(*parts):
+        stats = F.Numbers()
+        for block in parts:
+            stats.add(block, 0)
+        return stats
+
+    in_order = numbers(*blocks)
+    first, second = numbers(blocks[0], blocks[3]), numbers(blocks[4], blocks[2], blocks[1])
+    second.merge(first)
+    tree = numbers()
+    for part in (numbers(blocks[3]), numbers(blocks[1], blocks[4]), numbers(blocks[0], blocks[2])):
+        tree.merge(part)
+    mean = Fraction(11, 20)  # (1e16 + 1 + 1 - 1e16 + 0.75) / 5
+    squares = 2 * Fraction(1e32) + 2 + Fraction(9, 16)  # each block's square, as a float
+    std = math.sqrt(float(squares / 5 - mean**2))
+    assert float(sum(np.concatenate(blocks))) / 5 != float(mean)  # in file order, floats err
+    for stats in (in_order, second, tree):
+        assert stats.count == 5
+        assert stats.mean() == float(mean)
+        assert stats.std() == std
 
 
 def test_histograms_from_quantiles_by_hand():

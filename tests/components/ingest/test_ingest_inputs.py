@@ -37,7 +37,8 @@ def test_optional_columns_may_be_absent(tmp_path):
     header = [c for c in HEADER if c not in optional]
     source = _write_csv(tmp_path / "lean.csv", header, [good_row()])
     inputs = sources.resolve_inputs(str(source), "auto", "utf-8", S.DEMO_SCHEMA)
-    assert inputs == (sources.InputFile(path=str(source), format="csv"),)
+    size = source.stat().st_size
+    assert inputs == (sources.InputFile(path=str(source), format="csv", size=size),)
 
 
 def test_missing_parquet_columns_are_named(tmp_path):
