@@ -6,8 +6,6 @@ why, the candidate beside the champion, the paired per-query test, then the plot
 
 from __future__ import annotations
 
-import html
-
 from components.evaluate import plots
 from components.evaluate.analysis import CONFUSION_CATEGORIES, GROUP_PERCENTILES, THRESHOLD_RULE
 from components.evaluate.report import (
@@ -20,6 +18,8 @@ from components.evaluate.report import (
     signed,
     verdict_title,
 )
+from components.html_table import escape as _e
+from components.html_table import table as _table
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px;
@@ -40,24 +40,6 @@ th { background: #f2f4f7; } td.text, th.text { text-align: left; }
 img { max-width: 100%; border: 1px solid #e3e6ea; }
 ul { font-size: 14px; margin-top: 4px; }
 """
-
-
-def _e(value) -> str:
-    return html.escape(str(value))
-
-
-def _table(header: list[str], rows: list[list[str]], text_columns: tuple[int, ...] = (0,)) -> str:
-    """Cells are HTML already; columns in text_columns are left-aligned."""
-
-    def cell(tag: str, i: int, content: str) -> str:
-        css = ' class="text"' if i in text_columns else ""
-        return f"<{tag}{css}>{content}</{tag}>"
-
-    head = "".join(cell("th", i, _e(h)) for i, h in enumerate(header))
-    body = "".join(
-        "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _difference(value: float) -> str:

@@ -18,11 +18,12 @@ dead-lettered, funnel violations) and the task names (the label features).
 from __future__ import annotations
 
 import base64
-import html as html_lib
 from collections.abc import Mapping, Sequence
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
+from components.html_table import escape as _e
+from components.html_table import table as _table
 from components.ingest import anomalies as anomalies_lib
 from components.ingest import feature_stats as F
 from contract import schema as S
@@ -206,24 +207,6 @@ th { background: #f2f4f7; } td.text, th.text { text-align: left; }
 svg.hist rect { fill: #5b8def; }
 ul { font-size: 14px; margin-top: 4px; }
 """
-
-
-def _e(value) -> str:
-    return html_lib.escape(str(value))
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns=(0,)) -> str:
-    """Cells are HTML already; columns in text_columns are left-aligned."""
-
-    def cell(tag: str, i: int, content: str) -> str:
-        css = ' class="text"' if i in text_columns else ""
-        return f"<{tag}{css}>{content}</{tag}>"
-
-    head = "".join(cell("th", i, _e(h)) for i, h in enumerate(header))
-    body = "".join(
-        "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _histogram_svg(feature: _Feature, width: int = 150, height: int = 30) -> str:
