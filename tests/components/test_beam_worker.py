@@ -11,6 +11,7 @@ import time
 
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
+from process_testlib import children_of, wait_until
 
 from components.beam_runner import make_pipeline
 from components.ingest import demo_data
@@ -47,29 +48,7 @@ def test_one_worker_runs_in_this_process():
 
 
 def _workers_of(pid: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                command = f.read().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == pid and b"components.beam_worker" in command:
-            found.append(int(name))
-    return found
-
-
-def _wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
+    return children_of(pid, b"components.beam_worker")
 
 
 JOB = textwrap.dedent(
@@ -99,14 +78,14 @@ def test_workers_end_within_seconds_of_a_killed_job(tmp_path):
     )
     workers: list[int] = []
     try:
-        assert _wait_until(lambda: len(_workers_of(job.pid)) == 2, 120), "no workers started"
+        assert wait_until(lambda: len(_workers_of(job.pid)) == 2, 120), "no workers started"
         workers = _workers_of(job.pid)
         time.sleep(1.5)  # the workers are up and reading
         assert job.poll() is None, "the job ended before it could be killed"
         job.send_signal(signal.SIGKILL)
         job.wait()
         started = time.monotonic()
-        assert _wait_until(lambda: not any(alive(w) for w in workers), 5), (
+        assert wait_until(lambda: not any(alive(w) for w in workers), 5), (
             "a worker outlived its job"
         )
         assert time.monotonic() - started < 3.0

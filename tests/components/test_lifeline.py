@@ -9,6 +9,8 @@ import sys
 import textwrap
 import time
 
+from process_testlib import children_of, wait_until
+
 from components.lifeline import RUNNER_PIDS_ENV, alive, follow_runner, with_this_process
 
 STEP = "from components.lifeline import follow_runner; import time; follow_runner(interval=0.2); time.sleep(60)"
@@ -26,43 +28,21 @@ RUNNER = textwrap.dedent(
 )
 
 
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", encoding="ascii") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return found
-
-
-def _wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_step_stops_when_its_runner_is_killed():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop(RUNNER_PIDS_ENV, None)
     runner = subprocess.Popen([sys.executable, "-c", RUNNER, "", STEP], env=env)
     try:
-        assert _wait_until(lambda: _children_of(runner.pid), 30)
-        shell = _children_of(runner.pid)[0]
-        assert _wait_until(lambda: _children_of(shell), 30)
-        step = _children_of(shell)[0]
+        assert wait_until(lambda: children_of(runner.pid), 30)
+        shell = children_of(runner.pid)[0]
+        assert wait_until(lambda: children_of(shell), 30)
+        step = children_of(shell)[0]
         time.sleep(1.0)  # the step is up and following its runner
         assert alive(step)
         runner.send_signal(signal.SIGKILL)
         runner.wait()
         started = time.monotonic()
-        assert _wait_until(lambda: not alive(step), 5), "the step outlived its runner"
+        assert wait_until(lambda: not alive(step), 5), "the step outlived its runner"
         assert time.monotonic() - started < 2.0
     finally:
         if runner.poll() is None:
