@@ -170,11 +170,10 @@ class RankingSelection(keras.callbacks.Callback):
                 self.best, self.best_epoch = self.initial[self.monitor], 0
                 self._best_weights = self._initial_weights
                 self._best_per_query = self._initial_per_query
-                if self.checkpoint:
-                    self.model.set_weights(self._best_weights)
-                    self.model.save_weights(self.checkpoint)
         if self._best_weights is not None:
             self.model.set_weights(self._best_weights)
+            if self.kept_untrained and self.checkpoint:
+                self.model.save_weights(self.checkpoint)  # it held the declined epoch's
         if self.best_epoch == 0 and not self.kept_untrained:
             logging.warning(
                 "no epoch ranked the eval split better than the untrained model (%s %.4f): "

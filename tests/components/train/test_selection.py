@@ -66,14 +66,19 @@ def test_a_gain_on_every_query_keeps_the_trained_epoch(p_value):
     assert selection.summary()["kept_untrained"] == ""
 
 
-def test_a_gain_on_a_few_queries_keeps_the_untrained_model():
+def test_a_gain_on_a_few_queries_keeps_the_untrained_model(tmp_path):
     """The trained epoch ranks 2 of 20 queries better and none worse: its mean NDCG@5 is higher,
     but a one-sided paired test over the queries gives p = 0.08 > 0.05."""
     model = scorer()
     data, query, labels = eval_split(queries=20, helped=2)
-    selection = RankingSelection(data, query, labels, TASKS, p_value=0.05)
+    checkpoint = str(tmp_path / "best.weights.h5")
+    selection = RankingSelection(data, query, labels, TASKS, p_value=0.05, checkpoint=checkpoint)
     weights = run(model, selection, [[0.0], [1.0]])
     assert weights == pytest.approx([1.0, 0.0])  # the untrained weights, restored
+    saved = scorer()
+    saved.get_layer("w").kernel.assign([[5.0], [5.0]])
+    saved.load_weights(checkpoint)  # the best-weights file holds them too, not the declined epoch
+    assert saved.get_layer("w").kernel.numpy().ravel() == pytest.approx([1.0, 0.0])
     assert selection.best_epoch == 0
     assert selection.best == pytest.approx(0.5)
     p = selection.summary()["gain_p_value"]
