@@ -518,7 +518,7 @@ def compare(reference: dict, root: str, model_root: str, watch: Watch, logs: str
     for split, ref_pairs in reference["pairs"].items():
         pairs = got["pairs"][split]
         lost += sum((ref_pairs - pairs).values())
-        doubled += sum(n - 1 for n in pairs.values() if n > 1) + sum((pairs - ref_pairs).values())
+        doubled += sum((pairs - ref_pairs).values())  # a pair twice, or one not in the reference
     ref_numbers, numbers = _numbers(reference["metrics"]), _numbers(got["metrics"])
     diffs = [abs(numbers.get(k, float("inf")) - v) for k, v in ref_numbers.items()]
     resumed = re.findall(r"resuming after epoch (\d+) of", logs)
