@@ -102,20 +102,35 @@ def train(paths, out: str, config: dict, kill: str = "-") -> tuple[float, int, d
     return seconds, done.returncode, None
 
 
-def same_weights(a: str, b: str) -> tuple[bool, float]:
-    """Whether two exported models hold the same variables, and the largest difference."""
-    import keras
-    import numpy as np
+def weights(model_dir: str) -> dict:
+    """The variables of an exported model's .keras file, by their path in its weights file."""
+    import io
+    import zipfile
+
+    import h5py
 
     from contract import layout
 
-    first, second = (
-        keras.saving.load_model(os.path.join(d, layout.KERAS_MODEL_FILE)) for d in (a, b)
-    )
-    diffs = [
-        float(np.max(np.abs(x - y))) if x.size else 0.0
-        for x, y in zip(first.get_weights(), second.get_weights(), strict=True)
-    ]
+    with zipfile.ZipFile(os.path.join(model_dir, layout.KERAS_MODEL_FILE)) as archive:
+        data = io.BytesIO(archive.read("model.weights.h5"))
+    found = {}
+    with h5py.File(data, "r") as h5:
+        h5.visititems(
+            lambda name, item: (
+                found.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None
+            )
+        )
+    return found
+
+
+def same_weights(a: str, b: str) -> tuple[bool, float]:
+    """Whether two exported models hold the same variables, and the largest difference."""
+    import numpy as np
+
+    first, second = weights(a), weights(b)
+    if first.keys() != second.keys():
+        return False, float("inf")
+    diffs = [float(np.max(np.abs(first[k] - second[k]))) if first[k].size else 0.0 for k in first]
     return max(diffs) == 0.0, max(diffs)
 
 
