@@ -379,7 +379,12 @@ def run(cmd: list[str], work_name: str, fault: Fault | None, timings: Timings | 
     watch, state = Watch(), {"killed": None, "count": 0}
     start = time.monotonic()
     with open(out_path, "w", encoding="utf-8") as out:
-        runner = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # As a user's shell starts it: with Ctrl-C's SIGINT handled, even when this script runs
+        # in the background (where the shell leaves SIGINT ignored, and Python then keeps it so).
+        runner = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
         stop = threading.Event()
 
         def look_loop() -> None:
