@@ -630,6 +630,7 @@ def main(out, names, queries, work, encoder, keep) -> None:
                 survived=outcome.ok()
                 and (fault.step == "-" or first.killed is not None)
                 and (not step_fault or row["attempts"] >= 2)
+                and (fault.step != "runner" or first.code != 0)  # the runner did stop
                 and not left,
             )
             if fault.step == "train":
