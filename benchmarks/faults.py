@@ -442,23 +442,33 @@ def run_outputs(root: str) -> dict[str, str]:
 
 
 def split_pairs(examples: str) -> dict[str, Counter]:
-    """Each split's (query, product_id) pairs, counted."""
-    import tensorflow as tf
-
+    """Each split's (query, product_id) pairs, counted, from its Parquet or TFRecord shards."""
     pairs = {}
     for split in ("train", "eval", "test"):
         counted = Counter()
-        for path in sorted(glob.glob(os.path.join(examples, split, "*.tfrecord.gz"))):
-            for record in tfrecords.read_records(path):
-                features = tf.train.Example.FromString(record).features.feature
-                counted[
-                    (
-                        features["query"].bytes_list.value[0],
-                        features["product_id"].bytes_list.value[0],
-                    )
-                ] += 1
+        for path in sorted(glob.glob(os.path.join(examples, split, "data-*"))):
+            counted.update(_pairs_of(path))
         pairs[split] = counted
+    if not sum(map(len, pairs.values())):
+        raise RuntimeError(f"no (query, product) pair read under {examples}")
     return pairs
+
+
+def _pairs_of(path: str) -> list[tuple]:
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["query", "product_id"])
+        return list(zip(table["query"].to_pylist(), table["product_id"].to_pylist(), strict=True))
+    import tensorflow as tf
+
+    found = []
+    for record in tfrecords.read_records(path):
+        features = tf.train.Example.FromString(record).features.feature
+        found.append(
+            tuple(features[n].bytes_list.value[0].decode() for n in ("query", "product_id"))
+        )
+    return found
 
 
 def dead_letter_rows(examples: str) -> Counter:
