@@ -57,6 +57,7 @@ from components.ingest import demo_data  # noqa: E402
 MODEL_NAME = "mlpr"
 EPOCHS = 4
 POLL = 0.01  # seconds between looks at the run
+LEFT_WAIT = 15.0  # seconds a killed runner's steps get to end before they count as left behind
 BAD_ROWS = (  # planted rows the dead letter must keep, whatever the fault
     'bad row a,PBAD01,"t",denim jeans,b,c,,d,0.5,12.0,4.0,3,5,0.0,ten,1,0,0,1.0',
     'bad row b,PBAD02,"t",denim jeans,b,c,,d,0.5,12.0,4.0,3,5,0.0,50,-1,0,0,1.0',
@@ -282,10 +283,13 @@ def _train_exporting(look: Look, watch: Watch, t: Timings) -> str | None:
 
 
 def _evaluate_scoring(look: Look, watch: Watch, t: Timings) -> str | None:
-    if _running_for(look, watch, "evaluate") < 0.5 * t.steps["evaluate"]:
+    # A quarter into the reference's evaluate step: the model is loaded and the test split is
+    # being scored (the step writes nothing before its verdict, checked below).
+    if _running_for(look, watch, "evaluate") < 0.25 * t.steps["evaluate"]:
         return None
-    written = files_under(os.path.join(look.run_dir, "evaluate"), "blessing.json")
-    return None if written else f"{0.5 * t.steps['evaluate']:.1f} s in, no blessing yet"
+    if files_under(os.path.join(look.run_dir, "evaluate")):
+        return None
+    return f"{0.25 * t.steps['evaluate']:.1f} s in, nothing written yet"
 
 
 def _push_copying(look: Look, watch: Watch, t: Timings) -> str | None:
@@ -611,15 +615,18 @@ def main(out, names, queries, work, encoder, keep) -> None:
         first = run(cmd + (["--retries", "1"] if step_fault else []), fault.name, fault, timings)
         runs = [first]
         if fault.step == "runner":
-            time.sleep(2.0)  # the steps follow the runner within a second (components/lifeline.py)
-            left = [
-                p
-                for p in _pids()
-                if os.path.join(work, fault.name) in (_read(f"/proc/{p}/cmdline") or "")
-            ]
+            # The steps follow the runner (components/lifeline.py checks every second), then
+            # take their own time to exit: wait up to LEFT_WAIT seconds for the last one.
+            mark, deadline = os.path.join(work, fault.name), time.monotonic() + LEFT_WAIT
+            while True:
+                left = [p for p in _pids() if mark in (_read(f"/proc/{p}/cmdline") or "")]
+                if not left or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            gone_after = LEFT_WAIT - (deadline - time.monotonic())
             runs.append(run(cmd, fault.name + "-again", None, None))
         else:
-            left = []
+            left, gone_after = [], None
         last = runs[-1]
         root = cmd[cmd.index("--pipeline-root") + 1]
         model_root = os.path.join(cmd[cmd.index("--model-base") + 1], MODEL_NAME)
@@ -628,6 +635,7 @@ def main(out, names, queries, work, encoder, keep) -> None:
             "injected": first.killed, "killed_at": first.killed_at,
             "processes_killed": first.processes_killed, "exit": [r.code for r in runs],
             "seconds": sum(r.seconds for r in runs), "left_behind": len(left),
+            "steps_gone_after": gone_after,
             "attempts": len(first.watch.attempts.get(fault.step, [])) if step_fault else None,
         }  # fmt: skip
         if fault.step == "runner":
@@ -702,6 +710,8 @@ def render(table, timings, rows, queries, minutes, chosen, encoder) -> str:
         if r["step"] == "runner":
             exits += f"; cached again: {', '.join(r.get('cached', [])) or 'none'}"
             exits += f"; processes left: {r['left_behind']}"
+            if not r["left_behind"]:
+                exits += f" (the last ended {r['steps_gone_after']:.1f} s after the runner)"
         lines.append(
             f"| {r['fault']} ({r['step']}, {r['point']}) | {when} | {exits} | "
             f"{'yes' if r['survived'] else 'NO'} | " + " | ".join(map(str, cells)) + " |"
