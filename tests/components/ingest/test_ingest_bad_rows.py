@@ -169,7 +169,7 @@ def test_jsonl_reads_like_csv(rejected, from_jsonl):
 
 def test_rerun_replaces_earlier_output(bad_csv, rejected, tmp_path):
     out, counts = rejected
-    stale = out / "train" / f"data-00001-of-00002{layout.RECORD_SUFFIX}"
+    stale = out / "train" / f"data-00001-of-00002{layout.SPLIT_SUFFIX}"
     stale.write_bytes(b"left over from an earlier run")
     assert run_ingest(str(bad_csv), str(out), S.DEMO_SCHEMA) == counts
     assert not stale.exists()
