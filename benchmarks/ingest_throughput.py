@@ -357,6 +357,8 @@ def main(
         command += f" --files {files}"
     if beam_workers:
         command += f" --beam-workers {beam_workers}"
+    if profile:
+        command += " --profile"
     if reference_tree:
         command += reference_tree_argument(reference_tree)
     lines = [
