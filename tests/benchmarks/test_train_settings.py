@@ -26,6 +26,7 @@ TRAINING = (
     "serving_profile",
     "swap_time",
     "train_scaling",
+    "train_resume",
     "train_step",
     "train_throughput",
     "transfer",
@@ -60,6 +61,10 @@ def test_the_changes_are_the_ones_said():
     assert _changes("swap_time") == {"max_epochs": (8, 1)}
     assert _changes("train_throughput") == {"fine_tune_layers": (0, "all")}
     assert _changes("train_step") == {"text_cache_dir": (None, "<work>/cache")}
+    assert _changes("train_resume") == {
+        "text_cache_dir": (None, "<work>/cache"),
+        "backup_dir": (None, "<work>/backup"),
+    }
     for same in ("serving_precision", "train_scaling"):
         assert _changes(same) == {}, same
     # The learning curve runs paper_tables.py with the pipeline's encoder, frozen.
