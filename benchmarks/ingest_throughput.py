@@ -11,8 +11,8 @@ step, measured in this run, and the peak memory's growth between sizes (flat: th
 stream). In the same run it times the floor, a minimal pyarrow read + check + Parquet write of
 the same file without Beam, and with `--reference-tree DIR` (a checkout of an earlier commit:
 `git worktree add DIR COMMIT`) that tree's ingest on the same file; the report gives ingest's
-ratio to both. `--profile` adds the functions where ingest spends its time (cProfile, one more
-ingest run at the smallest size, apart from the timed ones).
+ratio to both. `--profile` adds the functions where ingest and transform spend their time
+(cProfile, one more run of each at the smallest size, apart from the timed ones).
 
 `--beam-workers 1,2` runs ingest and transform once per number of local Beam workers
 (`--direct_num_workers`; components/beam_runner.py), each transform over its own ingest's
@@ -242,7 +242,7 @@ seconds = time.perf_counter() - start
 top = ""
 if profiler:
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(20)
     top = out.getvalue()
 cpu = cpu_seconds() - cpu_at_start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -267,7 +267,7 @@ print("RESULT " + json.dumps({{"seconds": seconds, "rows": rows, "peak_mb": peak
 
 @click.command()
 @click.option("--rows", default="100000,1000000", show_default=True, help="Sizes to run.")
-@click.option("--profile", is_flag=True, help="Profile ingest at the smallest size.")
+@click.option("--profile", is_flag=True, help="Profile ingest and transform at the smallest size.")
 @click.option(
     "--reference-tree",
     default=None,
@@ -348,13 +348,17 @@ def main(
             )
         results.append((size, steps))
         if profile and size == sizes[0]:  # a separate run: profiling slows the timed one down
-            profiles.append(_child("ingest", source, work + "-profile", True)["profile"])
+            for stage in ("ingest", "transform"):
+                found = _child(stage, source, work + "-profile", True)["profile"]
+                profiles.append((stage, found))
 
     command = f"    .venv/bin/python benchmarks/ingest_throughput.py --rows {rows}"
     if files > 1:
         command += f" --files {files}"
     if beam_workers:
         command += f" --beam-workers {beam_workers}"
+    if profile:
+        command += " --profile"
     if reference_tree:
         command += reference_tree_argument(reference_tree)
     lines = [
@@ -442,10 +446,10 @@ def main(
         f"Goal: ingest + transform >= {goal:,} rows/s at {largest:,} rows{setting}: "
         + ("met" if rate >= goal else f"MISSED ({rate:,.0f} rows/s)"),
     ]
-    for text in profiles:
+    for stage, text in profiles:
         lines += [
             "",
-            "## Where ingest spends its time (cProfile, by own time)",
+            f"## Where {stage} spends its time (cProfile, by own time)",
             "",
             "```",
             text.strip(),

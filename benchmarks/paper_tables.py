@@ -318,7 +318,7 @@ def train_and_score(variant: Variant, seed: int, paths, args, work: str) -> dict
     result = run_training(tft_dir, transformed, out, config, verbose=0)
     scored = score_split(
         os.path.join(out, layout.SAVED_MODEL_DIR),
-        layout.split_pattern(examples, "test"),
+        layout.raw_split_pattern(examples, "test"),
         DEFAULT_TASKS,
     )
     shutil.rmtree(out, ignore_errors=True)  # ~0.5 GB a model: dozens of runs fill a disk

@@ -88,7 +88,7 @@ def main(queries: int, max_epochs: int, encoder_preset: str, seed: int) -> None:
         lambda: run_training(paths["tft"], paths["tx"], paths["model"], config, verbose=0),
     )
     saved_model = os.path.join(paths["model"], layout.SAVED_MODEL_DIR)
-    test = layout.split_pattern(paths["examples"], "test")
+    test = layout.raw_split_pattern(paths["examples"], "test")
     metrics = timed(
         "evaluate",
         counts.splits["test"].rows,

@@ -167,7 +167,7 @@ def main(
     if pretrain_queries:
         pretrain_data, pretrain_note = larger_log(dataset, queries, pretrain_queries, log, work)
     click.echo(f"pretraining on {pretrain_note}", err=True)
-    test = layout.split_pattern(examples, "test")
+    test = layout.raw_split_pattern(examples, "test")
     references = reference_results(
         examples,
         source_log(dataset, queries, 0)[1],

@@ -98,7 +98,7 @@ def quality(saved_model: str, examples: str) -> tuple[dict, dict]:
     from contract import layout
     from contract import schema as S
 
-    scored = score_split(saved_model, layout.split_pattern(examples, "test"), S.DEFAULT_TASKS)
+    scored = score_split(saved_model, layout.raw_split_pattern(examples, "test"), S.DEFAULT_TASKS)
     per_query = {
         t: ndcg_per_query(scored.query, scored.labels[t], scored.predictions[t], 5)
         for t in S.DEFAULT_TASKS

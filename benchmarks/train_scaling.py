@@ -176,7 +176,7 @@ def test_quality(model_dir: str, examples: str) -> dict:
     return compute_metrics(
         score_split(
             os.path.join(model_dir, layout.SAVED_MODEL_DIR),
-            layout.split_pattern(examples, "test"),
+            layout.raw_split_pattern(examples, "test"),
             DEFAULT_TASKS,
         )
     )

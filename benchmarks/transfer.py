@@ -77,9 +77,11 @@ def score_target(variant, seed, source_paths, target_examples, args, work):
         run_training(source_paths[1], source_paths[2], out, config, verbose=0)
         saved = os.path.join(out, layout.SAVED_MODEL_DIR)
         return {
-            "target": score_split(saved, layout.split_pattern(target_examples, "*"), DEFAULT_TASKS),
+            "target": score_split(
+                saved, layout.raw_split_pattern(target_examples, "*"), DEFAULT_TASKS
+            ),
             "source": score_split(
-                saved, layout.split_pattern(source_paths[0], "test"), DEFAULT_TASKS
+                saved, layout.raw_split_pattern(source_paths[0], "test"), DEFAULT_TASKS
             ),
         }
     finally:

@@ -48,9 +48,11 @@ WORKER_MODULE = "components.beam_worker"
 # cost 4-8 CPU seconds more than one for ingest and 13-18 more for transform (imports, the
 # transform graph loaded in each); on idle cores each repays its share of that a few times
 # over from about 32 MiB of CSV (ingest) or 64 MiB of ingested examples (transform)
-# (benchmarks/results/ingest_throughput_workers.md).
+# (benchmarks/results/ingest_throughput_workers.md). Those were gzip TFRecords of tf.Examples,
+# about 121 bytes a row of the benchmark's log; its Parquet split takes 55, so the same rows
+# are 29 MiB of the train split's Parquet files.
 MIN_BYTES_PER_WORKER = 32 << 20
-TRANSFORM_MIN_BYTES_PER_WORKER = 64 << 20
+TRANSFORM_MIN_BYTES_PER_WORKER = 29 << 20
 # What one worker may need at its peak, with room to spare (measured: an ingest worker 330
 # MiB with 100,000 rows to read and 500 MiB with 500,000; a transform worker 1 GiB at any
 # size; benchmarks/results/ingest_throughput_workers.md).

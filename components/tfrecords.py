@@ -1,15 +1,12 @@
-"""TFRecord shards written and read a block of records at a time (ingest's examples,
-transform's raw and transformed examples).
+"""TFRecord shards written and read a block of records at a time (the transform's
+transformed examples, and raw splits exported as tf.Examples: `raw_splits.export_tfrecords`).
 
 `WriteTFRecordBlocks` is Beam's TFRecord sink for a PCollection whose elements are blocks of
 already framed records (`frame`), so the sink's per-element work (and the compressor's call)
 is paid once per block instead of once per example. The files are plain TFRecord files
 (gzip when the suffix says so), as `beam.io.WriteToTFRecord` writes them.
 
-`ReadExampleBatches` reads each file of a pattern in one pass and decodes its tf.Examples in
-batches into Arrow record batches with tfx_bsl's decoder (`ExamplesToRecordBatchDecoder`, the
-one TFXIO's `TFExampleRecord` uses), the input tensorflow-transform takes with the TFXIO's
-`TensorAdapterConfig`. Beam's TFRecord source hands on one element per record instead.
+`write_records` writes one such file outside Beam; `read_records` reads one back.
 
 The record format (TensorFlow's `tf.io.TFRecordWriter`): for each record, its length as a
 little-endian uint64, the masked CRC-32C of those 8 bytes (uint32), the data, and the masked
@@ -20,12 +17,12 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
 import google_crc32c
-import pyarrow as pa
 from apache_beam import coders
 from apache_beam.io.filebasedsink import FileBasedSink
 from apache_beam.io.filesystem import CompressionTypes
@@ -104,6 +101,19 @@ class WriteTFRecordBlocks(beam.PTransform):
         return blocks | beam.io.Write(self._sink)
 
 
+def write_records(path: str, records: Iterable[bytes], block: int = 4096) -> None:
+    """Write `records` as one TFRecord file (gzip, as the sink compresses it, when the name
+    ends in .gz), framed `block` records at a time."""
+    raw = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    out = _GzipOver(raw) if path.endswith(".gz") else raw
+    try:
+        records = iter(records)
+        while part := list(itertools.islice(records, block)):
+            out.write(frame(part))
+    finally:
+        out.close()
+
+
 class CorruptRecord(ValueError):
     """A TFRecord file whose framing or checksums are wrong (a truncated or damaged file)."""
 
@@ -126,47 +136,3 @@ def read_records(path: str) -> Iterator[bytes]:
                 raise CorruptRecord(f"{path}: record {index} fails its checksum")
             yield data
             index += 1
-
-
-class _DecodeFile(beam.DoFn):
-    def __init__(self, serialized_schema: bytes, batch_size: int) -> None:
-        self._schema, self._batch_size = serialized_schema, batch_size
-
-    def setup(self) -> None:
-        from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
-
-        self._decoder = ExamplesToRecordBatchDecoder(self._schema)
-
-    def process(self, path: str) -> Iterator[pa.RecordBatch]:
-        batch = []
-        for record in read_records(path):
-            batch.append(record)
-            if len(batch) == self._batch_size:
-                yield self._decoder.DecodeBatch(batch)
-                batch = []
-        if batch:
-            yield self._decoder.DecodeBatch(batch)
-
-
-def _matching(pattern: str) -> list[str]:
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-
-
-class ReadExampleBatches(beam.PTransform):
-    """A file pattern of gzip TFRecords of tf.Examples -> pa.RecordBatches of up to
-    `batch_size` rows, decoded with the schema (a tensorflow_metadata Schema proto); the files
-    are spread over workers."""
-
-    def __init__(self, file_pattern: str, schema, batch_size: int = 4096, label=None) -> None:
-        super().__init__(label)
-        self._pattern, self._batch_size = file_pattern, batch_size
-        self._schema = schema.SerializeToString()
-
-    def expand(self, pipeline):
-        return (
-            pipeline
-            | "Pattern" >> beam.Create([self._pattern])
-            | "Files" >> beam.FlatMap(_matching)
-            | "Spread" >> beam.Reshuffle()
-            | "Decode" >> beam.ParDo(_DecodeFile(self._schema, self._batch_size))
-        )

@@ -39,35 +39,26 @@ def example_products(examples_dir: str, path: str) -> tuple[str, int] | None:
     """Write the candidates of the first query of the test split, one JSON object each (the
     format of `serving.client --products`). Returns (query, candidates), or None when the
     split is empty."""
-    import tensorflow as tf
-
+    from components import raw_splits
     from serving.signatures import PRODUCT_FIELDS
 
     schema = S.RawSchema.load(os.path.join(examples_dir, layout.SCHEMA_FILE))
-    files = sorted(tf.io.gfile.glob(layout.split_pattern(examples_dir, "test")))
     query, rows = None, []
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        features = tf.train.Example.FromString(record.numpy()).features.feature
-
-        def value(name: str, features=features):
-            f = features[name]
-            if f.bytes_list.value:
-                return f.bytes_list.value[0].decode("utf-8")
-            if f.float_list.value:
-                return float(f.float_list.value[0])
-            if f.int64_list.value:
-                return int(f.int64_list.value[0])
-            return None
-
-        this = value(S.QUERY)
-        if query is not None and this != query:
-            break
-        query = this
-        row = {name: value(name) for name in (S.PRODUCT_ID, *PRODUCT_FIELDS) if name in features}
-        row |= {name: value(name) for name in schema.feature_names}
-        rows.append({k: ("" if v is None and k in PRODUCT_FIELDS else v) for k, v in row.items()})
-        if len(rows) == EXAMPLE_CANDIDATES:
-            break
+    for batch in raw_splits.read_batches(raw_splits.shards(examples_dir, "test")):
+        names = [n for n in (S.PRODUCT_ID, *PRODUCT_FIELDS) if n in batch.schema.names]
+        for record in batch.to_pylist():
+            if query is not None and record[S.QUERY] != query:
+                break
+            query = record[S.QUERY]
+            row = {name: record[name] for name in (*names, *schema.feature_names)}
+            rows.append(
+                {k: ("" if v is None and k in PRODUCT_FIELDS else v) for k, v in row.items()}
+            )
+            if len(rows) == EXAMPLE_CANDIDATES:
+                break
+        else:
+            continue
+        break
     if not rows:
         return None
     with open(path, "w", encoding="utf-8") as fh:

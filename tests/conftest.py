@@ -37,21 +37,44 @@ def make_raw_example(row: dict, raw_schema) -> bytes:
 
 
 def write_raw_dataset(root: str, rows_by_split: dict, raw_schema) -> str:
-    """Write `rows_by_split` as an ingest output directory (records + schema.json)."""
-    import tensorflow as tf
+    """Write `rows_by_split` as an ingest output directory (a Parquet file per split, as
+    ingest writes them, + schema.json)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    from components import raw_splits
+    from components.ingest.columnar import KeptRows
     from contract import layout
+    from contract import schema as S
 
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, layout.SCHEMA_FILE), "w") as fh:
         fh.write(raw_schema.to_json())
+    text = S.TEXT_COLUMNS + ((S.MARKET,) if raw_schema.markets else ())
     for split, rows in rows_by_split.items():
+        columns: dict = {c: [str(row.get(c, "")) for row in rows] for c in text}
+        for name in raw_schema.feature_names:
+            values = [row.get(name) for row in rows]
+            columns[name] = np.array([np.nan if v is None else v for v in values], np.float64)
+        for c in raw_schema.funnel:
+            columns[c] = np.array([int(row[c]) for row in rows], np.int64)
+        columns[S.POSITION] = np.array([float(row.get(S.POSITION, 0.0)) for row in rows])
+        batch = raw_splits.to_record_batch(KeptRows(split, columns, set()), raw_schema)
         os.makedirs(layout.split_dir(root, split), exist_ok=True)
-        path = layout.split_prefix(root, split) + "-00000-of-00001" + layout.RECORD_SUFFIX
-        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-            for row in rows:
-                writer.write(make_raw_example(row, raw_schema))
+        pq.write_table(pa.Table.from_batches([batch]), layout.raw_shard_path(root, split, 0, 1))
     return root
+
+
+def raw_examples(root: str, split: str) -> list[bytes]:
+    """The rows of a raw split as serialized tf.Examples, in file and row order."""
+    from components import raw_splits
+
+    return [
+        example
+        for batch in raw_splits.read_batches(raw_splits.shards(root, split))
+        for example in raw_splits.to_examples(batch)
+    ]
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ def run_wired_pipeline(root: Path):
         ),
     )
     result = run_training(str(root / "tft"), str(root / "tx"), str(root / "model"), config, 0)
-    test_pattern = layout.split_pattern(str(examples), "test")
+    test_pattern = layout.raw_split_pattern(str(examples), "test")
     scored = score_split(
         str(root / "model" / layout.SAVED_MODEL_DIR), test_pattern, S.DEMO_SCHEMA.task_names
     )
@@ -105,7 +105,6 @@ def test_the_default_funnel_is_wired_task_by_task(tmp_path):
     import tensorflow as tf
     from sklearn.metrics import roc_auc_score
 
-    from contract import layout
     from contract import schema as S
     from contract.features import raw_feature_spec
 
@@ -119,13 +118,15 @@ def test_the_default_funnel_is_wired_task_by_task(tmp_path):
     log = wired_log()
 
     def split(name):
-        """The pairs of one split as generated, in record order, beside their records."""
-        pattern = layout.split_pattern(str(examples), name)
+        """The pairs of one split as generated, in row order, beside their tf.Examples."""
+        from components import raw_splits
+
         records = [
-            tf.io.parse_example(batch, raw_feature_spec(S.DEMO_SCHEMA, with_labels=True))
-            for batch in tf.data.TFRecordDataset(
-                sorted(tf.io.gfile.glob(pattern)), compression_type="GZIP"
-            ).batch(4096)
+            tf.io.parse_example(
+                raw_splits.to_examples(batch), raw_feature_spec(S.DEMO_SCHEMA, with_labels=True)
+            )
+            for batch in raw_splits.read_batches(raw_splits.shards(str(examples), name))
+            if batch.num_rows
         ]
         columns = {
             key: np.concatenate([np.asarray(r[key]) for r in records])

@@ -42,29 +42,16 @@ def tokens(text: str) -> list[str]:
 
 
 def read_pairs(examples_dir: str, raw_schema: S.RawSchema, split: str = "test") -> pd.DataFrame:
-    """The raw pairs of one split as ingest wrote them (in its record order, as
+    """The raw pairs of one split as ingest wrote them (in its row order, as
     evaluate.score_split reads them): query, product id, title, the ranking features,
     impressions and labels, plus `query_text` and `product_text`, the texts the model reads
     (the query normalised and the product fields joined, as the transform does)."""
-    import tensorflow as tf
+    from components import raw_splits
 
-    from contract.features import raw_feature_spec
-
-    spec = raw_feature_spec(raw_schema, with_labels=True)
-    files = sorted(tf.io.gfile.glob(layout.split_pattern(examples_dir, split)))
-    if not files:
-        raise FileNotFoundError(f"no {split} records in {examples_dir}")
-    columns: dict[str, list] = {}
-    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
-        parsed = tf.io.parse_example(batch, spec)
-        for name, value in parsed.items():
-            if isinstance(value, tf.SparseTensor):
-                value = tf.sparse.to_dense(value, default_value=np.nan)
-            columns.setdefault(name, []).append(np.asarray(value).reshape(len(batch), -1)[:, 0])
-    frame = pd.DataFrame({k: np.concatenate(v) for k, v in columns.items()})
-    for name, feature in spec.items():
-        if feature.dtype == tf.string:
-            frame[name] = [v.decode("utf-8") for v in frame[name]]
+    try:
+        frame = raw_splits.read_split(examples_dir, split).to_pandas()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {split} split in {examples_dir}") from None
     frame["query_text"], frame["product_text"] = model_texts(frame)
     return frame
 
@@ -240,7 +227,7 @@ def score_references(
 def _has_split(examples_dir: str, split: str) -> bool:
     import tensorflow as tf
 
-    return bool(tf.io.gfile.glob(layout.split_pattern(examples_dir, split)))
+    return bool(tf.io.gfile.glob(layout.raw_split_pattern(examples_dir, split)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,46 +23,35 @@ from contract import schema as S
 RELEVANCE = "relevance"  # the label's name in the metrics: "relevance/ndcg@5"
 
 
-def _spec(clicks: str) -> dict[str, tf.io.FixedLenFeature]:
-    return {
-        S.QUERY: tf.io.FixedLenFeature([], tf.string),
-        **{f: tf.io.FixedLenFeature([], tf.string, default_value="") for f in PRODUCT_TEXT_FIELDS},
-        clicks: tf.io.FixedLenFeature([], tf.int64),
-        S.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
-        S.POSITION: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
-    }
-
-
 def engagement_labels(
     file_pattern: str, encoder_preset: str, schema: S.RawSchema, cache_dir: str | None = None
 ):
-    """The 0-3 engagement relevance of every record matching `file_pattern` (raw tf.Examples,
-    files in name order, records in file order), with the similarity of `encoder_preset`; the
-    clicks are the count column of `schema`'s first task (the records' schema.json)."""
+    """The 0-3 engagement relevance of every row of the raw split files matching
+    `file_pattern` (Parquet, as ingest writes them; files in name order, rows in file order),
+    with the similarity of `encoder_preset`; the clicks are the count column of `schema`'s
+    first task (the split's schema.json)."""
+    from components import raw_splits
+
     clicks = schema.tasks[0].count
-    spec = _spec(clicks)
+    names = list(dict.fromkeys([S.QUERY, *PRODUCT_TEXT_FIELDS, clicks, S.IMPRESSIONS, S.POSITION]))
     files = sorted(tf.io.gfile.glob(file_pattern))
-    columns: dict[str, list] = {name: [] for name in spec}
-    queries: list[str] = []
-    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
-        parsed = tf.io.parse_example(batch, spec)
-        for name, value in parsed.items():
-            columns[name].extend(value.numpy().tolist())
-        queries.extend(v.decode("utf-8") for v in query_text(parsed[S.QUERY]).numpy())
-    if not queries:
+    columns: dict[str, list] = {name: [] for name in names}
+    for batch in raw_splits.read_batches(files, names):
+        for name in names:
+            columns[name].extend(batch.column(name).to_pylist())
+    if not columns[S.QUERY]:
         return np.zeros([0])
+    queries = [v.decode("utf-8") for v in query_text(tf.constant(columns[S.QUERY])).numpy()]
     texts = [
-        PRODUCT_TEXT_SEPARATOR.join(
-            v.decode("utf-8").strip() for v in fields if v.decode("utf-8").strip()
-        )
+        PRODUCT_TEXT_SEPARATOR.join(v.strip() for v in fields if v.strip())
         for fields in zip(*(columns[f] for f in PRODUCT_TEXT_FIELDS), strict=True)
     ]
     with tempfile.TemporaryDirectory(prefix="relevance-cache-") as scratch:
         similarity = encoder_similarity(queries, texts, encoder_preset, cache_dir or scratch)
     return engagement_relevance(
-        np.array([q.decode("utf-8") for q in columns[S.QUERY]], dtype=object),
-        np.asarray(columns[clicks]),
-        np.asarray(columns[S.IMPRESSIONS]),
-        np.asarray(columns[S.POSITION]),
+        np.array(columns[S.QUERY], dtype=object),
+        np.asarray(columns[clicks], np.int64),
+        np.asarray(columns[S.IMPRESSIONS], np.int64),
+        np.asarray(columns[S.POSITION], np.float32),
         similarity,
     )

@@ -139,7 +139,7 @@ def run_evaluation(
     schema = S.RawSchema.load(os.path.join(examples_dir, layout.SCHEMA_FILE))
     tasks = schema.task_names
     config = config.for_tasks(tasks)
-    test_pattern = layout.split_pattern(examples_dir, "test")
+    test_pattern = layout.raw_split_pattern(examples_dir, "test")
     candidate_dir = os.path.join(model_dir, layout.SAVED_MODEL_DIR)
     relevance = None
     if relevance_encoder:

@@ -1,8 +1,10 @@
 """Score a split with an exported model and compute every task's ranking metrics.
 
-The model is called through its `score_examples` signature on the serialized raw examples,
-exactly as serving will see them; the query, product, impressions and labels are parsed from
-the same records, so predictions and labels cannot drift apart.
+The split is read from ingest's Parquet files (`components.raw_splits`) a batch at a time;
+the model is called through its `score_examples` signature on the batch's rows serialized as
+raw tf.Examples (`raw_splits.to_examples`), exactly as serving will see them; the query,
+product, impressions and labels are taken from the same batch, so predictions and labels
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -31,21 +33,11 @@ SCORE_OUTPUT = "score"
 DEFAULT_KS = (1, 5, 10)
 
 
-def _parse_spec(
-    tasks: Sequence[str], counts: Sequence[str] = ()
-) -> dict[str, tf.io.FixedLenFeature]:
-    """The features read beside the model's outputs: identity, impressions, one label per
+def _read_columns(tasks: Sequence[str], counts: Sequence[str] = ()) -> list[str]:
+    """The columns read beside the model's outputs: identity, impressions, one label per
     task (ingest writes each task's 0/1 label under the task's name) and the `counts`
-    columns."""
-    return {
-        **{column: tf.io.FixedLenFeature([], tf.int64) for column in counts},
-        S.QUERY: tf.io.FixedLenFeature([], tf.string),
-        S.PRODUCT_ID: tf.io.FixedLenFeature([], tf.string),
-        S.IMPRESSIONS: tf.io.FixedLenFeature([], tf.int64),
-        # Only logs with markets have one: "" for the others.
-        S.MARKET: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        **{task: tf.io.FixedLenFeature([], tf.int64) for task in tasks},
-    }
+    columns. (The market too, when the split has one.)"""
+    return list(dict.fromkeys([*counts, S.QUERY, S.PRODUCT_ID, S.IMPRESSIONS, *tasks]))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -179,7 +171,8 @@ def score_split(
 
     Args:
         saved_model_dir: directory holding saved_model.pb.
-        file_pattern: glob of gzip-compressed TFRecord files of raw tf.Examples with labels.
+        file_pattern: glob of a raw split's Parquet files, as ingest writes them (with the
+            labels): `layout.raw_split_pattern`.
         tasks: the tasks to evaluate, in funnel order (the schema's `task_names`): each is a
             label feature of the records and an output of the model.
         batch_size: examples per signature call.
@@ -192,52 +185,62 @@ def score_split(
         raise ValueError(f"counts names tasks {sorted(set(counts) - set(tasks))} not scored")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    from components import raw_splits
+
     files = sorted(tf.io.gfile.glob(file_pattern))
     if not files:
-        raise FileNotFoundError(f"no TFRecord files match {file_pattern}")
+        raise FileNotFoundError(f"no Parquet files of a raw split match {file_pattern}")
     # Keep a reference to the loaded object: its variables back the signature.
     _loaded, scorer = _load_scorer(saved_model_dir)
     _check_signature(scorer, tasks, saved_model_dir)
-    spec = _parse_spec(tasks, sorted(set(counts.values())))
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
+    wanted = _read_columns(tasks, sorted(set(counts.values())))
 
-    parts: dict[str, list[np.ndarray]] = {}
-    for batch in records:
-        n = int(batch.shape[0])
-        try:
-            parsed = tf.io.parse_example(batch, spec)
-        except tf.errors.InvalidArgumentError as err:
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
+    parts[S.MARKET] = []
+    parts.update({f"out:{name}": [] for name in (*tasks, SCORE_OUTPUT)})
+    for batch in raw_splits.read_batches(files, batch_size=batch_size):
+        n = batch.num_rows
+        missing = [name for name in wanted if name not in batch.schema.names]
+        if missing:
             raise ValueError(
-                f"records under {file_pattern} do not carry the evaluation features "
-                f"{sorted(spec)}: {err.message}"
-            ) from err
-        outputs = scorer(**{SIGNATURE_INPUT: batch})
+                f"the split under {file_pattern} does not carry the evaluation features "
+                f"{sorted(wanted)}: {missing} missing"
+            )
+        if not n:
+            continue
+        outputs = scorer(**{SIGNATURE_INPUT: tf.constant(raw_splits.to_examples(batch))})
         _check_outputs(outputs, tasks, n, saved_model_dir)
-        # Labels and outputs share the task names: outputs are kept under "out:<name>".
-        for name, tensor in parsed.items():
-            parts.setdefault(name, []).append(tensor.numpy())
-        for name in (*tasks, SCORE_OUTPUT):
-            parts.setdefault(f"out:{name}", []).append(outputs[name].numpy())
-
-    if not parts:
-        # An empty split is scored as empty: every metric is then undefined (NaN), so the
-        # gate refuses the model and says why, instead of the run failing here.
-        parts = {name: [np.zeros([0], f.dtype.as_numpy_dtype)] for name, f in spec.items()}
-        parts.update(
-            {f"out:{name}": [np.zeros([0], np.float32)] for name in (*tasks, SCORE_OUTPUT)}
+        for name in wanted:
+            parts[name].append(batch.column(name).to_numpy(zero_copy_only=False))
+        # Only logs with markets have one: "" for the others.
+        market = batch.column(S.MARKET) if S.MARKET in batch.schema.names else None
+        parts[S.MARKET].append(
+            np.full(n, "", object) if market is None else market.to_numpy(zero_copy_only=False)
         )
-    columns = {key: np.concatenate(values) for key, values in parts.items()}
+        # Labels and outputs share the task names: outputs are kept under "out:<name>".
+        for name in (*tasks, SCORE_OUTPUT):
+            parts[f"out:{name}"].append(outputs[name].numpy())
+
+    # An empty split is scored as empty: every metric is then undefined (NaN), so the gate
+    # refuses the model and says why, instead of the run failing here.
+    text_columns = (S.QUERY, S.PRODUCT_ID, S.MARKET)
+    empty = {name: np.zeros([0], object if name in text_columns else np.int64) for name in parts}
+    columns = {
+        key: np.concatenate(values) if values else empty[key] for key, values in parts.items()
+    }
+    for key in (f"out:{name}" for name in (*tasks, SCORE_OUTPUT)):
+        columns[key] = columns[key].astype(np.float64)
 
     def text(column: str) -> np.ndarray:
-        return np.array([v.decode("utf-8") for v in columns[column]], dtype=object)
+        return np.asarray(columns[column], dtype=object)
 
     return ScoredSplit(
         query=text(S.QUERY),
         product_id=text(S.PRODUCT_ID),
         impressions=columns[S.IMPRESSIONS],
         labels={task: columns[task] for task in tasks},
-        predictions={task: columns[f"out:{task}"].astype(np.float64) for task in tasks},
-        score=columns[f"out:{SCORE_OUTPUT}"].astype(np.float64),
+        predictions={task: columns[f"out:{task}"] for task in tasks},
+        score=columns[f"out:{SCORE_OUTPUT}"],
         market=text(S.MARKET),
         counts={task: columns[column] for task, column in counts.items()} if counts else None,
     )

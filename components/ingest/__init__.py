@@ -1,4 +1,4 @@
-"""Ingest: read the raw engagement log, validate, filter, split by query, write TFRecords.
+"""Ingest: read the raw engagement log, validate, filter, split by query, write Parquet.
 
 `run_ingest` (in `job`) is the entry point; `demo_data` generates the embedded demo shop.
 The names below are imported lazily, so `components.ingest.component` stays light to import.

@@ -62,7 +62,7 @@ def main(
     max_bad_share: float,
     beam_args: tuple[str, ...],
 ) -> None:
-    """Validate, filter and split a raw engagement log into train/eval/test TFRecords."""
+    """Validate, filter and split a raw engagement log into train/eval/test Parquet files."""
     try:
         schema = S.resolve_schema(schema_path)
     except (OSError, ValueError) as err:

@@ -47,11 +47,15 @@ class KeptRows:
     """The usable rows of one block that go to one split, as typed columns: every text column
     (list of str, stripped), the funnel counts (int64), position (float64, 0 = unknown) and
     the ranking features (float64, NaN where an optional one is absent); `queries` holds the
-    split's distinct normalised queries among them."""
+    split's distinct normalised queries among them. `file_index` and `first_row` place the
+    block in the input (the index of its file among the run's files, and its first row), the
+    order in which the split's files are written."""
 
     split: str
     columns: dict[str, Any]
     queries: set[str]
+    file_index: int = 0
+    first_row: int = 0
 
     def __len__(self) -> int:
         return len(self.columns[S.QUERY])

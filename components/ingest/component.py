@@ -24,10 +24,11 @@ def ingest(
     max_bad_share: float = 0.1,
     beam_pipeline_args: list = [],  # noqa: B006 (kfp parameters declare defaults this way)
 ):
-    """Ingest a raw engagement log into train/eval/test TFRecords; see components/ingest/step.py.
+    """Ingest a raw engagement log into train/eval/test Parquet splits; see
+    components/ingest/step.py.
 
     Args:
-        examples: train/, eval/, test/, dead_letter/, counts.json, schema.json, statistics.json,
+        examples: train/, eval/, test/ (Parquet, typed by the schema), dead_letter/, counts.json, schema.json, statistics.json,
             statistics/ (TFDV's FeatureStats.pb per split, the drift as Anomalies), views.
         statistics: the statistics as one HTML page: rows, queries and label rates per split,
             the drift against train, every feature of every split with its histogram.

@@ -1,4 +1,4 @@
-"""The Beam ingest job: read, validate, filter, split and write TFRecords, as named
+"""The Beam ingest job: read, validate, filter, split and write Parquet, as named
 PTransforms (each tested on its own with Beam's TestPipeline):
 
     files -> ReadRows -> ValidateRows -+-> kept -> WriteSplits (by query) -> train/eval/test
@@ -8,8 +8,7 @@ PTransforms (each tested on its own with Beam's TestPipeline):
 
 Rows travel in blocks of a few thousand (`blocks.RowBlock`: Arrow tables from pyarrow's CSV,
 JSON and Parquet readers, or the row reader's records), so Beam's cost per element is paid per
-block; validation (`columnar`), the tf.Example encoding (tfx_bsl's C++ encoder) and the
-statistics run over columns.
+block; validation (`columnar`), the statistics and the Parquet writes run over columns.
 
 A (query, product_id) pair must come once: the first occurrence (by file, then row) is
 validated as usual and every later one is dead-lettered as `duplicate_pair`, naming the first.
@@ -17,7 +16,8 @@ Finding them reads the files twice (the second pass keeps only the pair's 16-byt
 its position, in numpy arrays, ~28 bytes per row), so the rows themselves stream.
 
 Output directory (names from `contract.layout`):
-    train/ eval/ test/   data-NNNNN-of-NNNNN.tfrecord.gz (gzip TFRecords of tf.train.Example)
+    train/ eval/ test/   data-SSSSS-of-NNNNN.parquet: the kept rows of input file SSSSS of
+                         NNNNN, typed (`components.raw_splits`)
     dead_letter/         dead_letter-NNNNN-of-NNNNN.jsonl
     schema.json          the RawSchema the rows were validated against
     counts.json          IngestCounts
@@ -48,12 +48,11 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from components import disk_faults, tfrecords
+from components import disk_faults, raw_splits
 from components.beam_runner import INGEST_WORKER_BYTES, local_workers, make_pipeline
 from components.ingest import (
     columnar,
     errors,
-    examples,
     sources,
     statistics,
     statistics_files,
@@ -226,15 +225,20 @@ class _Validate(beam.DoFn):
         self._events.update(outcome.events)
         for letter in outcome.dead_letters:
             yield beam.pvalue.TaggedOutput(_DEAD, letter)
-        yield from outcome.kept
+        file_index = self._files.index(block.source) if block.source in self._files else 0
+        for kept in outcome.kept:
+            kept.file_index, kept.first_row = file_index, _first_row(block)
+            yield kept
+
+
+def _first_row(block: RowBlock) -> int:
+    if block.table is None and block.records:
+        return block.records[0].row
+    return block.first_row
 
 
 def _split_index(kept: columnar.KeptRows, num_partitions: int) -> int:
     return S.SPLITS.index(kept.split)
-
-
-def _framed_examples(kept: columnar.KeptRows, schema: S.RawSchema) -> bytes:
-    return tfrecords.frame(examples.to_examples(kept, schema))
 
 
 def _query_digests(kept: columnar.KeptRows) -> tuple[str, np.ndarray]:
@@ -323,22 +327,18 @@ class ValidateRows(beam.PTransform):
 
 
 class WriteSplits(beam.PTransform):
-    """KeptRows -> one set of tf.Example TFRecord shards per split under `output_dir`."""
+    """KeptRows -> each split's Parquet files under `output_dir`, one per input file (`files`:
+    how many were read), each in its input file's row order (`raw_splits.WriteShards`)."""
 
-    def __init__(self, output_dir: str, schema, label=None):
+    def __init__(self, output_dir: str, schema, files: int, label=None):
         super().__init__(label)
-        self._output_dir, self._schema = output_dir, schema
+        self._output_dir, self._schema, self._files = output_dir, schema, files
 
     def expand(self, kept):
         parts = kept | "BySplit" >> beam.Partition(_split_index, len(S.SPLITS))
         for name, part in zip(S.SPLITS, parts, strict=True):
-            _ = (
-                part
-                | f"ToExamples[{name}]" >> beam.Map(_framed_examples, schema=self._schema)
-                | f"Write[{name}]"
-                >> tfrecords.WriteTFRecordBlocks(
-                    layout.split_prefix(self._output_dir, name), layout.RECORD_SUFFIX
-                )
+            _ = part | f"Write[{name}]" >> beam.ParDo(
+                raw_splits.WriteShards(self._output_dir, name, self._files, self._schema)
             )
         return kept.pipeline
 
@@ -387,7 +387,7 @@ def build_pipeline(
         >> ValidateRows(schema, encoding, funnel_policy, [f.path for f in inputs], duplicates)
     )
     kept = checked.kept
-    _ = kept | "WriteSplits" >> WriteSplits(output_dir, schema)
+    _ = kept | "WriteSplits" >> WriteSplits(output_dir, schema, len(inputs))
     _ = (
         kept
         | "BySplitName" >> beam.Map(lambda k: (k.split, k))
@@ -431,7 +431,7 @@ def write_stages(output_dir: str) -> dict[str, str]:
 
 def _output_patterns(output_dir: str) -> list[str]:
     """Every file `run_ingest` writes into `output_dir` (globs for the shards)."""
-    return [layout.split_pattern(output_dir, s) for s in S.SPLITS] + [
+    return [layout.raw_split_pattern(output_dir, s) for s in S.SPLITS] + [
         dead_letter_pattern(output_dir),
         os.path.join(output_dir, _EVENTS_FILE),
         os.path.join(output_dir, _STATISTICS_PART),
@@ -490,13 +490,13 @@ def _write_text(path: str, text: str) -> None:
         fh.write(text.encode("utf-8"))
 
 
-def _ensure_split_files(output_dir: str) -> None:
-    """Give every split at least one (empty) shard, so downstream globs always match."""
+def _ensure_split_files(output_dir: str, files: int, schema: S.RawSchema) -> None:
+    """Give every split at least one (empty) file, so downstream globs always match."""
     for name in S.SPLITS:
-        if not FileSystems.match([layout.split_pattern(output_dir, name)])[0].metadata_list:
-            path = f"{layout.split_prefix(output_dir, name)}-00000-of-00001{layout.RECORD_SUFFIX}"
+        if not FileSystems.match([layout.raw_split_pattern(output_dir, name)])[0].metadata_list:
+            path = layout.raw_shard_path(output_dir, name, 0, files)
             with disk_faults.writing(path):
-                FileSystems.create(path, compression_type=CompressionTypes.GZIP).close()
+                raw_splits.write_empty_shard(output_dir, name, files, schema)
 
 
 def run_ingest(
@@ -548,7 +548,7 @@ def run_ingest(
     if counts.rows_read == 0:
         names = ", ".join(f.path for f in inputs)
         raise IngestError(f"no data rows in {names}: the input has a header or schema but no rows")
-    _ensure_split_files(output_dir)
+    _ensure_split_files(output_dir, len(inputs), schema)
     _write_text(os.path.join(output_dir, layout.SCHEMA_FILE), schema.to_json())
     _write_text(os.path.join(output_dir, layout.COUNTS_FILE), counts.to_json())
     logger.info("ingest counts: %s", counts.summary())

@@ -1,11 +1,13 @@
-"""The ingest step: a raw search engagement log into train/eval/test TFRecords.
+"""The ingest step: a raw search engagement log into train/eval/test Parquet splits.
 
 Reads one row per (query, product) pair from CSV, JSONL or Parquet, validates every row
 against the raw schema, drops pairs with 5 or fewer impressions, and splits 80/10/10 by a
-stable hash of the query, so no query is in two splits. Kept rows become tf.Examples with
-the product text, ranking features, funnel counts and the click / add-to-cart / purchase
-labels, in gzip TFRecords under train/, eval/ and test/. Rows that break the schema are
-written to dead_letter/ as JSON lines with the file, row, reason, field and a message.
+stable hash of the query, so no query is in two splits. Kept rows, with the product text,
+ranking features, funnel counts and the click / add-to-cart / purchase labels, are written
+as typed Parquet files under train/, eval/ and test/ (`components.raw_splits`; tf.Examples
+are made from them where needed: `python -m components.ingest.export`). Rows that break the
+schema are written to dead_letter/ as JSON lines with the file, row, reason, field and a
+message.
 counts.json (also in the artifact's metadata) gives rows read, kept, filtered and
 dead-lettered by reason, and rows and queries per split; schema.json records the schema;
 statistics.json holds per-split statistics and the drift against train; statistics/ the same

@@ -21,7 +21,8 @@ def transform(
     preprocessing.
 
     Args:
-        examples: the ingest output (train/eval/test raw tf.Examples and the schema).
+        examples: the ingest output (train/eval/test Parquet splits and the schema), read as
+            Arrow record batches.
         transform_graph: the tensorflow-transform output directory (transform_fn,
             transformed_metadata) plus the raw schema.
         transformed_examples: transformed tf.Examples per split.

@@ -1,5 +1,7 @@
 """The transform Beam job: analyze the training split, transform every split.
 
+Input: ingest's raw splits, Parquet files read as Arrow record batches
+(`raw_splits.ReadListBatches`): no tf.Example is decoded on the way.
 Output: a TFT output directory (transform_fn/ + transformed_metadata/, loadable with
 `tft.TFTransformOutput`) and gzip TFRecords of transformed tf.Examples per split.
 """
@@ -17,9 +19,8 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
-from tfx_bsl.public import tfxio
 
-from components import tfrecords
+from components import raw_splits, tfrecords
 from components.beam_runner import (
     TRANSFORM_MIN_BYTES_PER_WORKER,
     TRANSFORM_WORKER_BYTES,
@@ -46,17 +47,17 @@ def load_raw_schema(examples_dir: str) -> S.RawSchema:
 
 def _check_inputs(examples_dir: str) -> None:
     for split in S.SPLITS:
-        if not tf.io.gfile.glob(layout.split_pattern(examples_dir, split)):
+        if not tf.io.gfile.glob(layout.raw_split_pattern(examples_dir, split)):
             raise TransformError(
-                f"no {split} records in {examples_dir} "
-                f"(expected {layout.split_pattern(examples_dir, split)})"
+                f"no {split} split in {examples_dir} "
+                f"(expected {layout.raw_split_pattern(examples_dir, split)})"
             )
 
 
 def _train_shard_sizes(examples_dir: str) -> list[int]:
-    """The sizes of the train split's shards: the local job runs on at most one worker per
-    shard (`beam_runner.local_workers`), since a worker reads a shard whole."""
-    shards = tf.io.gfile.glob(layout.split_pattern(examples_dir, "train"))
+    """The sizes of the train split's files: the local job runs on at most one worker per
+    file (`beam_runner.local_workers`)."""
+    shards = tf.io.gfile.glob(layout.raw_split_pattern(examples_dir, "train"))
     return [tf.io.gfile.stat(path).length for path in shards]
 
 
@@ -128,35 +129,25 @@ def build_transform(
     """Add the analyze and transform steps to `pipeline` (inside a `tft_beam.Context`)."""
     schema_proto = schema_utils.schema_from_feature_spec(raw_feature_spec(raw_schema))
     fn = functools.partial(preprocessing_fn, raw_schema=raw_schema)
-
-    def source(split: str) -> tfxio.TFExampleRecord:
-        return tfxio.TFExampleRecord(
-            file_pattern=layout.split_pattern(examples_dir, split),
-            telemetry_descriptors=["mlpr", "transform"],
-            schema=schema_proto,
-        )
+    # The batches' columns are one-value lists, the tensors those of the raw feature spec:
+    # what tf.Examples of the same rows would give.
+    config = raw_splits.tensor_adapter_config(raw_schema, schema_proto)
 
     def read(split: str, label: str):
-        # The records are read a file at a time and decoded in batches with the decoder and
-        # schema of the split's TFXIO (its TensorAdapterConfig describes the batches).
-        pattern = layout.split_pattern(examples_dir, split)
-        return pipeline | label >> tfrecords.ReadExampleBatches(pattern, schema_proto)
+        pattern = layout.raw_split_pattern(examples_dir, split)
+        return pipeline | label >> raw_splits.ReadListBatches(pattern)
 
-    train = source("train")
     raw_train = read("train", "ReadTrain")
-    transform_fn = (raw_train, train.TensorAdapterConfig()) | "Analyze" >> (
-        tft_beam.AnalyzeDataset(fn)
-    )
+    transform_fn = (raw_train, config) | "Analyze" >> tft_beam.AnalyzeDataset(fn)
     _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_output_dir)
 
     for split in S.SPLITS:
-        # Every split, train included, is read again for the transform: reusing the analyzed
-        # train PCollection would make the local runner hold all of it in memory until the
-        # analysis (the transform's side input) is done.
-        split_source = train if split == "train" else source(split)
+        # Every split, train included, is read again for the transform (a Parquet read is
+        # cheap): reusing the analyzed train PCollection would make the local runner hold all
+        # of it in memory until the analysis (the transform's side input) is done.
         raw = read(split, f"Read{split}")
         transformed, metadata = (
-            (raw, split_source.TensorAdapterConfig()),
+            (raw, config),
             transform_fn,
         ) | f"Transform{split}" >> tft_beam.TransformDataset(output_record_batches=True)
         encoder = metadata.deferred_metadata | f"Encoder{split}" >> beam.Map(

@@ -20,7 +20,6 @@ from components import disk_faults
 from components.ingest import job, statistics_files
 from components.ingest import step as ingest_step_module
 from components.push.publish import PushOutputs, push_step
-from components.tfrecords import read_records
 from contract import layout
 from contract import schema as S
 from serving import tfs_config
@@ -187,17 +186,12 @@ def _ingest(output_dir, view) -> dict:
 
 
 def _ingested(output_dir) -> dict:
-    """What a later step reads: the counts, the schema, and each split's examples (serialized
-    with their features in a fixed order)."""
-    import tensorflow as tf
+    """What a later step reads: the counts, the schema, and each split's files (the same
+    input gives the same bytes)."""
 
-    def examples(split: str) -> list[bytes]:
-        shards = sorted(output_dir.glob(f"{split}/data-*{layout.RECORD_SUFFIX}"))
-        return sorted(
-            tf.train.Example.FromString(record).SerializeToString(deterministic=True)
-            for path in shards
-            for record in read_records(str(path))
-        )
+    def examples(split: str) -> list[tuple[str, bytes]]:
+        shards = sorted(output_dir.glob(f"{split}/data-*{layout.SPLIT_SUFFIX}"))
+        return [(path.name, path.read_bytes()) for path in shards]
 
     return {
         "counts": (output_dir / layout.COUNTS_FILE).read_text(),

@@ -96,8 +96,8 @@ def dataset(tmp_path, raw_dataset_writer):
     # A second shard, to check every file of the split is read.
     other = str(tmp_path / "other")
     raw_dataset_writer(other, {"test": ROWS[4:]}, FEATURES)
-    (shard,) = tf.io.gfile.glob(layout.split_pattern(other, "test"))
-    shutil.copy(shard, layout.split_prefix(root, "test") + "-00001-of-00002" + layout.RECORD_SUFFIX)
+    (shard,) = tf.io.gfile.glob(layout.raw_split_pattern(other, "test"))
+    shutil.copy(shard, layout.raw_shard_path(root, "test", 1, 2))
     return root
 
 
@@ -106,7 +106,7 @@ def saved_model(model_dir: str) -> str:
 
 
 def records_of(root: str) -> str:
-    return layout.split_pattern(root, "test")
+    return layout.raw_split_pattern(root, "test")
 
 
 class TestScoreSplit:
@@ -136,8 +136,8 @@ class TestScoreSplit:
         assert math.isnan(m["click/auc"]) and math.isnan(m["purchase/ndcg@5"])
 
     def test_no_files_is_a_clear_error(self, tmp_path, models):
-        pattern = str(tmp_path / "nothing" / "data-*.tfrecord.gz")
-        with pytest.raises(FileNotFoundError, match="no TFRecord files match"):
+        pattern = str(tmp_path / "nothing" / "data-*.parquet")
+        with pytest.raises(FileNotFoundError, match="no Parquet files of a raw split match"):
             score_split(saved_model(models["good"]), pattern, S.DEFAULT_TASKS)
 
     def test_missing_signature_is_a_clear_error(self, tmp_path, dataset):

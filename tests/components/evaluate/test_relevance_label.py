@@ -37,7 +37,7 @@ def split(tmp_path_factory):
     from conftest import write_raw_dataset
 
     root = write_raw_dataset(str(tmp_path_factory.mktemp("relevance")), {"test": ROWS}, FEATURES)
-    return layout.split_pattern(root, "test")
+    return layout.raw_split_pattern(root, "test")
 
 
 def similarity_of_rows(cache: str) -> np.ndarray:
@@ -76,7 +76,7 @@ def test_the_clicks_are_the_first_tasks_count(tmp_path):
     )
     root = write_raw_dataset(str(tmp_path / "views"), {"test": rows}, schema)
     labels = engagement_labels(
-        layout.split_pattern(root, "test"), "tiny", schema, str(tmp_path / "cache")
+        layout.raw_split_pattern(root, "test"), "tiny", schema, str(tmp_path / "cache")
     )
     expected = engagement_relevance(
         np.array([r[S.QUERY] for r in ROWS]),
@@ -87,7 +87,7 @@ def test_the_clicks_are_the_first_tasks_count(tmp_path):
     )
     np.testing.assert_allclose(labels, expected, rtol=1e-6)
     clicks = engagement_labels(
-        layout.split_pattern(root, "test"), "tiny", FEATURES, str(tmp_path / "cache")
+        layout.raw_split_pattern(root, "test"), "tiny", FEATURES, str(tmp_path / "cache")
     )
     assert not np.allclose(labels, clicks)
 

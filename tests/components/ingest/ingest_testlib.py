@@ -166,17 +166,21 @@ def write_bad_jsonl(path: Path) -> Path:
 def read_split(
     output_dir: str | Path, split: str, raw_schema: S.RawSchema = S.DEMO_SCHEMA
 ) -> list[dict]:
-    """Every example of a split, parsed with `contract.features.raw_feature_spec`, as plain Python dicts."""
+    """Every row of a split as a tf.Example (`raw_splits.to_examples`), parsed with
+    `contract.features.raw_feature_spec`, as plain Python dicts."""
     import tensorflow as tf
 
-    files = sorted(glob.glob(layout.split_pattern(str(output_dir), split)))
-    assert files, f"no shard for split {split} in {output_dir}"
+    from components import raw_splits
     from contract.features import raw_feature_spec
 
+    files = sorted(glob.glob(layout.raw_split_pattern(str(output_dir), split)))
+    assert files, f"no shard for split {split} in {output_dir}"
     spec = raw_feature_spec(raw_schema)
     rows = []
-    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024):
-        parsed = tf.io.parse_example(batch, spec)
+    for batch in raw_splits.read_batches(files, batch_size=1024):
+        if not batch.num_rows:
+            continue
+        parsed = tf.io.parse_example(raw_splits.to_examples(batch), spec)
         columns = {}
         for name, tensor in parsed.items():
             if isinstance(tensor, tf.sparse.SparseTensor):

@@ -169,7 +169,7 @@ def test_jsonl_reads_like_csv(rejected, from_jsonl):
 
 def test_rerun_replaces_earlier_output(bad_csv, rejected, tmp_path):
     out, counts = rejected
-    stale = out / "train" / f"data-00001-of-00002{layout.RECORD_SUFFIX}"
+    stale = out / "train" / f"data-00001-of-00002{layout.SPLIT_SUFFIX}"
     stale.write_bytes(b"left over from an earlier run")
     assert run_ingest(str(bad_csv), str(out), S.DEMO_SCHEMA) == counts
     assert not stale.exists()
@@ -278,12 +278,13 @@ def test_numbers_too_long_for_int_or_float_are_dead_letters_in_csv_and_jsonl(tmp
 
 
 def test_a_failed_run_leaves_no_temporary_folders(bad_csv, tmp_path, monkeypatch):
-    """Beam's write sinks make beam-temp-* folders beside counts.json and in train/, eval/,
-    test/ and dead_letter/; a run that stops (a broken file, or any failure inside the job)
-    deletes them all."""
+    """Beam's write sinks make beam-temp-* folders beside counts.json and in dead_letter/,
+    and the split writer one in train/, eval/ and test/ for each file it writes; a run that
+    stops (a broken file, or any failure inside the job, here right after a split's first
+    rows were written) deletes them all."""
     import gzip
 
-    from components.ingest import columnar
+    from components import raw_splits
 
     truncated = tmp_path / "log.csv.gz"
     packed = gzip.compress(bad_csv.read_bytes() * 50)
@@ -291,12 +292,16 @@ def test_a_failed_run_leaves_no_temporary_folders(bad_csv, tmp_path, monkeypatch
     with pytest.raises(errors.IngestError, match="truncated or corrupt"):
         run_ingest(str(truncated), str(tmp_path / "broken"), S.DEMO_SCHEMA)
 
-    def crash(*args, **kwargs):
+    written = raw_splits._Shard.add
+
+    def crash(shard, batch):
+        written(shard, batch)
         raise RuntimeError("a failure inside the job")
 
-    monkeypatch.setattr(columnar, "check_block", crash)
+    monkeypatch.setattr(raw_splits._Shard, "add", crash)
     with pytest.raises(RuntimeError, match="a failure inside the job"):
         run_ingest(str(bad_csv), str(tmp_path / "crashed"), S.DEMO_SCHEMA)
+    assert (tmp_path / "crashed" / "train").is_dir()  # the split writer had started
     for out in ("broken", "crashed"):
-        assert (tmp_path / out / "train").is_dir()  # the sinks had started
         assert sorted(str(p) for p in (tmp_path / out).rglob("beam-temp-*")) == []
+        assert not list((tmp_path / out).rglob("*.parquet"))

@@ -178,3 +178,36 @@ def test_repeated_input_reads_every_file_once(tmp_path):
     assert result.output.splitlines()[0].startswith(f"read {len(log)} rows: ")
     counts = json.loads((out / layout.COUNTS_FILE).read_text())
     assert counts["rows_read"] == len(log)
+
+
+def test_export_writes_the_splits_as_tfrecords(tmp_path):
+    import tensorflow as tf
+
+    from components.ingest.export import main as export
+    from components.ingest.job import run_ingest
+    from contract.features import raw_feature_spec
+
+    source = tmp_path / "log.csv"
+    with source.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, HEADER)
+        writer.writeheader()
+        writer.writerows(good_row(query=f"query {i}", product_id=f"p{i}") for i in range(40))
+    run_ingest(str(source), str(tmp_path / "out"), S.DEMO_SCHEMA)
+    result = CliRunner().invoke(
+        export, ["--examples", str(tmp_path / "out"), "--output", str(tmp_path / "tfr")]
+    )
+    assert result.exit_code == 0, result.output
+    spec = raw_feature_spec(S.DEMO_SCHEMA)
+    queries = []
+    for split in S.SPLITS:
+        files = sorted(tf.io.gfile.glob(layout.split_pattern(str(tmp_path / "tfr"), split)))
+        assert [os.path.basename(f) for f in files] == [
+            f"data-00000-of-00001{layout.RECORD_SUFFIX}"
+        ]
+        for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(100):
+            queries += [q.decode() for q in tf.io.parse_example(batch, spec)[S.QUERY].numpy()]
+    assert sorted(queries) == sorted(f"query {i}" for i in range(40))
+    missing = CliRunner().invoke(
+        export, ["--examples", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")]
+    )
+    assert missing.exit_code == 2 and "no train split in" in missing.output

@@ -49,7 +49,7 @@ def test_demo_run_fills_the_output_and_the_metadata(tmp_path):
     assert page.startswith("<!DOCTYPE html>") and "Ingest statistics" in page
     assert (tmp_path / "examples" / "demo_input" / "demo.csv").exists()
     for split in ("train", "eval", "test"):
-        assert list((tmp_path / "examples" / split).glob(f"data-*{layout.RECORD_SUFFIX}"))
+        assert list((tmp_path / "examples" / split).glob(f"data-*{layout.SPLIT_SUFFIX}"))
 
 
 @pytest.mark.parametrize(

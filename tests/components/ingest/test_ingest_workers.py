@@ -1,11 +1,11 @@
-"""Ingest on two local worker processes writes what it writes on one: the same records in
-every split, counts.json, dead letters, statistics.json and TFDV statistics, byte for byte
-where the files are the job's own (components/beam_runner.py).
+"""Ingest on two local worker processes writes what it writes on one: the same split files,
+counts.json, dead letters, statistics.json and TFDV statistics, byte for byte where the files
+are the job's own (components/beam_runner.py).
 
 The input is the pinned demo-shop input of test_ingest_golden.py (four CSV files, every kind
 of dead letter), so both runs also match the pinned fingerprint. With two workers the files
-are dealt out to both, and each writes its own shard of a split: a split has two shards
-instead of one.
+are dealt out to both; a split's Parquet files are one per input file either way
+(components/raw_splits.py), so they are the same files, byte for byte.
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ from components.ingest.job import run_ingest  # noqa: E402
 from contract import layout  # noqa: E402
 from contract import schema as S  # noqa: E402
 
+SPLIT_FILES = sorted(
+    f"{split}/data-{index:05d}-of-00004{layout.SPLIT_SUFFIX}"
+    for split in S.SPLITS
+    for index in range(3)  # the fourth file's rows are all dead letters or repeated pairs
+)
 WRITTEN = [
+    *SPLIT_FILES,
     layout.COUNTS_FILE,
     layout.SCHEMA_FILE,
     "statistics.json",
@@ -45,13 +51,14 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def _shards(output_dir: Path, split: str) -> int:
-    return len(list((output_dir / split).glob(f"*{layout.RECORD_SUFFIX}")))
+def _split_files(output_dir: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(output_dir)) for p in output_dir.glob(f"*/data-*{layout.SPLIT_SUFFIX}")
+    )
 
 
-def test_two_workers_write_two_shards_of_the_same_records(runs):
-    assert [_shards(runs["one"], s) for s in S.SPLITS] == [1, 1, 1]
-    assert _shards(runs["two"], "train") == 2  # both workers read a demo-log file
+def test_two_workers_write_the_same_split_files(runs):
+    assert _split_files(runs["one"]) == _split_files(runs["two"]) == SPLIT_FILES
     one, two = fingerprint(runs["one"]), fingerprint(runs["two"])
     assert two == one
     assert one == json.loads(GOLDEN.read_text())
@@ -62,10 +69,17 @@ def test_two_workers_write_the_same_counts_and_statistics(runs):
         assert (runs["two"] / name).read_bytes() == (runs["one"] / name).read_bytes(), name
 
 
-def test_a_small_input_runs_in_one_process_by_default(runs, tmp_path):
+def test_a_small_input_runs_in_one_process_by_default(runs, tmp_path, monkeypatch):
+    from components.ingest import job
+
+    picked = []
+    real = job.make_pipeline
+    monkeypatch.setattr(job, "make_pipeline", lambda args, n: picked.append(n) or real(args, n))
     inputs = runs["one"].parent / "inputs"
     run_ingest(str(inputs / "*.csv"), str(tmp_path / "default"), S.DEMO_SCHEMA)
-    assert [_shards(tmp_path / "default", s) for s in S.SPLITS] == [1, 1, 1]
+    assert picked == [1]
+    for name in SPLIT_FILES:
+        assert (tmp_path / "default" / name).read_bytes() == (runs["one"] / name).read_bytes()
 
 
 def test_a_broken_file_read_by_a_worker_stops_the_run_with_its_one_line(tmp_path, caplog):

@@ -165,8 +165,9 @@ def _train_eval_queries(root) -> set:
 
 
 def _raw_test_examples(root) -> list[bytes]:
-    files = tf.io.gfile.glob(layout.split_pattern(str(root / "raw"), "test"))
-    return list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+    from conftest import raw_examples
+
+    return raw_examples(str(root / "raw"), "test")
 
 
 def test_a_second_run_reuses_the_cache_and_trains_the_same_model(frozen_run, tmp_path):

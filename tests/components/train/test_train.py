@@ -11,7 +11,13 @@ import tensorflow_transform as tft
 from components.train.config import TrainConfig
 from components.train.inputs import make_dataset, split_files
 from components.train.training import fit_ranker, run_training
-from conftest import make_raw_example, synthetic_rows, synthetic_splits, transformed_dataset
+from conftest import (
+    make_raw_example,
+    raw_examples,
+    synthetic_rows,
+    synthetic_splits,
+    transformed_dataset,
+)
 from contract import layout
 from contract import schema as S
 from model.config import RankerConfig
@@ -68,10 +74,7 @@ def test_saved_model_scores_raw_examples_like_the_keras_model(trained):
     ids, keras_preds = _keras_predictions(root, model)
 
     loaded = tf.saved_model.load(str(root / "model" / layout.SAVED_MODEL_DIR))
-    raw_files = tf.io.gfile.glob(layout.split_pattern(raw, "eval"))
-    serialized = list(
-        tf.data.TFRecordDataset(raw_files, compression_type="GZIP").as_numpy_iterator()
-    )
+    serialized = raw_examples(raw, "eval")
     out = loaded.signatures["score_examples"](examples=tf.constant(serialized))
     raw_ids = [
         tf.train.Example.FromString(s).features.feature[S.PRODUCT_ID].bytes_list.value[0]
@@ -153,7 +156,7 @@ def test_the_best_epoch_ranks_the_eval_split_best_and_is_kept(trained, tmp_path)
 
     scored = score_split(
         str(root / "model" / layout.SAVED_MODEL_DIR),
-        layout.split_pattern(raw, "eval"),
+        layout.raw_split_pattern(raw, "eval"),
         S.DEFAULT_TASKS,
     )
     values = [

@@ -183,7 +183,7 @@ def test_in_memory_analyze_and_transform_matches_formula(tmp_path):
 
 def test_missing_split_is_a_clear_error(tmp_path):
     raw = write_raw_dataset(str(tmp_path / "raw"), {"train": TRAIN, "eval": EVAL}, SCHEMA)
-    with pytest.raises(TransformError, match="no test records"):
+    with pytest.raises(TransformError, match="no test split"):
         run_transform(raw, str(tmp_path / "o"), str(tmp_path / "e"))
 
 
