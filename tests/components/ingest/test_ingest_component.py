@@ -35,5 +35,5 @@ def test_compiles_with_documented_inputs(tmp_path):
     executor = spec["deploymentSpec"]["executors"]["exec-ingest"]["container"]
     assert executor["image"] == BASE_IMAGE
     description = ingest.component_spec.description
-    assert description.startswith("Ingest a raw engagement log into train/eval/test TFRecords")
+    assert description.startswith("Ingest a raw engagement log into train/eval/test Parquet splits")
     assert "components/ingest/step.py" in description  # where the step is documented
